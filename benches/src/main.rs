@@ -1,0 +1,208 @@
+//! `rask-bench`: rask next to bare DataFusion, on the same data, in the same run.
+//!
+//! ```text
+//! cargo build --release -p rask-cli -p rask-bench
+//! target/release/rask-bench walkthrough --runs 10
+//! ```
+//!
+//! Each measurement runs both sides alternately, `--runs` times, and reports the
+//! median, the range and the ratio rask / DataFusion. Whole-process timings
+//! include start-up on both sides: `rask query -c SQL` against this binary's
+//! `datafusion-sql -c SQL`, a plain DataFusion `SessionContext` with the same
+//! partition count.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use rask::datafusion::execution::TaskContext;
+use rask::datafusion::physical_plan::ExecutionPlan;
+use rask::datafusion::prelude::{SessionConfig, SessionContext};
+use rask::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
+
+#[derive(Parser)]
+#[command(about = "rask side by side with bare DataFusion")]
+struct Cli {
+    #[command(subcommand)]
+    suite: Suite,
+}
+
+#[derive(Subcommand)]
+enum Suite {
+    /// The walkthrough's groupby over a Parquet month and timeseries() generation.
+    Walkthrough {
+        /// Runs per measurement.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Threads (and partitions) on both sides.
+        #[arg(long, default_value_t = available_cores())]
+        threads: usize,
+        /// Where the Parquet copy of the month is written once and reused.
+        #[arg(long, default_value = "target/bench-data")]
+        data: PathBuf,
+    },
+    /// The baseline: run SQL on a plain DataFusion SessionContext, print CSV.
+    #[command(hide = true)]
+    DatafusionSql {
+        #[arg(short = 'c')]
+        sql: String,
+        #[arg(long)]
+        threads: usize,
+    },
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.suite {
+        Suite::Walkthrough { runs, threads, data } => runtime.block_on(walkthrough(runs, threads, &data)),
+        Suite::DatafusionSql { sql, threads } => runtime.block_on(datafusion_sql(&sql, threads)),
+    }
+}
+
+async fn datafusion_sql(sql: &str, threads: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let config = SessionConfig::new().with_target_partitions(threads);
+    let ctx = SessionContext::new_with_config(config).enable_url_table();
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let mut writer = rask::arrow::csv::Writer::new(std::io::stdout().lock());
+    for batch in &batches {
+        writer.write(batch)?;
+    }
+    Ok(())
+}
+
+async fn walkthrough(runs: usize, threads: usize, data: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let rask_bin = sibling("rask")?;
+    let me = std::env::current_exe()?;
+    let month = ensure_month_parquet(data).await?;
+    println!("machine: {} cores; threads per side: {threads}; runs: {runs}\n", available_cores());
+
+    let groupby = format!(
+        "SELECT name, max(x) AS x, avg(y) AS y FROM '{}' GROUP BY name ORDER BY name",
+        month.display()
+    );
+    let threads_arg = threads.to_string();
+    let ours = (rask_bin, args(&["--threads", &threads_arg, "query", "--format", "csv", "-c", &groupby]));
+    let theirs = (me, args(&["datafusion-sql", "--threads", &threads_arg, "-c", &groupby]));
+    let (r, d) = compare(runs, &ours, &theirs)?;
+    report("groupby over a Parquet month, whole process", &r, &d);
+
+    let rate = generation_rate(TimeseriesSpec::default());
+    println!(
+        "\ntimeseries() generation, all 5 columns, one core: {:.1} M rows/s ({:.2} ns a row)",
+        rate / 1e6,
+        1e9 / rate
+    );
+    let rate = sql_generation_rate().await?;
+    println!("timeseries() through DataFusion, one partition at a time on one thread: {:.1} M rows/s", rate / 1e6);
+    Ok(())
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs both commands alternately `runs` times; returns their wall-clock times.
+fn compare(
+    runs: usize,
+    ours: &(PathBuf, Vec<String>),
+    theirs: &(PathBuf, Vec<String>),
+) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
+    let time = |(program, args): &(PathBuf, Vec<String>)| -> Result<Duration, Box<dyn std::error::Error>> {
+        let started = Instant::now();
+        let status = Command::new(program).args(args).stdout(Stdio::null()).status()?;
+        if !status.success() {
+            return Err(format!("{} {} failed: {status}", program.display(), args.join(" ")).into());
+        }
+        Ok(started.elapsed())
+    };
+    // One warm-up each: page cache, binary loading.
+    time(ours)?;
+    time(theirs)?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        a.push(time(ours)?);
+        b.push(time(theirs)?);
+    }
+    Ok((a, b))
+}
+
+fn report(what: &str, ours: &[Duration], theirs: &[Duration]) {
+    let stats = |d: &[Duration]| {
+        let mut ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        (ms[ms.len() / 2], ms[0], ms[ms.len() - 1])
+    };
+    let (rm, rmin, rmax) = stats(ours);
+    let (dm, dmin, dmax) = stats(theirs);
+    println!("{what}");
+    println!("  rask        median {rm:8.1} ms   ({rmin:.1} – {rmax:.1})");
+    println!("  DataFusion  median {dm:8.1} ms   ({dmin:.1} – {dmax:.1})");
+    println!("  ratio rask / DataFusion: {:.3}", rm / dm);
+}
+
+/// Generates every partition of `spec` on this thread; returns rows per second.
+fn generation_rate(spec: TimeseriesSpec) -> f64 {
+    use rask::datasets::timeseries::generate::Column;
+    let started = Instant::now();
+    let mut rows = 0u64;
+    for p in 0..spec.partitions() {
+        let range = spec.partition_rows(p);
+        for from in (range.start..range.end).step_by(8192) {
+            let slice = from..(from + 8192).min(range.end);
+            for column in Column::ALL {
+                std::hint::black_box(column.generate(&spec, p, slice.clone()));
+            }
+            rows += slice.end - slice.start;
+        }
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Runs `TimeseriesExec` partition by partition on one thread; returns rows per second.
+async fn sql_generation_rate() -> Result<f64, Box<dyn std::error::Error>> {
+    let exec = Arc::new(TimeseriesExec::try_new(TimeseriesSpec::default(), None, None)?);
+    let ctx = Arc::new(TaskContext::default());
+    let started = Instant::now();
+    let mut rows = 0;
+    for p in 0..exec.properties().partitioning.partition_count() {
+        let mut stream = exec.execute(p, Arc::clone(&ctx))?;
+        while let Some(batch) = stream.next().await {
+            rows += batch?.num_rows();
+        }
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Writes the default timeseries month to Parquet once (with rask itself).
+async fn ensure_month_parquet(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let path = dir.join("month.parquet");
+    if !path.exists() {
+        std::fs::create_dir_all(dir)?;
+        let client = rask::Client::local()?;
+        let sql = format!("COPY (SELECT * FROM timeseries()) TO '{}'", path.display());
+        client.sql(&sql).await?.collect().await?;
+    }
+    Ok(std::fs::canonicalize(path)?)
+}
+
+/// A binary built next to this one.
+fn sibling(name: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let me = std::env::current_exe()?;
+    let path = me.with_file_name(name);
+    if !path.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p rask-cli -p rask-bench`",
+            path.display()
+        )
+        .into());
+    }
+    Ok(path)
+}

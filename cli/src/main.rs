@@ -1,0 +1,5 @@
+//! The `rask` binary: see [`rask_cli`].
+
+fn main() -> std::process::ExitCode {
+    rask_cli::main()
+}

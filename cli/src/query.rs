@@ -1,0 +1,48 @@
+//! `rask query`: SQL from `-c` and `-f` as a batch job.
+
+use std::io::Read;
+
+use tokio::runtime::Runtime;
+
+use crate::args::QueryArgs;
+use crate::runner::{Outcome, Runner, print_error};
+
+/// Runs every `-c` command, then every `-f` file, stopping at the first failure.
+/// Returns whether everything succeeded.
+pub fn run(runtime: &Runtime, runner: Runner, args: &QueryArgs) -> bool {
+    if args.commands.is_empty() && args.files.is_empty() {
+        print_error("nothing to run: give SQL with -c \"SQL\" or a file with -f FILE");
+        return false;
+    }
+    let mut sources: Vec<(String, String)> = args
+        .commands
+        .iter()
+        .map(|sql| ("-c".to_string(), sql.clone()))
+        .collect();
+    for path in &args.files {
+        let name = path.display().to_string();
+        let text = if name == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(path)
+        };
+        match text {
+            Ok(text) => sources.push((name, text)),
+            Err(e) => {
+                print_error(&format!("cannot read {name}: {e}"));
+                return false;
+            }
+        }
+    }
+    runtime.block_on(async {
+        for (name, text) in &sources {
+            match runner.run_script(name, text, 1).await {
+                Outcome::Done => {}
+                Outcome::OutputClosed => return true,
+                Outcome::Failed => return false,
+            }
+        }
+        true
+    })
+}

@@ -1,0 +1,107 @@
+//! Running statements and printing their results, for batch jobs and the shell.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use futures::StreamExt;
+use rask::client::ScriptError;
+use rask::output::{self, Format};
+use rask::planner::{Location, split_statements};
+use rask::{Client, Error};
+
+use crate::args::RunArgs;
+
+/// Runs SQL on a client and prints results to standard output, errors and
+/// timings to standard error.
+pub struct Runner {
+    pub client: Client,
+    pub format: Format,
+    pub maxrows: Option<usize>,
+    pub timing: bool,
+}
+
+/// How running a piece of SQL ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every statement succeeded.
+    Done,
+    /// A statement failed; the error has been printed.
+    Failed,
+    /// Standard output was closed (e.g. piped into `head`): stop quietly.
+    OutputClosed,
+}
+
+impl Runner {
+    pub fn new(client: Client, args: &RunArgs) -> Self {
+        Self {
+            client,
+            format: args.format,
+            maxrows: args.maxrows.0,
+            timing: args.timing,
+        }
+    }
+
+    /// Runs each statement of `script` in order, stopping at the first failure.
+    /// `source` names the script in error messages (`job.sql`, `-c`, `<stdin>`);
+    /// `first_line` is the script's first line number within that source.
+    pub async fn run_script(&self, source: &str, script: &str, first_line: u64) -> Outcome {
+        let statements = match split_statements(script) {
+            Ok(s) => s,
+            Err(e) => return self.report(source, first_line, ScriptError::in_script(e)),
+        };
+        for statement in statements {
+            if let Err(e) = self.run_statement(&statement.text).await {
+                if is_broken_pipe(&e) {
+                    return Outcome::OutputClosed;
+                }
+                return self.report(source, first_line, ScriptError::in_statement(e, statement.start));
+            }
+        }
+        Outcome::Done
+    }
+
+    /// Plans and runs one statement, streaming its result to standard output.
+    pub async fn run_statement(&self, sql: &str) -> rask::Result<()> {
+        let started = Instant::now();
+        let frame = self.client.sql(sql).await?;
+        let mut stream = frame.stream().await?;
+        let stdout = std::io::stdout();
+        let mut sink = output::sink(self.format, stream.schema(), self.maxrows, stdout.lock());
+        while let Some(batch) = stream.next().await {
+            sink.write_batch(&batch?)?;
+        }
+        let rows = sink.finish()?;
+        if self.timing {
+            eprintln!("{} in {:.3} s", plural(rows, "row"), started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn report(&self, source: &str, first_line: u64, error: ScriptError) -> Outcome {
+        let location = Location {
+            line: error.location.line + first_line - 1,
+            column: error.location.column,
+        };
+        let place = if source.is_empty() { location.to_string() } else { format!("{source}:{location}") };
+        print_error(&format!("{place}: {}", error.error));
+        Outcome::Failed
+    }
+}
+
+/// Prints `error: <message>` to standard error, in red on a terminal.
+pub fn print_error(message: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = if std::io::stderr().is_terminal() {
+        writeln!(stderr, "\x1b[31merror\x1b[0m: {message}")
+    } else {
+        writeln!(stderr, "error: {message}")
+    };
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+}
+
+fn is_broken_pipe(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,46 @@
+//! [`Config`]: how big the cluster is and how it runs queries.
+
+use crate::{Error, Result};
+
+/// Settings of a client and its cluster, with defaults from the machine. The CLI
+/// fills the same struct from its flags.
+///
+/// ```
+/// let config = rask::Config { threads: 2, ..Default::default() };
+/// let client = rask::Client::with_config(config).unwrap();
+/// assert_eq!(client.config().threads, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Threads that run tasks, which is also the number of partitions an
+    /// exchange spreads data over. Default: the machine's cores.
+    pub threads: usize,
+    /// Rows per record batch; `None` for DataFusion's default (8192).
+    pub batch_size: Option<usize>,
+    /// Bytes of memory queries may hold before sorts, aggregations and joins
+    /// spill to disk; `None` for no limit.
+    pub memory_limit: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            batch_size: None,
+            memory_limit: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the settings make sense.
+    pub fn validate(&self) -> Result<()> {
+        if self.threads == 0 {
+            return Err(Error::Config("threads must be at least 1".into()));
+        }
+        if self.batch_size == Some(0) {
+            return Err(Error::Config("batch_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+}

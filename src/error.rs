@@ -1,0 +1,88 @@
+//! rask's error type.
+//!
+//! One enum for the whole crate. DataFusion errors keep their structure (wrapped,
+//! not flattened into strings) so callers can still find the SQL position of a
+//! planning error; [`Error::describe`] renders them for people, without the
+//! debug-formatting and backtraces DataFusion's own `Display` may include.
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+use crate::planner::Location;
+
+/// The result type of every fallible rask call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in rask.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Planning or running a query failed inside DataFusion.
+    #[error("{}", describe_datafusion(.0))]
+    DataFusion(#[from] DataFusionError),
+
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+
+    /// SQL text that could not be split into statements (an unterminated quote or
+    /// comment), with where it starts.
+    #[error("{message}")]
+    Script {
+        /// What is wrong.
+        message: String,
+        /// Where, in the script.
+        location: Location,
+    },
+
+    /// The query was cancelled by the user.
+    #[error("query cancelled")]
+    Cancelled,
+
+    /// A configuration value that makes no sense.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Where in the SQL text the problem lies, when it is known: a parse error,
+    /// an unknown table or column, a type error on an expression.
+    ///
+    /// The location is relative to the SQL text given to [`crate::Client::sql`].
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            Error::DataFusion(e) => crate::planner::locate(e),
+            Error::Script { location, .. } => Some(*location),
+            _ => None,
+        }
+    }
+}
+
+/// Renders a DataFusion error for a person: the innermost useful message, without
+/// the `ParserError("...")` debug wrapping, position suffixes or backtraces.
+fn describe_datafusion(err: &DataFusionError) -> String {
+    match err {
+        DataFusionError::SQL(parser, _) => crate::planner::strip_position(&parser.to_string()),
+        DataFusionError::Diagnostic(_, inner) => describe_datafusion(inner),
+        DataFusionError::Context(ctx, inner) => format!("{ctx}: {}", describe_datafusion(inner)),
+        DataFusionError::Shared(inner) => describe_datafusion(inner),
+        DataFusionError::External(inner) => match inner.downcast_ref::<DataFusionError>() {
+            Some(df) => describe_datafusion(df),
+            None => match inner.downcast_ref::<Error>() {
+                Some(own) => own.to_string(),
+                None => inner.to_string(),
+            },
+        },
+        DataFusionError::Collection(errs) => errs
+            .iter()
+            .map(describe_datafusion)
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.strip_backtrace(),
+    }
+}

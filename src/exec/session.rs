@@ -1,0 +1,35 @@
+//! The DataFusion session every rask query is planned and run in.
+
+use std::sync::Arc;
+
+use datafusion::error::Result;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::ObjectStores;
+use crate::client::Config;
+use crate::datasets::TimeseriesFunction;
+
+/// A session configured from `config`: `timeseries()` registered, files and
+/// object-store URLs readable by path (`SELECT * FROM 'data/*.parquet'`), cloud
+/// stores created on first use, SQL positions kept for error messages, and
+/// memory bounded when `config.memory_limit` is set.
+pub fn new_context(config: &Config) -> Result<SessionContext> {
+    let mut session = SessionConfig::new()
+        .with_target_partitions(config.threads.max(1))
+        .with_information_schema(true);
+    if let Some(batch_size) = config.batch_size {
+        session = session.with_batch_size(batch_size);
+    }
+    let options = session.options_mut();
+    options.sql_parser.collect_spans = true;
+
+    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
+    if let Some(limit) = config.memory_limit {
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    let ctx = SessionContext::new_with_config_rt(session, runtime.build_arc()?).enable_url_table();
+    ctx.register_udtf("timeseries", Arc::new(TimeseriesFunction));
+    Ok(ctx)
+}

@@ -1,0 +1,38 @@
+//! # rask
+//!
+//! Dask rebuilt in Rust around a SQL engine. SQL statements, dataframe calls and
+//! plain Rust functions become one partitioned task graph, run by one scheduler on
+//! in-process workers (the embedded default) or on worker processes across machines.
+//!
+//! The front door is [`Client`]:
+//!
+//! ```no_run
+//! # async fn demo() -> rask::Result<()> {
+//! let client = rask::Client::local()?;
+//! let df = client
+//!     .sql("SELECT name, max(x), avg(y) FROM timeseries() GROUP BY name")
+//!     .await?; // planned, not run
+//! let batches = df.collect().await?; // run on the cluster
+//! # Ok(()) }
+//! ```
+//!
+//! The crate is split by layer (see `ARCHITECTURE.md`): [`client`] is what users
+//! hold, [`planner`] turns SQL text into plans, [`exec`] configures and runs
+//! DataFusion, [`datasets`] holds built-in data generators such as
+//! [`timeseries`](datasets::timeseries), and [`output`] renders results.
+
+pub mod client;
+pub mod datasets;
+mod error;
+pub mod exec;
+pub mod output;
+pub mod planner;
+pub mod scheduler;
+
+pub use client::{Client, Config, DataFrame};
+pub use error::{Error, Result};
+
+/// The DataFusion version rask is built on, re-exported so users need not pin it.
+pub use datafusion;
+/// Arrow, as used by DataFusion.
+pub use datafusion::arrow;

@@ -1,0 +1,108 @@
+//! Rendering query results: a table for people, CSV, JSON and NDJSON for programs.
+//!
+//! Results are written batch by batch as they arrive, so printing a large result
+//! never holds it whole: the table view keeps only the rows it will show (the
+//! first and last `maxrows / 2`) and counts the rest.
+
+mod table;
+mod text;
+
+use std::io::Write;
+use std::str::FromStr;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::Result;
+
+pub use table::TableSink;
+pub use text::TextSink;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// An aligned table with a `rows × columns` footer, long results elided in the middle.
+    #[default]
+    Table,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON array of row objects.
+    Json,
+    /// One JSON object per row, one per line.
+    Ndjson,
+}
+
+impl Format {
+    /// All formats, by name.
+    pub const NAMES: [&'static str; 4] = ["table", "csv", "json", "ndjson"];
+}
+
+impl FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "table" => Ok(Format::Table),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "ndjson" | "jsonl" => Ok(Format::Ndjson),
+            other => Err(format!(
+                "unknown format '{other}' (expected one of {})",
+                Format::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Where one statement's result goes, batch by batch.
+pub trait ResultSink {
+    /// Takes the next batch of the result.
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Ends the result (prints the table, closes the JSON array) and returns how
+    /// many rows were written.
+    fn finish(self: Box<Self>) -> Result<u64>;
+}
+
+/// A sink printing a result with `schema` to `out` in `format`. `maxrows` bounds
+/// the rows the table view shows (`None`: all); other formats print every row.
+pub fn sink<'a, W: Write + 'a>(
+    format: Format,
+    schema: SchemaRef,
+    maxrows: Option<usize>,
+    out: W,
+) -> Box<dyn ResultSink + 'a> {
+    match format {
+        Format::Table => Box::new(TableSink::new(schema, maxrows, out)),
+        other => Box::new(TextSink::new(other, schema, out)),
+    }
+}
+
+/// Writes `batches` in `format` into a string (for tests and small results).
+pub fn to_string(format: Format, schema: SchemaRef, batches: &[RecordBatch], maxrows: Option<usize>) -> Result<String> {
+    let mut buffer = Vec::new();
+    let mut sink = sink(format, schema, maxrows, &mut buffer);
+    for batch in batches {
+        sink.write_batch(batch)?;
+    }
+    sink.finish()?;
+    Ok(String::from_utf8_lossy(&buffer).into_owned())
+}
+
+fn io_error(e: std::io::Error) -> crate::Error {
+    crate::Error::Io {
+        path: "<output>".into(),
+        source: e,
+    }
+}

@@ -1,0 +1,235 @@
+//! What goes into the scheduler ([`Event`]) and what comes out ([`Decision`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::{ClientId, Key, WorkerId};
+
+/// A task as the scheduler sees it: a key and the keys it reads. What the task
+/// does (a plan fragment, a function call) is the cluster's business.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// The task's key.
+    pub key: Key,
+    /// The keys whose results the task reads.
+    pub dependencies: Vec<Key>,
+    /// Higher runs first among ready tasks (default 0), before submission order.
+    pub priority: i32,
+    /// Times the task is retried after it fails.
+    pub retries: u32,
+    /// Workers the task may run on; `None` for any.
+    pub workers: Option<Vec<WorkerId>>,
+}
+
+impl TaskSpec {
+    /// A task with default priority, no retries and no restrictions.
+    pub fn new(key: Key, dependencies: Vec<Key>) -> Self {
+        Self {
+            key,
+            dependencies,
+            priority: 0,
+            retries: 0,
+            workers: None,
+        }
+    }
+}
+
+/// Why a task has no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TaskError {
+    /// The task's code returned an error or panicked.
+    #[error("task {key} failed on worker {worker}: {message}")]
+    Failed {
+        /// The task.
+        key: Key,
+        /// Where it ran.
+        worker: WorkerId,
+        /// What it said.
+        message: String,
+    },
+    /// A worker could not get an input from the worker holding it.
+    #[error("task could not fetch {key} from worker {worker}")]
+    FetchFailed {
+        /// The worker that should hold the input.
+        worker: WorkerId,
+        /// The input.
+        key: Key,
+    },
+    /// The task was running on workers that died, too many times.
+    #[error("task {key} was running on {} workers that died ({}); giving up", workers.len(), list(workers))]
+    KilledWorkers {
+        /// The task.
+        key: Key,
+        /// The workers that died while running it.
+        workers: Vec<WorkerId>,
+    },
+    /// Data that cannot be recomputed (scattered by a client) was on workers that died.
+    #[error("{key} was lost with worker {worker} and cannot be recomputed (it was scattered, not computed)")]
+    DataLost {
+        /// The lost key.
+        key: Key,
+        /// The last worker that held it.
+        worker: WorkerId,
+    },
+    /// An input of the task failed; `source` is that failure.
+    #[error("input {key} failed: {source}")]
+    DependencyFailed {
+        /// The input that failed first.
+        key: Key,
+        /// Its error.
+        source: Arc<TaskError>,
+    },
+    /// A task names an input the scheduler has never seen.
+    #[error("task {key} depends on unknown key {missing}")]
+    MissingDependency {
+        /// The task.
+        key: Key,
+        /// The unknown input.
+        missing: Key,
+    },
+}
+
+fn list(workers: &[WorkerId]) -> String {
+    workers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Something that happened, for the scheduler to act on.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A client submits tasks (dependencies first) and wants the results of `wanted`.
+    GraphSubmitted {
+        /// Who submits.
+        client: ClientId,
+        /// The tasks, each after its dependencies. Keys the scheduler already
+        /// knows are not recomputed.
+        tasks: Vec<TaskSpec>,
+        /// The keys the client holds futures for.
+        wanted: Vec<Key>,
+    },
+    /// A client placed data on workers directly (scatter). It cannot be recomputed.
+    DataScattered {
+        /// Who scattered it.
+        client: ClientId,
+        /// Its key.
+        key: Key,
+        /// The workers holding it.
+        workers: Vec<WorkerId>,
+        /// Its size.
+        nbytes: u64,
+    },
+    /// A worker holds the result of a task it ran.
+    TaskFinished {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+        /// Size of the result.
+        nbytes: u64,
+    },
+    /// A task failed on a worker.
+    TaskErred {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+        /// Why.
+        error: TaskError,
+    },
+    /// A worker joined, with `nthreads` task slots.
+    WorkerAdded {
+        /// The worker.
+        worker: WorkerId,
+        /// Its task slots.
+        nthreads: usize,
+    },
+    /// A worker left or died, with everything it held.
+    WorkerRemoved {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// A client dropped its last future of `key`.
+    FutureReleased {
+        /// The client.
+        client: ClientId,
+        /// The key.
+        key: Key,
+    },
+    /// A client cancels its futures of `keys`.
+    Cancel {
+        /// The client.
+        client: ClientId,
+        /// The keys.
+        keys: Vec<Key>,
+    },
+}
+
+/// Where an input of a task can be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    /// The input's key.
+    pub key: Key,
+    /// The workers holding it.
+    pub holders: Vec<WorkerId>,
+}
+
+/// How a wanted key ended, as reported to the client wanting it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The result is in memory on `workers`.
+    Finished {
+        /// The workers holding the result.
+        workers: Vec<WorkerId>,
+    },
+    /// The task, or one of its inputs, failed.
+    Erred(Arc<TaskError>),
+    /// The client cancelled it.
+    Cancelled,
+}
+
+/// What the cluster must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Run task `key` on `worker`, reading `inputs`.
+    Run {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+        /// Its inputs, each with the workers holding it.
+        inputs: Vec<Input>,
+    },
+    /// Drop `worker`'s copy of `key`.
+    Release {
+        /// The worker.
+        worker: WorkerId,
+        /// The key.
+        key: Key,
+    },
+    /// Stop running `key` on `worker`: nobody needs it any more.
+    Abort {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+    },
+    /// Tell `client` how `key` ended.
+    Report {
+        /// The client.
+        client: ClientId,
+        /// The key.
+        key: Key,
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Run { worker, key, .. } => write!(f, "run {key} on {worker}"),
+            Decision::Release { worker, key } => write!(f, "release {key} on {worker}"),
+            Decision::Abort { worker, key } => write!(f, "abort {key} on {worker}"),
+            Decision::Report { client, key, outcome } => write!(f, "report {key} to {client}: {outcome:?}"),
+        }
+    }
+}

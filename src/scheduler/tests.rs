@@ -1,0 +1,368 @@
+//! Scheduler tests: event sequences replayed by hand, and a simulated cluster
+//! running random graphs through random worker deaths.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn key(s: &str) -> Key {
+    Key::new(s)
+}
+
+fn spec(k: &str, deps: &[&str]) -> TaskSpec {
+    TaskSpec::new(key(k), deps.iter().map(|d| key(d)).collect())
+}
+
+fn runs(decisions: &[Decision]) -> Vec<(WorkerId, String)> {
+    decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Run { worker, key, .. } => Some((*worker, key.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn submit(s: &mut Scheduler, client: ClientId, tasks: Vec<TaskSpec>, wanted: &[&str]) -> Vec<Decision> {
+    s.handle(Event::GraphSubmitted { client, tasks, wanted: wanted.iter().map(|k| key(k)).collect() })
+}
+
+fn finish(s: &mut Scheduler, worker: WorkerId, k: &str) -> Vec<Decision> {
+    s.handle(Event::TaskFinished { worker, key: key(k), nbytes: 10 })
+}
+
+#[test]
+fn root_tasks_queue_until_a_thread_is_free() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 2 });
+    let d = submit(&mut s, 7, vec![spec("a-1", &[]), spec("b-1", &[]), spec("c-1", &[])], &["a-1", "b-1", "c-1"]);
+    assert_eq!(runs(&d), [(1, "a-1".into()), (1, "b-1".into())]);
+    assert_eq!(s.task(&key("c-1")).unwrap().state, TaskState::Queued);
+    let d = finish(&mut s, 1, "a-1");
+    assert_eq!(runs(&d), [(1, "c-1".into())]);
+    assert!(d.contains(&Decision::Report { client: 7, key: key("a-1"), outcome: Outcome::Finished { workers: vec![1] } }));
+}
+
+#[test]
+fn dependents_run_where_their_inputs_are() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 1 });
+    s.handle(Event::WorkerAdded { worker: 2, nthreads: 1 });
+    let d = submit(&mut s, 1, vec![spec("a-1", &[]), spec("b-1", &[]), spec("c-1", &["b-1"])], &["a-1", "c-1"]);
+    assert_eq!(runs(&d), [(1, "a-1".into()), (2, "b-1".into())]);
+    finish(&mut s, 1, "a-1");
+    let d = finish(&mut s, 2, "b-1");
+    assert_eq!(runs(&d), [(2, "c-1".into())], "c runs where b is");
+    // b is released as soon as c, its only reader, is done.
+    let d = finish(&mut s, 2, "c-1");
+    assert!(d.contains(&Decision::Release { worker: 2, key: key("b-1") }));
+    assert_eq!(s.task(&key("b-1")).unwrap().state, TaskState::Released);
+}
+
+#[test]
+fn errors_reach_every_dependent_with_the_original_key() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 4 });
+    submit(&mut s, 1, vec![spec("a-1", &[]), spec("b-1", &["a-1"]), spec("c-1", &["b-1"])], &["c-1"]);
+    let error = TaskError::Failed { key: key("a-1"), worker: 1, message: "boom".into() };
+    let d = s.handle(Event::TaskErred { worker: 1, key: key("a-1"), error: error.clone() });
+    let Some(Decision::Report { key: k, outcome: Outcome::Erred(e), .. }) = d.iter().find(|d| matches!(d, Decision::Report { .. })) else {
+        panic!("no report in {d:?}");
+    };
+    assert_eq!(k, &key("c-1"));
+    assert_eq!(**e, TaskError::DependencyFailed { key: key("a-1"), source: Arc::new(error) });
+    assert_eq!(e.to_string(), "input a-1 failed: task a-1 failed on worker 1: boom");
+    // Releasing the future forgets everything.
+    s.handle(Event::FutureReleased { client: 1, key: key("c-1") });
+    assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn retries_rerun_a_failed_task() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 1 });
+    let mut t = spec("a-1", &[]);
+    t.retries = 1;
+    submit(&mut s, 1, vec![t], &["a-1"]);
+    let error = TaskError::Failed { key: key("a-1"), worker: 1, message: "flaky".into() };
+    let d = s.handle(Event::TaskErred { worker: 1, key: key("a-1"), error: error.clone() });
+    assert_eq!(runs(&d), [(1, "a-1".into())]);
+    let d = s.handle(Event::TaskErred { worker: 1, key: key("a-1"), error });
+    assert!(matches!(&d[..], [Decision::Report { outcome: Outcome::Erred(_), .. }]), "{d:?}");
+}
+
+#[test]
+fn cancel_forgets_pending_work_and_aborts_running_tasks() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 1 });
+    submit(&mut s, 1, vec![spec("a-1", &[]), spec("b-1", &["a-1"])], &["b-1"]);
+    let d = s.handle(Event::Cancel { client: 1, keys: vec![key("b-1")] });
+    assert!(d.contains(&Decision::Report { client: 1, key: key("b-1"), outcome: Outcome::Cancelled }));
+    assert!(d.contains(&Decision::Abort { worker: 1, key: key("a-1") }));
+    assert_eq!(s.task_count(), 0);
+    // A late result of the aborted task is dropped.
+    let d = finish(&mut s, 1, "a-1");
+    assert_eq!(d, [Decision::Release { worker: 1, key: key("a-1") }]);
+}
+
+#[test]
+fn shared_keys_are_computed_once_for_two_clients() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 1 });
+    submit(&mut s, 1, vec![spec("a-1", &[])], &["a-1"]);
+    let d = submit(&mut s, 2, vec![spec("a-1", &[])], &["a-1"]);
+    assert!(runs(&d).is_empty());
+    let d = finish(&mut s, 1, "a-1");
+    assert_eq!(d.iter().filter(|d| matches!(d, Decision::Report { .. })).count(), 2);
+    s.handle(Event::FutureReleased { client: 1, key: key("a-1") });
+    assert!(s.task(&key("a-1")).is_some(), "client 2 still holds it");
+    let d = s.handle(Event::FutureReleased { client: 2, key: key("a-1") });
+    assert_eq!(d, [Decision::Release { worker: 1, key: key("a-1") }]);
+}
+
+#[test]
+fn a_lost_result_is_recomputed_from_its_lineage() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 1 });
+    s.handle(Event::WorkerAdded { worker: 2, nthreads: 1 });
+    submit(&mut s, 1, vec![spec("a-1", &[]), spec("b-1", &["a-1"])], &["b-1"]);
+    finish(&mut s, 1, "a-1");
+    finish(&mut s, 1, "b-1");
+    // a was released once b was done; losing b's worker recomputes a, then b.
+    let d = s.handle(Event::WorkerRemoved { worker: 1 });
+    assert_eq!(runs(&d), [(2, "a-1".into())]);
+    let d = finish(&mut s, 2, "a-1");
+    assert_eq!(runs(&d), [(2, "b-1".into())]);
+}
+
+#[test]
+fn scattered_data_lost_with_its_worker_errs_clearly() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 1 });
+    s.handle(Event::WorkerAdded { worker: 2, nthreads: 1 });
+    s.handle(Event::DataScattered { client: 1, key: key("Person-1"), workers: vec![1], nbytes: 8 });
+    let d = s.handle(Event::WorkerRemoved { worker: 1 });
+    let Some(Decision::Report { outcome: Outcome::Erred(e), .. }) = d.first() else { panic!("{d:?}") };
+    assert!(e.to_string().contains("Person-1 was lost with worker 1 and cannot be recomputed"));
+}
+
+#[test]
+fn a_task_that_kills_three_workers_errs_naming_them() {
+    let mut s = Scheduler::new();
+    for w in 1..=4 {
+        s.handle(Event::WorkerAdded { worker: w, nthreads: 1 });
+    }
+    submit(&mut s, 1, vec![spec("boom-1", &[])], &["boom-1"]);
+    let mut last = Vec::new();
+    for _ in 0..3 {
+        let Some(TaskState::Processing(w)) = s.task(&key("boom-1")).map(|t| t.state) else { panic!() };
+        last = s.handle(Event::WorkerRemoved { worker: w });
+    }
+    let Some(Decision::Report { outcome: Outcome::Erred(e), .. }) = last.first() else { panic!("{last:?}") };
+    assert!(e.to_string().starts_with("task boom-1 was running on 3 workers that died"), "{e}");
+}
+
+#[test]
+fn restricted_tasks_wait_for_their_worker() {
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded { worker: 1, nthreads: 1 });
+    let mut t = spec("a-1", &[]);
+    t.workers = Some(vec![9]);
+    let d = submit(&mut s, 1, vec![t], &["a-1"]);
+    assert!(runs(&d).is_empty());
+    let d = s.handle(Event::WorkerAdded { worker: 9, nthreads: 1 });
+    assert_eq!(runs(&d), [(9, "a-1".into())]);
+}
+
+// ----- a simulated cluster, for property tests --------------------------------------------
+
+/// A random DAG: task i depends on some of tasks 0..i.
+#[derive(Debug, Clone)]
+struct Graph {
+    deps: Vec<Vec<usize>>,
+    wanted: Vec<usize>,
+}
+
+impl Graph {
+    fn key(i: usize) -> Key {
+        Key::partition("task", "ab12", i)
+    }
+
+    fn specs(&self) -> Vec<TaskSpec> {
+        self.deps
+            .iter()
+            .enumerate()
+            .map(|(i, d)| TaskSpec::new(Self::key(i), d.iter().map(|&j| Self::key(j)).collect()))
+            .collect()
+    }
+
+    /// The value task i must produce: i plus the values of its inputs.
+    fn expected(&self, i: usize, memo: &mut HashMap<usize, u64>) -> u64 {
+        if let Some(v) = memo.get(&i) {
+            return *v;
+        }
+        let v = i as u64 + self.deps[i].iter().map(|&j| self.expected(j, memo)).sum::<u64>();
+        memo.insert(i, v);
+        v
+    }
+}
+
+fn graphs() -> impl Strategy<Value = Graph> {
+    (1usize..40).prop_flat_map(|n| {
+        let deps = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    Just(Vec::new()).boxed()
+                } else {
+                    prop::collection::btree_set(0..i, 0..4.min(i + 1)).prop_map(|s| s.into_iter().collect()).boxed()
+                }
+            })
+            .collect::<Vec<_>>();
+        let wanted = prop::collection::btree_set(0..n, 1..=n.min(5)).prop_map(|s| s.into_iter().collect());
+        (deps, wanted).prop_map(|(deps, wanted)| Graph { deps, wanted })
+    })
+}
+
+/// Runs decisions like a cluster would: each worker has a store; runs complete in
+/// an order chosen by `choices`; some steps kill a worker and start a new one.
+struct Cluster {
+    scheduler: Scheduler,
+    stores: BTreeMap<WorkerId, HashMap<Key, u64>>,
+    running: Vec<(WorkerId, Key, Vec<Input>)>,
+    reports: HashMap<Key, Outcome>,
+    runs: HashMap<Key, usize>,
+    next_worker: WorkerId,
+}
+
+impl Cluster {
+    fn new(workers: &[usize]) -> Self {
+        let mut c = Cluster {
+            scheduler: Scheduler::new(),
+            stores: BTreeMap::new(),
+            running: Vec::new(),
+            reports: HashMap::new(),
+            runs: HashMap::new(),
+            next_worker: 0,
+        };
+        for &n in workers {
+            c.add_worker(n);
+        }
+        c
+    }
+
+    fn add_worker(&mut self, nthreads: usize) {
+        let id = self.next_worker;
+        self.next_worker += 1;
+        self.stores.insert(id, HashMap::new());
+        self.event(Event::WorkerAdded { worker: id, nthreads });
+    }
+
+    fn event(&mut self, event: Event) {
+        for decision in self.scheduler.handle(event) {
+            match decision {
+                Decision::Run { worker, key, inputs } => {
+                    assert!(self.stores.contains_key(&worker), "run on dead worker {worker}");
+                    *self.runs.entry(key.clone()).or_default() += 1;
+                    self.running.push((worker, key, inputs));
+                }
+                Decision::Release { worker, key } => {
+                    let store = self.stores.get_mut(&worker).expect("release on a live worker");
+                    assert!(store.remove(&key).is_some(), "{key} released on {worker}, which does not hold it");
+                }
+                Decision::Abort { worker, key } => self.running.retain(|(w, k, _)| !(*w == worker && *k == key)),
+                Decision::Report { key, outcome, .. } => {
+                    self.reports.insert(key, outcome);
+                }
+            }
+        }
+    }
+
+    /// Completes running task number `pick`.
+    fn complete(&mut self, pick: usize) {
+        let (worker, key, inputs) = self.running.remove(pick % self.running.len());
+        let index: u64 = key.as_str().rsplit('-').next().and_then(|i| i.parse().ok()).expect("task index");
+        let mut value = index;
+        for input in &inputs {
+            let found = input.holders.iter().find_map(|h| self.stores.get(h).and_then(|s| s.get(&input.key)));
+            match found {
+                Some(v) => value += v,
+                None => {
+                    let holder = input.holders.first().copied().unwrap_or(WorkerId::MAX);
+                    let error = TaskError::FetchFailed { worker: holder, key: input.key.clone() };
+                    return self.event(Event::TaskErred { worker, key, error });
+                }
+            }
+        }
+        self.stores.get_mut(&worker).expect("running on a live worker").insert(key.clone(), value);
+        self.event(Event::TaskFinished { worker, key, nbytes: 8 });
+    }
+
+    fn kill(&mut self, pick: usize) {
+        let ids: Vec<WorkerId> = self.stores.keys().copied().collect();
+        let victim = ids[pick % ids.len()];
+        self.stores.remove(&victim);
+        self.running.retain(|(w, _, _)| *w != victim);
+        self.event(Event::WorkerRemoved { worker: victim });
+        self.add_worker(1 + pick % 2);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Every wanted key ends in memory with the right value, each task runs once
+    /// when no worker dies, and once the futures are released nothing is left.
+    #[test]
+    fn random_graphs_survive_random_worker_deaths(
+        graph in graphs(),
+        workers in prop::collection::vec(1usize..4, 1..4),
+        choices in prop::collection::vec((0usize..1000, 0u8..100), 0..400),
+        kills in 0usize..3,
+    ) {
+        let mut cluster = Cluster::new(&workers);
+        let wanted: Vec<Key> = graph.wanted.iter().map(|&i| Graph::key(i)).collect();
+        cluster.event(Event::GraphSubmitted { client: 1, tasks: graph.specs(), wanted: wanted.clone() });
+
+        let mut kills_left = kills;
+        let mut choices = choices.into_iter();
+        let mut steps = 0;
+        while !cluster.running.is_empty() {
+            steps += 1;
+            prop_assert!(steps < 10_000, "no progress");
+            let (pick, roll) = choices.next().unwrap_or((0, 99));
+            if roll < 5 && kills_left > 0 {
+                kills_left -= 1;
+                cluster.kill(pick);
+            } else {
+                cluster.complete(pick);
+            }
+        }
+
+        let mut memo = HashMap::new();
+        for &i in &graph.wanted {
+            let key = Graph::key(i);
+            let Some(Outcome::Finished { workers }) = cluster.reports.get(&key) else {
+                return Err(TestCaseError::fail(format!("{key}: {:?}", cluster.reports.get(&key))));
+            };
+            let value = workers.iter().find_map(|w| cluster.stores.get(w).and_then(|s| s.get(&key)));
+            prop_assert_eq!(value.copied(), Some(graph.expected(i, &mut memo)), "value of {}", key);
+        }
+        if kills == 0 {
+            for i in 0..graph.deps.len() {
+                prop_assert_eq!(cluster.runs.get(&Graph::key(i)).copied(), Some(1), "runs of task {}", i);
+            }
+        }
+
+        for key in wanted {
+            cluster.event(Event::FutureReleased { client: 1, key });
+        }
+        prop_assert_eq!(cluster.scheduler.task_count(), 0, "tasks left after release");
+        for (w, store) in &cluster.stores {
+            prop_assert!(store.is_empty(), "worker {} still holds {:?}", w, store.keys().collect::<Vec<_>>());
+            prop_assert_eq!(cluster.scheduler.worker(*w).map(|s| (s.processing, s.in_memory, s.nbytes)), Some((0, 0, 0)));
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `rask query`: batch jobs, output formats and errors, through the real binary.
+
+use crate::support::{csv_rows, rask, run};
+
+const GROUPBY: &str = "SELECT name, max(x), avg(y) FROM timeseries() GROUP BY name ORDER BY name";
+
+#[test]
+fn groupby_over_timeseries_as_csv() {
+    let out = run(rask().args(["query", "--format", "csv", "-c", GROUPBY])).success();
+    let rows = csv_rows(&out.stdout);
+    assert_eq!(rows[0], ["name", "max(timeseries().x)", "avg(timeseries().y)"]);
+    assert_eq!(rows.len(), 27, "{}", out.stdout);
+    assert_eq!(rows[1][0], "Alice");
+    assert_eq!(rows[26][0], "Zelda");
+    for row in &rows[1..] {
+        let max_x: f64 = row[1].parse().unwrap();
+        let avg_y: f64 = row[2].parse().unwrap();
+        assert!(max_x > 0.999 && max_x < 1.0, "max(x) {max_x} for {}", row[0]);
+        assert!(avg_y.abs() < 0.02, "avg(y) {avg_y} for {}", row[0]);
+    }
+}
+
+#[test]
+fn the_readme_walkthrough_job_runs() {
+    let out = run(rask().args(["query", "-f", "sample_data/walkthrough.sql"])).success();
+    // The groupby head, the x2 head, the whole map_partitions result (elided) and the names.
+    assert!(out.stdout.contains("| Alice "), "{}", out.stdout);
+    assert!(out.stdout.contains("5 rows × 3 columns"));
+    assert!(out.stdout.contains("5 rows × 6 columns"));
+    assert!(out.stdout.contains("2592000 rows × 8 columns"));
+    assert!(out.stdout.contains("26 rows × 1 column"));
+    assert!(out.stdout.contains("| ... "), "the big result is elided:\n{}", out.stdout);
+    assert!(out.stdout.contains("-Alice") || out.stdout.contains("-Bob"), "big_string values");
+}
+
+#[test]
+fn maxrows_bounds_the_table_and_the_footer_counts_everything() {
+    let sql = "SELECT * FROM timeseries('2000-01-01', '2000-01-02', '1s')";
+    let out = run(rask().args(["query", "--maxrows", "6", "-c", sql])).success();
+    let data_rows = out.stdout.lines().filter(|l| l.starts_with("| 2000-01-01")).count();
+    assert_eq!(data_rows, 6, "{}", out.stdout);
+    assert!(out.stdout.contains("| 2000-01-01T00:00:00 "));
+    assert!(out.stdout.contains("| 2000-01-01T23:59:59 "));
+    assert!(out.stdout.trim_end().ends_with("86400 rows × 5 columns"));
+
+    let all = run(rask().args(["query", "--maxrows", "all", "-c", "SELECT * FROM timeseries(NULL, '2000-01-01 00:01:00')"])).success();
+    assert_eq!(all.stdout.lines().filter(|l| l.starts_with("| 2000-01-01")).count(), 60);
+}
+
+#[test]
+fn json_and_ndjson_formats() {
+    let sql = "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, NULL ORDER BY a";
+    let json = run(rask().args(["query", "--format", "json", "-c", sql])).success();
+    assert_eq!(json.stdout.trim(), r#"[{"a":1,"b":"x"},{"a":2}]"#);
+    let ndjson = run(rask().args(["query", "--format", "ndjson", "-c", sql])).success();
+    assert_eq!(ndjson.stdout.trim(), "{\"a\":1,\"b\":\"x\"}\n{\"a\":2}");
+    let empty = run(rask().args(["query", "--format", "json", "-c", "SELECT 1 AS a WHERE false"])).success();
+    assert_eq!(empty.stdout.trim(), "[]");
+}
+
+#[test]
+fn several_statements_and_comments_run_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        "-- make a table\nCREATE TABLE t AS VALUES (1), (2), (3);\n/* add a row; then read */\nINSERT INTO t VALUES (4);\nSELECT sum(column1) AS total FROM t;\n",
+    )
+    .unwrap();
+    let out = run(rask().args(["query", "--format", "csv", "-f"]).arg(&job)).success();
+    assert!(out.stdout.ends_with("total\n10\n"), "{}", out.stdout);
+}
+
+#[test]
+fn timing_goes_to_stderr() {
+    let out = run(rask().args(["query", "--timing", "--format", "csv", "-c", "SELECT 1 AS one; SELECT 2 AS two"])).success();
+    assert_eq!(out.stdout, "one\n1\ntwo\n2\n");
+    let timings: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("1 row in ") && l.ends_with(" s")).collect();
+    assert_eq!(timings.len(), 2, "{}", out.stderr);
+}
+
+#[test]
+fn a_typo_stops_the_job_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    let marker = dir.path().join("after.csv");
+    std::fs::write(
+        &job,
+        format!(
+            "SELECT 1;\n-- the next one is wrong\nSELECT name, max(x) FORM timeseries() GROUP BY name;\nCOPY (SELECT 1) TO '{}';\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let out = run(rask().args(["query", "-f"]).arg(&job)).failure();
+    let expected = format!("error: {}:3:26: ", job.display());
+    assert!(out.stderr.starts_with(&expected), "expected {expected:?} in:\n{}", out.stderr);
+    assert!(out.stderr.contains("timeseries"), "{}", out.stderr);
+    assert!(!marker.exists(), "statements after the failing one must not run");
+    // The statement before the failure did run.
+    assert!(out.stdout.contains("1 row × 1 column"));
+}
+
+#[test]
+fn unknown_tables_and_columns_point_at_the_name() {
+    let out = run(rask().args(["query", "-c", "SELECT 1;\nSELECT a,\n       nope FROM (VALUES (1)) AS v(a)"])).failure();
+    assert!(out.stderr.starts_with("error: -c:3:8: "), "{}", out.stderr);
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+
+    let out = run(rask().args(["query", "-c", "SELECT * FROM missing_table"])).failure();
+    assert!(out.stderr.starts_with("error: -c:1:15: "), "{}", out.stderr);
+    assert!(out.stderr.contains("missing_table"), "{}", out.stderr);
+}
+
+#[test]
+fn type_errors_name_the_types() {
+    let out = run(rask().args(["query", "-c", "SELECT 'a' + true"])).failure();
+    assert!(out.stderr.starts_with("error: -c:1:"), "{}", out.stderr);
+    assert!(out.stderr.contains("Utf8") && out.stderr.contains("Boolean"), "{}", out.stderr);
+}
+
+#[test]
+fn missing_and_corrupt_files_are_errors_not_panics() {
+    let out = run(rask().args(["query", "-f", "no/such/job.sql"])).failure();
+    assert!(out.stderr.starts_with("error: cannot read no/such/job.sql: "), "{}", out.stderr);
+
+    let out = run(rask().args(["query", "-c", "SELECT * FROM 'sample_data/nothing_here.parquet'"])).failure();
+    assert!(out.stderr.starts_with("error: -c:1:"), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing_here.parquet"), "{}", out.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.parquet");
+    std::fs::write(&corrupt, b"PAR1 this is not really parquet PAR1").unwrap();
+    let sql = format!("SELECT count(*) FROM '{}'", corrupt.display());
+    let out = run(rask().args(["query", "-c", &sql])).failure();
+    assert!(out.stderr.starts_with("error: -c:1:"), "{}", out.stderr);
+    assert!(out.stderr.to_lowercase().contains("parquet"), "{}", out.stderr);
+}
+
+#[test]
+fn bad_timeseries_arguments_are_explained() {
+    let out = run(rask().args(["query", "-c", "SELECT * FROM timeseries('2000-01-01', '2000-01-02', '0s')"])).failure();
+    assert!(out.stderr.contains("timeseries(): argument 3 (freq) '0s' must be a positive duration"), "{}", out.stderr);
+}
+
+#[test]
+fn usage_errors() {
+    let out = run(rask().args(["query"]));
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("nothing to run"), "{}", out.stderr);
+    let out = run(rask().args(["query", "--format", "xml", "-c", "SELECT 1"]));
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("unknown format 'xml'"), "{}", out.stderr);
+}
+
+#[test]
+fn output_closed_early_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = rask()
+        .args(["query", "--format", "csv", "-c", "SELECT * FROM timeseries()"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the `rask` binary as users run it, and results checked
+//! against answers no one here computed.
+
+mod cli;
+mod repl;
+mod s3;
+mod shared_data;
+mod support;

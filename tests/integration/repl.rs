@@ -1,0 +1,73 @@
+//! The shell (`rask`, `rask sql`) driven through a pipe, as scripts use it.
+
+use crate::support::{rask, run_with_input};
+
+#[test]
+fn statements_from_a_pipe() {
+    let out = run_with_input(&mut rask(), "select 1 as one;").success();
+    assert!(out.stdout.contains("| one |"), "{}", out.stdout);
+    assert!(out.stdout.contains("1 row × 1 column"));
+}
+
+#[test]
+fn statements_span_lines_until_the_semicolon() {
+    let input = "SELECT\n  40 + 2\n  AS answer\n;\nSELECT 'a;b' AS s;\n";
+    let out = run_with_input(rask().arg("sql").args(["--format", "csv"]), input).success();
+    assert_eq!(out.stdout, "answer\n42\ns\na;b\n");
+}
+
+#[test]
+fn backslash_commands() {
+    let input = "\
+CREATE TABLE pets (name VARCHAR, legs INT) AS VALUES ('cat', 4), ('bird', 2);
+\\d
+\\d pets
+\\format csv
+SELECT name FROM pets ORDER BY legs;
+\\timing
+SELECT count(*) AS n FROM pets;
+\\?
+\\q
+SELECT 'never reached' AS x;
+";
+    let out = run_with_input(&mut rask(), input).success();
+    // \d lists the table, \d pets its columns and types.
+    assert!(out.stdout.contains("| public | pets "), "{}", out.stdout);
+    assert!(out.stdout.contains("| name   | Utf8"), "{}", out.stdout);
+    assert!(out.stdout.contains("| legs   | Int32"), "{}", out.stdout);
+    // \format csv switched the output.
+    assert!(out.stdout.contains("format is csv\nname\nbird\ncat\n"), "{}", out.stdout);
+    // \timing printed a timing for the next statement.
+    assert!(out.stdout.contains("timing is on\nn\n2\n"), "{}", out.stdout);
+    assert!(out.stderr.contains("1 row in "), "{}", out.stderr);
+    assert!(out.stdout.contains("\\d NAME"), "help lists the commands");
+    // \q quit before the last statement.
+    assert!(!out.stdout.contains("never reached"));
+}
+
+#[test]
+fn an_error_keeps_the_session_and_sets_the_exit_code() {
+    let input = "SELECT 1 AS a;\nSELECT nope;\n\\d nosuchtable\n\\bogus\nSELECT 2 AS b;\n";
+    let out = run_with_input(rask().args(["--format", "csv"]), input).failure();
+    assert!(out.stdout.contains("a\n1\n") && out.stdout.contains("b\n2\n"), "{}", out.stdout);
+    assert!(out.stderr.contains("error: <stdin>:2:8: "), "{}", out.stderr);
+    assert!(out.stderr.contains("no table named 'nosuchtable'"), "{}", out.stderr);
+    assert!(out.stderr.contains("unknown command \\bogus"), "{}", out.stderr);
+}
+
+#[test]
+fn include_runs_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("part.sql");
+    std::fs::write(&file, "CREATE TABLE inc AS VALUES (5);\nSELECT column1 * 2 AS doubled FROM inc;\n").unwrap();
+    let input = format!("\\format csv\n\\i {}\nSELECT count(*) AS c FROM inc;\n", file.display());
+    let out = run_with_input(&mut rask(), &input).success();
+    assert!(out.stdout.contains("doubled\n10\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("c\n1\n"), "{}", out.stdout);
+}
+
+#[test]
+fn a_last_statement_without_semicolon_still_runs() {
+    let out = run_with_input(rask().args(["--format", "csv"]), "SELECT 7 AS seven").success();
+    assert_eq!(out.stdout, "seven\n7\n");
+}

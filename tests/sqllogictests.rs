@@ -1,0 +1,145 @@
+//! Runs the `.slt` files under `tests/sql/` against rask, one test per file.
+//!
+//! Each file gets a fresh [`rask::Client`] and runs with the repository root as
+//! its working directory, so files name data as `sample_data/people.csv`. Floats
+//! print with 12 significant digits, which keeps results independent of the
+//! order parallel aggregates add in.
+//!
+//! `cargo nextest run --test sqllogictests` runs them all; add a file name (or
+//! part of one) to run only that file.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use libtest_mimic::{Arguments, Failed, Trial};
+use rask::arrow::array::{Array, ArrayRef, AsArray};
+use rask::arrow::datatypes::{DataType, Float16Type, Float32Type, Float64Type};
+use rask::arrow::util::display::{ArrayFormatter, FormatOptions};
+use rask::{Client, Config};
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = repository_root();
+    let files = slt_files(&root.join("tests/sql"));
+    let trials = files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let root = root.clone();
+            Trial::test(name, move || run_file(&root, &path))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn slt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn run_file(root: &Path, path: &Path) -> Result<(), Failed> {
+    std::env::set_current_dir(root).map_err(|e| format!("cannot enter {}: {e}", root.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut runner = sqllogictest::Runner::new(|| async {
+            // More partitions than cores, so exchanges really split the data.
+            let config = Config { threads: 4, ..Config::default() };
+            Ok(RaskDb { client: Client::with_config(config)? })
+        });
+        runner.run_file_async(path).await.map_err(|e| Failed::from(e.display(true).to_string()))
+    })
+}
+
+/// A rask client as a sqllogictest database.
+struct RaskDb {
+    client: Client,
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for RaskDb {
+    type Error = rask::Error;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, rask::Error> {
+        let frame = self.client.sql(sql).await?;
+        let schema = frame.schema();
+        let batches = frame.collect().await?;
+        if schema.fields().is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let columns: Vec<Vec<String>> = batch.columns().iter().map(render_column).collect::<Result<_, _>>()?;
+            for row in 0..batch.num_rows() {
+                rows.push(columns.iter().map(|c| c[row].clone()).collect());
+            }
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "rask"
+    }
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+fn column_type(t: &DataType) -> DefaultColumnType {
+    if t.is_integer() {
+        DefaultColumnType::Integer
+    } else if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) {
+        DefaultColumnType::FloatingPoint
+    } else {
+        DefaultColumnType::Text
+    }
+}
+
+fn render_column(array: &ArrayRef) -> Result<Vec<String>, rask::Error> {
+    let floats: Option<Vec<Option<f64>>> = match array.data_type() {
+        DataType::Float64 => Some(array.as_primitive::<Float64Type>().iter().collect()),
+        DataType::Float32 => Some(array.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect()),
+        DataType::Float16 => Some(array.as_primitive::<Float16Type>().iter().map(|v| v.map(f64::from)).collect()),
+        _ => None,
+    };
+    if let Some(values) = floats {
+        return Ok(values.into_iter().map(|v| v.map_or("NULL".to_string(), render_float)).collect());
+    }
+    let options = FormatOptions::default().with_null("NULL");
+    let formatter = ArrayFormatter::try_new(array.as_ref(), &options).map_err(rask::datafusion::error::DataFusionError::from)?;
+    Ok((0..array.len())
+        .map(|i| {
+            let text = formatter.value(i).to_string();
+            if text.is_empty() && !array.is_null(i) { "(empty)".to_string() } else { text }
+        })
+        .collect())
+}
+
+/// A float with 12 significant digits, in its shortest form.
+fn render_float(v: f64) -> String {
+    if v.is_nan() || v.is_infinite() || v == 0.0 {
+        return if v == 0.0 { "0".to_string() } else { v.to_string() };
+    }
+    let rounded: f64 = format!("{v:.11e}").parse().unwrap_or(v);
+    rounded.to_string()
+}
