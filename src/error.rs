@@ -40,6 +40,11 @@ pub enum Error {
         location: Location,
     },
 
+    /// A bug: code rask runs (its own, DataFusion's, a file reader's) panicked.
+    /// The panic is caught and reported instead of taking the process down.
+    #[error("internal error: {0}")]
+    Panic(String),
+
     /// The query was cancelled by the user.
     #[error("query cancelled")]
     Cancelled,
@@ -84,5 +89,17 @@ fn describe_datafusion(err: &DataFusionError) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         other => other.strip_backtrace(),
+    }
+}
+
+impl Error {
+    /// The error for a caught panic with payload `payload`.
+    pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a task panicked".to_string());
+        Error::Panic(message)
     }
 }

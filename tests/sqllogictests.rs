@@ -25,7 +25,10 @@ fn main() {
     let trials = files
         .into_iter()
         .map(|path| {
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let root = root.clone();
             Trial::test(name, move || run_file(&root, &path))
         })
@@ -59,10 +62,18 @@ fn run_file(root: &Path, path: &Path) -> Result<(), Failed> {
     runtime.block_on(async {
         let mut runner = sqllogictest::Runner::new(|| async {
             // More partitions than cores, so exchanges really split the data.
-            let config = Config { threads: 4, ..Config::default() };
-            Ok(RaskDb { client: Client::with_config(config)? })
+            let config = Config {
+                threads: 4,
+                ..Config::default()
+            };
+            Ok(RaskDb {
+                client: Client::with_config(config)?,
+            })
         });
-        runner.run_file_async(path).await.map_err(|e| Failed::from(e.display(true).to_string()))
+        runner
+            .run_file_async(path)
+            .await
+            .map_err(|e| Failed::from(e.display(true).to_string()))
     })
 }
 
@@ -83,10 +94,18 @@ impl sqllogictest::AsyncDB for RaskDb {
         if schema.fields().is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         let mut rows = Vec::new();
         for batch in &batches {
-            let columns: Vec<Vec<String>> = batch.columns().iter().map(render_column).collect::<Result<_, _>>()?;
+            let columns: Vec<Vec<String>> = batch
+                .columns()
+                .iter()
+                .map(render_column)
+                .collect::<Result<_, _>>()?;
             for row in 0..batch.num_rows() {
                 rows.push(columns.iter().map(|c| c[row].clone()).collect());
             }
@@ -118,19 +137,39 @@ fn column_type(t: &DataType) -> DefaultColumnType {
 fn render_column(array: &ArrayRef) -> Result<Vec<String>, rask::Error> {
     let floats: Option<Vec<Option<f64>>> = match array.data_type() {
         DataType::Float64 => Some(array.as_primitive::<Float64Type>().iter().collect()),
-        DataType::Float32 => Some(array.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect()),
-        DataType::Float16 => Some(array.as_primitive::<Float16Type>().iter().map(|v| v.map(f64::from)).collect()),
+        DataType::Float32 => Some(
+            array
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(f64::from))
+                .collect(),
+        ),
+        DataType::Float16 => Some(
+            array
+                .as_primitive::<Float16Type>()
+                .iter()
+                .map(|v| v.map(f64::from))
+                .collect(),
+        ),
         _ => None,
     };
     if let Some(values) = floats {
-        return Ok(values.into_iter().map(|v| v.map_or("NULL".to_string(), render_float)).collect());
+        return Ok(values
+            .into_iter()
+            .map(|v| v.map_or("NULL".to_string(), render_float))
+            .collect());
     }
     let options = FormatOptions::default().with_null("NULL");
-    let formatter = ArrayFormatter::try_new(array.as_ref(), &options).map_err(rask::datafusion::error::DataFusionError::from)?;
+    let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
+        .map_err(rask::datafusion::error::DataFusionError::from)?;
     Ok((0..array.len())
         .map(|i| {
             let text = formatter.value(i).to_string();
-            if text.is_empty() && !array.is_null(i) { "(empty)".to_string() } else { text }
+            if text.is_empty() && !array.is_null(i) {
+                "(empty)".to_string()
+            } else {
+                text
+            }
         })
         .collect())
 }
@@ -138,7 +177,11 @@ fn render_column(array: &ArrayRef) -> Result<Vec<String>, rask::Error> {
 /// A float with 12 significant digits, in its shortest form.
 fn render_float(v: f64) -> String {
     if v.is_nan() || v.is_infinite() || v == 0.0 {
-        return if v == 0.0 { "0".to_string() } else { v.to_string() };
+        return if v == 0.0 {
+            "0".to_string()
+        } else {
+            v.to_string()
+        };
     }
     let rounded: f64 = format!("{v:.11e}").parse().unwrap_or(v);
     rounded.to_string()

@@ -60,9 +60,15 @@ fn available_cores() -> usize {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.suite {
-        Suite::Walkthrough { runs, threads, data } => runtime.block_on(walkthrough(runs, threads, &data)),
+        Suite::Walkthrough {
+            runs,
+            threads,
+            data,
+        } => runtime.block_on(walkthrough(runs, threads, &data)),
         Suite::DatafusionSql { sql, threads } => runtime.block_on(datafusion_sql(&sql, threads)),
     }
 }
@@ -78,19 +84,40 @@ async fn datafusion_sql(sql: &str, threads: usize) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-async fn walkthrough(runs: usize, threads: usize, data: &Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn walkthrough(
+    runs: usize,
+    threads: usize,
+    data: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let rask_bin = sibling("rask")?;
     let me = std::env::current_exe()?;
     let month = ensure_month_parquet(data).await?;
-    println!("machine: {} cores; threads per side: {threads}; runs: {runs}\n", available_cores());
+    println!(
+        "machine: {} cores; threads per side: {threads}; runs: {runs}\n",
+        available_cores()
+    );
 
     let groupby = format!(
         "SELECT name, max(x) AS x, avg(y) AS y FROM '{}' GROUP BY name ORDER BY name",
         month.display()
     );
     let threads_arg = threads.to_string();
-    let ours = (rask_bin, args(&["--threads", &threads_arg, "query", "--format", "csv", "-c", &groupby]));
-    let theirs = (me, args(&["datafusion-sql", "--threads", &threads_arg, "-c", &groupby]));
+    let ours = (
+        rask_bin,
+        args(&[
+            "--threads",
+            &threads_arg,
+            "query",
+            "--format",
+            "csv",
+            "-c",
+            &groupby,
+        ]),
+    );
+    let theirs = (
+        me,
+        args(&["datafusion-sql", "--threads", &threads_arg, "-c", &groupby]),
+    );
     let (r, d) = compare(runs, &ours, &theirs)?;
     report("groupby over a Parquet month, whole process", &r, &d);
 
@@ -101,7 +128,10 @@ async fn walkthrough(runs: usize, threads: usize, data: &Path) -> Result<(), Box
         1e9 / rate
     );
     let rate = sql_generation_rate().await?;
-    println!("timeseries() through DataFusion, one partition at a time on one thread: {:.1} M rows/s", rate / 1e6);
+    println!(
+        "timeseries() through DataFusion, one partition at a time on one thread: {:.1} M rows/s",
+        rate / 1e6
+    );
     Ok(())
 }
 
@@ -115,14 +145,20 @@ fn compare(
     ours: &(PathBuf, Vec<String>),
     theirs: &(PathBuf, Vec<String>),
 ) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
-    let time = |(program, args): &(PathBuf, Vec<String>)| -> Result<Duration, Box<dyn std::error::Error>> {
-        let started = Instant::now();
-        let status = Command::new(program).args(args).stdout(Stdio::null()).status()?;
-        if !status.success() {
-            return Err(format!("{} {} failed: {status}", program.display(), args.join(" ")).into());
-        }
-        Ok(started.elapsed())
-    };
+    let time =
+        |(program, args): &(PathBuf, Vec<String>)| -> Result<Duration, Box<dyn std::error::Error>> {
+            let started = Instant::now();
+            let status = Command::new(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                return Err(
+                    format!("{} {} failed: {status}", program.display(), args.join(" ")).into(),
+                );
+            }
+            Ok(started.elapsed())
+        };
     // One warm-up each: page cache, binary loading.
     time(ours)?;
     time(theirs)?;
@@ -168,7 +204,11 @@ fn generation_rate(spec: TimeseriesSpec) -> f64 {
 
 /// Runs `TimeseriesExec` partition by partition on one thread; returns rows per second.
 async fn sql_generation_rate() -> Result<f64, Box<dyn std::error::Error>> {
-    let exec = Arc::new(TimeseriesExec::try_new(TimeseriesSpec::default(), None, None)?);
+    let exec = Arc::new(TimeseriesExec::try_new(
+        TimeseriesSpec::default(),
+        None,
+        None,
+    )?);
     let ctx = Arc::new(TaskContext::default());
     let started = Instant::now();
     let mut rows = 0;

@@ -104,7 +104,11 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("'{s}' has an unknown unit '{other}' (use B, KB, MB, GB, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "'{s}' has an unknown unit '{other}' (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
     };
     let bytes = number * scale;
     if !(bytes.is_finite() && bytes >= 1.0 && bytes < usize::MAX as f64) {

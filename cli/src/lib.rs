@@ -20,6 +20,7 @@ use args::{Cli, Command, RunArgs};
 /// Runs the `rask` command with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rask")
@@ -43,7 +44,11 @@ pub fn main() -> ExitCode {
         Some(Command::Query(q)) => query::run(&runtime, runner, &q),
         Some(Command::Sql) | None => repl::run(&runtime, runner),
     };
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn client_for(run: &RunArgs) -> rask::Result<rask::Client> {
@@ -53,4 +58,17 @@ fn client_for(run: &RunArgs) -> rask::Result<rask::Client> {
     }
     config.memory_limit = run.memory_limit;
     rask::Client::with_config(config)
+}
+
+/// Logs to standard error at the level `RUST_LOG` asks for (warnings by default).
+/// Panics are caught and reported as errors by the runner; their details go to
+/// the log at debug level instead of interleaving with the output.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    std::panic::set_hook(Box::new(|info| tracing::debug!("caught panic: {info}")));
 }

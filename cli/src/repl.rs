@@ -32,7 +32,11 @@ Ctrl-C cancels a running query; Ctrl-D quits.";
 
 /// Runs the shell until `\q` or end of input; returns whether every statement succeeded.
 pub fn run(runtime: &Runtime, runner: Runner) -> bool {
-    let mut shell = Shell { runner, failed: false, source: "<stdin>".into() };
+    let mut shell = Shell {
+        runner,
+        failed: false,
+        source: "<stdin>".into(),
+    };
     if std::io::stdin().is_terminal() {
         shell.source = String::new();
         interactive(runtime, &mut shell);
@@ -122,7 +126,10 @@ impl Shell {
                     "off" => false,
                     _ => !self.runner.timing,
                 };
-                println!("timing is {}", if self.runner.timing { "on" } else { "off" });
+                println!(
+                    "timing is {}",
+                    if self.runner.timing { "on" } else { "off" }
+                );
             }
             ("\\format", "") => println!("format is {}", self.runner.format),
             ("\\format", format) => match format.parse::<Format>() {
@@ -147,9 +154,13 @@ impl Shell {
              ORDER BY ordinal_position;"
         );
         let exists = runtime.block_on(async {
-            let probe = format!("SELECT 1 FROM information_schema.tables WHERE table_name = '{name}'");
+            let probe =
+                format!("SELECT 1 FROM information_schema.tables WHERE table_name = '{name}'");
             match self.runner.client.sql(&probe).await {
-                Ok(df) => df.collect().await.map(|b| b.iter().any(|b| b.num_rows() > 0)),
+                Ok(df) => df
+                    .collect()
+                    .await
+                    .map(|b| b.iter().any(|b| b.num_rows() > 0)),
                 Err(e) => Err(e),
             }
         });
@@ -191,10 +202,17 @@ fn interactive(runtime: &Runtime, shell: &mut Shell) {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    println!("rask {} — SQL on an embedded local cluster. \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+    println!(
+        "rask {} — SQL on an embedded local cluster. \\? for help, \\q to quit.",
+        env!("CARGO_PKG_VERSION")
+    );
     let mut buffer = Buffer::default();
     loop {
-        let prompt = if buffer.text.trim().is_empty() { PROMPT } else { CONTINUATION };
+        let prompt = if buffer.text.trim().is_empty() {
+            PROMPT
+        } else {
+            CONTINUATION
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 if !line.trim().is_empty() {

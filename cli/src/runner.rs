@@ -1,6 +1,8 @@
 //! Running statements and printing their results, for batch jobs and the shell.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -54,7 +56,11 @@ impl Runner {
                 if is_broken_pipe(&e) {
                     return Outcome::OutputClosed;
                 }
-                return self.report(source, first_line, ScriptError::in_statement(e, statement.start));
+                return self.report(
+                    source,
+                    first_line,
+                    ScriptError::in_statement(e, statement.start),
+                );
             }
         }
         Outcome::Done
@@ -65,14 +71,29 @@ impl Runner {
         let started = Instant::now();
         let frame = self.client.sql(sql).await?;
         let mut stream = frame.stream().await?;
-        let stdout = std::io::stdout();
-        let mut sink = output::sink(self.format, stream.schema(), self.maxrows, stdout.lock());
-        while let Some(batch) = stream.next().await {
-            sink.write_batch(&batch?)?;
+        let stdout = Stdout::default();
+        let closed = stdout.closed.clone();
+        let mut sink = output::sink(self.format, stream.schema(), self.maxrows, stdout);
+        let written = async {
+            while let Some(batch) = stream.next().await {
+                sink.write_batch(&batch?)?;
+            }
+            sink.finish()
         }
-        let rows = sink.finish()?;
+        .await;
+        if closed.load(Ordering::Relaxed) {
+            return Err(Error::Io {
+                path: "<stdout>".into(),
+                source: std::io::ErrorKind::BrokenPipe.into(),
+            });
+        }
+        let rows = written?;
         if self.timing {
-            eprintln!("{} in {:.3} s", plural(rows, "row"), started.elapsed().as_secs_f64());
+            eprintln!(
+                "{} in {:.3} s",
+                plural(rows, "row"),
+                started.elapsed().as_secs_f64()
+            );
         }
         Ok(())
     }
@@ -82,7 +103,11 @@ impl Runner {
             line: error.location.line + first_line - 1,
             column: error.location.column,
         };
-        let place = if source.is_empty() { location.to_string() } else { format!("{source}:{location}") };
+        let place = if source.is_empty() {
+            location.to_string()
+        } else {
+            format!("{source}:{location}")
+        };
         print_error(&format!("{place}: {}", error.error));
         Outcome::Failed
     }
@@ -98,8 +123,40 @@ pub fn print_error(message: &str) {
     };
 }
 
+/// Standard output that remembers whether the reader went away (a broken pipe),
+/// however deep in a writer the error surfaced.
+#[derive(Default)]
+struct Stdout {
+    closed: Arc<AtomicBool>,
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.watch(std::io::stdout().lock().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.watch(std::io::stdout().lock().flush())
+    }
+}
+
+impl Stdout {
+    fn watch<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
 fn plural(n: u64, word: &str) -> String {
-    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 fn is_broken_pipe(e: &Error) -> bool {

@@ -1,11 +1,16 @@
 //! [`DataFrame`]: a lazy query result.
 
+use std::panic::AssertUnwindSafe;
+
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{FutureExt, StreamExt};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// A query that has been planned but not run. Nothing is computed until
 /// [`collect`](Self::collect) or [`stream`](Self::stream) is called.
@@ -31,16 +36,41 @@ impl DataFrame {
 
     /// Runs the query and gathers every batch of the result.
     pub async fn collect(self) -> Result<Vec<RecordBatch>> {
-        Ok(self.inner.collect().await?)
+        let mut stream = self.stream().await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            batches.push(batch?);
+        }
+        Ok(batches)
     }
 
     /// Runs the query, handing out the result batch by batch as it is produced.
+    ///
+    /// A panic while the query runs ends the stream with [`Error::Panic`].
     pub async fn stream(self) -> Result<SendableRecordBatchStream> {
-        Ok(self.inner.execute_stream().await?)
+        let stream = catch_panics(self.inner.execute_stream()).await??;
+        let schema = stream.schema();
+        let guarded = AssertUnwindSafe(stream)
+            .catch_unwind()
+            .map(|item| match item {
+                Ok(batch) => batch,
+                Err(payload) => Err(DataFusionError::External(Box::new(Error::from_panic(
+                    payload,
+                )))),
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, guarded)))
     }
 
     /// The DataFusion dataframe underneath.
     pub fn into_datafusion(self) -> datafusion::dataframe::DataFrame {
         self.inner
     }
+}
+
+/// Runs `future`, turning a panic inside it into [`Error::Panic`].
+pub(crate) async fn catch_panics<T>(future: impl Future<Output = T>) -> Result<T> {
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(Error::from_panic)
 }

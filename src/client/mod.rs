@@ -27,7 +27,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("config", &self.config).finish()
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -55,7 +57,8 @@ impl Client {
     /// Errors carry the position in `sql` where DataFusion knows it
     /// ([`Error::location`]).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        Ok(DataFrame::new(self.ctx.sql(sql).await?))
+        let frame = dataframe::catch_panics(self.ctx.sql(sql)).await??;
+        Ok(DataFrame::new(frame))
     }
 
     /// The DataFusion session behind this client, for tools built on

@@ -99,7 +99,9 @@ pub fn store_for_url(url: &Url) -> Result<Arc<dyn ObjectStore>> {
         other => {
             return Err(store_error(
                 url,
-                format!("unsupported scheme '{other}://' (rask reads s3, gs, az, http(s) and local files)"),
+                format!(
+                    "unsupported scheme '{other}://' (rask reads s3, gs, az, http(s) and local files)"
+                ),
             ));
         }
     };
@@ -119,15 +121,28 @@ mod tests {
         let stores = ObjectStores::new();
         let url = Url::parse("s3://bucket/path/file.parquet").unwrap();
         let a = stores.get_store(&url).unwrap();
-        let b = stores.get_store(&Url::parse("s3://bucket/other").unwrap()).unwrap();
+        let b = stores
+            .get_store(&Url::parse("s3://bucket/other").unwrap())
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(stores.get_store(&Url::parse("https://example.com/x.csv").unwrap()).is_ok());
-        assert!(stores.get_store(&Url::parse("file:///tmp").unwrap()).is_ok());
+        assert!(
+            stores
+                .get_store(&Url::parse("https://example.com/x.csv").unwrap())
+                .is_ok()
+        );
+        assert!(
+            stores
+                .get_store(&Url::parse("file:///tmp").unwrap())
+                .is_ok()
+        );
     }
 
     #[test]
     fn refuses_unknown_schemes_by_name() {
         let err = store_for_url(&Url::parse("ftp://host/file").unwrap()).unwrap_err();
-        assert!(err.to_string().contains("unsupported scheme 'ftp://'"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported scheme 'ftp://'"),
+            "{err}"
+        );
     }
 }

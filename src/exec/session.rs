@@ -25,7 +25,8 @@ pub fn new_context(config: &Config) -> Result<SessionContext> {
     let options = session.options_mut();
     options.sql_parser.collect_spans = true;
 
-    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
+    let mut runtime =
+        RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
     if let Some(limit) = config.memory_limit {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }

@@ -90,7 +90,12 @@ pub fn sink<'a, W: Write + 'a>(
 }
 
 /// Writes `batches` in `format` into a string (for tests and small results).
-pub fn to_string(format: Format, schema: SchemaRef, batches: &[RecordBatch], maxrows: Option<usize>) -> Result<String> {
+pub fn to_string(
+    format: Format,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    maxrows: Option<usize>,
+) -> Result<String> {
     let mut buffer = Vec::new();
     let mut sink = sink(format, schema, maxrows, &mut buffer);
     for batch in batches {

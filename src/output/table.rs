@@ -56,7 +56,8 @@ impl<W: Write> TableSink<W> {
         }
         if self.maxrows.is_some() && limit > 0 {
             let skip = batch.num_rows().saturating_sub(limit);
-            self.tail.push_back(batch.slice(skip, batch.num_rows() - skip));
+            self.tail
+                .push_back(batch.slice(skip, batch.num_rows() - skip));
             self.tail_rows += batch.num_rows() - skip;
             while let Some(front) = self.tail.front() {
                 if self.tail_rows - front.num_rows() < limit {
@@ -85,7 +86,12 @@ impl<W: Write> TableSink<W> {
         rows.push(None);
         let tail: Vec<RecordBatch> = self.tail.iter().cloned().collect();
         let tail = format_rows(&tail)?;
-        rows.extend(tail[tail.len().saturating_sub(last)..].iter().cloned().map(Some));
+        rows.extend(
+            tail[tail.len().saturating_sub(last)..]
+                .iter()
+                .cloned()
+                .map(Some),
+        );
         Ok(rows)
     }
 }
@@ -136,7 +142,11 @@ pub fn footer(rows: u64, columns: usize) -> String {
             format!("{n} {word}s")
         }
     };
-    format!("{} × {}", plural(rows, "row"), plural(columns as u64, "column"))
+    format!(
+        "{} × {}",
+        plural(rows, "row"),
+        plural(columns as u64, "column")
+    )
 }
 
 fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
@@ -150,7 +160,12 @@ fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(DataFusionError::from)?;
         for row in 0..batch.num_rows() {
-            rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
         }
     }
     Ok(rows)
@@ -196,7 +211,11 @@ mod tests {
                 .filter(|l| l.starts_with('|'))
                 .map(|l| l.trim_matches(|c| c == '|' || c == ' '))
                 .collect();
-            assert_eq!(cells, ["v", "0", "1", "2", "...", "98", "99"], "batches of {per_batch}");
+            assert_eq!(
+                cells,
+                ["v", "0", "1", "2", "...", "98", "99"],
+                "batches of {per_batch}"
+            );
             assert!(text.ends_with("100 rows × 1 column\n"));
         }
     }

@@ -52,11 +52,13 @@ impl<W: Write> ResultSink for TextSink<W> {
         let finished = match self.writer {
             Writer::Csv(w) => w.into_inner().flush().map_err(super::io_error),
             Writer::Json(mut w) => {
-                w.finish().map_err(|e| crate::Error::from(DataFusionError::from(e)))?;
+                w.finish()
+                    .map_err(|e| crate::Error::from(DataFusionError::from(e)))?;
                 w.into_inner().flush().map_err(super::io_error)
             }
             Writer::Ndjson(mut w) => {
-                w.finish().map_err(|e| crate::Error::from(DataFusionError::from(e)))?;
+                w.finish()
+                    .map_err(|e| crate::Error::from(DataFusionError::from(e)))?;
                 w.into_inner().flush().map_err(super::io_error)
             }
         };

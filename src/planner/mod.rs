@@ -110,8 +110,15 @@ mod tests {
 
     #[test]
     fn parses_sqlparser_positions() {
-        let msg = "sql parser error: Expected: an SQL statement, found: SELEC at Line: 3, Column: 17";
-        assert_eq!(parse_position(msg), Some(Location { line: 3, column: 17 }));
+        let msg =
+            "sql parser error: Expected: an SQL statement, found: SELEC at Line: 3, Column: 17";
+        assert_eq!(
+            parse_position(msg),
+            Some(Location {
+                line: 3,
+                column: 17
+            })
+        );
         assert_eq!(
             strip_position(msg),
             "Expected: an SQL statement, found: SELEC"
@@ -124,7 +131,10 @@ mod tests {
         let start = Location { line: 4, column: 3 };
         assert_eq!(
             Location { line: 1, column: 8 }.offset_by(start),
-            Location { line: 4, column: 10 }
+            Location {
+                line: 4,
+                column: 10
+            }
         );
         assert_eq!(
             Location { line: 2, column: 5 }.offset_by(start),

@@ -31,7 +31,9 @@ pub struct Statement {
 pub fn split_statements(script: &str) -> Result<Vec<Statement>> {
     let mut statements = split(script)?;
     if let Some(last) = statements.last_mut().filter(|s| !s.terminated) {
-        last.statement.text.truncate(last.statement.text.trim_end().len());
+        last.statement
+            .text
+            .truncate(last.statement.text.trim_end().len());
     }
     Ok(statements.into_iter().map(|s| s.statement).collect())
 }
@@ -186,7 +188,11 @@ impl<'a> Cursor<'a> {
                 }
             }
         }
-        let what = if quote == '\'' { "string" } else { "quoted identifier" };
+        let what = if quote == '\'' {
+            "string"
+        } else {
+            "quoted identifier"
+        };
         Err(unterminated(what, start))
     }
 

@@ -64,7 +64,9 @@ pub enum TaskError {
         workers: Vec<WorkerId>,
     },
     /// Data that cannot be recomputed (scattered by a client) was on workers that died.
-    #[error("{key} was lost with worker {worker} and cannot be recomputed (it was scattered, not computed)")]
+    #[error(
+        "{key} was lost with worker {worker} and cannot be recomputed (it was scattered, not computed)"
+    )]
     DataLost {
         /// The lost key.
         key: Key,
@@ -90,7 +92,11 @@ pub enum TaskError {
 }
 
 fn list(workers: &[WorkerId]) -> String {
-    workers.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ")
+    workers
+        .iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Something that happened, for the scheduler to act on.
@@ -229,7 +235,11 @@ impl fmt::Display for Decision {
             Decision::Run { worker, key, .. } => write!(f, "run {key} on {worker}"),
             Decision::Release { worker, key } => write!(f, "release {key} on {worker}"),
             Decision::Abort { worker, key } => write!(f, "abort {key} on {worker}"),
-            Decision::Report { client, key, outcome } => write!(f, "report {key} to {client}: {outcome:?}"),
+            Decision::Report {
+                client,
+                key,
+                outcome,
+            } => write!(f, "report {key} to {client}: {outcome:?}"),
         }
     }
 }

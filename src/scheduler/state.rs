@@ -25,7 +25,10 @@ pub enum TaskState {
 impl TaskState {
     /// Waiting, queued or processing: the task will produce a result.
     pub fn is_pending(&self) -> bool {
-        matches!(self, TaskState::Waiting | TaskState::Queued | TaskState::Processing(_))
+        matches!(
+            self,
+            TaskState::Waiting | TaskState::Queued | TaskState::Processing(_)
+        )
     }
 }
 

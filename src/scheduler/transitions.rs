@@ -36,11 +36,22 @@ impl Scheduler {
     /// Applies `event` and returns what the cluster must do about it.
     pub fn handle(&mut self, event: Event) -> Vec<Decision> {
         match event {
-            Event::GraphSubmitted { client, tasks, wanted } => self.submit(client, tasks, wanted),
-            Event::DataScattered { client, key, workers, nbytes } => {
-                self.scattered(client, key, workers, nbytes)
-            }
-            Event::TaskFinished { worker, key, nbytes } => self.finished(worker, key, nbytes),
+            Event::GraphSubmitted {
+                client,
+                tasks,
+                wanted,
+            } => self.submit(client, tasks, wanted),
+            Event::DataScattered {
+                client,
+                key,
+                workers,
+                nbytes,
+            } => self.scattered(client, key, workers, nbytes),
+            Event::TaskFinished {
+                worker,
+                key,
+                nbytes,
+            } => self.finished(worker, key, nbytes),
             Event::TaskErred { worker, key, error } => self.erred(worker, key, error),
             Event::WorkerAdded { worker, nthreads } => self.add_worker(worker, nthreads),
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
@@ -121,7 +132,10 @@ impl Scheduler {
             self.tasks.insert(spec.key.clone(), task);
             match missing {
                 Some(missing) => {
-                    let error = TaskError::MissingDependency { key: spec.key.clone(), missing };
+                    let error = TaskError::MissingDependency {
+                        key: spec.key.clone(),
+                        missing,
+                    };
                     self.fail(&spec.key, Arc::new(error));
                 }
                 None => new.push(spec.key),
@@ -132,16 +146,25 @@ impl Scheduler {
                 Some(task) => {
                     task.wanted_by.insert(client);
                     let outcome = match &task.state {
-                        TaskState::Memory => Some(Outcome::Finished { workers: task.who_has.clone() }),
+                        TaskState::Memory => Some(Outcome::Finished {
+                            workers: task.who_has.clone(),
+                        }),
                         TaskState::Erred(e) => Some(Outcome::Erred(Arc::clone(e))),
                         _ => None,
                     };
                     if let Some(outcome) = outcome {
-                        self.out.push(Decision::Report { client, key: key.clone(), outcome });
+                        self.out.push(Decision::Report {
+                            client,
+                            key: key.clone(),
+                            outcome,
+                        });
                     }
                 }
                 None => {
-                    let error = TaskError::MissingDependency { key: key.clone(), missing: key.clone() };
+                    let error = TaskError::MissingDependency {
+                        key: key.clone(),
+                        missing: key.clone(),
+                    };
                     self.out.push(Decision::Report {
                         client,
                         key: key.clone(),
@@ -150,21 +173,31 @@ impl Scheduler {
                 }
             }
         }
-        // New tasks come dependencies first, so each one's inputs are already pending.
-        for key in &new {
-            self.compute(key);
-        }
-        // Tasks nobody asked for and nothing depends on are dropped at once.
+        // Tasks nobody asked for and no wanted task needs are dropped at once.
         for key in new.iter().rev() {
             self.settle(key.clone());
+        }
+        // The rest come dependencies first, so each one's inputs are already pending.
+        for key in &new {
+            self.compute(key);
         }
     }
 
     fn scattered(&mut self, client: ClientId, key: Key, workers: Vec<WorkerId>, nbytes: u64) {
-        let workers: Vec<WorkerId> = workers.into_iter().filter(|w| self.workers.contains_key(w)).collect();
+        let workers: Vec<WorkerId> = workers
+            .into_iter()
+            .filter(|w| self.workers.contains_key(w))
+            .collect();
         if workers.is_empty() && !self.tasks.contains_key(&key) {
-            let error = TaskError::DataLost { key: key.clone(), worker: WorkerId::MAX };
-            self.out.push(Decision::Report { client, key, outcome: Outcome::Erred(Arc::new(error)) });
+            let error = TaskError::DataLost {
+                key: key.clone(),
+                worker: WorkerId::MAX,
+            };
+            self.out.push(Decision::Report {
+                client,
+                key,
+                outcome: Outcome::Erred(Arc::new(error)),
+            });
             return;
         }
         for w in &workers {
@@ -197,7 +230,11 @@ impl Scheduler {
         }
         task.wanted_by.insert(client);
         let workers = task.who_has.clone();
-        self.out.push(Decision::Report { client, key, outcome: Outcome::Finished { workers } });
+        self.out.push(Decision::Report {
+            client,
+            key,
+            outcome: Outcome::Finished { workers },
+        });
     }
 
     fn finished(&mut self, worker: WorkerId, key: Key, nbytes: u64) {
@@ -208,7 +245,9 @@ impl Scheduler {
         };
         match task.state {
             TaskState::Processing(w) if w == worker => {}
-            TaskState::Memory if !task.who_has.contains(&worker) && self.workers.contains_key(&worker) => {
+            TaskState::Memory
+                if !task.who_has.contains(&worker) && self.workers.contains_key(&worker) =>
+            {
                 // A second copy (the task ran twice after a presumed loss): keep it.
                 task.who_has.push(worker);
                 if let Some(w) = self.workers.get_mut(&worker) {
@@ -234,8 +273,14 @@ impl Scheduler {
             w.nbytes += nbytes;
         }
         for client in clients {
-            let outcome = Outcome::Finished { workers: vec![worker] };
-            self.out.push(Decision::Report { client, key: key.clone(), outcome });
+            let outcome = Outcome::Finished {
+                workers: vec![worker],
+            };
+            self.out.push(Decision::Report {
+                client,
+                key: key.clone(),
+                outcome,
+            });
         }
         let mut ready = Vec::new();
         for dependent in dependents {
@@ -259,24 +304,28 @@ impl Scheduler {
     }
 
     fn erred(&mut self, worker: WorkerId, key: Key, error: TaskError) {
-        let Some(task) = self.tasks.get_mut(&key) else { return };
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return;
+        };
         if task.state != TaskState::Processing(worker) {
             return;
         }
+        task.state = TaskState::Released;
         if let Some(w) = self.workers.get_mut(&worker) {
             w.processing.remove(&key);
         }
         match error {
-            TaskError::FetchFailed { worker: holder, key: input } => {
+            TaskError::FetchFailed {
+                worker: holder,
+                key: input,
+            } => {
                 // The input is gone from where we thought it was: forget that copy,
                 // recompute it if it was the last, and run this task again after.
-                task.state = TaskState::Released;
                 self.drop_copy(holder, &input);
                 self.compute(&key);
             }
             error if task.retries_left > 0 => {
                 task.retries_left -= 1;
-                task.state = TaskState::Released;
                 tracing::debug!(%key, %error, "retrying task");
                 self.compute(&key);
             }
@@ -285,24 +334,38 @@ impl Scheduler {
     }
 
     fn add_worker(&mut self, worker: WorkerId, nthreads: usize) {
-        self.workers.entry(worker).or_insert_with(|| Worker { nthreads: nthreads.max(1), ..Worker::default() });
+        self.workers.entry(worker).or_insert_with(|| Worker {
+            nthreads: nthreads.max(1),
+            ..Worker::default()
+        });
         // Tasks that had nowhere to run may have somewhere now.
         for (_, key) in std::mem::take(&mut self.unrunnable) {
-            if self.tasks.get(&key).is_some_and(|t| t.state == TaskState::Released) {
+            if self
+                .tasks
+                .get(&key)
+                .is_some_and(|t| t.state == TaskState::Released)
+            {
                 self.ready(&key);
             }
         }
     }
 
     fn remove_worker(&mut self, worker: WorkerId) {
-        let Some(gone) = self.workers.remove(&worker) else { return };
+        let Some(gone) = self.workers.remove(&worker) else {
+            return;
+        };
         let mut rerun = Vec::new();
         for key in gone.processing {
-            let Some(task) = self.tasks.get_mut(&key) else { continue };
+            let Some(task) = self.tasks.get_mut(&key) else {
+                continue;
+            };
             task.died_on.push(worker);
             task.state = TaskState::Released;
             if task.died_on.len() >= MAX_WORKER_DEATHS {
-                let error = TaskError::KilledWorkers { key: key.clone(), workers: task.died_on.clone() };
+                let error = TaskError::KilledWorkers {
+                    key: key.clone(),
+                    workers: task.died_on.clone(),
+                };
                 self.fail(&key, Arc::new(error));
             } else {
                 rerun.push((task.priority, key));
@@ -318,9 +381,15 @@ impl Scheduler {
     }
 
     fn unwant(&mut self, client: ClientId, key: &Key, cancel: bool) {
-        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
         if task.wanted_by.remove(&client) && cancel {
-            self.out.push(Decision::Report { client, key: key.clone(), outcome: Outcome::Cancelled });
+            self.out.push(Decision::Report {
+                client,
+                key: key.clone(),
+                outcome: Outcome::Cancelled,
+            });
         }
         self.settle(key.clone());
     }
@@ -333,13 +402,21 @@ impl Scheduler {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.has.remove(key);
         }
-        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
         task.who_has.retain(|w| *w != worker);
         if task.state != TaskState::Memory || !task.who_has.is_empty() {
             return;
         }
         if !task.recomputable {
-            self.fail(key, Arc::new(TaskError::DataLost { key: key.clone(), worker }));
+            self.fail(
+                key,
+                Arc::new(TaskError::DataLost {
+                    key: key.clone(),
+                    worker,
+                }),
+            );
             return;
         }
         task.state = TaskState::Released;
@@ -363,11 +440,14 @@ impl Scheduler {
     /// Brings `key` toward memory: it and every released ancestor it needs are
     /// made waiting or ready, in graph order.
     fn compute(&mut self, key: &Key) {
-        let Some(task) = self.tasks.get(key) else { return };
-        let inputs_known = task
-            .dependencies
-            .iter()
-            .all(|d| self.tasks.get(d).is_none_or(|d| d.state != TaskState::Released));
+        let Some(task) = self.tasks.get(key) else {
+            return;
+        };
+        let inputs_known = task.dependencies.iter().all(|d| {
+            self.tasks
+                .get(d)
+                .is_none_or(|d| d.state != TaskState::Released)
+        });
         if inputs_known {
             self.compute_released(key);
             return;
@@ -377,7 +457,9 @@ impl Scheduler {
         let mut seen = HashSet::new();
         let mut stack = vec![key.clone()];
         while let Some(k) = stack.pop() {
-            let Some(task) = self.tasks.get(&k) else { continue };
+            let Some(task) = self.tasks.get(&k) else {
+                continue;
+            };
             if task.state != TaskState::Released || !seen.insert(k.clone()) {
                 continue;
             }
@@ -395,7 +477,9 @@ impl Scheduler {
     /// A released task whose inputs are each pending, in memory or erred becomes
     /// erred, waiting or ready.
     fn compute_released(&mut self, key: &Key) {
-        let Some(task) = self.tasks.get(key) else { return };
+        let Some(task) = self.tasks.get(key) else {
+            return;
+        };
         if task.state != TaskState::Released {
             return;
         }
@@ -404,7 +488,10 @@ impl Scheduler {
             match self.tasks.get(dep).map(|d| &d.state) {
                 Some(TaskState::Memory) => {}
                 Some(TaskState::Erred(e)) => {
-                    let error = Arc::new(TaskError::DependencyFailed { key: dep.clone(), source: Arc::clone(e) });
+                    let error = Arc::new(TaskError::DependencyFailed {
+                        key: dep.clone(),
+                        source: Arc::clone(e),
+                    });
                     let error = match e.as_ref() {
                         TaskError::DependencyFailed { .. } => Arc::clone(e),
                         _ => error,
@@ -426,7 +513,9 @@ impl Scheduler {
     /// A task whose inputs are all in memory: root tasks queue for a free thread,
     /// others go to the best worker now.
     fn ready(&mut self, key: &Key) {
-        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
         if task.dependencies.is_empty() {
             task.state = TaskState::Queued;
             self.queue.push(Reverse((task.priority, key.clone())));
@@ -447,17 +536,28 @@ impl Scheduler {
     /// the fewest input bytes to fetch, then the lowest load.
     fn decide_worker(&self, key: &Key) -> Option<WorkerId> {
         let task = self.tasks.get(key)?;
-        let inputs: Vec<&Task> = task.dependencies.iter().filter_map(|d| self.tasks.get(d)).collect();
+        let inputs: Vec<&Task> = task
+            .dependencies
+            .iter()
+            .filter_map(|d| self.tasks.get(d))
+            .collect();
         self.allowed_workers(task)
             .map(|(id, w)| {
-                let transfer: u64 = inputs.iter().filter(|d| !d.who_has.contains(&id)).map(|d| d.nbytes).sum();
+                let transfer: u64 = inputs
+                    .iter()
+                    .filter(|d| !d.who_has.contains(&id))
+                    .map(|d| d.nbytes)
+                    .sum();
                 ((w.is_saturated(), transfer, OrderedLoad(w.load())), id)
             })
             .min_by(|a, b| a.0.cmp(&b.0))
             .map(|(_, id)| id)
     }
 
-    fn allowed_workers<'a>(&'a self, task: &'a Task) -> impl Iterator<Item = (WorkerId, &'a Worker)> + 'a {
+    fn allowed_workers<'a>(
+        &'a self,
+        task: &'a Task,
+    ) -> impl Iterator<Item = (WorkerId, &'a Worker)> + 'a {
         self.workers
             .iter()
             .filter(move |(id, _)| task.restrictions.as_ref().is_none_or(|r| r.contains(id)))
@@ -465,7 +565,9 @@ impl Scheduler {
     }
 
     fn assign(&mut self, key: &Key, worker: WorkerId) {
-        let Some(task) = self.tasks.get_mut(key) else { return };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
         task.state = TaskState::Processing(worker);
         let dependencies = task.dependencies.clone();
         if let Some(w) = self.workers.get_mut(&worker) {
@@ -474,18 +576,28 @@ impl Scheduler {
         let inputs = dependencies
             .into_iter()
             .map(|d| {
-                let holders = self.tasks.get(&d).map(|t| t.who_has.clone()).unwrap_or_default();
+                let holders = self
+                    .tasks
+                    .get(&d)
+                    .map(|t| t.who_has.clone())
+                    .unwrap_or_default();
                 Input { key: d, holders }
             })
             .collect();
-        self.out.push(Decision::Run { worker, key: key.clone(), inputs });
+        self.out.push(Decision::Run {
+            worker,
+            key: key.clone(),
+            inputs,
+        });
     }
 
     /// Sends queued root tasks to workers with free threads, best first.
     fn fill_slots(&mut self) {
         let mut blocked = Vec::new();
         while let Some(Reverse((priority, key))) = self.queue.pop() {
-            let Some(task) = self.tasks.get(&key) else { continue };
+            let Some(task) = self.tasks.get(&key) else {
+                continue;
+            };
             if task.state != TaskState::Queued || task.priority != priority {
                 continue;
             }
@@ -517,28 +629,46 @@ impl Scheduler {
     fn fail(&mut self, key: &Key, error: Arc<TaskError>) {
         let downstream = match error.as_ref() {
             TaskError::DependencyFailed { .. } => Arc::clone(&error),
-            _ => Arc::new(TaskError::DependencyFailed { key: key.clone(), source: Arc::clone(&error) }),
+            _ => Arc::new(TaskError::DependencyFailed {
+                key: key.clone(),
+                source: Arc::clone(&error),
+            }),
         };
         let mut stack = vec![(key.clone(), error)];
         let mut settle = Vec::new();
         while let Some((k, e)) = stack.pop() {
-            let Some(task) = self.tasks.get_mut(&k) else { continue };
+            let Some(task) = self.tasks.get_mut(&k) else {
+                continue;
+            };
             if let TaskState::Processing(w) = task.state {
-                self.out.push(Decision::Abort { worker: w, key: k.clone() });
+                self.out.push(Decision::Abort {
+                    worker: w,
+                    key: k.clone(),
+                });
                 if let Some(worker) = self.workers.get_mut(&w) {
                     worker.processing.remove(&k);
                 }
             }
-            let Some(task) = self.tasks.get_mut(&k) else { continue };
+            let Some(task) = self.tasks.get_mut(&k) else {
+                continue;
+            };
             task.state = TaskState::Erred(Arc::clone(&e));
             for client in task.wanted_by.iter().copied() {
-                self.out.push(Decision::Report { client, key: k.clone(), outcome: Outcome::Erred(Arc::clone(&e)) });
+                self.out.push(Decision::Report {
+                    client,
+                    key: k.clone(),
+                    outcome: Outcome::Erred(Arc::clone(&e)),
+                });
             }
             let dependents: Vec<Key> = task.dependents.iter().cloned().collect();
             settle.extend(task.dependencies.iter().cloned());
             settle.push(k);
             for dependent in dependents {
-                if self.tasks.get(&dependent).is_some_and(|d| d.state.is_pending()) {
+                if self
+                    .tasks
+                    .get(&dependent)
+                    .is_some_and(|d| d.state.is_pending())
+                {
                     stack.push((dependent, Arc::clone(&downstream)));
                 }
             }
@@ -554,15 +684,22 @@ impl Scheduler {
     fn settle(&mut self, key: Key) {
         let mut stack = vec![key];
         while let Some(k) = stack.pop() {
-            let Some(task) = self.tasks.get(&k) else { continue };
+            let Some(task) = self.tasks.get(&k) else {
+                continue;
+            };
             if !task.wanted_by.is_empty() {
                 continue;
             }
             if task.dependents.is_empty() {
-                let Some(task) = self.tasks.remove(&k) else { continue };
+                let Some(task) = self.tasks.remove(&k) else {
+                    continue;
+                };
                 self.unrunnable.remove(&(task.priority, k.clone()));
                 if let TaskState::Processing(w) = task.state {
-                    self.out.push(Decision::Abort { worker: w, key: k.clone() });
+                    self.out.push(Decision::Abort {
+                        worker: w,
+                        key: k.clone(),
+                    });
                     if let Some(worker) = self.workers.get_mut(&w) {
                         worker.processing.remove(&k);
                     }

@@ -36,9 +36,17 @@ SELECT 'never reached' AS x;
     assert!(out.stdout.contains("| name   | Utf8"), "{}", out.stdout);
     assert!(out.stdout.contains("| legs   | Int32"), "{}", out.stdout);
     // \format csv switched the output.
-    assert!(out.stdout.contains("format is csv\nname\nbird\ncat\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("format is csv\nname\nbird\ncat\n"),
+        "{}",
+        out.stdout
+    );
     // \timing printed a timing for the next statement.
-    assert!(out.stdout.contains("timing is on\nn\n2\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("timing is on\nn\n2\n"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stderr.contains("1 row in "), "{}", out.stderr);
     assert!(out.stdout.contains("\\d NAME"), "help lists the commands");
     // \q quit before the last statement.
@@ -49,18 +57,41 @@ SELECT 'never reached' AS x;
 fn an_error_keeps_the_session_and_sets_the_exit_code() {
     let input = "SELECT 1 AS a;\nSELECT nope;\n\\d nosuchtable\n\\bogus\nSELECT 2 AS b;\n";
     let out = run_with_input(rask().args(["--format", "csv"]), input).failure();
-    assert!(out.stdout.contains("a\n1\n") && out.stdout.contains("b\n2\n"), "{}", out.stdout);
-    assert!(out.stderr.contains("error: <stdin>:2:8: "), "{}", out.stderr);
-    assert!(out.stderr.contains("no table named 'nosuchtable'"), "{}", out.stderr);
-    assert!(out.stderr.contains("unknown command \\bogus"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("a\n1\n") && out.stdout.contains("b\n2\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("error: <stdin>:2:8: "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("no table named 'nosuchtable'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("unknown command \\bogus"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn include_runs_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("part.sql");
-    std::fs::write(&file, "CREATE TABLE inc AS VALUES (5);\nSELECT column1 * 2 AS doubled FROM inc;\n").unwrap();
-    let input = format!("\\format csv\n\\i {}\nSELECT count(*) AS c FROM inc;\n", file.display());
+    std::fs::write(
+        &file,
+        "CREATE TABLE inc AS VALUES (5);\nSELECT column1 * 2 AS doubled FROM inc;\n",
+    )
+    .unwrap();
+    let input = format!(
+        "\\format csv\n\\i {}\nSELECT count(*) AS c FROM inc;\n",
+        file.display()
+    );
     let out = run_with_input(&mut rask(), &input).success();
     assert!(out.stdout.contains("doubled\n10\n"), "{}", out.stdout);
     assert!(out.stdout.contains("c\n1\n"), "{}", out.stdout);

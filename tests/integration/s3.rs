@@ -16,9 +16,20 @@ struct S3Server {
 
 impl S3Server {
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -27,9 +38,14 @@ impl S3Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("moto's S3 server exited ({status}); install it with `pip install 'moto[server]'`");
+                panic!(
+                    "moto's S3 server exited ({status}); install it with `pip install 'moto[server]'`"
+                );
             }
-            assert!(Instant::now() < deadline, "moto's S3 server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto's S3 server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
@@ -50,7 +66,10 @@ impl S3Server {
         .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "creating bucket {name}: {response}");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "creating bucket {name}: {response}"
+        );
     }
 
     /// A `rask` command whose environment points at this server.
@@ -87,13 +106,34 @@ fn copy_to_s3_then_query_it_by_table_and_by_path() {
     ";
     let out = run(server.rask().args(["query", "--format", "csv", "-c", sql])).success();
     // 2 days of minutes, read back from Parquet by table and from CSV by path.
-    assert_eq!(csv_rows(&out.stdout), [["count"], ["2880"], ["count"], ["26"], ["rows"], ["2880"], ["counted"], ["2880"], ["same"], ["true"]], "{}", out.stdout);
+    assert_eq!(
+        csv_rows(&out.stdout),
+        [
+            ["count"],
+            ["2880"],
+            ["count"],
+            ["26"],
+            ["rows"],
+            ["2880"],
+            ["counted"],
+            ["2880"],
+            ["same"],
+            ["true"]
+        ],
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn object_store_failures_are_errors_with_the_location() {
     let server = S3Server::start();
-    let out = run(server.rask().args(["query", "-c", "SELECT * FROM 's3://no-such-bucket/data.parquet'"])).failure();
+    let out = run(server.rask().args([
+        "query",
+        "-c",
+        "SELECT * FROM 's3://no-such-bucket/data.parquet'",
+    ]))
+    .failure();
     assert!(out.stderr.starts_with("error: -c:1:"), "{}", out.stderr);
     assert!(out.stderr.contains("no-such-bucket"), "{}", out.stderr);
 

@@ -13,7 +13,10 @@ fn queries(text: &str) -> Vec<(String, String)> {
     let mut number = None;
     for line in text.lines() {
         let line = line.trim();
-        if let Some(n) = line.strip_prefix("-- ").filter(|n| n.chars().all(|c| c.is_ascii_digit())) {
+        if let Some(n) = line
+            .strip_prefix("-- ")
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        {
             number = Some(n.to_string());
         } else if !line.is_empty() && !line.starts_with("--") {
             if let Some(n) = number.take() {
@@ -39,10 +42,17 @@ async fn shared_queries_match_duckdb() {
     let data = shared_data();
     let text = std::fs::read_to_string(data.join("queries.sql"))
         .unwrap_or_else(|e| panic!("the reference data must be at {}: {e}", data.display()));
-    let client = Client::with_config(Config { threads: 4, ..Config::default() }).unwrap();
+    let client = Client::with_config(Config {
+        threads: 4,
+        ..Config::default()
+    })
+    .unwrap();
     let location = data.join("timeseries-2days/");
     client
-        .sql(&format!("CREATE EXTERNAL TABLE ts STORED AS PARQUET LOCATION '{}'", location.display()))
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE ts STORED AS PARQUET LOCATION '{}'",
+            location.display()
+        ))
         .await
         .unwrap();
 
@@ -54,22 +64,42 @@ async fn shared_queries_match_duckdb() {
         let header: Vec<&str> = expected.next().unwrap().split(',').collect();
         let expected: Vec<Vec<&str>> = expected.map(|l| l.split(',').collect()).collect();
 
-        let frame = client.sql(&sql).await.unwrap_or_else(|e| panic!("query {n}: {e}"));
-        let names: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let frame = client
+            .sql(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("query {n}: {e}"));
+        let names: Vec<String> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, header, "query {n}: column names");
         let batches = frame.collect().await.unwrap();
         let options = FormatOptions::default();
         let mut rows: Vec<Vec<String>> = Vec::new();
         for batch in &batches {
-            let formatters: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+            let formatters: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
             for row in 0..batch.num_rows() {
-                rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect(),
+                );
             }
         }
         assert_eq!(rows.len(), expected.len(), "query {n}: row count");
         for (i, (ours, theirs)) in rows.iter().zip(&expected).enumerate() {
             for (a, b) in ours.iter().zip(theirs) {
-                assert!(same_value(a, b), "query {n}, row {i}: rask {ours:?}, DuckDB {theirs:?}");
+                assert!(
+                    same_value(a, b),
+                    "query {n}, row {i}: rask {ours:?}, DuckDB {theirs:?}"
+                );
             }
         }
     }

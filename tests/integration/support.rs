@@ -48,14 +48,26 @@ impl Run {
     /// Asserts the command succeeded, showing its output if not.
     #[track_caller]
     pub fn success(self) -> Self {
-        assert_eq!(self.code, Some(0), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Asserts the command failed with exit code 1.
     #[track_caller]
     pub fn failure(self) -> Self {
-        assert_eq!(self.code, Some(1), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(1),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }
@@ -81,7 +93,10 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> Run {
     let input = input.to_string();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().expect("rask runs to the end");
-    writer.join().expect("writer thread").expect("input written");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("input written");
     Run::from(output)
 }
 

@@ -59,7 +59,11 @@ impl TimeseriesExec {
         let ordering = columns
             .iter()
             .position(|c| *c == Column::Timestamp)
-            .map(|i| vec![PhysicalSortExpr::new_default(Arc::new(ColumnExpr::new("timestamp", i)) as _)]);
+            .map(|i| {
+                vec![PhysicalSortExpr::new_default(
+                    Arc::new(ColumnExpr::new("timestamp", i)) as _,
+                )]
+            });
         let eq = EquivalenceProperties::new_with_orderings(Arc::clone(&schema), ordering);
         let properties = PlanProperties::new(
             eq,
@@ -203,7 +207,9 @@ impl ExecutionPlan for TimeseriesExec {
     ) -> Result<Arc<Statistics>> {
         let rows: u64 = match args.partition() {
             Some(p) => row_count(&self.rows(p)),
-            None => (0..self.spec.partitions()).map(|p| row_count(&self.rows(p))).sum(),
+            None => (0..self.spec.partitions())
+                .map(|p| row_count(&self.rows(p)))
+                .sum(),
         };
         Ok(Arc::new(
             Statistics::new_unknown(&self.schema).with_num_rows(Precision::Exact(rows as usize)),

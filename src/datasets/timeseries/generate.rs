@@ -48,7 +48,13 @@ pub enum Column {
 
 impl Column {
     /// All columns, in schema order.
-    pub const ALL: [Column; 5] = [Column::Timestamp, Column::Id, Column::Name, Column::X, Column::Y];
+    pub const ALL: [Column; 5] = [
+        Column::Timestamp,
+        Column::Id,
+        Column::Name,
+        Column::X,
+        Column::Y,
+    ];
 
     /// Generates rows `rows` (global row indices) of partition `partition`.
     pub fn generate(
@@ -120,9 +126,8 @@ fn unit_interval(word: u64) -> f64 {
     (word >> 11) as f64 * SCALE - 1.0
 }
 
-static NAME_VIEWS: LazyLock<Vec<u128>> = LazyLock::new(|| {
-    StringViewArray::from_iter_values(NAMES).views().to_vec()
-});
+static NAME_VIEWS: LazyLock<Vec<u128>> =
+    LazyLock::new(|| StringViewArray::from_iter_values(NAMES).views().to_vec());
 
 static POISSON: LazyLock<AliasTable> = LazyLock::new(|| AliasTable::poisson(ID_LAMBDA));
 
@@ -179,7 +184,11 @@ impl AliasTable {
             .iter()
             .map(|p| (p.clamp(0.0, 1.0) * (1u64 << 32) as f64) as u64)
             .collect();
-        Self { low, threshold, alias }
+        Self {
+            low,
+            threshold,
+            alias,
+        }
     }
 
     #[inline(always)]
@@ -211,7 +220,12 @@ mod tests {
         let ids = ids.as_primitive::<Int64Type>();
         let n = ids.len() as f64;
         let mean = ids.values().iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = ids.values().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let var = ids
+            .values()
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
         // Standard error of the mean is √(1000/200000) ≈ 0.07.
         assert!((mean - 1000.0).abs() < 0.5, "mean {mean}");
         assert!((var - 1000.0).abs() < 30.0, "variance {var}");

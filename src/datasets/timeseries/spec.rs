@@ -151,7 +151,11 @@ impl TimeseriesSpec {
     /// The table's full schema.
     pub fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
-            Field::new("timestamp", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
             Field::new("id", DataType::Int64, false),
             Field::new("name", DataType::Utf8View, false),
             Field::new("x", DataType::Float64, false),
@@ -221,7 +225,10 @@ mod tests {
         for p in 0..4 {
             for row in spec.partition_rows(p) {
                 let t = spec.timestamp_of(row);
-                assert!(t >= spec.start + p as i64 * 3 * hour && t < spec.start + (p as i64 + 1) * 3 * hour);
+                assert!(
+                    t >= spec.start + p as i64 * 3 * hour
+                        && t < spec.start + (p as i64 + 1) * 3 * hour
+                );
             }
         }
     }

@@ -8,15 +8,18 @@
 //! SELECT * FROM timeseries(NULL, NULL, '10s', '1h', 7);        -- seed 7
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::TableReference;
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_datafusion_err};
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::exec::TimeseriesExec;
@@ -76,18 +79,37 @@ impl TableFunctionImpl for TimeseriesFunction {
 }
 
 /// A timeseries as a table.
+///
+/// DataFusion names every scan of a table function after the function alone
+/// (`timeseries()`), and treats scans with equal names as equal plans, so two
+/// calls with different arguments in one query could be merged as a common
+/// subexpression. The table therefore presents itself as a one-scan logical plan
+/// over a table named after its arguments, which DataFusion inlines in place of
+/// the `timeseries()` scan.
 #[derive(Debug, Clone)]
 pub struct TimeseriesTable {
     spec: TimeseriesSpec,
     schema: SchemaRef,
+    /// The scan of this table under its full name; `None` on that inner table.
+    named_scan: Option<LogicalPlan>,
 }
 
 impl TimeseriesTable {
     /// The table for `spec`.
     pub fn new(spec: TimeseriesSpec) -> Self {
-        Self {
+        let inner = Self {
             spec,
             schema: TimeseriesSpec::schema(),
+            named_scan: None,
+        };
+        let name = TableReference::bare(format!("timeseries({spec})"));
+        let source = provider_as_source(Arc::new(inner.clone()));
+        let named_scan = LogicalPlanBuilder::scan(name, source, None)
+            .and_then(|b| b.build())
+            .ok();
+        Self {
+            named_scan,
+            ..inner
         }
     }
 }
@@ -100,6 +122,10 @@ impl TableProvider for TimeseriesTable {
 
     fn table_type(&self) -> TableType {
         TableType::Temporary
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        self.named_scan.as_ref().map(Cow::Borrowed)
     }
 
     async fn scan(
@@ -137,9 +163,9 @@ fn literal(expr: &Expr) -> Option<ScalarValue> {
 
 fn string(value: &ScalarValue) -> Option<&str> {
     match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Some(s)
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s),
         _ => None,
     }
 }
@@ -153,8 +179,13 @@ fn timestamp(value: &ScalarValue) -> Result<i64, String> {
     }
     use datafusion::arrow::datatypes::{DataType, TimeUnit};
     match value.cast_to(&DataType::Timestamp(TimeUnit::Nanosecond, None)) {
-        Ok(ScalarValue::TimestampNanosecond(Some(ns), _)) if value.data_type().is_temporal() => Ok(ns),
-        _ => Err(format!("must be a date or timestamp, got {} {value}", value.data_type())),
+        Ok(ScalarValue::TimestampNanosecond(Some(ns), _)) if value.data_type().is_temporal() => {
+            Ok(ns)
+        }
+        _ => Err(format!(
+            "must be a date or timestamp, got {} {value}",
+            value.data_type()
+        )),
     }
 }
 
@@ -226,9 +257,16 @@ fn seed(value: &ScalarValue) -> Result<u64, String> {
     match value {
         ScalarValue::Int64(Some(v)) if *v >= 0 => Ok(*v as u64),
         ScalarValue::UInt64(Some(v)) => Ok(*v),
-        ScalarValue::Int8(_) | ScalarValue::Int16(_) | ScalarValue::Int32(_) | ScalarValue::UInt8(_) | ScalarValue::UInt16(_) | ScalarValue::UInt32(_) => {
-            seed(&value.cast_to(&datafusion::arrow::datatypes::DataType::Int64).map_err(|e| e.to_string())?)
-        }
+        ScalarValue::Int8(_)
+        | ScalarValue::Int16(_)
+        | ScalarValue::Int32(_)
+        | ScalarValue::UInt8(_)
+        | ScalarValue::UInt16(_)
+        | ScalarValue::UInt32(_) => seed(
+            &value
+                .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
+                .map_err(|e| e.to_string())?,
+        ),
         _ => Err(format!("must be a non-negative integer, got {value}")),
     }
 }
@@ -246,7 +284,11 @@ mod tests {
         assert_eq!(parse_frequency("H"), Ok(3_600_000_000_000));
         assert_eq!(parse_frequency("500ms"), Ok(500_000_000));
         assert!(parse_frequency("0s").unwrap_err().contains("positive"));
-        assert!(parse_frequency("3 fortnights").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_frequency("3 fortnights")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_frequency("abc").unwrap_err().contains("unknown unit"));
     }
 
@@ -267,11 +309,34 @@ mod tests {
 
     #[test]
     fn explains_bad_arguments() {
-        let err = |args: &[Expr]| TimeseriesFunction::spec_from_args(args).unwrap_err().to_string();
-        assert!(err(&[lit("2000-13-01")]).contains("argument 1 (start) '2000-13-01' is not a date"));
-        assert!(err(&[lit("2000-01-05"), lit("2000-01-01")]).contains("end (2000-01-01 00:00:00) must be after start"));
-        assert!(err(&[lit(ScalarValue::Null), lit(ScalarValue::Null), lit("0s")]).contains("argument 3 (freq)"));
-        assert!(err(&[lit(1), lit(2), lit(3), lit(4), lit(5), lit(6)]).contains("at most 5 arguments"));
-        assert!(err(&[lit(ScalarValue::Null), lit(ScalarValue::Null), lit(ScalarValue::Null), lit(ScalarValue::Null), lit(-3i64)]).contains("non-negative"));
+        let err = |args: &[Expr]| {
+            TimeseriesFunction::spec_from_args(args)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err(&[lit("2000-13-01")]).contains("argument 1 (start) '2000-13-01' is not a date")
+        );
+        assert!(
+            err(&[lit("2000-01-05"), lit("2000-01-01")])
+                .contains("end (2000-01-01 00:00:00) must be after start")
+        );
+        assert!(
+            err(&[lit(ScalarValue::Null), lit(ScalarValue::Null), lit("0s")])
+                .contains("argument 3 (freq)")
+        );
+        assert!(
+            err(&[lit(1), lit(2), lit(3), lit(4), lit(5), lit(6)]).contains("at most 5 arguments")
+        );
+        assert!(
+            err(&[
+                lit(ScalarValue::Null),
+                lit(ScalarValue::Null),
+                lit(ScalarValue::Null),
+                lit(ScalarValue::Null),
+                lit(-3i64)
+            ])
+            .contains("non-negative")
+        );
     }
 }
