@@ -45,6 +45,18 @@ pub enum Error {
     #[error("internal error: {0}")]
     Panic(String),
 
+    /// A task on the cluster failed (or an input of it did).
+    #[error("{0}")]
+    Task(std::sync::Arc<crate::scheduler::TaskError>),
+
+    /// A finished result is no longer held by any worker.
+    #[error("the result of {0} was lost with its worker")]
+    Lost(crate::Key),
+
+    /// The cluster stopped while a result was awaited.
+    #[error("the cluster is gone")]
+    Disconnected,
+
     /// The query was cancelled by the user.
     #[error("query cancelled")]
     Cancelled,
@@ -102,4 +114,10 @@ impl Error {
             .unwrap_or_else(|| "a task panicked".to_string());
         Error::Panic(message)
     }
+}
+
+/// Runs `future`, turning a panic inside it into [`Error::Panic`].
+pub(crate) async fn catch_panics<T>(future: impl Future<Output = T>) -> Result<T> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(future).catch_unwind().await.map_err(Error::from_panic)
 }

@@ -24,13 +24,16 @@
 pub mod client;
 pub mod datasets;
 mod error;
+pub mod key;
 pub mod exec;
 pub mod output;
 pub mod planner;
 pub mod scheduler;
+pub mod worker;
 
-pub use client::{Client, Config, DataFrame};
+pub use client::{Client, Config, DataFrame, Future, FutureStatus, LocalCluster};
 pub use error::{Error, Result};
+pub use key::Key;
 
 /// The DataFusion version rask is built on, re-exported so users need not pin it.
 pub use datafusion;

@@ -12,8 +12,10 @@ use crate::{Error, Result};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Threads that run tasks, which is also the number of partitions an
-    /// exchange spreads data over. Default: the machine's cores.
+    /// Workers of the local cluster. Default: 1.
+    pub workers: usize,
+    /// Task slots (threads) per worker. Default: the machine's cores.
+    /// `workers × threads` is the number of partitions exchanges spread data over.
     pub threads: usize,
     /// Rows per record batch; `None` for DataFusion's default (8192).
     pub batch_size: Option<usize>,
@@ -25,6 +27,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            workers: 1,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             batch_size: None,
             memory_limit: None,
@@ -33,10 +36,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Task slots in the whole cluster.
+    pub fn total_threads(&self) -> usize {
+        self.workers * self.threads
+    }
+
     /// Checks the settings make sense.
     pub fn validate(&self) -> Result<()> {
         if self.threads == 0 {
             return Err(Error::Config("threads must be at least 1".into()));
+        }
+        if self.workers == 0 {
+            return Err(Error::Config("workers must be at least 1".into()));
         }
         if self.batch_size == Some(0) {
             return Err(Error::Config("batch_size must be at least 1".into()));

@@ -8,7 +8,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use crate::{Error, Result};
 
@@ -48,7 +48,7 @@ impl DataFrame {
     ///
     /// A panic while the query runs ends the stream with [`Error::Panic`].
     pub async fn stream(self) -> Result<SendableRecordBatchStream> {
-        let stream = catch_panics(self.inner.execute_stream()).await??;
+        let stream = crate::error::catch_panics(self.inner.execute_stream()).await??;
         let schema = stream.schema();
         let guarded = AssertUnwindSafe(stream)
             .catch_unwind()
@@ -65,12 +65,4 @@ impl DataFrame {
     pub fn into_datafusion(self) -> datafusion::dataframe::DataFrame {
         self.inner
     }
-}
-
-/// Runs `future`, turning a panic inside it into [`Error::Panic`].
-pub(crate) async fn catch_panics<T>(future: impl Future<Output = T>) -> Result<T> {
-    AssertUnwindSafe(future)
-        .catch_unwind()
-        .await
-        .map_err(Error::from_panic)
 }

@@ -1,28 +1,40 @@
-//! What users hold: the [`Client`], its [`Config`] and lazy [`DataFrame`]s.
+//! What users hold: the [`Client`], its [`Config`], lazy [`DataFrame`]s and
+//! [`Future`]s, and the [`LocalCluster`] they run on.
 //!
 //! A client plans SQL into DataFusion logical plans without running them; a
-//! [`DataFrame`] runs when it is collected or streamed. Today the plans run in the
-//! client's embedded DataFusion session; the shared scheduler will take over
-//! execution behind this same API.
+//! [`DataFrame`] runs when it is collected or streamed: its physical plan is cut
+//! into stages and submitted to the scheduler as tasks (see `query_planner`).
 
 mod config;
+mod connection;
 mod dataframe;
+mod future;
+mod local_cluster;
+mod query_planner;
+
+use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 
 pub use config::Config;
 pub use dataframe::DataFrame;
+pub use future::{Future, FutureStatus};
+pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 
-use crate::planner::Location;
+use crate::planner::{Location, StageGraph};
 use crate::{Error, Result, exec};
+use connection::Connection;
+use query_planner::ClusterQueryPlanner;
 
 /// A connection to a rask cluster: the entry point for SQL and dataframes.
 ///
-/// Cloning a client is cheap; clones share the session and its tables.
+/// Cloning a client is cheap; clones share the session, its tables and the
+/// cluster connection.
 #[derive(Clone)]
 pub struct Client {
     ctx: SessionContext,
     config: Config,
+    connection: Arc<Connection>,
 }
 
 impl std::fmt::Debug for Client {
@@ -41,9 +53,32 @@ impl Client {
 
     /// A client on an embedded local cluster configured by `config`.
     pub fn with_config(config: Config) -> Result<Self> {
-        config.validate()?;
-        let ctx = exec::new_context(&config)?;
-        Ok(Self { ctx, config })
+        LocalCluster::builder().config(config).build()?.client()
+    }
+
+    pub(crate) fn connect_local(cluster: Arc<LocalCluster>) -> Result<Self> {
+        let config = cluster.config().clone();
+        let connection = Connection::open(cluster);
+        let planner = Arc::new(ClusterQueryPlanner::new(Arc::clone(&connection)));
+        let ctx = exec::new_context(&config, Some(planner))?;
+        Ok(Self { ctx, config, connection })
+    }
+
+    /// The cluster this client runs on.
+    pub fn cluster(&self) -> &Arc<LocalCluster> {
+        self.connection.cluster()
+    }
+
+    /// The stages and tasks `sql` (one query) would run as.
+    pub async fn explain(&self, sql: &str) -> Result<StageGraph> {
+        let frame = self.sql(sql).await?.into_datafusion();
+        let config = Arc::new(frame.task_ctx().session_config().clone());
+        let plan = crate::error::catch_panics(frame.create_physical_plan()).await??;
+        let plan = match plan.downcast_ref::<query_planner::ClusterExec>() {
+            Some(exec) => return Ok(exec.graph().clone()),
+            None => plan,
+        };
+        StageGraph::cut(plan, config).map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The configuration this client was made with.
@@ -57,7 +92,7 @@ impl Client {
     /// Errors carry the position in `sql` where DataFusion knows it
     /// ([`Error::location`]).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let frame = dataframe::catch_panics(self.ctx.sql(sql)).await??;
+        let frame = crate::error::catch_panics(self.ctx.sql(sql)).await??;
         Ok(DataFrame::new(frame))
     }
 

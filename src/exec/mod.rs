@@ -4,8 +4,14 @@
 //! scheduler runs plan fragments) builds its session with [`session::new_context`],
 //! so they agree on the functions, the object stores and the configuration.
 
+mod data;
 pub mod object_stores;
 pub mod session;
+mod stage_read;
+mod stage_task;
 
+pub use data::{TaskData, TaskInputs};
 pub use object_stores::ObjectStores;
 pub use session::new_context;
+pub use stage_read::{ReadMode, StageReadExec};
+pub use stage_task::{StageOutput, StagePlan};

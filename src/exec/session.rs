@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::ObjectStores;
@@ -14,23 +16,34 @@ use crate::datasets::TimeseriesFunction;
 /// A session configured from `config`: `timeseries()` registered, files and
 /// object-store URLs readable by path (`SELECT * FROM 'data/*.parquet'`), cloud
 /// stores created on first use, SQL positions kept for error messages, and
-/// memory bounded when `config.memory_limit` is set.
-pub fn new_context(config: &Config) -> Result<SessionContext> {
+/// memory bounded when `config.memory_limit` is set. With a `query_planner`,
+/// physical plans are made by it (the client's sessions lower them to tasks).
+pub fn new_context(config: &Config, query_planner: Option<Arc<dyn QueryPlanner + Send + Sync>>) -> Result<SessionContext> {
     let mut session = SessionConfig::new()
-        .with_target_partitions(config.threads.max(1))
+        .with_target_partitions(config.total_threads().max(1))
         .with_information_schema(true);
     if let Some(batch_size) = config.batch_size {
         session = session.with_batch_size(batch_size);
     }
     let options = session.options_mut();
     options.sql_parser.collect_spans = true;
+    // A partitioned hash join's dynamic filter waits for every partition's build
+    // side; the partitions of a join run as separate tasks, not all at once.
+    options.optimizer.enable_join_dynamic_filter_pushdown = false;
 
     let mut runtime =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
     if let Some(limit) = config.memory_limit {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
-    let ctx = SessionContext::new_with_config_rt(session, runtime.build_arc()?).enable_url_table();
+    let mut state = SessionStateBuilder::new()
+        .with_config(session)
+        .with_runtime_env(runtime.build_arc()?)
+        .with_default_features();
+    if let Some(planner) = query_planner {
+        state = state.with_query_planner(planner);
+    }
+    let ctx = SessionContext::new_with_state(state.build()).enable_url_table();
     ctx.register_udtf("timeseries", Arc::new(TimeseriesFunction));
     Ok(ctx)
 }

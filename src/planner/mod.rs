@@ -5,12 +5,14 @@
 //! `job.sql:3:17`. [`locate`] finds the position DataFusion attached to an error.
 
 pub mod script;
+pub mod stages;
 
 use std::fmt;
 
 use datafusion::error::DataFusionError;
 
 pub use script::{Statement, split_statements};
+pub use stages::{StageGraph, Uncuttable};
 
 /// A position in SQL text: 1-based line and column (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -218,6 +218,12 @@ pub enum Decision {
         /// The task.
         key: Key,
     },
+    /// The scheduler no longer knows `key`: whatever the cluster keeps about the
+    /// task (what it runs) can go.
+    Forget {
+        /// The key.
+        key: Key,
+    },
     /// Tell `client` how `key` ended.
     Report {
         /// The client.
@@ -235,6 +241,7 @@ impl fmt::Display for Decision {
             Decision::Run { worker, key, .. } => write!(f, "run {key} on {worker}"),
             Decision::Release { worker, key } => write!(f, "release {key} on {worker}"),
             Decision::Abort { worker, key } => write!(f, "abort {key} on {worker}"),
+            Decision::Forget { key } => write!(f, "forget {key}"),
             Decision::Report {
                 client,
                 key,

@@ -14,13 +14,14 @@
 //! *forgotten*: removed entirely.
 
 mod events;
-mod key;
 mod state;
+mod server;
 mod transitions;
 
 pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
-pub use key::Key;
+pub use crate::key::Key;
 pub use state::{TaskState, TaskStatus, WorkerStatus};
+pub use server::{Message, ReportSink, SchedulerServer};
 pub use transitions::Scheduler;
 
 /// Identifies a client (a holder of futures) of the scheduler.

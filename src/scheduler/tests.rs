@@ -260,10 +260,10 @@ fn shared_keys_are_computed_once_for_two_clients() {
     });
     assert_eq!(
         d,
-        [Decision::Release {
-            worker: 1,
-            key: key("a-1")
-        }]
+        [
+            Decision::Release { worker: 1, key: key("a-1") },
+            Decision::Forget { key: key("a-1") }
+        ]
     );
 }
 
@@ -509,6 +509,7 @@ impl Cluster {
                 Decision::Report { key, outcome, .. } => {
                     self.reports.insert(key, outcome);
                 }
+                Decision::Forget { .. } => {}
             }
         }
     }

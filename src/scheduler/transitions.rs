@@ -707,6 +707,7 @@ impl Scheduler {
                 for w in task.who_has {
                     self.release_on(w, k.clone(), task.nbytes);
                 }
+                self.out.push(Decision::Forget { key: k.clone() });
                 for dep in task.dependencies {
                     if let Some(d) = self.tasks.get_mut(&dep) {
                         d.dependents.remove(&k);

@@ -28,7 +28,7 @@ impl Key {
     /// The operation prefix: everything before the token.
     ///
     /// ```
-    /// use rask::scheduler::Key;
+    /// use rask::Key;
     /// assert_eq!(Key::partition("hash-aggregate", "3f9c", 7).operation(), "hash-aggregate");
     /// assert_eq!(Key::new("add_two_people-1a2b").operation(), "add_two_people");
     /// ```

@@ -1,0 +1,122 @@
+//! A client's connection to its cluster: the futures it holds and the reports
+//! that settle them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::LocalCluster;
+use crate::exec::TaskData;
+use crate::key::Key;
+use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec};
+use crate::worker::Job;
+
+static CLIENTS: AtomicU64 = AtomicU64::new(1);
+
+/// One client of a cluster. Futures share it; it keeps, per key, how many
+/// futures are alive and how the key ended.
+pub(crate) struct Connection {
+    id: ClientId,
+    cluster: Arc<LocalCluster>,
+    slots: Mutex<HashMap<Key, Slot>>,
+}
+
+struct Slot {
+    refs: usize,
+    outcome: watch::Sender<Option<Outcome>>,
+}
+
+impl Connection {
+    /// Connects a new client to `cluster`.
+    pub fn open(cluster: Arc<LocalCluster>) -> Arc<Self> {
+        let id = CLIENTS.fetch_add(1, Ordering::Relaxed);
+        let connection = Arc::new(Self { id, cluster, slots: Mutex::new(HashMap::new()) });
+        let weak = Arc::downgrade(&connection);
+        connection.cluster.send(Message::Connect(
+            id,
+            Arc::new(move |key, outcome| {
+                if let Some(connection) = weak.upgrade() {
+                    connection.report(&key, outcome);
+                }
+            }),
+        ));
+        connection
+    }
+
+    /// The cluster this client is connected to.
+    pub fn cluster(&self) -> &Arc<LocalCluster> {
+        &self.cluster
+    }
+
+    /// Submits `tasks` and returns futures of `wanted`.
+    pub fn submit(self: &Arc<Self>, tasks: Vec<(TaskSpec, Arc<Job>)>, wanted: Vec<Key>) -> Vec<super::Future> {
+        let futures: Vec<super::Future> = wanted.iter().map(|k| self.future(k.clone())).collect();
+        self.cluster.send(Message::Submit { client: self.id, tasks, wanted });
+        futures
+    }
+
+    /// A future of `key`, counted among the key's holders.
+    pub fn future(self: &Arc<Self>, key: Key) -> super::Future {
+        let receiver = {
+            let mut slots = self.slots.lock();
+            let slot = slots.entry(key.clone()).or_insert_with(|| Slot { refs: 0, outcome: watch::Sender::new(None) });
+            slot.refs += 1;
+            slot.outcome.subscribe()
+        };
+        super::Future::new(key, Arc::clone(self), receiver)
+    }
+
+    /// One more future of `key` exists.
+    pub fn acquire(&self, key: &Key) {
+        if let Some(slot) = self.slots.lock().get_mut(key) {
+            slot.refs += 1;
+        }
+    }
+
+    /// A future of `key` is gone; the last one releases the key.
+    pub fn release(&self, key: &Key) {
+        let last = {
+            let mut slots = self.slots.lock();
+            match slots.get_mut(key) {
+                Some(slot) if slot.refs > 1 => {
+                    slot.refs -= 1;
+                    false
+                }
+                Some(_) => {
+                    slots.remove(key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            self.cluster.send(Message::Event(Event::FutureReleased { client: self.id, key: key.clone() }));
+        }
+    }
+
+    /// Cancels `key` for this client.
+    pub fn cancel(&self, key: &Key) {
+        self.cluster.send(Message::Event(Event::Cancel { client: self.id, keys: vec![key.clone()] }));
+    }
+
+    /// The scheduler says how `key` ended.
+    fn report(&self, key: &Key, outcome: Outcome) {
+        if let Some(slot) = self.slots.lock().get(key) {
+            slot.outcome.send_replace(Some(outcome));
+        }
+    }
+
+    /// The data of `key` from one of `workers`.
+    pub fn fetch(&self, key: &Key, workers: &[crate::scheduler::WorkerId]) -> Option<Arc<TaskData>> {
+        workers.iter().find_map(|w| self.cluster.peers().get(*w, key))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.cluster.send(Message::Disconnect(self.id));
+    }
+}

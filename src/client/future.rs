@@ -1,0 +1,149 @@
+//! [`Future`]: a handle on a task's result, as in Dask.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use super::connection::Connection;
+use crate::exec::TaskData;
+use crate::key::Key;
+use crate::scheduler::Outcome;
+use crate::{Error, Result};
+
+/// Where a future's task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FutureStatus {
+    /// Not done yet.
+    Pending,
+    /// The result is in memory on the cluster.
+    Finished,
+    /// The task or one of its inputs failed.
+    Error,
+    /// Cancelled by this client.
+    Cancelled,
+}
+
+impl fmt::Display for FutureStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FutureStatus::Pending => "pending",
+            FutureStatus::Finished => "finished",
+            FutureStatus::Error => "error",
+            FutureStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// The result of a task on the cluster, now or later. Await it (or call
+/// [`result`](Self::result) outside async code) for the data.
+///
+/// The cluster keeps the result while any future of its key is alive: dropping
+/// the last one releases it.
+pub struct Future {
+    key: Key,
+    connection: Arc<Connection>,
+    outcome: watch::Receiver<Option<Outcome>>,
+}
+
+impl Future {
+    pub(crate) fn new(key: Key, connection: Arc<Connection>, outcome: watch::Receiver<Option<Outcome>>) -> Self {
+        Self { key, connection, outcome }
+    }
+
+    /// The task's key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Where the task stands now.
+    pub fn status(&self) -> FutureStatus {
+        match &*self.outcome.borrow() {
+            None => FutureStatus::Pending,
+            Some(Outcome::Finished { .. }) => FutureStatus::Finished,
+            Some(Outcome::Erred(_)) => FutureStatus::Error,
+            Some(Outcome::Cancelled) => FutureStatus::Cancelled,
+        }
+    }
+
+    /// The error, if the task failed.
+    pub fn exception(&self) -> Option<Error> {
+        match &*self.outcome.borrow() {
+            Some(Outcome::Erred(e)) => Some(Error::Task(Arc::clone(e))),
+            _ => None,
+        }
+    }
+
+    /// Asks the cluster to stop computing this key for this client.
+    pub fn cancel(&self) {
+        self.connection.cancel(&self.key);
+    }
+
+    /// Waits for the result, blocking the thread. Use `.await` in async code.
+    pub fn result(&self) -> Result<Arc<TaskData>> {
+        futures::executor::block_on(self.data())
+    }
+
+    /// Waits for the result.
+    pub async fn data(&self) -> Result<Arc<TaskData>> {
+        let mut outcome = self.outcome.clone();
+        let settled = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::Disconnected)?
+            .clone();
+        match settled {
+            Some(Outcome::Finished { workers }) => self
+                .connection
+                .fetch(&self.key, &workers)
+                .ok_or_else(|| Error::Lost(self.key.clone())),
+            Some(Outcome::Erred(e)) => Err(Error::Task(e)),
+            Some(Outcome::Cancelled) | None => Err(Error::Cancelled),
+        }
+    }
+}
+
+impl Clone for Future {
+    fn clone(&self) -> Self {
+        self.connection.acquire(&self.key);
+        Self { key: self.key.clone(), connection: Arc::clone(&self.connection), outcome: self.outcome.clone() }
+    }
+}
+
+impl Drop for Future {
+    fn drop(&mut self) {
+        self.connection.release(&self.key);
+    }
+}
+
+impl fmt::Debug for Future {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Future: {}, key: {}>", self.status(), self.key)
+    }
+}
+
+impl fmt::Display for Future {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl<'a> IntoFuture for &'a Future {
+    type Output = Result<Arc<TaskData>>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.data())
+    }
+}
+
+impl IntoFuture for Future {
+    type Output = Result<Arc<TaskData>>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.data().await })
+    }
+}

@@ -1,0 +1,110 @@
+//! [`LocalCluster`]: the scheduler and in-process workers, joined by channels.
+
+use std::sync::Arc;
+
+use super::Config;
+use crate::exec;
+use crate::scheduler::{Message, SchedulerServer, WorkerId};
+use crate::worker::{EventSink, Peers, Worker};
+use crate::{Error, Result};
+
+/// A scheduler thread and workers in this process. Results pass between them
+/// by reference: nothing is encoded or copied.
+///
+/// ```no_run
+/// let cluster = rask::LocalCluster::builder().n_workers(2).threads_per_worker(1).build()?;
+/// let client = cluster.client()?;
+/// # Ok::<(), rask::Error>(())
+/// ```
+pub struct LocalCluster {
+    server: SchedulerServer,
+    peers: Arc<Peers>,
+    config: Config,
+}
+
+/// Sizes a [`LocalCluster`]; defaults come from [`Config::default`].
+#[derive(Debug, Clone, Default)]
+pub struct LocalClusterBuilder {
+    config: Config,
+}
+
+impl LocalClusterBuilder {
+    /// The number of workers.
+    pub fn n_workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Task slots per worker.
+    pub fn threads_per_worker(mut self, n: usize) -> Self {
+        self.config.threads = n;
+        self
+    }
+
+    /// Memory each worker's queries may hold before spilling.
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.config.memory_limit = Some(bytes);
+        self
+    }
+
+    /// All settings at once.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Starts the scheduler and the workers.
+    pub fn build(self) -> Result<Arc<LocalCluster>> {
+        LocalCluster::start(self.config)
+    }
+}
+
+impl LocalCluster {
+    /// A builder, sized from this machine.
+    pub fn builder() -> LocalClusterBuilder {
+        LocalClusterBuilder::default()
+    }
+
+    fn start(config: Config) -> Result<Arc<Self>> {
+        config.validate()?;
+        let io = |e: std::io::Error| Error::Io { path: "<local cluster>".into(), source: e };
+        let server = SchedulerServer::start().map_err(io)?;
+        let peers = Arc::new(Peers::default());
+        for id in 0..config.workers as WorkerId {
+            let tx = server.sender();
+            let events: EventSink = Arc::new(move |event| {
+                let _ = tx.send(Message::Event(event));
+            });
+            let session = exec::new_context(&config, None)?;
+            let worker = Worker::start(id, config.threads, &session, Arc::clone(&peers), events).map_err(io)?;
+            server.send(Message::AddWorker(Arc::new(worker)));
+        }
+        Ok(Arc::new(Self { server, peers, config }))
+    }
+
+    /// A client of this cluster.
+    pub fn client(self: &Arc<Self>) -> Result<super::Client> {
+        super::Client::connect_local(Arc::clone(self))
+    }
+
+    /// How the cluster is sized.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn send(&self, message: Message) {
+        if !self.server.send(message) {
+            tracing::warn!("the scheduler has stopped");
+        }
+    }
+
+    pub(crate) fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalCluster(workers={}, threads per worker={})", self.config.workers, self.config.threads)
+    }
+}

@@ -1,0 +1,191 @@
+//! Lowering DataFusion plans onto the cluster.
+//!
+//! [`ClusterQueryPlanner`] is the `QueryPlanner` of every client's session: it
+//! lets DataFusion plan and optimise as usual, cuts the physical plan into a
+//! [`StageGraph`], and returns a [`ClusterExec`] in its place. Running a
+//! partition of that node submits the graph (once) to the scheduler and streams
+//! the result of the matching final task. So everything built on the session
+//! (`sql`, `collect`, `CREATE TABLE AS`, `COPY`) runs as tasks on the cluster.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::display::{PlanType, StringifiedPlan};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::explain::ExplainExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
+    ReplaceChildrenOptions,
+};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use parking_lot::Mutex;
+
+use super::Future;
+use super::connection::Connection;
+use crate::key::Key;
+use crate::planner::StageGraph;
+use crate::scheduler::TaskSpec;
+use crate::worker::{Job, StageJob};
+
+/// Plans queries as DataFusion does, then lowers them to tasks.
+pub(crate) struct ClusterQueryPlanner {
+    connection: Arc<Connection>,
+}
+
+impl ClusterQueryPlanner {
+    pub fn new(connection: Arc<Connection>) -> Self {
+        Self { connection }
+    }
+}
+
+impl fmt::Debug for ClusterQueryPlanner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterQueryPlanner")
+    }
+}
+
+#[async_trait]
+impl QueryPlanner for ClusterQueryPlanner {
+    async fn create_physical_plan(&self, logical: &LogicalPlan, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        let planner = DefaultPhysicalPlanner::default();
+        let plan = planner.create_physical_plan(logical, session).await?;
+        let config = Arc::new(session.config().clone());
+        if let LogicalPlan::Explain(explain) = logical {
+            // EXPLAIN shows the stages the query would run as, after DataFusion's plans.
+            let Some(exec) = plan.downcast_ref::<ExplainExec>() else { return Ok(plan) };
+            let inner = planner.create_physical_plan(&explain.plan, session).await?;
+            let stages = match StageGraph::cut(inner, config) {
+                Ok(graph) => graph.to_string(),
+                Err(e) => format!("runs in the client: {e}"),
+            };
+            let mut rows = exec.stringified_plans().to_vec();
+            rows.push(StringifiedPlan::new(PlanType::FinalPhysicalPlan, stages));
+            return Ok(Arc::new(ExplainExec::new(exec.schema(), rows, exec.verbose())));
+        }
+        match StageGraph::cut(Arc::clone(&plan), config) {
+            Ok(graph) => Ok(Arc::new(ClusterExec::new(graph, Arc::clone(&self.connection)))),
+            Err(e) => {
+                tracing::debug!("running in the client: {e}");
+                Ok(plan)
+            }
+        }
+    }
+}
+
+/// The tasks of `graph`, each with its job, and the keys of its result.
+pub(crate) fn tasks(graph: &StageGraph) -> (Vec<(TaskSpec, Arc<Job>)>, Vec<Key>) {
+    let mut tasks = Vec::with_capacity(graph.task_count());
+    for (s, stage) in graph.stages.iter().enumerate() {
+        let inputs: Vec<(usize, Arc<[Key]>)> = stage.inputs.iter().map(|&u| (u, graph.keys(u).into())).collect();
+        let dependencies: Vec<Key> = inputs.iter().flat_map(|(_, keys)| keys.iter().cloned()).collect();
+        for partition in 0..stage.partitions() {
+            let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
+            let job = Job::Stage(StageJob { stage: Arc::clone(stage), partition, inputs: inputs.clone() });
+            tasks.push((spec, Arc::new(job)));
+        }
+    }
+    (tasks, graph.keys(graph.stages.len() - 1))
+}
+
+/// A query running on the cluster, as one DataFusion node: partition `i` is the
+/// result of the final stage's task `i`.
+pub(crate) struct ClusterExec {
+    graph: StageGraph,
+    connection: Arc<Connection>,
+    properties: Arc<PlanProperties>,
+    /// The futures of the final tasks once submitted; each partition takes its own.
+    futures: Mutex<Option<Vec<Option<Future>>>>,
+}
+
+impl ClusterExec {
+    fn new(graph: StageGraph, connection: Arc<Connection>) -> Self {
+        let properties = Arc::clone(graph.final_stage().plan.properties());
+        Self { graph, connection, properties, futures: Mutex::new(None) }
+    }
+
+    /// The graph this node runs.
+    pub fn graph(&self) -> &StageGraph {
+        &self.graph
+    }
+
+    /// The future of final partition `partition`, submitting the graph the first time.
+    fn future(&self, partition: usize) -> Option<Future> {
+        let mut futures = self.futures.lock();
+        let submitted = futures.get_or_insert_with(|| {
+            let (tasks, wanted) = tasks(&self.graph);
+            self.connection.submit(tasks, wanted).into_iter().map(Some).collect()
+        });
+        match submitted.get_mut(partition).and_then(Option::take) {
+            Some(future) => Some(future),
+            // Run again: ask for the key anew (the scheduler recomputes it if released).
+            None => Some(self.connection.future(self.graph.key(self.graph.stages.len() - 1, partition))),
+        }
+    }
+}
+
+impl fmt::Debug for ClusterExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterExec({} tasks)", self.graph.task_count())
+    }
+}
+
+impl DisplayAs for ClusterExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ClusterExec: {}", self.graph.to_string().lines().next().unwrap_or_default())
+    }
+}
+
+impl ExecutionPlan for ClusterExec {
+    fn name(&self) -> &'static str {
+        "ClusterExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>, _options: ReplaceChildrenOptions) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let schema: SchemaRef = self.schema();
+        let future = self.future(partition);
+        let batches = futures::stream::once(async move {
+            let Some(future) = future else {
+                return Err(DataFusionError::Internal(format!("no final task for partition {partition}")));
+            };
+            let data = future
+                .data()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            // The batches are ours now: the cluster may release the result.
+            let batches: Vec<_> = data.batches().cloned().collect();
+            drop(future);
+            Ok(futures::stream::iter(batches.into_iter().map(Ok)))
+        });
+        use futures::TryStreamExt;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches.try_flatten())))
+    }
+}

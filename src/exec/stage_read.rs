@@ -1,0 +1,136 @@
+//! [`StageReadExec`]: the leaf through which a stage reads another stage's output.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, exec_err, internal_datafusion_err};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
+    ReplaceChildrenOptions,
+};
+
+use super::TaskInputs;
+
+/// How a reader's partitions map onto the producers' outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Partition `i` is bucket `i` of every producer (after a hash or
+    /// round-robin exchange: all-to-all).
+    Bucket,
+    /// Partition `i` is the whole output of producer `i` (below a coalesce, a
+    /// merge or a join's build side).
+    Whole,
+}
+
+/// Reads the output of stage `stage` from the task's [`TaskInputs`]. Stands where
+/// an exchange was cut out of a plan, with the properties (partitioning,
+/// ordering) of what it replaces, so the operators above it plan as before.
+#[derive(Debug, Clone)]
+pub struct StageReadExec {
+    stage: usize,
+    mode: ReadMode,
+    properties: Arc<PlanProperties>,
+}
+
+impl StageReadExec {
+    /// A reader of `stage`, standing in for a node with `properties`.
+    pub fn new(stage: usize, mode: ReadMode, properties: Arc<PlanProperties>) -> Self {
+        Self { stage, mode, properties }
+    }
+
+    /// The stage read.
+    pub fn stage(&self) -> usize {
+        self.stage
+    }
+
+    /// How partitions map to producers.
+    pub fn mode(&self) -> ReadMode {
+        self.mode
+    }
+
+    fn batches(&self, partition: usize, inputs: &TaskInputs) -> Result<Vec<RecordBatch>> {
+        let outputs = inputs
+            .stage(self.stage)
+            .ok_or_else(|| internal_datafusion_err!("the inputs of stage {} are missing", self.stage))?;
+        Ok(match self.mode {
+            ReadMode::Bucket => outputs
+                .iter()
+                .filter_map(|o| o.bucket(partition))
+                .flatten()
+                .cloned()
+                .collect(),
+            ReadMode::Whole => match outputs.get(partition) {
+                Some(output) => output.batches().cloned().collect(),
+                None => return exec_err!("stage {} has no partition {partition}", self.stage),
+            },
+        })
+    }
+}
+
+impl DisplayAs for StageReadExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let mode = match self.mode {
+            ReadMode::Bucket => "bucket",
+            ReadMode::Whole => "whole",
+        };
+        write!(f, "StageReadExec: stage={}, read={mode}, partitions={}", self.stage, self.properties.partitioning.partition_count())
+    }
+}
+
+impl ExecutionPlan for StageReadExec {
+    fn name(&self) -> &'static str {
+        "StageReadExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.properties.eq_properties.schema().clone()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let inputs = context
+            .session_config()
+            .get_extension::<TaskInputs>()
+            .ok_or_else(|| internal_datafusion_err!("StageReadExec runs only inside a rask task"))?;
+        let batches = self.batches(partition, &inputs)?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        )))
+    }
+}

@@ -1,0 +1,89 @@
+//! Running one task of a stage: one partition of the stage's plan, its output
+//! split for the stage's readers.
+
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::metrics;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use datafusion::prelude::SessionConfig;
+use futures::StreamExt;
+
+use super::{TaskData, TaskInputs};
+
+/// How a stage's output is laid out for the stage reading it.
+#[derive(Debug, Clone)]
+pub enum StageOutput {
+    /// Each task's whole output is one bucket.
+    Whole,
+    /// Each task splits its output into the partitions of an exchange.
+    Partitioned(Partitioning),
+}
+
+/// A stage as tasks run it: a plan whose leaves read other stages' outputs.
+#[derive(Debug)]
+pub struct StagePlan {
+    /// The stage's number within its query.
+    pub id: usize,
+    /// The plan; one task runs one of its partitions.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// How the output is split for readers.
+    pub output: StageOutput,
+    /// The stages it reads.
+    pub inputs: Vec<usize>,
+    /// The query's session settings (batch size and the like).
+    pub config: Arc<SessionConfig>,
+}
+
+impl StagePlan {
+    /// The number of tasks: one per partition of the plan.
+    pub fn partitions(&self) -> usize {
+        self.plan.properties().partitioning.partition_count()
+    }
+
+    /// Runs partition `partition` with `inputs`, in a task context derived from
+    /// `base` (the worker's session), and returns its bucketed output.
+    pub async fn run(&self, partition: usize, inputs: TaskInputs, base: &TaskContext) -> Result<TaskData> {
+        let config = self.config.as_ref().clone().with_extension(Arc::new(inputs));
+        let context = Arc::new(TaskContext::new(
+            None,
+            base.session_id(),
+            config,
+            base.scalar_functions().clone(),
+            base.higher_order_functions().clone(),
+            base.aggregate_functions().clone(),
+            base.window_functions().clone(),
+            base.runtime_env(),
+        ));
+        let mut stream = self.plan.execute(partition, context)?;
+        match &self.output {
+            StageOutput::Whole => {
+                let mut batches = Vec::new();
+                while let Some(batch) = stream.next().await {
+                    batches.push(batch?);
+                }
+                Ok(TaskData::Batches(vec![batches]))
+            }
+            StageOutput::Partitioned(partitioning) => {
+                let mut buckets = vec![Vec::new(); partitioning.partition_count()];
+                let mut partitioner = BatchPartitioner::try_new(
+                    partitioning.clone(),
+                    metrics::Time::new(),
+                    partition,
+                    self.partitions(),
+                )?;
+                while let Some(batch) = stream.next().await {
+                    partitioner.partition(batch?, |bucket, part| {
+                        if part.num_rows() > 0 {
+                            buckets[bucket].push(part);
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(TaskData::Batches(buckets))
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Cutting a DataFusion physical plan into stages, and stages into tasks.
+//!
+//! An exchange moves rows between partitions, so it is where one task's work
+//! must end and another's begin. [`StageGraph::cut`] walks the plan bottom-up
+//! and cuts it
+//!
+//! - at hash and round-robin `RepartitionExec`s: the subtree below becomes a
+//!   stage whose tasks split their output into the exchange's partitions; a
+//!   [`StageReadExec`] in [`ReadMode::Bucket`] replaces the exchange, so reader
+//!   partition `i` is bucket `i` of every producer;
+//! - below `CoalescePartitionsExec` and `SortPreservingMergeExec`: the subtree
+//!   becomes a stage whose tasks keep their whole output; the merge stays, over a
+//!   [`ReadMode::Whole`] reader whose partition `i` is producer `i`'s output;
+//! - below the build (left) side of joins that collect it (`CollectLeft` hash
+//!   joins, cross joins, nested-loop joins): the build side is computed once, and
+//!   every task of the join reads it.
+//!
+//! What remains above the last cut is the final stage. One task runs one
+//! partition of a stage; its key is `<operation>-<token>-<partition>`, the
+//! operation being the stage's root operator (`aggregate-3f9c1a2b-7`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::common::Result;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use datafusion::prelude::SessionConfig;
+
+use crate::exec::{ReadMode, StageOutput, StagePlan, StageReadExec};
+use crate::key::Key;
+
+/// A query cut into stages, producers before consumers; the last is the final stage.
+#[derive(Debug, Clone)]
+pub struct StageGraph {
+    /// The stages.
+    pub stages: Vec<Arc<StagePlan>>,
+    /// Names this query's tasks.
+    pub token: String,
+    operations: Vec<String>,
+}
+
+/// Why a plan cannot be cut into stages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operator} cannot run as separate tasks")]
+pub struct Uncuttable {
+    /// The operator in the way.
+    pub operator: String,
+}
+
+/// Operators that run every partition of their input inside one partition of
+/// their own, outside the exchanges rask cuts at.
+const WHOLE_INPUT_OPERATORS: [&str; 3] = ["AnalyzeExec", "RecursiveQueryExec", "WorkTableExec"];
+
+static QUERIES: AtomicU64 = AtomicU64::new(0);
+
+impl StageGraph {
+    /// Cuts `plan` into stages. `config` travels with every stage to its tasks.
+    pub fn cut(plan: Arc<dyn ExecutionPlan>, config: Arc<SessionConfig>) -> Result<StageGraph, Uncuttable> {
+        let mut cutter = Cutter { stages: Vec::new(), config };
+        let root = cutter.cut(plan)?;
+        cutter.push(root, StageOutput::Whole);
+        let token = new_token();
+        let operations = cutter.stages.iter().map(|s| operation_name(s.plan.as_ref())).collect();
+        Ok(StageGraph { stages: cutter.stages, token, operations })
+    }
+
+    /// The stage whose tasks produce the query's result.
+    pub fn final_stage(&self) -> &Arc<StagePlan> {
+        // `cut` always pushes the final stage.
+        &self.stages[self.stages.len() - 1]
+    }
+
+    /// Tasks in all stages.
+    pub fn task_count(&self) -> usize {
+        self.stages.iter().map(|s| s.partitions()).sum()
+    }
+
+    /// The operation name of stage `stage` (`aggregate`, `timeseries`, …).
+    pub fn operation(&self, stage: usize) -> &str {
+        &self.operations[stage]
+    }
+
+    /// The key of task `partition` of stage `stage`.
+    pub fn key(&self, stage: usize, partition: usize) -> Key {
+        Key::partition(&self.operations[stage], &self.stage_token(stage), partition)
+    }
+
+    /// The token of stage `stage`'s keys: the query's token and the stage number.
+    fn stage_token(&self, stage: usize) -> String {
+        format!("{}{stage:02x}", self.token)
+    }
+
+    /// The keys of every task of `stage`, in partition order.
+    pub fn keys(&self, stage: usize) -> Vec<Key> {
+        (0..self.stages[stage].partitions()).map(|p| self.key(stage, p)).collect()
+    }
+}
+
+impl fmt::Display for StageGraph {
+    /// One line per stage: its tasks, what it reads and how its output is laid out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tasks = self.task_count();
+        writeln!(f, "{} stages, {tasks} task{}", self.stages.len(), if tasks == 1 { "" } else { "s" })?;
+        for (i, stage) in self.stages.iter().enumerate() {
+            let n = stage.partitions();
+            let output = match &stage.output {
+                StageOutput::Whole if i + 1 == self.stages.len() => "result".to_string(),
+                StageOutput::Whole => "whole output".to_string(),
+                StageOutput::Partitioned(Partitioning::Hash(exprs, k)) => {
+                    let cols: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                    format!("hash({}) into {k}", cols.join(", "))
+                }
+                StageOutput::Partitioned(p) => format!("{p} ", ).trim_end().to_string(),
+            };
+            let reads = if stage.inputs.is_empty() {
+                String::new()
+            } else {
+                let inputs: Vec<String> = stage.inputs.iter().map(|s| format!("stage {}", s + 1)).collect();
+                format!(", reads {}", inputs.join(" and "))
+            };
+            writeln!(
+                f,
+                "  stage {}: {}-{}-*  {n} task{}{reads} → {output}",
+                i + 1,
+                self.operations[i],
+                self.stage_token(i),
+                if n == 1 { "" } else { "s" },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+struct Cutter {
+    stages: Vec<Arc<StagePlan>>,
+    config: Arc<SessionConfig>,
+}
+
+impl Cutter {
+    /// Cuts below `plan` and returns it with readers in place of what was cut.
+    fn cut(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, Uncuttable> {
+        if WHOLE_INPUT_OPERATORS.contains(&plan.name()) {
+            return Err(Uncuttable { operator: plan.name().to_string() });
+        }
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>()
+            && !repartition.preserve_order()
+            && matches!(repartition.partitioning(), Partitioning::Hash(..) | Partitioning::RoundRobinBatch(_))
+        {
+            let input = self.cut(Arc::clone(repartition.input()))?;
+            let stage = self.push(input, StageOutput::Partitioned(repartition.partitioning().clone()));
+            return Ok(reader(stage, ReadMode::Bucket, repartition));
+        }
+        let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+        if children.is_empty() {
+            return Ok(plan);
+        }
+        let cut_whole = |i: usize| -> bool {
+            if plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>() {
+                return true;
+            }
+            let collects_left = plan
+                .downcast_ref::<HashJoinExec>()
+                .is_some_and(|j| *j.partition_mode() == PartitionMode::CollectLeft)
+                || plan.is::<CrossJoinExec>()
+                || plan.is::<NestedLoopJoinExec>();
+            collects_left && i == 0
+        };
+        let mut new_children = Vec::with_capacity(children.len());
+        for (i, child) in children.iter().enumerate() {
+            let child = self.cut(Arc::clone(child))?;
+            let child = if cut_whole(i) && !child.is::<StageReadExec>() {
+                let properties = Arc::clone(child.properties());
+                let stage = self.push(child, StageOutput::Whole);
+                Arc::new(StageReadExec::new(stage, ReadMode::Whole, properties)) as Arc<dyn ExecutionPlan>
+            } else {
+                child
+            };
+            new_children.push(child);
+        }
+        let unchanged = new_children.iter().zip(&children).all(|(a, b)| Arc::ptr_eq(a, b));
+        if unchanged {
+            return Ok(plan);
+        }
+        let operator = plan.name().to_string();
+        #[allow(deprecated)]
+        plan.with_new_children(new_children).map_err(|e| Uncuttable { operator: format!("{operator} ({e})") })
+    }
+
+    /// Adds a stage running `plan`; returns its number.
+    fn push(&mut self, plan: Arc<dyn ExecutionPlan>, output: StageOutput) -> usize {
+        let id = self.stages.len();
+        let mut inputs = Vec::new();
+        collect_inputs(plan.as_ref(), &mut inputs);
+        self.stages.push(Arc::new(StagePlan { id, plan, output, inputs, config: Arc::clone(&self.config) }));
+        id
+    }
+}
+
+/// A reader of `stage` standing in for `replaced`.
+fn reader(stage: usize, mode: ReadMode, replaced: &dyn ExecutionPlan) -> Arc<dyn ExecutionPlan> {
+    Arc::new(StageReadExec::new(stage, mode, Arc::clone(replaced.properties())))
+}
+
+/// The stages `plan` reads, in the order its readers appear.
+fn collect_inputs(plan: &dyn ExecutionPlan, inputs: &mut Vec<usize>) {
+    if let Some(reader) = plan.downcast_ref::<StageReadExec>() {
+        if !inputs.contains(&reader.stage()) {
+            inputs.push(reader.stage());
+        }
+        return;
+    }
+    for child in plan.children() {
+        collect_inputs(child.as_ref(), inputs);
+    }
+}
+
+/// `AggregateExec` → `aggregate`, `SortPreservingMergeExec` → `sort-preserving-merge`;
+/// a data source is named after what it reads (`read-parquet`).
+fn operation_name(plan: &dyn ExecutionPlan) -> String {
+    let name = plan.name().trim_end_matches("Exec");
+    if name == "DataSource" {
+        let mut shown = String::new();
+        let _ = fmt::write(&mut shown, format_args!("{}", datafusion::physical_plan::displayable(plan).one_line()));
+        for format in ["parquet", "csv", "json", "arrow", "avro", "memory"] {
+            if shown.contains(&format!("file_type={format}")) || (format == "memory" && shown.contains("MemoryExec")) {
+                return format!("read-{format}");
+            }
+        }
+        return "read".to_string();
+    }
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    if out.is_empty() { "stage".to_string() } else { out }
+}
+
+/// Eight hex digits, different for every query of this process.
+fn new_token() -> String {
+    let n = QUERIES.fetch_add(1, Ordering::Relaxed);
+    let seed = std::process::id() as u64 ^ std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("{:08x}", (z ^ (z >> 31)) as u32)
+}

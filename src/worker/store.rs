@@ -1,0 +1,71 @@
+//! [`DataStore`]: results by key; [`Peers`]: every store of the local cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::exec::TaskData;
+use crate::key::Key;
+use crate::scheduler::WorkerId;
+
+/// The results a worker holds.
+#[derive(Debug, Default)]
+pub struct DataStore {
+    data: RwLock<HashMap<Key, Arc<TaskData>>>,
+}
+
+impl DataStore {
+    /// Stores the result of `key`.
+    pub fn insert(&self, key: Key, data: Arc<TaskData>) {
+        self.data.write().insert(key, data);
+    }
+
+    /// The result of `key`, if held.
+    pub fn get(&self, key: &Key) -> Option<Arc<TaskData>> {
+        self.data.read().get(key).cloned()
+    }
+
+    /// Drops the result of `key`.
+    pub fn remove(&self, key: &Key) -> Option<Arc<TaskData>> {
+        self.data.write().remove(key)
+    }
+
+    /// How many results are held.
+    pub fn len(&self) -> usize {
+        self.data.read().len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held.
+    pub fn nbytes(&self) -> u64 {
+        self.data.read().values().map(|d| d.nbytes()).sum()
+    }
+}
+
+/// The stores of all workers in this process, by worker.
+#[derive(Debug, Default)]
+pub struct Peers {
+    stores: RwLock<HashMap<WorkerId, Arc<DataStore>>>,
+}
+
+impl Peers {
+    /// Adds a worker's store.
+    pub fn insert(&self, worker: WorkerId, store: Arc<DataStore>) {
+        self.stores.write().insert(worker, store);
+    }
+
+    /// Removes a worker's store.
+    pub fn remove(&self, worker: WorkerId) {
+        self.stores.write().remove(&worker);
+    }
+
+    /// `key` from `worker`'s store.
+    pub fn get(&self, worker: WorkerId, key: &Key) -> Option<Arc<TaskData>> {
+        self.stores.read().get(&worker)?.get(key)
+    }
+}
