@@ -119,5 +119,8 @@ impl Error {
 /// Runs `future`, turning a panic inside it into [`Error::Panic`].
 pub(crate) async fn catch_panics<T>(future: impl Future<Output = T>) -> Result<T> {
     use futures::FutureExt;
-    std::panic::AssertUnwindSafe(future).catch_unwind().await.map_err(Error::from_panic)
+    std::panic::AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(Error::from_panic)
 }

@@ -24,8 +24,8 @@
 pub mod client;
 pub mod datasets;
 mod error;
-pub mod key;
 pub mod exec;
+pub mod key;
 pub mod output;
 pub mod planner;
 pub mod scheduler;

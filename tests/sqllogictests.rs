@@ -61,9 +61,10 @@ fn run_file(root: &Path, path: &Path) -> Result<(), Failed> {
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let mut runner = sqllogictest::Runner::new(|| async {
-            // More partitions than cores, so exchanges really split the data.
+            // Two workers: stages read each other's outputs across workers.
             let config = Config {
-                threads: 4,
+                workers: 2,
+                threads: 2,
                 ..Config::default()
             };
             Ok(RaskDb {

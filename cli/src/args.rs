@@ -45,9 +45,13 @@ pub struct RunArgs {
     #[arg(long, global = true)]
     pub timing: bool,
 
-    /// Threads running queries [default: the machine's cores].
+    /// Threads per worker of the embedded cluster [default: the machine's cores].
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+
+    /// Workers of the embedded cluster [default: 1].
+    #[arg(long, global = true)]
+    pub workers: Option<usize>,
 
     /// Memory queries may hold before spilling to disk, e.g. 2GiB or 512MB.
     #[arg(long, value_parser = parse_bytes, global = true)]
@@ -63,6 +67,10 @@ pub struct QueryArgs {
     /// SQL to run (may be repeated; runs before any --file).
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     pub commands: Vec<String>,
+
+    /// Show the stages and task counts each query would run as, instead of running it.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// How many rows the table view shows.

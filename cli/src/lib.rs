@@ -56,6 +56,9 @@ fn client_for(run: &RunArgs) -> rask::Result<rask::Client> {
     if let Some(threads) = run.threads {
         config.threads = threads;
     }
+    if let Some(workers) = run.workers {
+        config.workers = workers;
+    }
     config.memory_limit = run.memory_limit;
     rask::Client::with_config(config)
 }

@@ -9,7 +9,8 @@ use crate::runner::{Outcome, Runner, print_error};
 
 /// Runs every `-c` command, then every `-f` file, stopping at the first failure.
 /// Returns whether everything succeeded.
-pub fn run(runtime: &Runtime, runner: Runner, args: &QueryArgs) -> bool {
+pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
+    runner.explain = args.explain;
     if args.commands.is_empty() && args.files.is_empty() {
         print_error("nothing to run: give SQL with -c \"SQL\" or a file with -f FILE");
         return false;

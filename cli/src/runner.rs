@@ -20,6 +20,8 @@ pub struct Runner {
     pub format: Format,
     pub maxrows: Option<usize>,
     pub timing: bool,
+    /// Print each query's stages and task counts instead of running it.
+    pub explain: bool,
 }
 
 /// How running a piece of SQL ended.
@@ -40,6 +42,7 @@ impl Runner {
             format: args.format,
             maxrows: args.maxrows.0,
             timing: args.timing,
+            explain: false,
         }
     }
 
@@ -68,6 +71,11 @@ impl Runner {
 
     /// Plans and runs one statement, streaming its result to standard output.
     pub async fn run_statement(&self, sql: &str) -> rask::Result<()> {
+        if self.explain {
+            let stages = self.client.explain(sql).await?;
+            print!("{stages}");
+            return Ok(());
+        }
         let started = Instant::now();
         let frame = self.client.sql(sql).await?;
         let mut stream = frame.stream().await?;

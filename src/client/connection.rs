@@ -33,7 +33,11 @@ impl Connection {
     /// Connects a new client to `cluster`.
     pub fn open(cluster: Arc<LocalCluster>) -> Arc<Self> {
         let id = CLIENTS.fetch_add(1, Ordering::Relaxed);
-        let connection = Arc::new(Self { id, cluster, slots: Mutex::new(HashMap::new()) });
+        let connection = Arc::new(Self {
+            id,
+            cluster,
+            slots: Mutex::new(HashMap::new()),
+        });
         let weak = Arc::downgrade(&connection);
         connection.cluster.send(Message::Connect(
             id,
@@ -52,9 +56,17 @@ impl Connection {
     }
 
     /// Submits `tasks` and returns futures of `wanted`.
-    pub fn submit(self: &Arc<Self>, tasks: Vec<(TaskSpec, Arc<Job>)>, wanted: Vec<Key>) -> Vec<super::Future> {
+    pub fn submit(
+        self: &Arc<Self>,
+        tasks: Vec<(TaskSpec, Arc<Job>)>,
+        wanted: Vec<Key>,
+    ) -> Vec<super::Future> {
         let futures: Vec<super::Future> = wanted.iter().map(|k| self.future(k.clone())).collect();
-        self.cluster.send(Message::Submit { client: self.id, tasks, wanted });
+        self.cluster.send(Message::Submit {
+            client: self.id,
+            tasks,
+            wanted,
+        });
         futures
     }
 
@@ -62,7 +74,10 @@ impl Connection {
     pub fn future(self: &Arc<Self>, key: Key) -> super::Future {
         let receiver = {
             let mut slots = self.slots.lock();
-            let slot = slots.entry(key.clone()).or_insert_with(|| Slot { refs: 0, outcome: watch::Sender::new(None) });
+            let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
+                refs: 0,
+                outcome: watch::Sender::new(None),
+            });
             slot.refs += 1;
             slot.outcome.subscribe()
         };
@@ -93,13 +108,19 @@ impl Connection {
             }
         };
         if last {
-            self.cluster.send(Message::Event(Event::FutureReleased { client: self.id, key: key.clone() }));
+            self.cluster.send(Message::Event(Event::FutureReleased {
+                client: self.id,
+                key: key.clone(),
+            }));
         }
     }
 
     /// Cancels `key` for this client.
     pub fn cancel(&self, key: &Key) {
-        self.cluster.send(Message::Event(Event::Cancel { client: self.id, keys: vec![key.clone()] }));
+        self.cluster.send(Message::Event(Event::Cancel {
+            client: self.id,
+            keys: vec![key.clone()],
+        }));
     }
 
     /// The scheduler says how `key` ended.
@@ -110,8 +131,14 @@ impl Connection {
     }
 
     /// The data of `key` from one of `workers`.
-    pub fn fetch(&self, key: &Key, workers: &[crate::scheduler::WorkerId]) -> Option<Arc<TaskData>> {
-        workers.iter().find_map(|w| self.cluster.peers().get(*w, key))
+    pub fn fetch(
+        &self,
+        key: &Key,
+        workers: &[crate::scheduler::WorkerId],
+    ) -> Option<Arc<TaskData>> {
+        workers
+            .iter()
+            .find_map(|w| self.cluster.peers().get(*w, key))
     }
 }
 

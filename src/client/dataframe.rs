@@ -10,6 +10,11 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
+use std::fmt;
+use std::sync::Arc;
+
+use super::query_planner::ClusterExec;
+use crate::planner::StageGraph;
 use crate::{Error, Result};
 
 /// A query that has been planned but not run. Nothing is computed until
@@ -61,8 +66,75 @@ impl DataFrame {
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, guarded)))
     }
 
+    /// The stages and tasks this query runs as.
+    pub async fn stages(&self) -> Result<StageGraph> {
+        let frame = self.inner.clone();
+        let config = Arc::new(frame.task_ctx().session_config().clone());
+        let plan = crate::error::catch_panics(frame.create_physical_plan()).await??;
+        match plan.downcast_ref::<ClusterExec>() {
+            Some(exec) => Ok(exec.graph().clone()),
+            None => StageGraph::cut(plan, config).map_err(|e| Error::Config(e.to_string())),
+        }
+    }
+
+    /// What the result will look like and what computing it takes, as Dask's
+    /// `df` display shows: columns and types, partitions, operation and tasks.
+    pub async fn structure(&self) -> Result<Structure> {
+        let graph = self.stages().await?;
+        let last = graph.stages.len() - 1;
+        Ok(Structure {
+            schema: self.schema(),
+            npartitions: graph.final_stage().partitions(),
+            operation: graph.operation(last).to_string(),
+            tasks: graph.task_count(),
+        })
+    }
+
     /// The DataFusion dataframe underneath.
     pub fn into_datafusion(self) -> datafusion::dataframe::DataFrame {
         self.inner
+    }
+}
+
+/// A [`DataFrame`]'s shape and cost, displayed as Dask displays a dataframe.
+#[derive(Debug, Clone)]
+pub struct Structure {
+    /// Columns and types.
+    pub schema: SchemaRef,
+    /// Partitions of the result.
+    pub npartitions: usize,
+    /// The last operation (`aggregate`, `timeseries`, …).
+    pub operation: String,
+    /// Tasks it takes to compute.
+    pub tasks: usize,
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = self.schema.fields();
+        let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+        let types: Vec<String> = fields
+            .iter()
+            .map(|f| f.data_type().to_string().to_lowercase())
+            .collect();
+        let widths: Vec<usize> = names
+            .iter()
+            .zip(&types)
+            .map(|(n, t)| n.len().max(t.len()))
+            .collect();
+        let row = |cells: &[String]| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        writeln!(f, "rask DataFrame Structure:")?;
+        writeln!(f, "{}", row(&names).trim_end())?;
+        writeln!(f, "{}", row(&types).trim_end())?;
+        writeln!(f, "npartitions={}", self.npartitions)?;
+        let s = if self.tasks == 1 { "" } else { "s" };
+        write!(f, "rask Name: {}, {} task{s}", self.operation, self.tasks)
     }
 }

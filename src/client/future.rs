@@ -49,8 +49,16 @@ pub struct Future {
 }
 
 impl Future {
-    pub(crate) fn new(key: Key, connection: Arc<Connection>, outcome: watch::Receiver<Option<Outcome>>) -> Self {
-        Self { key, connection, outcome }
+    pub(crate) fn new(
+        key: Key,
+        connection: Arc<Connection>,
+        outcome: watch::Receiver<Option<Outcome>>,
+    ) -> Self {
+        Self {
+            key,
+            connection,
+            outcome,
+        }
     }
 
     /// The task's key.
@@ -108,7 +116,11 @@ impl Future {
 impl Clone for Future {
     fn clone(&self) -> Self {
         self.connection.acquire(&self.key);
-        Self { key: self.key.clone(), connection: Arc::clone(&self.connection), outcome: self.outcome.clone() }
+        Self {
+            key: self.key.clone(),
+            connection: Arc::clone(&self.connection),
+            outcome: self.outcome.clone(),
+        }
     }
 }
 

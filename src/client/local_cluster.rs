@@ -67,7 +67,10 @@ impl LocalCluster {
 
     fn start(config: Config) -> Result<Arc<Self>> {
         config.validate()?;
-        let io = |e: std::io::Error| Error::Io { path: "<local cluster>".into(), source: e };
+        let io = |e: std::io::Error| Error::Io {
+            path: "<local cluster>".into(),
+            source: e,
+        };
         let server = SchedulerServer::start().map_err(io)?;
         let peers = Arc::new(Peers::default());
         for id in 0..config.workers as WorkerId {
@@ -76,10 +79,15 @@ impl LocalCluster {
                 let _ = tx.send(Message::Event(event));
             });
             let session = exec::new_context(&config, None)?;
-            let worker = Worker::start(id, config.threads, &session, Arc::clone(&peers), events).map_err(io)?;
+            let worker = Worker::start(id, config.threads, &session, Arc::clone(&peers), events)
+                .map_err(io)?;
             server.send(Message::AddWorker(Arc::new(worker)));
         }
-        Ok(Arc::new(Self { server, peers, config }))
+        Ok(Arc::new(Self {
+            server,
+            peers,
+            config,
+        }))
     }
 
     /// A client of this cluster.
@@ -101,10 +109,19 @@ impl LocalCluster {
     pub(crate) fn peers(&self) -> &Arc<Peers> {
         &self.peers
     }
+
+    /// How many results the workers hold, all together.
+    pub fn results_held(&self) -> usize {
+        self.peers.results_held()
+    }
 }
 
 impl std::fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LocalCluster(workers={}, threads per worker={})", self.config.workers, self.config.threads)
+        write!(
+            f,
+            "LocalCluster(workers={}, threads per worker={})",
+            self.config.workers, self.config.threads
+        )
     }
 }

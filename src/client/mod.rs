@@ -17,12 +17,12 @@ use std::sync::Arc;
 use datafusion::prelude::SessionContext;
 
 pub use config::Config;
-pub use dataframe::DataFrame;
+pub use dataframe::{DataFrame, Structure};
 pub use future::{Future, FutureStatus};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 
 use crate::planner::{Location, StageGraph};
-use crate::{Error, Result, exec};
+use crate::{Error, Key, Result, exec};
 use connection::Connection;
 use query_planner::ClusterQueryPlanner;
 
@@ -61,7 +61,11 @@ impl Client {
         let connection = Connection::open(cluster);
         let planner = Arc::new(ClusterQueryPlanner::new(Arc::clone(&connection)));
         let ctx = exec::new_context(&config, Some(planner))?;
-        Ok(Self { ctx, config, connection })
+        Ok(Self {
+            ctx,
+            config,
+            connection,
+        })
     }
 
     /// The cluster this client runs on.
@@ -71,14 +75,27 @@ impl Client {
 
     /// The stages and tasks `sql` (one query) would run as.
     pub async fn explain(&self, sql: &str) -> Result<StageGraph> {
-        let frame = self.sql(sql).await?.into_datafusion();
-        let config = Arc::new(frame.task_ctx().session_config().clone());
-        let plan = crate::error::catch_panics(frame.create_physical_plan()).await??;
-        let plan = match plan.downcast_ref::<query_planner::ClusterExec>() {
-            Some(exec) => return Ok(exec.graph().clone()),
-            None => plan,
-        };
-        StageGraph::cut(plan, config).map_err(|e| Error::Config(e.to_string()))
+        self.sql(sql).await?.stages().await
+    }
+
+    /// Starts computing `df` on the cluster; the future's data is the whole
+    /// result, in one bucket (a `finalize` task gathers the final partitions).
+    pub async fn compute(&self, df: &DataFrame) -> Result<Future> {
+        let graph = df.stages().await?;
+        let (mut tasks, finals) = query_planner::tasks(&graph);
+        let key = Key::new(format!("finalize-{}", graph.token));
+        let spec = crate::scheduler::TaskSpec::new(key.clone(), finals);
+        tasks.push((spec, Arc::new(crate::worker::Job::Concat)));
+        Ok(self.connection.submit(tasks, vec![key]).remove(0))
+    }
+
+    /// Waits for every future and returns their data, in order.
+    pub async fn gather(&self, futures: &[Future]) -> Result<Vec<Arc<exec::TaskData>>> {
+        let mut out = Vec::with_capacity(futures.len());
+        for future in futures {
+            out.push(future.data().await?);
+        }
+        Ok(out)
     }
 
     /// The configuration this client was made with.

@@ -55,13 +55,19 @@ impl fmt::Debug for ClusterQueryPlanner {
 
 #[async_trait]
 impl QueryPlanner for ClusterQueryPlanner {
-    async fn create_physical_plan(&self, logical: &LogicalPlan, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn create_physical_plan(
+        &self,
+        logical: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let planner = DefaultPhysicalPlanner::default();
         let plan = planner.create_physical_plan(logical, session).await?;
         let config = Arc::new(session.config().clone());
         if let LogicalPlan::Explain(explain) = logical {
             // EXPLAIN shows the stages the query would run as, after DataFusion's plans.
-            let Some(exec) = plan.downcast_ref::<ExplainExec>() else { return Ok(plan) };
+            let Some(exec) = plan.downcast_ref::<ExplainExec>() else {
+                return Ok(plan);
+            };
             let inner = planner.create_physical_plan(&explain.plan, session).await?;
             let stages = match StageGraph::cut(inner, config) {
                 Ok(graph) => graph.to_string(),
@@ -69,10 +75,17 @@ impl QueryPlanner for ClusterQueryPlanner {
             };
             let mut rows = exec.stringified_plans().to_vec();
             rows.push(StringifiedPlan::new(PlanType::FinalPhysicalPlan, stages));
-            return Ok(Arc::new(ExplainExec::new(exec.schema(), rows, exec.verbose())));
+            return Ok(Arc::new(ExplainExec::new(
+                exec.schema(),
+                rows,
+                exec.verbose(),
+            )));
         }
         match StageGraph::cut(Arc::clone(&plan), config) {
-            Ok(graph) => Ok(Arc::new(ClusterExec::new(graph, Arc::clone(&self.connection)))),
+            Ok(graph) => Ok(Arc::new(ClusterExec::new(
+                graph,
+                Arc::clone(&self.connection),
+            ))),
             Err(e) => {
                 tracing::debug!("running in the client: {e}");
                 Ok(plan)
@@ -85,11 +98,22 @@ impl QueryPlanner for ClusterQueryPlanner {
 pub(crate) fn tasks(graph: &StageGraph) -> (Vec<(TaskSpec, Arc<Job>)>, Vec<Key>) {
     let mut tasks = Vec::with_capacity(graph.task_count());
     for (s, stage) in graph.stages.iter().enumerate() {
-        let inputs: Vec<(usize, Arc<[Key]>)> = stage.inputs.iter().map(|&u| (u, graph.keys(u).into())).collect();
-        let dependencies: Vec<Key> = inputs.iter().flat_map(|(_, keys)| keys.iter().cloned()).collect();
+        let inputs: Vec<(usize, Arc<[Key]>)> = stage
+            .inputs
+            .iter()
+            .map(|&u| (u, graph.keys(u).into()))
+            .collect();
+        let dependencies: Vec<Key> = inputs
+            .iter()
+            .flat_map(|(_, keys)| keys.iter().cloned())
+            .collect();
         for partition in 0..stage.partitions() {
             let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
-            let job = Job::Stage(StageJob { stage: Arc::clone(stage), partition, inputs: inputs.clone() });
+            let job = Job::Stage(StageJob {
+                stage: Arc::clone(stage),
+                partition,
+                inputs: inputs.clone(),
+            });
             tasks.push((spec, Arc::new(job)));
         }
     }
@@ -109,7 +133,12 @@ pub(crate) struct ClusterExec {
 impl ClusterExec {
     fn new(graph: StageGraph, connection: Arc<Connection>) -> Self {
         let properties = Arc::clone(graph.final_stage().plan.properties());
-        Self { graph, connection, properties, futures: Mutex::new(None) }
+        Self {
+            graph,
+            connection,
+            properties,
+            futures: Mutex::new(None),
+        }
     }
 
     /// The graph this node runs.
@@ -122,12 +151,19 @@ impl ClusterExec {
         let mut futures = self.futures.lock();
         let submitted = futures.get_or_insert_with(|| {
             let (tasks, wanted) = tasks(&self.graph);
-            self.connection.submit(tasks, wanted).into_iter().map(Some).collect()
+            self.connection
+                .submit(tasks, wanted)
+                .into_iter()
+                .map(Some)
+                .collect()
         });
         match submitted.get_mut(partition).and_then(Option::take) {
             Some(future) => Some(future),
             // Run again: ask for the key anew (the scheduler recomputes it if released).
-            None => Some(self.connection.future(self.graph.key(self.graph.stages.len() - 1, partition))),
+            None => Some(
+                self.connection
+                    .future(self.graph.key(self.graph.stages.len() - 1, partition)),
+            ),
         }
     }
 }
@@ -140,7 +176,11 @@ impl fmt::Debug for ClusterExec {
 
 impl DisplayAs for ClusterExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ClusterExec: {}", self.graph.to_string().lines().next().unwrap_or_default())
+        write!(
+            f,
+            "ClusterExec: {}",
+            self.graph.to_string().lines().next().unwrap_or_default()
+        )
     }
 }
 
@@ -157,24 +197,43 @@ impl ExecutionPlan for ClusterExec {
         vec![]
     }
 
-    fn apply_expressions(&self, _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>) -> Result<TreeNodeRecursion> {
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn replace_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>, _options: ReplaceChildrenOptions) -> Result<Arc<dyn ExecutionPlan>> {
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
 
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let schema: SchemaRef = self.schema();
         let future = self.future(partition);
         let batches = futures::stream::once(async move {
             let Some(future) = future else {
-                return Err(DataFusionError::Internal(format!("no final task for partition {partition}")));
+                return Err(DataFusionError::Internal(format!(
+                    "no final task for partition {partition}"
+                )));
             };
             let data = future
                 .data()
@@ -186,6 +245,9 @@ impl ExecutionPlan for ClusterExec {
             Ok(futures::stream::iter(batches.into_iter().map(Ok)))
         });
         use futures::TryStreamExt;
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches.try_flatten())))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            batches.try_flatten(),
+        )))
     }
 }

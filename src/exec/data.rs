@@ -58,6 +58,9 @@ impl TaskInputs {
 
     /// The outputs of the producers of `stage`.
     pub fn stage(&self, stage: usize) -> Option<&[Arc<TaskData>]> {
-        self.stages.iter().find(|(s, _)| *s == stage).map(|(_, o)| o.as_slice())
+        self.stages
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, o)| o.as_slice())
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use datafusion::error::Result;
-use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -18,7 +18,10 @@ use crate::datasets::TimeseriesFunction;
 /// stores created on first use, SQL positions kept for error messages, and
 /// memory bounded when `config.memory_limit` is set. With a `query_planner`,
 /// physical plans are made by it (the client's sessions lower them to tasks).
-pub fn new_context(config: &Config, query_planner: Option<Arc<dyn QueryPlanner + Send + Sync>>) -> Result<SessionContext> {
+pub fn new_context(
+    config: &Config,
+    query_planner: Option<Arc<dyn QueryPlanner + Send + Sync>>,
+) -> Result<SessionContext> {
     let mut session = SessionConfig::new()
         .with_target_partitions(config.total_threads().max(1))
         .with_information_schema(true);

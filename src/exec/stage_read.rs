@@ -41,7 +41,11 @@ pub struct StageReadExec {
 impl StageReadExec {
     /// A reader of `stage`, standing in for a node with `properties`.
     pub fn new(stage: usize, mode: ReadMode, properties: Arc<PlanProperties>) -> Self {
-        Self { stage, mode, properties }
+        Self {
+            stage,
+            mode,
+            properties,
+        }
     }
 
     /// The stage read.
@@ -55,9 +59,9 @@ impl StageReadExec {
     }
 
     fn batches(&self, partition: usize, inputs: &TaskInputs) -> Result<Vec<RecordBatch>> {
-        let outputs = inputs
-            .stage(self.stage)
-            .ok_or_else(|| internal_datafusion_err!("the inputs of stage {} are missing", self.stage))?;
+        let outputs = inputs.stage(self.stage).ok_or_else(|| {
+            internal_datafusion_err!("the inputs of stage {} are missing", self.stage)
+        })?;
         Ok(match self.mode {
             ReadMode::Bucket => outputs
                 .iter()
@@ -79,7 +83,12 @@ impl DisplayAs for StageReadExec {
             ReadMode::Bucket => "bucket",
             ReadMode::Whole => "whole",
         };
-        write!(f, "StageReadExec: stage={}, read={mode}, partitions={}", self.stage, self.properties.partitioning.partition_count())
+        write!(
+            f,
+            "StageReadExec: stage={}, read={mode}, partitions={}",
+            self.stage,
+            self.properties.partitioning.partition_count()
+        )
     }
 }
 
@@ -119,14 +128,23 @@ impl ExecutionPlan for StageReadExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let inputs = context
             .session_config()
             .get_extension::<TaskInputs>()
-            .ok_or_else(|| internal_datafusion_err!("StageReadExec runs only inside a rask task"))?;
+            .ok_or_else(|| {
+                internal_datafusion_err!("StageReadExec runs only inside a rask task")
+            })?;
         let batches = self.batches(partition, &inputs)?;
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),

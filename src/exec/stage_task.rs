@@ -45,8 +45,17 @@ impl StagePlan {
 
     /// Runs partition `partition` with `inputs`, in a task context derived from
     /// `base` (the worker's session), and returns its bucketed output.
-    pub async fn run(&self, partition: usize, inputs: TaskInputs, base: &TaskContext) -> Result<TaskData> {
-        let config = self.config.as_ref().clone().with_extension(Arc::new(inputs));
+    pub async fn run(
+        &self,
+        partition: usize,
+        inputs: TaskInputs,
+        base: &TaskContext,
+    ) -> Result<TaskData> {
+        let config = self
+            .config
+            .as_ref()
+            .clone()
+            .with_extension(Arc::new(inputs));
         let context = Arc::new(TaskContext::new(
             None,
             base.session_id(),

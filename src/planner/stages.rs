@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::common::Result;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
+};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
@@ -60,13 +62,27 @@ static QUERIES: AtomicU64 = AtomicU64::new(0);
 
 impl StageGraph {
     /// Cuts `plan` into stages. `config` travels with every stage to its tasks.
-    pub fn cut(plan: Arc<dyn ExecutionPlan>, config: Arc<SessionConfig>) -> Result<StageGraph, Uncuttable> {
-        let mut cutter = Cutter { stages: Vec::new(), config };
+    pub fn cut(
+        plan: Arc<dyn ExecutionPlan>,
+        config: Arc<SessionConfig>,
+    ) -> Result<StageGraph, Uncuttable> {
+        let mut cutter = Cutter {
+            stages: Vec::new(),
+            config,
+        };
         let root = cutter.cut(plan)?;
         cutter.push(root, StageOutput::Whole);
         let token = new_token();
-        let operations = cutter.stages.iter().map(|s| operation_name(s.plan.as_ref())).collect();
-        Ok(StageGraph { stages: cutter.stages, token, operations })
+        let operations = cutter
+            .stages
+            .iter()
+            .map(|s| operation_name(s.plan.as_ref()))
+            .collect();
+        Ok(StageGraph {
+            stages: cutter.stages,
+            token,
+            operations,
+        })
     }
 
     /// The stage whose tasks produce the query's result.
@@ -97,7 +113,9 @@ impl StageGraph {
 
     /// The keys of every task of `stage`, in partition order.
     pub fn keys(&self, stage: usize) -> Vec<Key> {
-        (0..self.stages[stage].partitions()).map(|p| self.key(stage, p)).collect()
+        (0..self.stages[stage].partitions())
+            .map(|p| self.key(stage, p))
+            .collect()
     }
 }
 
@@ -105,7 +123,12 @@ impl fmt::Display for StageGraph {
     /// One line per stage: its tasks, what it reads and how its output is laid out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let tasks = self.task_count();
-        writeln!(f, "{} stages, {tasks} task{}", self.stages.len(), if tasks == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{} stages, {tasks} task{}",
+            self.stages.len(),
+            if tasks == 1 { "" } else { "s" }
+        )?;
         for (i, stage) in self.stages.iter().enumerate() {
             let n = stage.partitions();
             let output = match &stage.output {
@@ -115,12 +138,16 @@ impl fmt::Display for StageGraph {
                     let cols: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
                     format!("hash({}) into {k}", cols.join(", "))
                 }
-                StageOutput::Partitioned(p) => format!("{p} ", ).trim_end().to_string(),
+                StageOutput::Partitioned(p) => format!("{p} ",).trim_end().to_string(),
             };
             let reads = if stage.inputs.is_empty() {
                 String::new()
             } else {
-                let inputs: Vec<String> = stage.inputs.iter().map(|s| format!("stage {}", s + 1)).collect();
+                let inputs: Vec<String> = stage
+                    .inputs
+                    .iter()
+                    .map(|s| format!("stage {}", s + 1))
+                    .collect();
                 format!(", reads {}", inputs.join(" and "))
             };
             writeln!(
@@ -145,14 +172,22 @@ impl Cutter {
     /// Cuts below `plan` and returns it with readers in place of what was cut.
     fn cut(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, Uncuttable> {
         if WHOLE_INPUT_OPERATORS.contains(&plan.name()) {
-            return Err(Uncuttable { operator: plan.name().to_string() });
+            return Err(Uncuttable {
+                operator: plan.name().to_string(),
+            });
         }
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>()
             && !repartition.preserve_order()
-            && matches!(repartition.partitioning(), Partitioning::Hash(..) | Partitioning::RoundRobinBatch(_))
+            && matches!(
+                repartition.partitioning(),
+                Partitioning::Hash(..) | Partitioning::RoundRobinBatch(_)
+            )
         {
             let input = self.cut(Arc::clone(repartition.input()))?;
-            let stage = self.push(input, StageOutput::Partitioned(repartition.partitioning().clone()));
+            let stage = self.push(
+                input,
+                StageOutput::Partitioned(repartition.partitioning().clone()),
+            );
             return Ok(reader(stage, ReadMode::Bucket, repartition));
         }
         let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
@@ -176,19 +211,26 @@ impl Cutter {
             let child = if cut_whole(i) && !child.is::<StageReadExec>() {
                 let properties = Arc::clone(child.properties());
                 let stage = self.push(child, StageOutput::Whole);
-                Arc::new(StageReadExec::new(stage, ReadMode::Whole, properties)) as Arc<dyn ExecutionPlan>
+                Arc::new(StageReadExec::new(stage, ReadMode::Whole, properties))
+                    as Arc<dyn ExecutionPlan>
             } else {
                 child
             };
             new_children.push(child);
         }
-        let unchanged = new_children.iter().zip(&children).all(|(a, b)| Arc::ptr_eq(a, b));
+        let unchanged = new_children
+            .iter()
+            .zip(&children)
+            .all(|(a, b)| Arc::ptr_eq(a, b));
         if unchanged {
             return Ok(plan);
         }
         let operator = plan.name().to_string();
         #[allow(deprecated)]
-        plan.with_new_children(new_children).map_err(|e| Uncuttable { operator: format!("{operator} ({e})") })
+        plan.with_new_children(new_children)
+            .map_err(|e| Uncuttable {
+                operator: format!("{operator} ({e})"),
+            })
     }
 
     /// Adds a stage running `plan`; returns its number.
@@ -196,14 +238,24 @@ impl Cutter {
         let id = self.stages.len();
         let mut inputs = Vec::new();
         collect_inputs(plan.as_ref(), &mut inputs);
-        self.stages.push(Arc::new(StagePlan { id, plan, output, inputs, config: Arc::clone(&self.config) }));
+        self.stages.push(Arc::new(StagePlan {
+            id,
+            plan,
+            output,
+            inputs,
+            config: Arc::clone(&self.config),
+        }));
         id
     }
 }
 
 /// A reader of `stage` standing in for `replaced`.
 fn reader(stage: usize, mode: ReadMode, replaced: &dyn ExecutionPlan) -> Arc<dyn ExecutionPlan> {
-    Arc::new(StageReadExec::new(stage, mode, Arc::clone(replaced.properties())))
+    Arc::new(StageReadExec::new(
+        stage,
+        mode,
+        Arc::clone(replaced.properties()),
+    ))
 }
 
 /// The stages `plan` reads, in the order its readers appear.
@@ -225,9 +277,17 @@ fn operation_name(plan: &dyn ExecutionPlan) -> String {
     let name = plan.name().trim_end_matches("Exec");
     if name == "DataSource" {
         let mut shown = String::new();
-        let _ = fmt::write(&mut shown, format_args!("{}", datafusion::physical_plan::displayable(plan).one_line()));
+        let _ = fmt::write(
+            &mut shown,
+            format_args!(
+                "{}",
+                datafusion::physical_plan::displayable(plan).one_line()
+            ),
+        );
         for format in ["parquet", "csv", "json", "arrow", "avro", "memory"] {
-            if shown.contains(&format!("file_type={format}")) || (format == "memory" && shown.contains("MemoryExec")) {
+            if shown.contains(&format!("file_type={format}"))
+                || (format == "memory" && shown.contains("MemoryExec"))
+            {
                 return format!("read-{format}");
             }
         }
@@ -240,15 +300,20 @@ fn operation_name(plan: &dyn ExecutionPlan) -> String {
         }
         out.push(c.to_ascii_lowercase());
     }
-    if out.is_empty() { "stage".to_string() } else { out }
+    if out.is_empty() {
+        "stage".to_string()
+    } else {
+        out
+    }
 }
 
 /// Eight hex digits, different for every query of this process.
 fn new_token() -> String {
     let n = QUERIES.fetch_add(1, Ordering::Relaxed);
-    let seed = std::process::id() as u64 ^ std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
     let mut z = seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -14,14 +14,14 @@
 //! *forgotten*: removed entirely.
 
 mod events;
-mod state;
 mod server;
+mod state;
 mod transitions;
 
-pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
 pub use crate::key::Key;
-pub use state::{TaskState, TaskStatus, WorkerStatus};
+pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
 pub use server::{Message, ReportSink, SchedulerServer};
+pub use state::{TaskState, TaskStatus, WorkerStatus};
 pub use transitions::Scheduler;
 
 /// Identifies a client (a holder of futures) of the scheduler.

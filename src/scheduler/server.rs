@@ -54,7 +54,10 @@ impl SchedulerServer {
         let thread = std::thread::Builder::new()
             .name("rask-scheduler".into())
             .spawn(move || EventLoop::default().run(rx))?;
-        Ok(Self { tx, thread: Some(thread) })
+        Ok(Self {
+            tx,
+            thread: Some(thread),
+        })
     }
 
     /// Sends `message` to the scheduler; false if it has stopped.
@@ -99,14 +102,25 @@ impl EventLoop {
                     }
                     self.core.handle(event)
                 }
-                Message::Submit { client, tasks, wanted } => {
+                Message::Submit {
+                    client,
+                    tasks,
+                    wanted,
+                } => {
                     let mut specs = Vec::with_capacity(tasks.len());
                     for (spec, job) in tasks {
                         self.jobs.entry(spec.key.clone()).or_insert(job);
                         specs.push(spec);
                     }
-                    self.wanted.entry(client).or_default().extend(wanted.iter().cloned());
-                    self.core.handle(Event::GraphSubmitted { client, tasks: specs, wanted })
+                    self.wanted
+                        .entry(client)
+                        .or_default()
+                        .extend(wanted.iter().cloned());
+                    self.core.handle(Event::GraphSubmitted {
+                        client,
+                        tasks: specs,
+                        wanted,
+                    })
                 }
                 Message::Connect(client, sink) => {
                     self.clients.insert(client, sink);
@@ -123,7 +137,10 @@ impl EventLoop {
                 Message::AddWorker(worker) => {
                     let (id, nthreads) = (worker.id(), worker.nthreads());
                     self.workers.insert(id, worker);
-                    self.core.handle(Event::WorkerAdded { worker: id, nthreads })
+                    self.core.handle(Event::WorkerAdded {
+                        worker: id,
+                        nthreads,
+                    })
                 }
                 Message::Shutdown => break,
             };
@@ -134,8 +151,13 @@ impl EventLoop {
     fn dispatch(&mut self, decisions: Vec<Decision>) {
         for decision in decisions {
             match decision {
-                Decision::Run { worker, key, inputs } => {
-                    let (Some(w), Some(job)) = (self.workers.get(&worker), self.jobs.get(&key)) else {
+                Decision::Run {
+                    worker,
+                    key,
+                    inputs,
+                } => {
+                    let (Some(w), Some(job)) = (self.workers.get(&worker), self.jobs.get(&key))
+                    else {
                         tracing::error!(%key, worker, "cannot run: unknown worker or job");
                         continue;
                     };
@@ -154,7 +176,11 @@ impl EventLoop {
                 Decision::Forget { key } => {
                     self.jobs.remove(&key);
                 }
-                Decision::Report { client, key, outcome } => {
+                Decision::Report {
+                    client,
+                    key,
+                    outcome,
+                } => {
                     if let Some(sink) = self.clients.get(&client) {
                         sink(key, outcome);
                     }

@@ -261,7 +261,10 @@ fn shared_keys_are_computed_once_for_two_clients() {
     assert_eq!(
         d,
         [
-            Decision::Release { worker: 1, key: key("a-1") },
+            Decision::Release {
+                worker: 1,
+                key: key("a-1")
+            },
             Decision::Forget { key: key("a-1") }
         ]
     );

@@ -10,6 +10,8 @@ use crate::key::Key;
 pub enum Job {
     /// One partition of a query stage.
     Stage(StageJob),
+    /// All inputs' batches, in input order, as one result (a query's `finalize`).
+    Concat,
 }
 
 /// One partition of a query stage, and the keys of the stages it reads.

@@ -106,14 +106,24 @@ impl Worker {
         );
         let task_key = key.clone();
         let handle = runtime.spawn(async move {
-            let Ok(_slot) = slots.acquire().await else { return };
+            let Ok(_slot) = slots.acquire().await else {
+                return;
+            };
             let event = match execute(id, &key, &job, &inputs, &peers, &base.0).await {
                 Ok(data) => {
                     let nbytes = data.nbytes();
                     store.insert(key.clone(), Arc::new(data));
-                    Event::TaskFinished { worker: id, key: key.clone(), nbytes }
+                    Event::TaskFinished {
+                        worker: id,
+                        key: key.clone(),
+                        nbytes,
+                    }
                 }
-                Err(error) => Event::TaskErred { worker: id, key: key.clone(), error },
+                Err(error) => Event::TaskErred {
+                    worker: id,
+                    key: key.clone(),
+                    error,
+                },
             };
             running.lock().remove(&key);
             events(event);
@@ -154,7 +164,11 @@ async fn execute(
     base: &TaskContext,
 ) -> Result<TaskData, TaskError> {
     let fetched = fetch_inputs(inputs, peers)?;
-    let failed = |message: String| TaskError::Failed { key: key.clone(), worker, message };
+    let failed = |message: String| TaskError::Failed {
+        key: key.clone(),
+        worker,
+        message,
+    };
     let run = async {
         match job {
             Job::Stage(stage) => {
@@ -162,7 +176,12 @@ async fn execute(
                 for (input_stage, keys) in &stage.inputs {
                     let outputs = keys
                         .iter()
-                        .map(|k| fetched.get(k).cloned().ok_or_else(|| format!("input {k} was not sent to the task")))
+                        .map(|k| {
+                            fetched
+                                .get(k)
+                                .cloned()
+                                .ok_or_else(|| format!("input {k} was not sent to the task"))
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     task_inputs.insert(*input_stage, outputs);
                 }
@@ -171,6 +190,15 @@ async fn execute(
                     .run(stage.partition, task_inputs, base)
                     .await
                     .map_err(|e| crate::Error::from(e).to_string())
+            }
+            Job::Concat => {
+                let mut batches = Vec::new();
+                for input in inputs {
+                    if let Some(data) = fetched.get(&input.key) {
+                        batches.extend(data.batches().cloned());
+                    }
+                }
+                Ok(TaskData::Batches(vec![batches]))
             }
         }
     };
@@ -191,7 +219,10 @@ fn fetch_inputs(inputs: &[Input], peers: &Peers) -> Result<HashMap<Key, Arc<Task
             }
             None => {
                 let worker = input.holders.first().copied().unwrap_or(WorkerId::MAX);
-                return Err(TaskError::FetchFailed { worker, key: input.key.clone() });
+                return Err(TaskError::FetchFailed {
+                    worker,
+                    key: input.key.clone(),
+                });
             }
         }
     }

@@ -64,6 +64,11 @@ impl Peers {
         self.stores.write().remove(&worker);
     }
 
+    /// How many results all stores hold.
+    pub fn results_held(&self) -> usize {
+        self.stores.read().values().map(|s| s.len()).sum()
+    }
+
     /// `key` from `worker`'s store.
     pub fn get(&self, worker: WorkerId, key: &Key) -> Option<Arc<TaskData>> {
         self.stores.read().get(&worker)?.get(key)

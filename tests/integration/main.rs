@@ -2,6 +2,7 @@
 //! against answers no one here computed.
 
 mod cli;
+mod cluster;
 mod repl;
 mod s3;
 mod shared_data;

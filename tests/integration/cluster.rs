@@ -1,0 +1,194 @@
+//! The shared scheduler on the local cluster: stages and task counts, futures,
+//! errors, cancellation and release, through the library API.
+
+use std::time::{Duration, Instant};
+
+use rask::{Client, FutureStatus, LocalCluster};
+
+const GROUPBY: &str = "SELECT name, max(x), avg(y) FROM timeseries() GROUP BY name ORDER BY name";
+
+fn cluster(workers: usize, threads: usize) -> Client {
+    LocalCluster::builder()
+        .n_workers(workers)
+        .threads_per_worker(threads)
+        .build()
+        .unwrap()
+        .client()
+        .unwrap()
+}
+
+/// Waits until the workers hold no results (releases travel through the scheduler thread).
+fn wait_until_empty(client: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.cluster().results_held() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} results still held",
+            client.cluster().results_held()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_groupby_is_cut_into_stages_at_the_exchanges() {
+    let client = cluster(1, 2);
+    let graph = client.explain(GROUPBY).await.unwrap();
+    let tasks: Vec<usize> = graph.stages.iter().map(|s| s.partitions()).collect();
+    // 30 partial aggregates, 2 final aggregates (hash exchange into 2), 1 merge.
+    assert_eq!(tasks, [30, 2, 1], "{graph}");
+    assert_eq!(graph.task_count(), 33);
+    let text = graph.to_string();
+    assert!(text.starts_with("3 stages, 33 tasks\n"), "{text}");
+    assert!(text.contains("30 tasks → hash(name@0) into 2"), "{text}");
+    let key = graph.key(0, 7);
+    assert_eq!(key.operation(), "aggregate");
+    assert!(key.as_str().ends_with("-7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_read_their_build_side_from_its_own_stage() {
+    let client = cluster(2, 1);
+    client
+        .sql("CREATE TABLE small AS VALUES ('Alice', 1), ('Bob', 2)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let sql = "SELECT s.column2, count(*) FROM timeseries() t JOIN small s ON t.name = s.column1 GROUP BY s.column2 ORDER BY 1";
+    let graph = client.explain(sql).await.unwrap();
+    assert!(graph.stages.len() >= 3, "{graph}");
+    let batches = client.sql(sql).await.unwrap().collect().await.unwrap();
+    let text = rask::output::to_string(
+        rask::output::Format::Csv,
+        batches[0].schema(),
+        &batches,
+        None,
+    )
+    .unwrap();
+    // Same answer as without the join.
+    let direct = client
+        .sql("SELECT CASE name WHEN 'Alice' THEN 1 ELSE 2 END AS k, count(*) FROM timeseries() WHERE name IN ('Alice', 'Bob') GROUP BY k ORDER BY 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let expected =
+        rask::output::to_string(rask::output::Format::Csv, direct[0].schema(), &direct, None)
+            .unwrap();
+    assert_eq!(
+        text.lines().skip(1).collect::<Vec<_>>(),
+        expected.lines().skip(1).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compute_gives_a_future_to_await_or_block_on() {
+    let client = cluster(2, 1);
+    let df = client.sql(GROUPBY).await.unwrap();
+    let future = client.compute(&df).await.unwrap();
+    assert!(future.key().as_str().starts_with("finalize-"), "{future:?}");
+    let data = (&future).await.unwrap();
+    assert_eq!(data.batches().map(|b| b.num_rows()).sum::<usize>(), 26);
+    assert_eq!(future.status(), FutureStatus::Finished);
+
+    // result() blocks a plain thread until the data is there.
+    let second = client.compute(&df).await.unwrap();
+    let rows = std::thread::spawn(move || {
+        second
+            .result()
+            .map(|d| d.batches().map(|b| b.num_rows()).sum::<usize>())
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(rows, 26);
+
+    // gather waits for several.
+    let a = client
+        .compute(&client.sql("SELECT 1 AS one").await.unwrap())
+        .await
+        .unwrap();
+    let b = client
+        .compute(&client.sql("SELECT 2 AS two").await.unwrap())
+        .await
+        .unwrap();
+    let both = client.gather(&[a, b]).await.unwrap();
+    assert_eq!(both.len(), 2);
+
+    // Dropping the last future releases every result on the workers.
+    drop(future);
+    drop(both);
+    wait_until_empty(&client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_errors_reach_the_future_with_the_failing_key() {
+    let client = cluster(1, 2);
+    let df = client
+        .sql("SELECT CAST(name AS INT) AS n FROM timeseries()")
+        .await
+        .unwrap();
+    let future = client.compute(&df).await.unwrap();
+    let err = (&future).await.unwrap_err().to_string();
+    assert_eq!(future.status(), FutureStatus::Error);
+    // The finalize task reports the error of the task that failed, naming it and its worker.
+    assert!(
+        err.contains("failed on worker 0") && err.contains("Cannot cast string"),
+        "{err}"
+    );
+    assert!(future.exception().is_some());
+    drop(future);
+    wait_until_empty(&client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_work_and_frees_it() {
+    let client = cluster(1, 1);
+    // A big query on one thread: cancel it while it runs.
+    let df = client
+        .sql("SELECT count(DISTINCT x) FROM timeseries('2000-01-01', '2000-03-01')")
+        .await
+        .unwrap();
+    let future = client.compute(&df).await.unwrap();
+    assert_eq!(future.status(), FutureStatus::Pending);
+    future.cancel();
+    let err = (&future).await.unwrap_err();
+    assert!(matches!(err, rask::Error::Cancelled), "{err}");
+    assert_eq!(future.status(), FutureStatus::Cancelled);
+    drop(future);
+    wait_until_empty(&client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_free_their_intermediate_results() {
+    let client = cluster(2, 2);
+    for _ in 0..3 {
+        let batches = client.sql(GROUPBY).await.unwrap().collect().await.unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 26);
+    }
+    wait_until_empty(&client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dataframe_display_shows_partitions_and_tasks() {
+    let client = cluster(1, 2);
+    let df = client.sql("SELECT * FROM timeseries()").await.unwrap();
+    let text = df.structure().await.unwrap().to_string();
+    assert!(text.contains("npartitions=30"), "{text}");
+    assert!(text.ends_with("rask Name: timeseries, 30 tasks"), "{text}");
+    assert!(
+        text.contains("timestamp") && text.contains("float64"),
+        "{text}"
+    );
+    let grouped = client
+        .sql(GROUPBY)
+        .await
+        .unwrap()
+        .structure()
+        .await
+        .unwrap();
+    assert_eq!((grouped.npartitions, grouped.tasks), (1, 33));
+}
