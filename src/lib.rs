@@ -31,7 +31,7 @@ pub mod planner;
 pub mod scheduler;
 pub mod worker;
 
-pub use client::{Client, Config, DataFrame, Future, FutureStatus, LocalCluster};
+pub use client::{Client, Config, DataFrame, Future, FutureStatus, LocalCluster, TaskGraph};
 pub use error::{Error, Result};
 pub use key::Key;
 

@@ -44,6 +44,15 @@ enum Suite {
         #[arg(long, default_value = "target/bench-data")]
         data: PathBuf,
     },
+    /// No-op function tasks through the local cluster: µs per task by graph shape and size.
+    Scheduler {
+        /// Graph sizes, in tasks.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<usize>,
+        /// Threads of the local cluster's worker.
+        #[arg(long, default_value_t = available_cores())]
+        threads: usize,
+    },
     /// The baseline: run SQL on a plain DataFusion SessionContext, print CSV.
     #[command(hide = true)]
     DatafusionSql {
@@ -70,18 +79,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             data,
         } => runtime.block_on(walkthrough(runs, threads, &data)),
         Suite::DatafusionSql { sql, threads } => runtime.block_on(datafusion_sql(&sql, threads)),
+        Suite::Scheduler { sizes, threads } => runtime.block_on(scheduler(&sizes, threads)),
     }
 }
 
 async fn datafusion_sql(sql: &str, threads: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let config = SessionConfig::new().with_target_partitions(threads);
-    let ctx = SessionContext::new_with_config(config).enable_url_table();
+    let ctx = bare_datafusion(threads);
     let batches = ctx.sql(sql).await?.collect().await?;
     let mut writer = rask::arrow::csv::Writer::new(std::io::stdout().lock());
     for batch in &batches {
         writer.write(batch)?;
     }
     Ok(())
+}
+
+/// A plain DataFusion session with `threads` partitions; `timeseries()` is
+/// registered so the same SQL runs on both sides (no scheduler, no stages).
+fn bare_datafusion(threads: usize) -> SessionContext {
+    let config = SessionConfig::new().with_target_partitions(threads);
+    let ctx = SessionContext::new_with_config(config).enable_url_table();
+    ctx.register_udtf("timeseries", Arc::new(rask::datasets::TimeseriesFunction));
+    ctx
 }
 
 async fn walkthrough(
@@ -121,6 +139,31 @@ async fn walkthrough(
     let (r, d) = compare(runs, &ours, &theirs)?;
     report("groupby over a Parquet month, whole process", &r, &d);
 
+    let generated = "SELECT name, max(x) AS x, avg(y) AS y FROM timeseries() GROUP BY name ORDER BY name";
+    let ours = (ours.0, args(&["--threads", &threads_arg, "query", "--format", "csv", "-c", generated]));
+    let theirs = (theirs.0, args(&["datafusion-sql", "--threads", &threads_arg, "-c", generated]));
+    let (r, d) = compare(runs, &ours, &theirs)?;
+    report("groupby over timeseries(), whole process", &r, &d);
+
+    let client = rask::Client::with_config(rask::Config { workers: 1, threads, ..rask::Config::default() })?;
+    let ctx = bare_datafusion(threads);
+    for (what, sql) in [("Parquet month", groupby.as_str()), ("timeseries()", generated)] {
+        let (mut r, mut d) = (Vec::new(), Vec::new());
+        for i in 0..=runs {
+            let started = Instant::now();
+            client.sql(sql).await?.collect().await?;
+            let ours = started.elapsed();
+            let started = Instant::now();
+            ctx.sql(sql).await?.collect().await?;
+            let theirs = started.elapsed();
+            if i > 0 {
+                r.push(ours);
+                d.push(theirs);
+            }
+        }
+        report(&format!("groupby over {what}, in process (rask's scheduler vs plain DataFusion)"), &r, &d);
+    }
+
     let rate = generation_rate(TimeseriesSpec::default());
     println!(
         "\ntimeseries() generation, all 5 columns, one core: {:.1} M rows/s ({:.2} ns a row)",
@@ -137,6 +180,61 @@ async fn walkthrough(
 
 fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
+}
+
+/// The graph shapes of the scheduler suite.
+const SHAPES: [&str; 3] = ["independent", "chain", "fan-in tree"];
+
+async fn scheduler(sizes: &[usize], threads: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = rask::LocalCluster::builder().n_workers(1).threads_per_worker(threads).build()?;
+    let client = cluster.client()?;
+    println!("no-op function tasks on a local cluster of 1 worker × {threads} threads\n");
+    println!("{:<12} {:>10} {:>12} {:>12} {:>14}", "shape", "tasks", "seconds", "µs / task", "tasks / s");
+    for shape in SHAPES {
+        for &n in sizes {
+            let (graph, wanted) = shape_graph(shape, n);
+            let tasks = graph.len();
+            let started = Instant::now();
+            let futures = client.submit_graph(graph, &wanted);
+            client.gather(&futures).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            drop(futures);
+            println!(
+                "{shape:<12} {tasks:>10} {seconds:>12.3} {:>12.2} {:>14.0}",
+                seconds * 1e6 / tasks as f64,
+                tasks as f64 / seconds
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A graph of `n` no-op tasks of `shape`, and the keys to want.
+fn shape_graph(shape: &str, n: usize) -> (rask::TaskGraph, Vec<rask::Key>) {
+    use rask::exec::TaskData;
+    let noop = |_: &[Arc<TaskData>]| Ok(TaskData::Value(Arc::new(()), 0));
+    let mut graph = rask::TaskGraph::new();
+    match shape {
+        "independent" => {
+            let keys: Vec<_> = (0..n).map(|_| graph.add("noop", &[], noop)).collect();
+            (graph, keys)
+        }
+        "chain" => {
+            let mut last = graph.add("noop", &[], noop);
+            for _ in 1..n {
+                last = graph.add("noop", &[last], noop);
+            }
+            (graph, vec![last])
+        }
+        _ => {
+            // n/2 leaves, reduced pairwise to one root: about n tasks.
+            let mut level: Vec<_> = (0..n.div_ceil(2)).map(|_| graph.add("leaf", &[], noop)).collect();
+            while level.len() > 1 {
+                level = level.chunks(2).map(|pair| graph.add("sum", pair, noop)).collect();
+            }
+            (graph, level)
+        }
+    }
 }
 
 /// Runs both commands alternately `runs` times; returns their wall-clock times.

@@ -11,6 +11,7 @@ mod dataframe;
 mod future;
 mod local_cluster;
 mod query_planner;
+mod task_graph;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub use config::Config;
 pub use dataframe::{DataFrame, Structure};
 pub use future::{Future, FutureStatus};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
+pub use task_graph::TaskGraph;
 
 use crate::planner::{Location, StageGraph};
 use crate::{Error, Key, Result, exec};
@@ -87,6 +89,11 @@ impl Client {
         let spec = crate::scheduler::TaskSpec::new(key.clone(), finals);
         tasks.push((spec, Arc::new(crate::worker::Job::Concat)));
         Ok(self.connection.submit(tasks, vec![key]).remove(0))
+    }
+
+    /// Submits a graph of function tasks; returns futures of `wanted`, in order.
+    pub fn submit_graph(&self, graph: TaskGraph, wanted: &[Key]) -> Vec<Future> {
+        self.connection.submit(graph.tasks, wanted.to_vec())
     }
 
     /// Waits for every future and returns their data, in order.

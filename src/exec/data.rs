@@ -14,6 +14,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 pub enum TaskData {
     /// Record batches, by output bucket.
     Batches(Vec<Vec<RecordBatch>>),
+    /// A value of a function task, with its size in bytes.
+    Value(Arc<dyn std::any::Any + Send + Sync>, u64),
 }
 
 impl TaskData {
@@ -25,6 +27,15 @@ impl TaskData {
                 .flatten()
                 .map(|b| b.get_array_memory_size() as u64)
                 .sum(),
+            TaskData::Value(_, nbytes) => *nbytes,
+        }
+    }
+
+    /// The value of a function task, if it is a `T`.
+    pub fn value<T: 'static>(&self) -> Option<&T> {
+        match self {
+            TaskData::Value(value, _) => value.downcast_ref(),
+            TaskData::Batches(_) => None,
         }
     }
 
@@ -32,14 +43,17 @@ impl TaskData {
     pub fn bucket(&self, bucket: usize) -> Option<&[RecordBatch]> {
         match self {
             TaskData::Batches(buckets) => buckets.get(bucket).map(Vec::as_slice),
+            TaskData::Value(..) => None,
         }
     }
 
-    /// All batches, bucket after bucket.
+    /// All batches, bucket after bucket (none for a value).
     pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
-        match self {
-            TaskData::Batches(buckets) => buckets.iter().flatten(),
-        }
+        let buckets: &[Vec<RecordBatch>] = match self {
+            TaskData::Batches(buckets) => buckets,
+            TaskData::Value(..) => &[],
+        };
+        buckets.iter().flatten()
     }
 }
 

@@ -66,8 +66,12 @@ pub(super) struct Worker {
 }
 
 impl Worker {
+    /// Whether the worker has as many tasks as it should hold: two per thread,
+    /// so a thread finishing a task finds the next one waiting instead of waiting
+    /// on the scheduler, while root tasks still don't run far ahead of the tasks
+    /// that consume their output.
     pub fn is_saturated(&self) -> bool {
-        self.processing.len() >= self.nthreads
+        self.processing.len() >= 2 * self.nthreads
     }
 
     /// Tasks per thread.

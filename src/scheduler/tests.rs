@@ -48,11 +48,12 @@ fn finish(s: &mut Scheduler, worker: WorkerId, k: &str) -> Vec<Decision> {
 }
 
 #[test]
-fn root_tasks_queue_until_a_thread_is_free() {
+fn root_tasks_queue_until_a_worker_has_room() {
+    // A worker holds two tasks per thread; further root tasks wait in the queue.
     let mut s = Scheduler::new();
     s.handle(Event::WorkerAdded {
         worker: 1,
-        nthreads: 2,
+        nthreads: 1,
     });
     let d = submit(
         &mut s,

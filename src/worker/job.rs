@@ -1,9 +1,13 @@
 //! [`Job`]: what a task does, as the scheduler hands it to a worker.
 
+use std::fmt;
 use std::sync::Arc;
 
-use crate::exec::StagePlan;
+use crate::exec::{StagePlan, TaskData};
 use crate::key::Key;
+
+/// A function task's code: its inputs' data in, its result out.
+pub type TaskFn = Arc<dyn Fn(&[Arc<TaskData>]) -> Result<TaskData, String> + Send + Sync>;
 
 /// The work of one task.
 #[derive(Debug)]
@@ -12,6 +16,23 @@ pub enum Job {
     Stage(StageJob),
     /// All inputs' batches, in input order, as one result (a query's `finalize`).
     Concat,
+    /// A function of the task's inputs, in dependency order.
+    Function(FunctionJob),
+}
+
+/// A function called on the data of the task's dependencies.
+#[derive(Clone)]
+pub struct FunctionJob {
+    /// The function's name, for errors and displays.
+    pub name: Arc<str>,
+    /// The code.
+    pub function: TaskFn,
+}
+
+impl fmt::Debug for FunctionJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FunctionJob({})", self.name)
+    }
 }
 
 /// One partition of a query stage, and the keys of the stages it reads.

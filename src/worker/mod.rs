@@ -18,7 +18,7 @@ use datafusion::prelude::SessionContext;
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
-pub use job::{Job, StageJob};
+pub use job::{FunctionJob, Job, StageJob, TaskFn};
 pub use store::{DataStore, Peers};
 
 use crate::exec::{TaskData, TaskInputs};
@@ -190,6 +190,13 @@ async fn execute(
                     .run(stage.partition, task_inputs, base)
                     .await
                     .map_err(|e| crate::Error::from(e).to_string())
+            }
+            Job::Function(function) => {
+                let args = inputs
+                    .iter()
+                    .map(|i| fetched.get(&i.key).cloned().ok_or_else(|| format!("input {} was not sent to the task", i.key)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (function.function)(&args).map_err(|e| format!("{}: {e}", function.name))
             }
             Job::Concat => {
                 let mut batches = Vec::new();
