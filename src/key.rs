@@ -63,3 +63,10 @@ impl From<&str> for Key {
         Key::new(s)
     }
 }
+
+/// A hash map by [`Key`], with a fast hasher: the scheduler and the workers look
+/// keys up several times per task.
+pub type KeyMap<V> = std::collections::HashMap<Key, V, foldhash::fast::RandomState>;
+
+/// A set of [`Key`]s, with the hasher of [`KeyMap`].
+pub type KeySet = std::collections::HashSet<Key, foldhash::fast::RandomState>;

@@ -1,7 +1,6 @@
 //! A client's connection to its cluster: the futures it holds and the reports
 //! that settle them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +9,7 @@ use tokio::sync::watch;
 
 use super::LocalCluster;
 use crate::exec::TaskData;
-use crate::key::Key;
+use crate::key::{Key, KeyMap};
 use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec};
 use crate::worker::Job;
 
@@ -21,7 +20,7 @@ static CLIENTS: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Connection {
     id: ClientId,
     cluster: Arc<LocalCluster>,
-    slots: Mutex<HashMap<Key, Slot>>,
+    slots: Mutex<KeyMap<Slot>>,
 }
 
 struct Slot {
@@ -36,7 +35,7 @@ impl Connection {
         let connection = Arc::new(Self {
             id,
             cluster,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(KeyMap::default()),
         });
         let weak = Arc::downgrade(&connection);
         connection.cluster.send(Message::Connect(

@@ -6,13 +6,13 @@
 //! carries out the decisions: jobs to workers, releases and aborts, reports to
 //! clients.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use super::{ClientId, Decision, Event, Outcome, Scheduler, TaskSpec, WorkerId};
-use crate::key::Key;
+use crate::key::{Key, KeyMap, KeySet};
 use crate::worker::{Job, Worker};
 
 /// Where a client hears how its keys ended.
@@ -83,11 +83,11 @@ impl Drop for SchedulerServer {
 #[derive(Default)]
 struct EventLoop {
     core: Scheduler,
-    jobs: HashMap<Key, Arc<Job>>,
+    jobs: KeyMap<Arc<Job>>,
     workers: HashMap<WorkerId, Arc<Worker>>,
     clients: HashMap<ClientId, ReportSink>,
     /// The keys each client holds, to release them when it disconnects.
-    wanted: HashMap<ClientId, HashSet<Key>>,
+    wanted: HashMap<ClientId, KeySet>,
 }
 
 impl EventLoop {

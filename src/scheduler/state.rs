@@ -1,9 +1,10 @@
 //! The scheduler's record of each task and each worker.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{ClientId, Key, TaskError, WorkerId};
+use super::{ClientId, TaskError, WorkerId};
+use crate::key::{Key, KeySet};
 
 /// Where a task stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +42,7 @@ pub(super) type Priority = (i32, u64, u64);
 pub(super) struct Task {
     pub state: TaskState,
     pub dependencies: Vec<Key>,
-    pub dependents: HashSet<Key>,
+    pub dependents: KeySet,
     /// Inputs not yet in memory, while waiting.
     pub waiting_on: usize,
     pub wanted_by: BTreeSet<ClientId>,
@@ -60,8 +61,8 @@ pub(super) struct Task {
 #[derive(Debug, Default)]
 pub(super) struct Worker {
     pub nthreads: usize,
-    pub processing: HashSet<Key>,
-    pub has: HashSet<Key>,
+    pub processing: KeySet,
+    pub has: KeySet,
     pub nbytes: u64,
 }
 

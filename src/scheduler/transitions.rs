@@ -1,10 +1,11 @@
 //! [`Scheduler`]: events in, decisions out. Every state change happens here.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use super::state::{Priority, Task, Worker};
+use crate::key::{KeyMap, KeySet};
 use super::{
     ClientId, Decision, Event, Input, Key, Outcome, TaskError, TaskSpec, TaskState, TaskStatus,
     WorkerId, WorkerStatus,
@@ -16,7 +17,7 @@ const MAX_WORKER_DEATHS: usize = 3;
 /// The scheduler state machine. See the [module docs](super).
 #[derive(Debug, Default)]
 pub struct Scheduler {
-    tasks: HashMap<Key, Task>,
+    tasks: KeyMap<Task>,
     workers: BTreeMap<WorkerId, Worker>,
     /// Ready root tasks, best first; entries whose task is no longer queued are skipped.
     queue: BinaryHeap<Reverse<(Priority, Key)>>,
@@ -118,7 +119,7 @@ impl Scheduler {
             let task = Task {
                 state: TaskState::Released,
                 dependencies: spec.dependencies,
-                dependents: HashSet::new(),
+                dependents: KeySet::default(),
                 waiting_on: 0,
                 wanted_by: BTreeSet::new(),
                 who_has: Vec::new(),
@@ -212,7 +213,7 @@ impl Scheduler {
         let task = self.tasks.entry(key.clone()).or_insert_with(|| Task {
             state: TaskState::Memory,
             dependencies: Vec::new(),
-            dependents: HashSet::new(),
+            dependents: KeySet::default(),
             waiting_on: 0,
             wanted_by: BTreeSet::new(),
             who_has: Vec::new(),
@@ -454,7 +455,7 @@ impl Scheduler {
         }
         // Collect the released tasks to revive, then revive them dependencies first.
         let mut revive = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = KeySet::default();
         let mut stack = vec![key.clone()];
         while let Some(k) = stack.pop() {
             let Some(task) = self.tasks.get(&k) else {

@@ -10,7 +10,6 @@
 mod job;
 mod store;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::execution::TaskContext;
@@ -22,7 +21,7 @@ pub use job::{FunctionJob, Job, StageJob, TaskFn};
 pub use store::{DataStore, Peers};
 
 use crate::exec::{TaskData, TaskInputs};
-use crate::key::Key;
+use crate::key::{Key, KeyMap};
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
 
 /// Where a worker reports finished and failed tasks.
@@ -36,7 +35,7 @@ pub struct Worker {
     peers: Arc<Peers>,
     slots: Arc<Semaphore>,
     session: TaskBase,
-    running: Arc<Mutex<HashMap<Key, tokio::task::AbortHandle>>>,
+    running: Arc<Mutex<KeyMap<tokio::task::AbortHandle>>>,
     events: EventSink,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -71,7 +70,7 @@ impl Worker {
             peers,
             slots: Arc::new(Semaphore::new(nthreads)),
             session: TaskBase(Arc::new(TaskContext::from(session))),
-            running: Arc::new(Mutex::new(HashMap::new())),
+            running: Arc::new(Mutex::new(KeyMap::default())),
             events,
             runtime: Some(runtime),
         })
@@ -216,8 +215,8 @@ async fn execute(
 }
 
 /// Reads every input from a worker holding it.
-fn fetch_inputs(inputs: &[Input], peers: &Peers) -> Result<HashMap<Key, Arc<TaskData>>, TaskError> {
-    let mut fetched = HashMap::with_capacity(inputs.len());
+fn fetch_inputs(inputs: &[Input], peers: &Peers) -> Result<KeyMap<Arc<TaskData>>, TaskError> {
+    let mut fetched = KeyMap::with_capacity_and_hasher(inputs.len(), Default::default());
     for input in inputs {
         let found = input.holders.iter().find_map(|h| peers.get(*h, &input.key));
         match found {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::exec::TaskData;
-use crate::key::Key;
+use crate::key::{Key, KeyMap};
 use crate::scheduler::WorkerId;
 
 /// The results a worker holds.
 #[derive(Debug, Default)]
 pub struct DataStore {
-    data: RwLock<HashMap<Key, Arc<TaskData>>>,
+    data: RwLock<KeyMap<Arc<TaskData>>>,
 }
 
 impl DataStore {
