@@ -71,13 +71,11 @@ impl LocalCluster {
             path: "<local cluster>".into(),
             source: e,
         };
-        let server = SchedulerServer::start().map_err(io)?;
+        let server = SchedulerServer::new();
         let peers = Arc::new(Peers::default());
         for id in 0..config.workers as WorkerId {
-            let tx = server.sender();
-            let events: EventSink = Arc::new(move |event| {
-                let _ = tx.send(Message::Event(event));
-            });
+            let scheduler = server.downgrade();
+            let events: EventSink = Arc::new(move |event| scheduler.send(Message::Event(event)));
             let session = exec::new_context(&config, None)?;
             let worker = Worker::start(id, config.threads, &session, Arc::clone(&peers), events)
                 .map_err(io)?;
@@ -101,9 +99,7 @@ impl LocalCluster {
     }
 
     pub(crate) fn send(&self, message: Message) {
-        if !self.server.send(message) {
-            tracing::warn!("the scheduler has stopped");
-        }
+        self.server.send(message);
     }
 
     pub(crate) fn peers(&self) -> &Arc<Peers> {

@@ -20,7 +20,7 @@ mod transitions;
 
 pub use crate::key::Key;
 pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
-pub use server::{Message, ReportSink, SchedulerServer};
+pub use server::{Message, ReportSink, SchedulerServer, WeakSchedulerServer};
 pub use state::{TaskState, TaskStatus, WorkerStatus};
 pub use transitions::Scheduler;
 

@@ -1,15 +1,19 @@
 //! The scheduler's event loop: the I/O around the pure [`Scheduler`] core.
 //!
-//! One thread owns the core, the jobs of known tasks, the workers and the
-//! clients. Everything reaches it as a [`Message`] on one channel: client
-//! submissions and releases, worker reports. It applies each to the core and
-//! carries out the decisions: jobs to workers, releases and aborts, reports to
-//! clients.
+//! The core, the jobs of known tasks, the workers and the clients live behind
+//! one lock. Everything reaches them as a [`Message`] through
+//! [`SchedulerServer::send`]: client submissions and releases, worker reports.
+//! There is no scheduler thread to wake: the thread that sends a message applies
+//! it to the core and carries out the decisions (jobs to workers, releases and
+//! aborts, reports to clients), then also handles whatever other threads queued
+//! meanwhile. A worker finishing a task thus schedules the next one itself,
+//! without a hand-off. Messages sent while decisions are carried out (a dropped
+//! value releasing a future, say) are queued, never handled re-entrantly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
 
 use super::{ClientId, Decision, Event, Outcome, Scheduler, TaskSpec, WorkerId};
 use crate::key::{Key, KeyMap, KeySet};
@@ -18,7 +22,7 @@ use crate::worker::{Job, Worker};
 /// Where a client hears how its keys ended.
 pub type ReportSink = Arc<dyn Fn(Key, Outcome) + Send + Sync>;
 
-/// What the scheduler thread is told.
+/// What the scheduler is told.
 pub enum Message {
     /// A core event (from workers and clients).
     Event(Event),
@@ -37,45 +41,63 @@ pub enum Message {
     Disconnect(ClientId),
     /// A worker joins.
     AddWorker(Arc<Worker>),
-    /// Stop the loop.
-    Shutdown,
 }
 
-/// A running scheduler thread.
+/// The scheduler of a local cluster. Cheap to clone: clones share it.
+#[derive(Clone, Default)]
 pub struct SchedulerServer {
-    tx: mpsc::Sender<Message>,
-    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    inbox: Mutex<VecDeque<Message>>,
+    state: Mutex<EventLoop>,
 }
 
 impl SchedulerServer {
-    /// Starts the scheduler thread.
-    pub fn start() -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("rask-scheduler".into())
-            .spawn(move || EventLoop::default().run(rx))?;
-        Ok(Self {
-            tx,
-            thread: Some(thread),
-        })
+    /// A scheduler with no workers and no clients.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Sends `message` to the scheduler; false if it has stopped.
-    pub fn send(&self, message: Message) -> bool {
-        self.tx.send(message).is_ok()
+    /// Hands `message` to the scheduler. It is handled before this returns,
+    /// unless another thread is handling messages: that one handles it.
+    pub fn send(&self, message: Message) {
+        self.shared.inbox.lock().push_back(message);
+        loop {
+            let Some(mut state) = self.shared.state.try_lock() else {
+                return;
+            };
+            let batch = std::mem::take(&mut *self.shared.inbox.lock());
+            if batch.is_empty() {
+                return;
+            }
+            let mut dropped = Vec::new();
+            for message in batch {
+                state.handle(message, &mut dropped);
+            }
+            drop(state);
+            // Jobs and data let go of outside the lock: dropping them may send messages.
+            drop(dropped);
+        }
     }
 
-    /// A sender for workers' and clients' messages.
-    pub fn sender(&self) -> mpsc::Sender<Message> {
-        self.tx.clone()
+    /// A weak handle, for senders owned by what the scheduler owns (workers).
+    pub fn downgrade(&self) -> WeakSchedulerServer {
+        WeakSchedulerServer(Arc::downgrade(&self.shared))
     }
 }
 
-impl Drop for SchedulerServer {
-    fn drop(&mut self) {
-        let _ = self.tx.send(Message::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+/// A [`SchedulerServer`] handle that does not keep the scheduler alive.
+#[derive(Clone)]
+pub struct WeakSchedulerServer(std::sync::Weak<Shared>);
+
+impl WeakSchedulerServer {
+    /// Sends `message` if the scheduler still exists.
+    pub fn send(&self, message: Message) {
+        if let Some(shared) = self.0.upgrade() {
+            SchedulerServer { shared }.send(message);
         }
     }
 }
@@ -90,9 +112,12 @@ struct EventLoop {
     wanted: HashMap<ClientId, KeySet>,
 }
 
+/// Something let go of while the lock is held, to be dropped after.
+type Dropped = Vec<Box<dyn std::any::Any + Send>>;
+
 impl EventLoop {
-    fn run(mut self, rx: mpsc::Receiver<Message>) {
-        while let Ok(message) = rx.recv() {
+    fn handle(&mut self, message: Message, dropped: &mut Dropped) {
+        {
             let decisions = match message {
                 Message::Event(event) => {
                     if let Event::FutureReleased { client, key } = &event
@@ -124,10 +149,12 @@ impl EventLoop {
                 }
                 Message::Connect(client, sink) => {
                     self.clients.insert(client, sink);
-                    continue;
+                    return;
                 }
                 Message::Disconnect(client) => {
-                    self.clients.remove(&client);
+                    if let Some(sink) = self.clients.remove(&client) {
+                        dropped.push(Box::new(sink));
+                    }
                     let mut decisions = Vec::new();
                     for key in self.wanted.remove(&client).unwrap_or_default() {
                         decisions.extend(self.core.handle(Event::FutureReleased { client, key }));
@@ -142,13 +169,12 @@ impl EventLoop {
                         nthreads,
                     })
                 }
-                Message::Shutdown => break,
             };
-            self.dispatch(decisions);
+            self.dispatch(decisions, dropped);
         }
     }
 
-    fn dispatch(&mut self, decisions: Vec<Decision>) {
+    fn dispatch(&mut self, decisions: Vec<Decision>, dropped: &mut Dropped) {
         for decision in decisions {
             match decision {
                 Decision::Run {
@@ -164,8 +190,8 @@ impl EventLoop {
                     w.run(key, Arc::clone(job), inputs);
                 }
                 Decision::Release { worker, key } => {
-                    if let Some(w) = self.workers.get(&worker) {
-                        w.release(&key);
+                    if let Some(data) = self.workers.get(&worker).and_then(|w| w.release(&key)) {
+                        dropped.push(Box::new(data));
                     }
                 }
                 Decision::Abort { worker, key } => {
@@ -174,7 +200,9 @@ impl EventLoop {
                     }
                 }
                 Decision::Forget { key } => {
-                    self.jobs.remove(&key);
+                    if let Some(job) = self.jobs.remove(&key) {
+                        dropped.push(Box::new(job));
+                    }
                 }
                 Decision::Report {
                     client,

@@ -130,9 +130,9 @@ impl Worker {
         self.running.lock().insert(task_key, handle.abort_handle());
     }
 
-    /// Drops this worker's copy of `key`.
-    pub fn release(&self, key: &Key) {
-        self.store.remove(key);
+    /// Takes this worker's copy of `key` out of its store.
+    pub fn release(&self, key: &Key) -> Option<Arc<TaskData>> {
+        self.store.remove(key)
     }
 
     /// Stops task `key` if it is running.
