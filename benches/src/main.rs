@@ -139,15 +139,37 @@ async fn walkthrough(
     let (r, d) = compare(runs, &ours, &theirs)?;
     report("groupby over a Parquet month, whole process", &r, &d);
 
-    let generated = "SELECT name, max(x) AS x, avg(y) AS y FROM timeseries() GROUP BY name ORDER BY name";
-    let ours = (ours.0, args(&["--threads", &threads_arg, "query", "--format", "csv", "-c", generated]));
-    let theirs = (theirs.0, args(&["datafusion-sql", "--threads", &threads_arg, "-c", generated]));
+    let generated =
+        "SELECT name, max(x) AS x, avg(y) AS y FROM timeseries() GROUP BY name ORDER BY name";
+    let ours = (
+        ours.0,
+        args(&[
+            "--threads",
+            &threads_arg,
+            "query",
+            "--format",
+            "csv",
+            "-c",
+            generated,
+        ]),
+    );
+    let theirs = (
+        theirs.0,
+        args(&["datafusion-sql", "--threads", &threads_arg, "-c", generated]),
+    );
     let (r, d) = compare(runs, &ours, &theirs)?;
     report("groupby over timeseries(), whole process", &r, &d);
 
-    let client = rask::Client::with_config(rask::Config { workers: 1, threads, ..rask::Config::default() })?;
+    let client = rask::Client::with_config(rask::Config {
+        workers: 1,
+        threads,
+        ..rask::Config::default()
+    })?;
     let ctx = bare_datafusion(threads);
-    for (what, sql) in [("Parquet month", groupby.as_str()), ("timeseries()", generated)] {
+    for (what, sql) in [
+        ("Parquet month", groupby.as_str()),
+        ("timeseries()", generated),
+    ] {
         let (mut r, mut d) = (Vec::new(), Vec::new());
         for i in 0..=runs {
             let started = Instant::now();
@@ -161,7 +183,11 @@ async fn walkthrough(
                 d.push(theirs);
             }
         }
-        report(&format!("groupby over {what}, in process (rask's scheduler vs plain DataFusion)"), &r, &d);
+        report(
+            &format!("groupby over {what}, in process (rask's scheduler vs plain DataFusion)"),
+            &r,
+            &d,
+        );
     }
 
     let rate = generation_rate(TimeseriesSpec::default());
@@ -186,10 +212,16 @@ fn args(a: &[&str]) -> Vec<String> {
 const SHAPES: [&str; 3] = ["independent", "chain", "fan-in tree"];
 
 async fn scheduler(sizes: &[usize], threads: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = rask::LocalCluster::builder().n_workers(1).threads_per_worker(threads).build()?;
+    let cluster = rask::LocalCluster::builder()
+        .n_workers(1)
+        .threads_per_worker(threads)
+        .build()?;
     let client = cluster.client()?;
     println!("no-op function tasks on a local cluster of 1 worker × {threads} threads\n");
-    println!("{:<12} {:>10} {:>12} {:>12} {:>14}", "shape", "tasks", "seconds", "µs / task", "tasks / s");
+    println!(
+        "{:<12} {:>10} {:>12} {:>12} {:>14}",
+        "shape", "tasks", "seconds", "µs / task", "tasks / s"
+    );
     for shape in SHAPES {
         for &n in sizes {
             let (graph, wanted) = shape_graph(shape, n);
@@ -228,9 +260,14 @@ fn shape_graph(shape: &str, n: usize) -> (rask::TaskGraph, Vec<rask::Key>) {
         }
         _ => {
             // n/2 leaves, reduced pairwise to one root: about n tasks.
-            let mut level: Vec<_> = (0..n.div_ceil(2)).map(|_| graph.add("leaf", &[], noop)).collect();
+            let mut level: Vec<_> = (0..n.div_ceil(2))
+                .map(|_| graph.add("leaf", &[], noop))
+                .collect();
             while level.len() > 1 {
-                level = level.chunks(2).map(|pair| graph.add("sum", pair, noop)).collect();
+                level = level
+                    .chunks(2)
+                    .map(|pair| graph.add("sum", pair, noop))
+                    .collect();
             }
             (graph, level)
         }

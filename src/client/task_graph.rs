@@ -48,8 +48,12 @@ impl TaskGraph {
     ) -> Key {
         let n = TOKENS.fetch_add(1, Ordering::Relaxed);
         let key = Key::new(format!("{name}-{:x}{:08x}", std::process::id(), n));
-        let job = Job::Function(FunctionJob { name: name.into(), function: Arc::new(function) });
-        self.tasks.push((TaskSpec::new(key.clone(), inputs.to_vec()), Arc::new(job)));
+        let job = Job::Function(FunctionJob {
+            name: name.into(),
+            function: Arc::new(function),
+        });
+        self.tasks
+            .push((TaskSpec::new(key.clone(), inputs.to_vec()), Arc::new(job)));
         key
     }
 

@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use super::state::{Priority, Task, Worker};
-use crate::key::{KeyMap, KeySet};
 use super::{
     ClientId, Decision, Event, Input, Key, Outcome, TaskError, TaskSpec, TaskState, TaskStatus,
     WorkerId, WorkerStatus,
 };
+use crate::key::{KeyMap, KeySet};
 
 /// A task that has taken down this many workers errs instead of running again.
 const MAX_WORKER_DEATHS: usize = 3;

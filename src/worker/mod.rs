@@ -193,7 +193,12 @@ async fn execute(
             Job::Function(function) => {
                 let args = inputs
                     .iter()
-                    .map(|i| fetched.get(&i.key).cloned().ok_or_else(|| format!("input {} was not sent to the task", i.key)))
+                    .map(|i| {
+                        fetched
+                            .get(&i.key)
+                            .cloned()
+                            .ok_or_else(|| format!("input {} was not sent to the task", i.key))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 (function.function)(&args).map_err(|e| format!("{}: {e}", function.name))
             }

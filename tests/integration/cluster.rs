@@ -203,17 +203,27 @@ async fn function_tasks_read_their_inputs_results() {
     let client = cluster(2, 1);
     let number = |v: u64| TaskData::Value(Arc::new(v), 8);
     let mut graph = TaskGraph::new();
-    let leaves: Vec<_> = (1..=10u64).map(|i| graph.add("leaf", &[], move |_| Ok(number(i)))).collect();
+    let leaves: Vec<_> = (1..=10u64)
+        .map(|i| graph.add("leaf", &[], move |_| Ok(number(i))))
+        .collect();
     let total = graph.add("sum", &leaves, move |args| {
-        args.iter().map(|a| a.value::<u64>().copied().ok_or("not a number".to_string())).sum::<Result<u64, _>>().map(number)
+        args.iter()
+            .map(|a| a.value::<u64>().copied().ok_or("not a number".to_string()))
+            .sum::<Result<u64, _>>()
+            .map(number)
     });
-    let failing = graph.add("explode", &[total.clone()], |_| Err("it went wrong".to_string()));
+    let failing = graph.add("explode", &[total.clone()], |_| {
+        Err("it went wrong".to_string())
+    });
     let futures = client.submit_graph(graph, &[total, failing]);
     assert!(futures[0].key().as_str().starts_with("sum-"));
     let sum = futures[0].data().await.unwrap();
     assert_eq!(sum.value::<u64>(), Some(&55));
     let err = futures[1].data().await.unwrap_err().to_string();
-    assert!(err.contains("failed on worker") && err.contains("explode: it went wrong"), "{err}");
+    assert!(
+        err.contains("failed on worker") && err.contains("explode: it went wrong"),
+        "{err}"
+    );
     drop(futures);
     wait_until_empty(&client);
 }
