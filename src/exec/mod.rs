@@ -5,12 +5,14 @@
 //! so they agree on the functions, the object stores and the configuration.
 
 mod data;
+mod leaf;
 pub mod object_stores;
 pub mod session;
 mod stage_read;
 mod stage_task;
 
 pub use data::{TaskData, TaskInputs};
+pub(crate) use leaf::leaf_node_methods;
 pub use object_stores::ObjectStores;
 pub use session::new_context;
 pub use stage_read::{ReadMode, StageReadExec};

@@ -642,13 +642,7 @@ impl Scheduler {
                 continue;
             };
             if let TaskState::Processing(w) = task.state {
-                self.out.push(Decision::Abort {
-                    worker: w,
-                    key: k.clone(),
-                });
-                if let Some(worker) = self.workers.get_mut(&w) {
-                    worker.processing.remove(&k);
-                }
+                self.abort_on(w, &k);
             }
             let Some(task) = self.tasks.get_mut(&k) else {
                 continue;
@@ -697,13 +691,7 @@ impl Scheduler {
                 };
                 self.unrunnable.remove(&(task.priority, k.clone()));
                 if let TaskState::Processing(w) = task.state {
-                    self.out.push(Decision::Abort {
-                        worker: w,
-                        key: k.clone(),
-                    });
-                    if let Some(worker) = self.workers.get_mut(&w) {
-                        worker.processing.remove(&k);
-                    }
+                    self.abort_on(w, &k);
                 }
                 for w in task.who_has {
                     self.release_on(w, k.clone(), task.nbytes);
@@ -734,6 +722,17 @@ impl Scheduler {
                     self.release_on(w, k.clone(), nbytes);
                 }
             }
+        }
+    }
+
+    /// Tells `worker` to stop running `key`.
+    fn abort_on(&mut self, worker: WorkerId, key: &Key) {
+        self.out.push(Decision::Abort {
+            worker,
+            key: key.clone(),
+        });
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.remove(key);
         }
     }
 
