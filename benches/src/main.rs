@@ -119,46 +119,32 @@ async fn walkthrough(
         "SELECT name, max(x) AS x, avg(y) AS y FROM '{}' GROUP BY name ORDER BY name",
         month.display()
     );
-    let threads_arg = threads.to_string();
-    let ours = (
-        rask_bin,
-        args(&[
-            "--threads",
-            &threads_arg,
-            "query",
-            "--format",
-            "csv",
-            "-c",
-            &groupby,
-        ]),
-    );
-    let theirs = (
-        me,
-        args(&["datafusion-sql", "--threads", &threads_arg, "-c", &groupby]),
-    );
-    let (r, d) = compare(runs, &ours, &theirs)?;
-    report("groupby over a Parquet month, whole process", &r, &d);
-
     let generated =
         "SELECT name, max(x) AS x, avg(y) AS y FROM timeseries() GROUP BY name ORDER BY name";
-    let ours = (
-        ours.0,
-        args(&[
-            "--threads",
-            &threads_arg,
-            "query",
-            "--format",
-            "csv",
-            "-c",
-            generated,
-        ]),
-    );
-    let theirs = (
-        theirs.0,
-        args(&["datafusion-sql", "--threads", &threads_arg, "-c", generated]),
-    );
-    let (r, d) = compare(runs, &ours, &theirs)?;
-    report("groupby over timeseries(), whole process", &r, &d);
+    let threads_arg = threads.to_string();
+    for (what, sql) in [
+        ("a Parquet month", groupby.as_str()),
+        ("timeseries()", generated),
+    ] {
+        let ours = (
+            rask_bin.clone(),
+            args(&[
+                "--threads",
+                &threads_arg,
+                "query",
+                "--format",
+                "csv",
+                "-c",
+                sql,
+            ]),
+        );
+        let theirs = (
+            me.clone(),
+            args(&["datafusion-sql", "--threads", &threads_arg, "-c", sql]),
+        );
+        let (r, d) = compare(runs, &ours, &theirs)?;
+        report(&format!("groupby over {what}, whole process"), &r, &d);
+    }
 
     let client = rask::Client::with_config(rask::Config {
         workers: 1,
