@@ -104,6 +104,8 @@ impl Worker {
             Arc::clone(&self.running),
         );
         let task_key = key.clone();
+        // Held until the handle is recorded, so a task that ends at once finds it to remove.
+        let mut tasks = self.running.lock();
         let handle = runtime.spawn(async move {
             let Ok(_slot) = slots.acquire().await else {
                 return;
@@ -127,7 +129,7 @@ impl Worker {
             running.lock().remove(&key);
             events(event);
         });
-        self.running.lock().insert(task_key, handle.abort_handle());
+        tasks.insert(task_key, handle.abort_handle());
     }
 
     /// Takes this worker's copy of `key` out of its store.
