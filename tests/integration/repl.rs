@@ -102,3 +102,84 @@ fn a_last_statement_without_semicolon_still_runs() {
     let out = run_with_input(rask().args(["--format", "csv"]), "SELECT 7 AS seven").success();
     assert_eq!(out.stdout, "seven\n7\n");
 }
+
+/// The shell in a real terminal (tmux): Ctrl-C stops a running query, not the session.
+#[test]
+fn ctrl_c_cancels_the_running_query_and_keeps_the_session() {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    let socket = format!("rask-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("tmux runs (the shell tests need it: apt-get install tmux)")
+    };
+    struct Session<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for Session<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["kill-server"]);
+        }
+    }
+    let home = tempfile::tempdir().unwrap();
+    let command = format!(
+        "cd {} && HOME={} {} --threads 1",
+        crate::support::repository_root().display(),
+        home.path().display(),
+        env!("CARGO_BIN_EXE_rask")
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "shell",
+        "-x",
+        "150",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let _session = Session(&tmux);
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-t", "shell", "-p"]).stdout).into_owned()
+    };
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let shown = screen();
+            if shown.contains(text) {
+                return shown;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {text:?}, the screen shows:\n{shown}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("rask>");
+    // Ten years of seconds: far longer than the test waits.
+    tmux(&[
+        "send-keys",
+        "-t",
+        "shell",
+        "SELECT count(DISTINCT x) FROM timeseries('2000-01-01', '2010-01-01')\\;",
+        "Enter",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    tmux(&["send-keys", "-t", "shell", "C-c"]);
+    wait_for("query cancelled");
+    tmux(&[
+        "send-keys",
+        "-t",
+        "shell",
+        "SELECT 40 + 2 AS answer\\;",
+        "Enter",
+    ]);
+    let shown = wait_for("1 row × 1 column");
+    assert!(shown.contains("|     42 |"), "{shown}");
+}
