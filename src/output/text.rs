@@ -17,6 +17,7 @@ pub struct TextSink<W: Write> {
     rows: u64,
 }
 
+#[allow(clippy::large_enum_variant)] // one per result, not per row
 enum Writer<W: Write> {
     Csv(csv::Writer<W>),
     Json(ArrayWriter<W>),

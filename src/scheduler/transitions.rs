@@ -202,10 +202,10 @@ impl Scheduler {
             return;
         }
         for w in &workers {
-            if let Some(worker) = self.workers.get_mut(w) {
-                if worker.has.insert(key.clone()) {
-                    worker.nbytes += nbytes;
-                }
+            if let Some(worker) = self.workers.get_mut(w)
+                && worker.has.insert(key.clone())
+            {
+                worker.nbytes += nbytes;
             }
         }
         self.order += 1;
@@ -285,12 +285,12 @@ impl Scheduler {
         }
         let mut ready = Vec::new();
         for dependent in dependents {
-            if let Some(d) = self.tasks.get_mut(&dependent) {
-                if d.state == TaskState::Waiting {
-                    d.waiting_on -= 1;
-                    if d.waiting_on == 0 {
-                        ready.push((d.priority, dependent));
-                    }
+            if let Some(d) = self.tasks.get_mut(&dependent)
+                && d.state == TaskState::Waiting
+            {
+                d.waiting_on -= 1;
+                if d.waiting_on == 0 {
+                    ready.push((d.priority, dependent));
                 }
             }
         }
@@ -748,8 +748,14 @@ impl Scheduler {
 }
 
 /// Loads compared as numbers (they are never NaN).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedLoad(f64);
+
+impl PartialOrd for OrderedLoad {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Eq for OrderedLoad {}
 

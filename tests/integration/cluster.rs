@@ -212,7 +212,7 @@ async fn function_tasks_read_their_inputs_results() {
             .sum::<Result<u64, _>>()
             .map(number)
     });
-    let failing = graph.add("explode", &[total.clone()], |_| {
+    let failing = graph.add("explode", std::slice::from_ref(&total), |_| {
         Err("it went wrong".to_string())
     });
     let futures = client.submit_graph(graph, &[total, failing]);

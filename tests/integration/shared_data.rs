@@ -18,10 +18,11 @@ fn queries(text: &str) -> Vec<(String, String)> {
             .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
         {
             number = Some(n.to_string());
-        } else if !line.is_empty() && !line.starts_with("--") {
-            if let Some(n) = number.take() {
-                out.push((n, line.to_string()));
-            }
+        } else if !line.is_empty()
+            && !line.starts_with("--")
+            && let Some(n) = number.take()
+        {
+            out.push((n, line.to_string()));
         }
     }
     out
