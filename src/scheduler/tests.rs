@@ -26,6 +26,29 @@ fn runs(decisions: &[Decision]) -> Vec<(WorkerId, String)> {
         .collect()
 }
 
+/// A scheduler with `(worker, nthreads)` workers.
+fn with_workers(workers: &[(WorkerId, usize)]) -> Scheduler {
+    let mut s = Scheduler::new();
+    for &(worker, nthreads) in workers {
+        s.handle(Event::WorkerAdded { worker, nthreads });
+    }
+    s
+}
+
+/// The error of the first erred report among `decisions`.
+fn first_error(decisions: &[Decision]) -> Arc<TaskError> {
+    decisions
+        .iter()
+        .find_map(|d| match d {
+            Decision::Report {
+                outcome: Outcome::Erred(e),
+                ..
+            } => Some(Arc::clone(e)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no erred report in {decisions:?}"))
+}
+
 fn submit(
     s: &mut Scheduler,
     client: ClientId,
@@ -50,11 +73,7 @@ fn finish(s: &mut Scheduler, worker: WorkerId, k: &str) -> Vec<Decision> {
 #[test]
 fn root_tasks_queue_until_a_worker_has_room() {
     // A worker holds two tasks per thread; further root tasks wait in the queue.
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1)]);
     let d = submit(
         &mut s,
         7,
@@ -74,15 +93,7 @@ fn root_tasks_queue_until_a_worker_has_room() {
 
 #[test]
 fn dependents_run_where_their_inputs_are() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
-    s.handle(Event::WorkerAdded {
-        worker: 2,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
     let d = submit(
         &mut s,
         1,
@@ -104,11 +115,7 @@ fn dependents_run_where_their_inputs_are() {
 
 #[test]
 fn errors_reach_every_dependent_with_the_original_key() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 4,
-    });
+    let mut s = with_workers(&[(1, 4)]);
     submit(
         &mut s,
         1,
@@ -159,11 +166,7 @@ fn errors_reach_every_dependent_with_the_original_key() {
 
 #[test]
 fn retries_rerun_a_failed_task() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1)]);
     let mut t = spec("a-1", &[]);
     t.retries = 1;
     submit(&mut s, 1, vec![t], &["a-1"]);
@@ -197,11 +200,7 @@ fn retries_rerun_a_failed_task() {
 
 #[test]
 fn cancel_forgets_pending_work_and_aborts_running_tasks() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1)]);
     submit(
         &mut s,
         1,
@@ -235,11 +234,7 @@ fn cancel_forgets_pending_work_and_aborts_running_tasks() {
 
 #[test]
 fn shared_keys_are_computed_once_for_two_clients() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1)]);
     submit(&mut s, 1, vec![spec("a-1", &[])], &["a-1"]);
     let d = submit(&mut s, 2, vec![spec("a-1", &[])], &["a-1"]);
     assert!(runs(&d).is_empty());
@@ -273,15 +268,7 @@ fn shared_keys_are_computed_once_for_two_clients() {
 
 #[test]
 fn a_lost_result_is_recomputed_from_its_lineage() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
-    s.handle(Event::WorkerAdded {
-        worker: 2,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
     submit(
         &mut s,
         1,
@@ -299,15 +286,7 @@ fn a_lost_result_is_recomputed_from_its_lineage() {
 
 #[test]
 fn scattered_data_lost_with_its_worker_errs_clearly() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
-    s.handle(Event::WorkerAdded {
-        worker: 2,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
     s.handle(Event::DataScattered {
         client: 1,
         key: key("Person-1"),
@@ -315,13 +294,7 @@ fn scattered_data_lost_with_its_worker_errs_clearly() {
         nbytes: 8,
     });
     let d = s.handle(Event::WorkerRemoved { worker: 1 });
-    let Some(Decision::Report {
-        outcome: Outcome::Erred(e),
-        ..
-    }) = d.first()
-    else {
-        panic!("{d:?}")
-    };
+    let e = first_error(&d);
     assert!(
         e.to_string()
             .contains("Person-1 was lost with worker 1 and cannot be recomputed")
@@ -345,13 +318,7 @@ fn a_task_that_kills_three_workers_errs_naming_them() {
         };
         last = s.handle(Event::WorkerRemoved { worker: w });
     }
-    let Some(Decision::Report {
-        outcome: Outcome::Erred(e),
-        ..
-    }) = last.first()
-    else {
-        panic!("{last:?}")
-    };
+    let e = first_error(&last);
     assert!(
         e.to_string()
             .starts_with("task boom-1 was running on 3 workers that died"),
@@ -361,11 +328,7 @@ fn a_task_that_kills_three_workers_errs_naming_them() {
 
 #[test]
 fn restricted_tasks_wait_for_their_worker() {
-    let mut s = Scheduler::new();
-    s.handle(Event::WorkerAdded {
-        worker: 1,
-        nthreads: 1,
-    });
+    let mut s = with_workers(&[(1, 1)]);
     let mut t = spec("a-1", &[]);
     t.workers = Some(vec![9]);
     let d = submit(&mut s, 1, vec![t], &["a-1"]);
