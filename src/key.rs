@@ -1,28 +1,44 @@
 //! [`Key`]: the name of a task and of its result, as in Dask.
 
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// Names a task and the result it produces: `<operation>-<token>` or
 /// `<operation>-<token>-<partition>`, e.g. `aggregate-3f9c1a2b-7`. The operation
 /// prefix is what task counts, progress bars and the task stream group by.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(Arc<str>);
+///
+/// A key hashes its text once, when made: the scheduler and the workers look
+/// keys up several times per task, and then hash a number, not a string.
+#[derive(Clone)]
+pub struct Key {
+    hash: u64,
+    text: Arc<str>,
+}
+
+/// The hash of a key's text; fixed seeds so a key hashes the same in every process.
+fn text_hash(text: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x7261_736b).hash_one(text)
+}
 
 impl Key {
     /// A key from its full text.
     pub fn new(text: impl Into<Arc<str>>) -> Self {
-        Key(text.into())
+        let text = text.into();
+        Key {
+            hash: text_hash(&text),
+            text,
+        }
     }
 
     /// `<operation>-<token>-<partition>`.
     pub fn partition(operation: &str, token: &str, partition: usize) -> Self {
-        Key(format!("{operation}-{token}-{partition}").into())
+        Key::new(format!("{operation}-{token}-{partition}"))
     }
 
     /// The key as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The operation prefix: everything before the token.
@@ -46,15 +62,42 @@ impl Key {
     }
 }
 
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    /// By text, so sorted keys read in order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}'", self.0)
+        write!(f, "'{}'", self.text)
     }
 }
 
@@ -64,8 +107,8 @@ impl From<&str> for Key {
     }
 }
 
-/// A hash map by [`Key`], with a fast hasher: the scheduler and the workers look
-/// keys up several times per task.
+/// A hash map by [`Key`]. Keys carry their hash, so the map's hasher only mixes
+/// one number.
 pub type KeyMap<V> = std::collections::HashMap<Key, V, foldhash::fast::RandomState>;
 
 /// A set of [`Key`]s, with the hasher of [`KeyMap`].

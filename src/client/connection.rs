@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 use super::LocalCluster;
 use crate::exec::TaskData;
@@ -23,9 +23,14 @@ pub(crate) struct Connection {
     slots: Mutex<KeyMap<Slot>>,
 }
 
+/// What a client knows of one key.
 struct Slot {
+    /// Futures of the key alive.
     refs: usize,
-    outcome: watch::Sender<Option<Outcome>>,
+    /// How the key ended, once it has.
+    outcome: Option<Outcome>,
+    /// Tasks awaiting the outcome.
+    wakers: Vec<Waker>,
 }
 
 impl Connection {
@@ -71,16 +76,36 @@ impl Connection {
 
     /// A future of `key`, counted among the key's holders.
     pub fn future(self: &Arc<Self>, key: Key) -> super::Future {
-        let receiver = {
-            let mut slots = self.slots.lock();
-            let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
+        self.slots
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| Slot {
                 refs: 0,
-                outcome: watch::Sender::new(None),
-            });
-            slot.refs += 1;
-            slot.outcome.subscribe()
+                outcome: None,
+                wakers: Vec::new(),
+            })
+            .refs += 1;
+        super::Future::new(key, Arc::clone(self))
+    }
+
+    /// How `key` ended, if it has (and this client holds a future of it).
+    pub fn outcome(&self, key: &Key) -> Option<Outcome> {
+        self.slots.lock().get(key)?.outcome.clone()
+    }
+
+    /// How `key` ended, or pending with `cx` woken when it ends.
+    pub fn poll_outcome(&self, key: &Key, cx: &mut Context<'_>) -> Poll<Option<Outcome>> {
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(key) else {
+            return Poll::Ready(None);
         };
-        super::Future::new(key, Arc::clone(self), receiver)
+        if let Some(outcome) = &slot.outcome {
+            return Poll::Ready(Some(outcome.clone()));
+        }
+        if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            slot.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// One more future of `key` exists.
@@ -124,8 +149,15 @@ impl Connection {
 
     /// The scheduler says how `key` ended.
     fn report(&self, key: &Key, outcome: Outcome) {
-        if let Some(slot) = self.slots.lock().get(key) {
-            slot.outcome.send_replace(Some(outcome));
+        let wakers = match self.slots.lock().get_mut(key) {
+            Some(slot) => {
+                slot.outcome = Some(outcome);
+                std::mem::take(&mut slot.wakers)
+            }
+            None => return,
+        };
+        for waker in wakers {
+            waker.wake();
         }
     }
 

@@ -5,7 +5,6 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
 
 use super::connection::Connection;
 use crate::exec::TaskData;
@@ -45,20 +44,11 @@ impl fmt::Display for FutureStatus {
 pub struct Future {
     key: Key,
     connection: Arc<Connection>,
-    outcome: watch::Receiver<Option<Outcome>>,
 }
 
 impl Future {
-    pub(crate) fn new(
-        key: Key,
-        connection: Arc<Connection>,
-        outcome: watch::Receiver<Option<Outcome>>,
-    ) -> Self {
-        Self {
-            key,
-            connection,
-            outcome,
-        }
+    pub(crate) fn new(key: Key, connection: Arc<Connection>) -> Self {
+        Self { key, connection }
     }
 
     /// The task's key.
@@ -68,7 +58,7 @@ impl Future {
 
     /// Where the task stands now.
     pub fn status(&self) -> FutureStatus {
-        match &*self.outcome.borrow() {
+        match self.connection.outcome(&self.key) {
             None => FutureStatus::Pending,
             Some(Outcome::Finished { .. }) => FutureStatus::Finished,
             Some(Outcome::Erred(_)) => FutureStatus::Error,
@@ -78,8 +68,8 @@ impl Future {
 
     /// The error, if the task failed.
     pub fn exception(&self) -> Option<Error> {
-        match &*self.outcome.borrow() {
-            Some(Outcome::Erred(e)) => Some(Error::Task(Arc::clone(e))),
+        match self.connection.outcome(&self.key) {
+            Some(Outcome::Erred(e)) => Some(Error::Task(e)),
             _ => None,
         }
     }
@@ -96,19 +86,16 @@ impl Future {
 
     /// Waits for the result.
     pub async fn data(&self) -> Result<Arc<TaskData>> {
-        let mut outcome = self.outcome.clone();
-        let settled = outcome
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Error::Disconnected)?
-            .clone();
+        let settled =
+            std::future::poll_fn(|cx| self.connection.poll_outcome(&self.key, cx)).await;
         match settled {
             Some(Outcome::Finished { workers }) => self
                 .connection
                 .fetch(&self.key, &workers)
                 .ok_or_else(|| Error::Lost(self.key.clone())),
             Some(Outcome::Erred(e)) => Err(Error::Task(e)),
-            Some(Outcome::Cancelled) | None => Err(Error::Cancelled),
+            Some(Outcome::Cancelled) => Err(Error::Cancelled),
+            None => Err(Error::Disconnected),
         }
     }
 }
@@ -119,7 +106,6 @@ impl Clone for Future {
         Self {
             key: self.key.clone(),
             connection: Arc::clone(&self.connection),
-            outcome: self.outcome.clone(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::exec::TaskData;
 use crate::key::Key;
 use crate::scheduler::TaskSpec;
-use crate::worker::{FunctionJob, Job};
+use crate::worker::{FunctionJob, Job, TaskFn};
 
 static TOKENS: AtomicU64 = AtomicU64::new(0);
 
@@ -48,12 +48,36 @@ impl TaskGraph {
     ) -> Key {
         let n = TOKENS.fetch_add(1, Ordering::Relaxed);
         let key = Key::new(format!("{name}-{:x}{:08x}", std::process::id(), n));
+        // The scheduler sends each input once; an input passed twice is
+        // handed to the function twice.
+        let mut unique: Vec<Key> = Vec::with_capacity(inputs.len());
+        let positions: Vec<usize> = inputs
+            .iter()
+            .map(|k| match unique.iter().position(|u| u == k) {
+                Some(i) => i,
+                None => {
+                    unique.push(k.clone());
+                    unique.len() - 1
+                }
+            })
+            .collect();
+        let function: TaskFn = if unique.len() == inputs.len() {
+            Arc::new(function)
+        } else {
+            Arc::new(move |args: &[Arc<TaskData>]| {
+                let args = positions
+                    .iter()
+                    .map(|&i| args.get(i).cloned().ok_or("an input was not sent"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                function(&args)
+            })
+        };
         let job = Job::Function(FunctionJob {
             name: name.into(),
-            function: Arc::new(function),
+            function,
         });
         self.tasks
-            .push((TaskSpec::new(key.clone(), inputs.to_vec()), Arc::new(job)));
+            .push((TaskSpec::new(key.clone(), unique), Arc::new(job)));
         key
     }
 

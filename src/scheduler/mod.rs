@@ -14,6 +14,7 @@
 //! *forgotten*: removed entirely.
 
 mod events;
+mod queue;
 mod server;
 mod state;
 mod transitions;

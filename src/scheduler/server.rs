@@ -110,6 +110,8 @@ struct EventLoop {
     clients: HashMap<ClientId, ReportSink>,
     /// The keys each client holds, to release them when it disconnects.
     wanted: HashMap<ClientId, KeySet>,
+    /// The core's decisions, carried out one message at a time.
+    decisions: Vec<Decision>,
 }
 
 /// Something let go of while the lock is held, to be dropped after.
@@ -117,65 +119,66 @@ type Dropped = Vec<Box<dyn std::any::Any + Send>>;
 
 impl EventLoop {
     fn handle(&mut self, message: Message, dropped: &mut Dropped) {
-        {
-            let decisions = match message {
-                Message::Event(event) => {
-                    if let Event::FutureReleased { client, key } = &event
-                        && let Some(keys) = self.wanted.get_mut(client)
-                    {
-                        keys.remove(key);
-                    }
-                    self.core.handle(event)
+        let mut decisions = std::mem::take(&mut self.decisions);
+        match message {
+            Message::Event(event) => {
+                if let Event::FutureReleased { client, key } = &event
+                    && let Some(keys) = self.wanted.get_mut(client)
+                {
+                    keys.remove(key);
                 }
-                Message::Submit {
+                self.core.handle_into(event, &mut decisions);
+            }
+            Message::Submit {
+                client,
+                tasks,
+                wanted,
+            } => {
+                let mut specs = Vec::with_capacity(tasks.len());
+                self.jobs.reserve(tasks.len());
+                for (spec, job) in tasks {
+                    self.jobs.entry(spec.key.clone()).or_insert(job);
+                    specs.push(spec);
+                }
+                self.wanted
+                    .entry(client)
+                    .or_default()
+                    .extend(wanted.iter().cloned());
+                let event = Event::GraphSubmitted {
                     client,
-                    tasks,
+                    tasks: specs,
                     wanted,
-                } => {
-                    let mut specs = Vec::with_capacity(tasks.len());
-                    for (spec, job) in tasks {
-                        self.jobs.entry(spec.key.clone()).or_insert(job);
-                        specs.push(spec);
-                    }
-                    self.wanted
-                        .entry(client)
-                        .or_default()
-                        .extend(wanted.iter().cloned());
-                    self.core.handle(Event::GraphSubmitted {
-                        client,
-                        tasks: specs,
-                        wanted,
-                    })
+                };
+                self.core.handle_into(event, &mut decisions);
+            }
+            Message::Connect(client, sink) => {
+                self.clients.insert(client, sink);
+            }
+            Message::Disconnect(client) => {
+                if let Some(sink) = self.clients.remove(&client) {
+                    dropped.push(Box::new(sink));
                 }
-                Message::Connect(client, sink) => {
-                    self.clients.insert(client, sink);
-                    return;
+                for key in self.wanted.remove(&client).unwrap_or_default() {
+                    let event = Event::FutureReleased { client, key };
+                    self.core.handle_into(event, &mut decisions);
                 }
-                Message::Disconnect(client) => {
-                    if let Some(sink) = self.clients.remove(&client) {
-                        dropped.push(Box::new(sink));
-                    }
-                    let mut decisions = Vec::new();
-                    for key in self.wanted.remove(&client).unwrap_or_default() {
-                        decisions.extend(self.core.handle(Event::FutureReleased { client, key }));
-                    }
-                    decisions
-                }
-                Message::AddWorker(worker) => {
-                    let (id, nthreads) = (worker.id(), worker.nthreads());
-                    self.workers.insert(id, worker);
-                    self.core.handle(Event::WorkerAdded {
-                        worker: id,
-                        nthreads,
-                    })
-                }
-            };
-            self.dispatch(decisions, dropped);
+            }
+            Message::AddWorker(worker) => {
+                let (id, nthreads) = (worker.id(), worker.nthreads());
+                self.workers.insert(id, worker);
+                let event = Event::WorkerAdded {
+                    worker: id,
+                    nthreads,
+                };
+                self.core.handle_into(event, &mut decisions);
+            }
         }
+        self.dispatch(&mut decisions, dropped);
+        self.decisions = decisions;
     }
 
-    fn dispatch(&mut self, decisions: Vec<Decision>, dropped: &mut Dropped) {
-        for decision in decisions {
+    fn dispatch(&mut self, decisions: &mut Vec<Decision>, dropped: &mut Dropped) {
+        for decision in decisions.drain(..) {
             match decision {
                 Decision::Run {
                     worker,

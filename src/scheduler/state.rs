@@ -1,10 +1,12 @@
 //! The scheduler's record of each task and each worker.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::{ClientId, TaskError, WorkerId};
-use crate::key::{Key, KeySet};
+use crate::key::{Key, KeyMap};
 
 /// Where a task stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,16 +39,22 @@ impl TaskState {
 /// submissions, then earlier in their graph.
 pub(super) type Priority = (i32, u64, u64);
 
+/// A task's index in [`Tasks`]: the core refers to tasks by number, and hashes
+/// a key only when an event names one.
+pub(super) type TaskId = u32;
+
 /// One task.
 #[derive(Debug)]
 pub(super) struct Task {
+    pub key: Key,
     pub state: TaskState,
-    pub dependencies: Vec<Key>,
-    pub dependents: KeySet,
+    /// The tasks whose results this one reads, each once, in the order given.
+    pub dependencies: SmallVec<[TaskId; 4]>,
+    pub dependents: IdSet,
     /// Inputs not yet in memory, while waiting.
     pub waiting_on: usize,
-    pub wanted_by: BTreeSet<ClientId>,
-    pub who_has: Vec<WorkerId>,
+    pub wanted_by: Clients,
+    pub who_has: SmallVec<[WorkerId; 2]>,
     pub nbytes: u64,
     pub priority: Priority,
     pub retries_left: u32,
@@ -57,12 +65,172 @@ pub(super) struct Task {
     pub died_on: Vec<WorkerId>,
 }
 
+/// Every task the scheduler knows, by id, and the ids by key. Ids of forgotten
+/// tasks are reused.
+#[derive(Debug, Default)]
+pub(super) struct Tasks {
+    slots: Vec<Option<Task>>,
+    free: Vec<TaskId>,
+    ids: KeyMap<TaskId>,
+}
+
+impl Tasks {
+    /// The id of `key`'s task.
+    pub fn id(&self, key: &Key) -> Option<TaskId> {
+        self.ids.get(key).copied()
+    }
+
+    pub fn get(&self, id: TaskId) -> Option<&Task> {
+        self.slots.get(id as usize)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+        self.slots.get_mut(id as usize)?.as_mut()
+    }
+
+    /// The task of `key`.
+    pub fn by_key(&self, key: &Key) -> Option<&Task> {
+        self.get(self.id(key)?)
+    }
+
+    /// Adds a task; its key must be new.
+    pub fn insert(&mut self, task: Task) -> TaskId {
+        let key = task.key.clone();
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(task);
+                id
+            }
+            None => {
+                self.slots.push(Some(task));
+                (self.slots.len() - 1) as TaskId
+            }
+        };
+        self.ids.insert(key, id);
+        id
+    }
+
+    /// Forgets a task.
+    pub fn remove(&mut self, id: TaskId) -> Option<Task> {
+        let task = self.slots.get_mut(id as usize)?.take()?;
+        self.ids.remove(&task.key);
+        self.free.push(id);
+        Some(task)
+    }
+
+    /// Room for `n` more tasks.
+    pub fn reserve(&mut self, n: usize) {
+        self.ids.reserve(n);
+        self.slots.reserve(n.saturating_sub(self.free.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// A set of task ids: inline while small (most tasks have a few dependents),
+/// hashed when large (one input of a million tasks).
+#[derive(Debug, Default)]
+pub(super) struct IdSet {
+    few: SmallVec<[TaskId; 4]>,
+    many: Option<HashSet<TaskId, foldhash::fast::RandomState>>,
+}
+
+/// Past this many ids an [`IdSet`] hashes them.
+const FEW: usize = 32;
+
+impl IdSet {
+    /// Adds `id`; false if it was there.
+    pub fn insert(&mut self, id: TaskId) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(id);
+        }
+        if self.few.contains(&id) {
+            return false;
+        }
+        if self.few.len() < FEW {
+            self.few.push(id);
+        } else {
+            let mut many: HashSet<TaskId, _> = self.few.drain(..).collect();
+            many.insert(id);
+            self.many = Some(many);
+        }
+        true
+    }
+
+    /// Removes `id`; false if it was not there.
+    pub fn remove(&mut self, id: TaskId) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.remove(&id);
+        }
+        match self.few.iter().position(|i| *i == id) {
+            Some(i) => {
+                self.few.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.many.as_ref().map_or(self.few.len(), HashSet::len)
+    }
+
+    /// The ids, in no set order.
+    pub fn iter(&self) -> impl Iterator<Item = TaskId> + '_ {
+        let many = self.many.iter().flatten().copied();
+        self.few.iter().copied().chain(many)
+    }
+}
+
+/// The clients holding futures of a task: almost always none or one, so they
+/// are kept inline, without an allocation.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Clients(SmallVec<[ClientId; 2]>);
+
+impl Clients {
+    /// Adds `client`; false if it was there.
+    pub fn insert(&mut self, client: ClientId) -> bool {
+        if self.0.contains(&client) {
+            return false;
+        }
+        self.0.push(client);
+        true
+    }
+
+    /// Removes `client`; false if it was not there.
+    pub fn remove(&mut self, client: &ClientId) -> bool {
+        match self.0.iter().position(|c| c == client) {
+            Some(i) => {
+                self.0.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether no client holds a future.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The clients, in no set order.
+    pub fn iter(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.0.iter().copied()
+    }
+}
+
 /// One worker.
 #[derive(Debug, Default)]
 pub(super) struct Worker {
     pub nthreads: usize,
-    pub processing: KeySet,
-    pub has: KeySet,
+    pub processing: HashSet<TaskId, foldhash::fast::RandomState>,
+    pub has: HashSet<TaskId, foldhash::fast::RandomState>,
     pub nbytes: u64,
 }
 

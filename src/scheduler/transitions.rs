@@ -1,15 +1,19 @@
 //! [`Scheduler`]: events in, decisions out. Every state change happens here.
+//!
+//! Tasks are referred to by [`TaskId`] inside: an event's key is looked up once,
+//! and the transitions it leads to follow ids, with no hashing of keys.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::state::{Priority, Task, Worker};
+use smallvec::SmallVec;
+
+use super::queue::RootQueue;
+use super::state::{Clients, IdSet, Priority, Task, TaskId, Tasks, Worker};
 use super::{
     ClientId, Decision, Event, Input, Key, Outcome, TaskError, TaskSpec, TaskState, TaskStatus,
     WorkerId, WorkerStatus,
 };
-use crate::key::{KeyMap, KeySet};
 
 /// A task that has taken down this many workers errs instead of running again.
 const MAX_WORKER_DEATHS: usize = 3;
@@ -17,15 +21,24 @@ const MAX_WORKER_DEATHS: usize = 3;
 /// The scheduler state machine. See the [module docs](super).
 #[derive(Debug, Default)]
 pub struct Scheduler {
-    tasks: KeyMap<Task>,
+    tasks: Tasks,
     workers: BTreeMap<WorkerId, Worker>,
-    /// Ready root tasks, best first; entries whose task is no longer queued are skipped.
-    queue: BinaryHeap<Reverse<(Priority, Key)>>,
+    /// Ready root tasks; entries whose task is no longer queued are skipped.
+    queue: RootQueue,
     /// Ready tasks that no current worker may run.
-    unrunnable: BTreeSet<(Priority, Key)>,
+    unrunnable: BTreeSet<(Priority, TaskId)>,
     generation: u64,
     order: u64,
     out: Vec<Decision>,
+    /// Scratch space, kept to save allocations per task.
+    scratch: Scratch,
+}
+
+#[derive(Debug, Default)]
+struct Scratch {
+    settle: Vec<TaskId>,
+    ready: Vec<(Priority, TaskId)>,
+    ids: Vec<TaskId>,
 }
 
 impl Scheduler {
@@ -36,6 +49,28 @@ impl Scheduler {
 
     /// Applies `event` and returns what the cluster must do about it.
     pub fn handle(&mut self, event: Event) -> Vec<Decision> {
+        let mut out = Vec::new();
+        self.handle_into(event, &mut out);
+        out
+    }
+
+    /// Applies `event` and appends what the cluster must do about it to `out`.
+    /// A caller handling many events reuses one buffer.
+    pub fn handle_into(&mut self, event: Event, out: &mut Vec<Decision>) {
+        if out.is_empty() {
+            // Hand our (empty, allocated) buffer over and fill the caller's.
+            std::mem::swap(&mut self.out, out);
+        }
+        self.apply(event);
+        self.fill_slots();
+        if out.is_empty() {
+            std::mem::swap(&mut self.out, out);
+        } else {
+            out.append(&mut self.out);
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
         match event {
             Event::GraphSubmitted {
                 client,
@@ -52,8 +87,16 @@ impl Scheduler {
                 worker,
                 key,
                 nbytes,
-            } => self.finished(worker, key, nbytes),
-            Event::TaskErred { worker, key, error } => self.erred(worker, key, error),
+            } => match self.tasks.id(&key) {
+                Some(id) => self.finished(worker, id, nbytes),
+                // Forgotten while it ran: nobody wants the result.
+                None => self.release_on(worker, None, key, nbytes),
+            },
+            Event::TaskErred { worker, key, error } => {
+                if let Some(id) = self.tasks.id(&key) {
+                    self.erred(worker, id, error);
+                }
+            }
             Event::WorkerAdded { worker, nthreads } => self.add_worker(worker, nthreads),
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::FutureReleased { client, key } => self.unwant(client, &key, false),
@@ -63,16 +106,18 @@ impl Scheduler {
                 }
             }
         }
-        self.fill_slots();
-        std::mem::take(&mut self.out)
     }
 
     /// The state of `key`, if the scheduler knows it.
     pub fn task(&self, key: &Key) -> Option<TaskStatus> {
-        self.tasks.get(key).map(|t| TaskStatus {
-            state: t.state.clone(),
-            who_has: t.who_has.clone(),
-            wanted_by: t.wanted_by.iter().copied().collect(),
+        self.tasks.by_key(key).map(|t| {
+            let mut wanted_by: Vec<ClientId> = t.wanted_by.iter().collect();
+            wanted_by.sort_unstable();
+            TaskStatus {
+                state: t.state.clone(),
+                who_has: t.who_has.to_vec(),
+                wanted_by,
+            }
         })
     }
 
@@ -100,87 +145,87 @@ impl Scheduler {
 
     fn submit(&mut self, client: ClientId, specs: Vec<TaskSpec>, wanted: Vec<Key>) {
         self.generation += 1;
-        let mut new = Vec::new();
+        self.tasks.reserve(specs.len());
+        let mut new = Vec::with_capacity(specs.len());
         for spec in specs {
-            if self.tasks.contains_key(&spec.key) {
+            if self.tasks.id(&spec.key).is_some() {
                 continue;
             }
-            let missing = spec
-                .dependencies
-                .iter()
-                .find(|d| !self.tasks.contains_key(*d))
-                .cloned();
+            let mut dependencies = SmallVec::<[TaskId; 4]>::new();
+            let mut missing = None;
             for dep in &spec.dependencies {
-                if let Some(d) = self.tasks.get_mut(dep) {
-                    d.dependents.insert(spec.key.clone());
+                match self.tasks.id(dep) {
+                    Some(d) if !dependencies.contains(&d) => dependencies.push(d),
+                    Some(_) => {}
+                    None => missing = missing.or_else(|| Some(dep.clone())),
                 }
             }
             self.order += 1;
-            let task = Task {
+            let id = self.tasks.insert(Task {
+                key: spec.key.clone(),
                 state: TaskState::Released,
-                dependencies: spec.dependencies,
-                dependents: KeySet::default(),
+                dependencies,
+                dependents: IdSet::default(),
                 waiting_on: 0,
-                wanted_by: BTreeSet::new(),
-                who_has: Vec::new(),
+                wanted_by: Clients::default(),
+                who_has: SmallVec::new(),
                 nbytes: 0,
                 priority: (-spec.priority, self.generation, self.order),
                 retries_left: spec.retries,
                 restrictions: spec.workers,
                 recomputable: true,
                 died_on: Vec::new(),
-            };
-            self.tasks.insert(spec.key.clone(), task);
+            });
+            self.each_dependency(id, |task, _| {
+                task.dependents.insert(id);
+            });
             match missing {
                 Some(missing) => {
                     let error = TaskError::MissingDependency {
-                        key: spec.key.clone(),
+                        key: spec.key,
                         missing,
                     };
-                    self.fail(&spec.key, Arc::new(error));
+                    self.fail(id, Arc::new(error));
                 }
-                None => new.push(spec.key),
+                None => new.push(id),
             }
         }
-        for key in &wanted {
-            match self.tasks.get_mut(key) {
-                Some(task) => {
-                    task.wanted_by.insert(client);
-                    let outcome = match &task.state {
-                        TaskState::Memory => Some(Outcome::Finished {
-                            workers: task.who_has.clone(),
-                        }),
-                        TaskState::Erred(e) => Some(Outcome::Erred(Arc::clone(e))),
-                        _ => None,
-                    };
-                    if let Some(outcome) = outcome {
-                        self.out.push(Decision::Report {
-                            client,
-                            key: key.clone(),
-                            outcome,
-                        });
-                    }
-                }
-                None => {
-                    let error = TaskError::MissingDependency {
-                        key: key.clone(),
-                        missing: key.clone(),
-                    };
-                    self.out.push(Decision::Report {
-                        client,
-                        key: key.clone(),
-                        outcome: Outcome::Erred(Arc::new(error)),
-                    });
-                }
+        for key in wanted {
+            let Some(task) = self.tasks.id(&key).and_then(|id| self.tasks.get_mut(id)) else {
+                let error = TaskError::MissingDependency {
+                    key: key.clone(),
+                    missing: key.clone(),
+                };
+                self.out.push(Decision::Report {
+                    client,
+                    key,
+                    outcome: Outcome::Erred(Arc::new(error)),
+                });
+                continue;
+            };
+            task.wanted_by.insert(client);
+            let outcome = match &task.state {
+                TaskState::Memory => Some(Outcome::Finished {
+                    workers: task.who_has.to_vec(),
+                }),
+                TaskState::Erred(e) => Some(Outcome::Erred(Arc::clone(e))),
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                self.out.push(Decision::Report {
+                    client,
+                    key,
+                    outcome,
+                });
             }
         }
         // Tasks nobody asked for and no wanted task needs are dropped at once.
-        for key in new.iter().rev() {
-            self.settle(key.clone());
+        for &id in new.iter().rev() {
+            self.settle(id);
         }
         // The rest come dependencies first, so each one's inputs are already pending.
-        for key in &new {
-            self.compute(key);
+        for id in new {
+            self.compute(id);
         }
     }
 
@@ -189,7 +234,8 @@ impl Scheduler {
             .into_iter()
             .filter(|w| self.workers.contains_key(w))
             .collect();
-        if workers.is_empty() && !self.tasks.contains_key(&key) {
+        let known = self.tasks.id(&key);
+        if workers.is_empty() && known.is_none() {
             let error = TaskError::DataLost {
                 key: key.clone(),
                 worker: WorkerId::MAX,
@@ -201,36 +247,42 @@ impl Scheduler {
             });
             return;
         }
+        self.order += 1;
+        let id = match known {
+            Some(id) => id,
+            None => self.tasks.insert(Task {
+                key: key.clone(),
+                state: TaskState::Memory,
+                dependencies: SmallVec::new(),
+                dependents: IdSet::default(),
+                waiting_on: 0,
+                wanted_by: Clients::default(),
+                who_has: SmallVec::new(),
+                nbytes,
+                priority: (0, 0, self.order),
+                retries_left: 0,
+                restrictions: None,
+                recomputable: false,
+                died_on: Vec::new(),
+            }),
+        };
         for w in &workers {
             if let Some(worker) = self.workers.get_mut(w)
-                && worker.has.insert(key.clone())
+                && worker.has.insert(id)
             {
                 worker.nbytes += nbytes;
             }
         }
-        self.order += 1;
-        let order = self.order;
-        let task = self.tasks.entry(key.clone()).or_insert_with(|| Task {
-            state: TaskState::Memory,
-            dependencies: Vec::new(),
-            dependents: KeySet::default(),
-            waiting_on: 0,
-            wanted_by: BTreeSet::new(),
-            who_has: Vec::new(),
-            nbytes,
-            priority: (0, 0, order),
-            retries_left: 0,
-            restrictions: None,
-            recomputable: false,
-            died_on: Vec::new(),
-        });
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
         for w in workers {
             if !task.who_has.contains(&w) {
                 task.who_has.push(w);
             }
         }
         task.wanted_by.insert(client);
-        let workers = task.who_has.clone();
+        let workers = task.who_has.to_vec();
         self.out.push(Decision::Report {
             client,
             key,
@@ -238,10 +290,8 @@ impl Scheduler {
         });
     }
 
-    fn finished(&mut self, worker: WorkerId, key: Key, nbytes: u64) {
-        let Some(task) = self.tasks.get_mut(&key) else {
-            // Forgotten while it ran: nobody wants the result.
-            self.release_on(worker, key, nbytes);
+    fn finished(&mut self, worker: WorkerId, id: TaskId, nbytes: u64) {
+        let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         match task.state {
@@ -252,40 +302,42 @@ impl Scheduler {
                 // A second copy (the task ran twice after a presumed loss): keep it.
                 task.who_has.push(worker);
                 if let Some(w) = self.workers.get_mut(&worker) {
-                    w.has.insert(key.clone());
+                    w.has.insert(id);
                     w.nbytes += nbytes;
                 }
                 return;
             }
             _ => {
-                self.release_on(worker, key, nbytes);
+                let key = task.key.clone();
+                self.release_on(worker, Some(id), key, nbytes);
                 return;
             }
         }
         task.state = TaskState::Memory;
-        task.who_has = vec![worker];
+        task.who_has.clear();
+        task.who_has.push(worker);
         task.nbytes = nbytes;
-        let clients: Vec<ClientId> = task.wanted_by.iter().copied().collect();
-        let dependents: Vec<Key> = task.dependents.iter().cloned().collect();
-        let dependencies = task.dependencies.clone();
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(&key);
-            w.has.insert(key.clone());
-            w.nbytes += nbytes;
-        }
-        for client in clients {
-            let outcome = Outcome::Finished {
-                workers: vec![worker],
-            };
+        for client in task.wanted_by.iter() {
             self.out.push(Decision::Report {
                 client,
-                key: key.clone(),
-                outcome,
+                key: task.key.clone(),
+                outcome: Outcome::Finished {
+                    workers: vec![worker],
+                },
             });
         }
-        let mut ready = Vec::new();
-        for dependent in dependents {
-            if let Some(d) = self.tasks.get_mut(&dependent)
+        let mut inputs = std::mem::take(&mut self.scratch.ids);
+        inputs.extend_from_slice(&task.dependencies);
+        // Taken out while the dependents are looked at, which never reads them.
+        let dependents = std::mem::take(&mut task.dependents);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.remove(&id);
+            w.has.insert(id);
+            w.nbytes += nbytes;
+        }
+        let mut ready = std::mem::take(&mut self.scratch.ready);
+        for dependent in dependents.iter() {
+            if let Some(d) = self.tasks.get_mut(dependent)
                 && d.state == TaskState::Waiting
             {
                 d.waiting_on -= 1;
@@ -294,18 +346,23 @@ impl Scheduler {
                 }
             }
         }
-        ready.sort();
-        for (_, dependent) in ready {
-            self.ready(&dependent);
+        if let Some(task) = self.tasks.get_mut(id) {
+            task.dependents = dependents;
         }
-        self.settle(key);
-        for dep in dependencies {
-            self.settle(dep);
+        ready.sort_unstable();
+        for (_, dependent) in ready.drain(..) {
+            self.ready(dependent);
         }
+        self.scratch.ready = ready;
+        self.settle(id);
+        for input in inputs.drain(..) {
+            self.settle(input);
+        }
+        self.scratch.ids = inputs;
     }
 
-    fn erred(&mut self, worker: WorkerId, key: Key, error: TaskError) {
-        let Some(task) = self.tasks.get_mut(&key) else {
+    fn erred(&mut self, worker: WorkerId, id: TaskId, error: TaskError) {
+        let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         if task.state != TaskState::Processing(worker) {
@@ -313,7 +370,7 @@ impl Scheduler {
         }
         task.state = TaskState::Released;
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(&key);
+            w.processing.remove(&id);
         }
         match error {
             TaskError::FetchFailed {
@@ -322,15 +379,17 @@ impl Scheduler {
             } => {
                 // The input is gone from where we thought it was: forget that copy,
                 // recompute it if it was the last, and run this task again after.
-                self.drop_copy(holder, &input);
-                self.compute(&key);
+                if let Some(input) = self.tasks.id(&input) {
+                    self.drop_copy(holder, input);
+                }
+                self.compute(id);
             }
             error if task.retries_left > 0 => {
                 task.retries_left -= 1;
-                tracing::debug!(%key, %error, "retrying task");
-                self.compute(&key);
+                tracing::debug!(key = %task.key, %error, "retrying task");
+                self.compute(id);
             }
-            error => self.fail(&key, Arc::new(error)),
+            error => self.fail(id, Arc::new(error)),
         }
     }
 
@@ -340,13 +399,13 @@ impl Scheduler {
             ..Worker::default()
         });
         // Tasks that had nowhere to run may have somewhere now.
-        for (_, key) in std::mem::take(&mut self.unrunnable) {
+        for (_, id) in std::mem::take(&mut self.unrunnable) {
             if self
                 .tasks
-                .get(&key)
+                .get(id)
                 .is_some_and(|t| t.state == TaskState::Released)
             {
-                self.ready(&key);
+                self.ready(id);
             }
         }
     }
@@ -356,33 +415,36 @@ impl Scheduler {
             return;
         };
         let mut rerun = Vec::new();
-        for key in gone.processing {
-            let Some(task) = self.tasks.get_mut(&key) else {
+        for id in gone.processing {
+            let Some(task) = self.tasks.get_mut(id) else {
                 continue;
             };
             task.died_on.push(worker);
             task.state = TaskState::Released;
             if task.died_on.len() >= MAX_WORKER_DEATHS {
                 let error = TaskError::KilledWorkers {
-                    key: key.clone(),
+                    key: task.key.clone(),
                     workers: task.died_on.clone(),
                 };
-                self.fail(&key, Arc::new(error));
+                self.fail(id, Arc::new(error));
             } else {
-                rerun.push((task.priority, key));
+                rerun.push((task.priority, id));
             }
         }
-        for key in gone.has {
-            self.drop_copy(worker, &key);
+        for id in gone.has {
+            self.drop_copy(worker, id);
         }
-        rerun.sort();
-        for (_, key) in rerun {
-            self.compute(&key);
+        rerun.sort_unstable();
+        for (_, id) in rerun {
+            self.compute(id);
         }
     }
 
     fn unwant(&mut self, client: ClientId, key: &Key, cancel: bool) {
-        let Some(task) = self.tasks.get_mut(key) else {
+        let Some(id) = self.tasks.id(key) else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         if task.wanted_by.remove(&client) && cancel {
@@ -392,18 +454,31 @@ impl Scheduler {
                 outcome: Outcome::Cancelled,
             });
         }
-        self.settle(key.clone());
+        self.settle(id);
     }
 
     // ----- transitions --------------------------------------------------------------------
 
-    /// Forgets that `worker` holds `key`. If that was the last copy, the task goes
-    /// back to released (or errs, for scattered data), and is recomputed if needed.
-    fn drop_copy(&mut self, worker: WorkerId, key: &Key) {
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.has.remove(key);
+    /// Calls `f` on each dependency of `id` (and its id).
+    fn each_dependency(&mut self, id: TaskId, mut f: impl FnMut(&mut Task, TaskId)) {
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
+        let dependencies = task.dependencies.clone();
+        for d in dependencies {
+            if let Some(dep) = self.tasks.get_mut(d) {
+                f(dep, d);
+            }
         }
-        let Some(task) = self.tasks.get_mut(key) else {
+    }
+
+    /// Forgets that `worker` holds `id`. If that was the last copy, the task goes
+    /// back to released (or errs, for scattered data), and is recomputed if needed.
+    fn drop_copy(&mut self, worker: WorkerId, id: TaskId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.has.remove(&id);
+        }
+        let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         task.who_has.retain(|w| *w != worker);
@@ -411,20 +486,18 @@ impl Scheduler {
             return;
         }
         if !task.recomputable {
-            self.fail(
-                key,
-                Arc::new(TaskError::DataLost {
-                    key: key.clone(),
-                    worker,
-                }),
-            );
+            let error = TaskError::DataLost {
+                key: task.key.clone(),
+                worker,
+            };
+            self.fail(id, Arc::new(error));
             return;
         }
         task.state = TaskState::Released;
-        let dependents: Vec<Key> = task.dependents.iter().cloned().collect();
         let mut needed = !task.wanted_by.is_empty();
-        for dependent in dependents {
-            if let Some(d) = self.tasks.get_mut(&dependent) {
+        let dependents = std::mem::take(&mut task.dependents);
+        for dependent in dependents.iter() {
+            if let Some(d) = self.tasks.get_mut(dependent) {
                 if d.state == TaskState::Waiting {
                     d.waiting_on += 1;
                     needed = true;
@@ -433,79 +506,82 @@ impl Scheduler {
                 }
             }
         }
+        if let Some(task) = self.tasks.get_mut(id) {
+            task.dependents = dependents;
+        }
         if needed {
-            self.compute(key);
+            self.compute(id);
         }
     }
 
-    /// Brings `key` toward memory: it and every released ancestor it needs are
+    /// Brings `id` toward memory: it and every released ancestor it needs are
     /// made waiting or ready, in graph order.
-    fn compute(&mut self, key: &Key) {
-        let Some(task) = self.tasks.get(key) else {
+    fn compute(&mut self, id: TaskId) {
+        let Some(task) = self.tasks.get(id) else {
             return;
         };
-        let inputs_known = task.dependencies.iter().all(|d| {
+        let inputs_known = task.dependencies.iter().all(|&d| {
             self.tasks
                 .get(d)
                 .is_none_or(|d| d.state != TaskState::Released)
         });
         if inputs_known {
-            self.compute_released(key);
+            self.compute_released(id);
             return;
         }
         // Collect the released tasks to revive, then revive them dependencies first.
         let mut revive = Vec::new();
-        let mut seen = KeySet::default();
-        let mut stack = vec![key.clone()];
-        while let Some(k) = stack.pop() {
-            let Some(task) = self.tasks.get(&k) else {
+        let mut seen = std::collections::HashSet::<TaskId>::new();
+        let mut stack = vec![id];
+        while let Some(t) = stack.pop() {
+            let Some(task) = self.tasks.get(t) else {
                 continue;
             };
-            if task.state != TaskState::Released || !seen.insert(k.clone()) {
+            if task.state != TaskState::Released || !seen.insert(t) {
                 continue;
             }
-            for dep in &task.dependencies {
-                stack.push(dep.clone());
-            }
-            revive.push((task.priority, k));
+            stack.extend_from_slice(&task.dependencies);
+            revive.push((task.priority, t));
         }
-        revive.sort();
-        for (_, k) in revive {
-            self.compute_released(&k);
+        revive.sort_unstable();
+        for (_, t) in revive {
+            self.compute_released(t);
         }
     }
 
     /// A released task whose inputs are each pending, in memory or erred becomes
     /// erred, waiting or ready.
-    fn compute_released(&mut self, key: &Key) {
-        let Some(task) = self.tasks.get(key) else {
+    fn compute_released(&mut self, id: TaskId) {
+        let Some(task) = self.tasks.get(id) else {
             return;
         };
         if task.state != TaskState::Released {
             return;
         }
         let mut waiting_on = 0;
-        for dep in &task.dependencies {
-            match self.tasks.get(dep).map(|d| &d.state) {
-                Some(TaskState::Memory) => {}
-                Some(TaskState::Erred(e)) => {
-                    let error = Arc::new(TaskError::DependencyFailed {
-                        key: dep.clone(),
-                        source: Arc::clone(e),
-                    });
+        for &d in &task.dependencies {
+            let Some(dep) = self.tasks.get(d) else {
+                continue;
+            };
+            match &dep.state {
+                TaskState::Memory => {}
+                TaskState::Erred(e) => {
                     let error = match e.as_ref() {
                         TaskError::DependencyFailed { .. } => Arc::clone(e),
-                        _ => error,
+                        _ => Arc::new(TaskError::DependencyFailed {
+                            key: dep.key.clone(),
+                            source: Arc::clone(e),
+                        }),
                     };
-                    self.fail(key, error);
+                    self.fail(id, error);
                     return;
                 }
                 _ => waiting_on += 1,
             }
         }
         if waiting_on == 0 {
-            self.ready(key);
-        } else if let Some(task) = self.tasks.get_mut(key) {
+            self.ready(id);
+        } else if let Some(task) = self.tasks.get_mut(id) {
             task.state = TaskState::Waiting;
             task.waiting_on = waiting_on;
         }
@@ -513,21 +589,21 @@ impl Scheduler {
 
     /// A task whose inputs are all in memory: root tasks queue for a free thread,
     /// others go to the best worker now.
-    fn ready(&mut self, key: &Key) {
-        let Some(task) = self.tasks.get_mut(key) else {
+    fn ready(&mut self, id: TaskId) {
+        let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         if task.dependencies.is_empty() {
             task.state = TaskState::Queued;
-            self.queue.push(Reverse((task.priority, key.clone())));
+            self.queue.push(task.priority, id);
             return;
         }
-        match self.decide_worker(key) {
-            Some(worker) => self.assign(key, worker),
+        match self.decide_worker(id) {
+            Some(worker) => self.assign(id, worker),
             None => {
-                if let Some(task) = self.tasks.get_mut(key) {
+                if let Some(task) = self.tasks.get_mut(id) {
                     task.state = TaskState::Released;
-                    self.unrunnable.insert((task.priority, key.clone()));
+                    self.unrunnable.insert((task.priority, id));
                 }
             }
         }
@@ -535,24 +611,21 @@ impl Scheduler {
 
     /// The best worker for a task with inputs: one with a free thread if any, then
     /// the fewest input bytes to fetch, then the lowest load.
-    fn decide_worker(&self, key: &Key) -> Option<WorkerId> {
-        let task = self.tasks.get(key)?;
-        let inputs: Vec<&Task> = task
-            .dependencies
-            .iter()
-            .filter_map(|d| self.tasks.get(d))
-            .collect();
+    fn decide_worker(&self, id: TaskId) -> Option<WorkerId> {
+        let task = self.tasks.get(id)?;
         self.allowed_workers(task)
-            .map(|(id, w)| {
-                let transfer: u64 = inputs
+            .map(|(worker, w)| {
+                let transfer: u64 = task
+                    .dependencies
                     .iter()
-                    .filter(|d| !d.who_has.contains(&id))
+                    .filter_map(|&d| self.tasks.get(d))
+                    .filter(|d| !d.who_has.contains(&worker))
                     .map(|d| d.nbytes)
                     .sum();
-                ((w.is_saturated(), transfer, OrderedLoad(w.load())), id)
+                ((w.is_saturated(), transfer, OrderedLoad(w.load())), worker)
             })
             .min_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, id)| id)
+            .map(|(_, worker)| worker)
     }
 
     fn allowed_workers<'a>(
@@ -565,29 +638,30 @@ impl Scheduler {
             .map(|(id, w)| (*id, w))
     }
 
-    fn assign(&mut self, key: &Key, worker: WorkerId) {
-        let Some(task) = self.tasks.get_mut(key) else {
+    fn assign(&mut self, id: TaskId, worker: WorkerId) {
+        let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         task.state = TaskState::Processing(worker);
-        let dependencies = task.dependencies.clone();
+        let key = task.key.clone();
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.insert(key.clone());
+            w.processing.insert(id);
         }
-        let inputs = dependencies
-            .into_iter()
-            .map(|d| {
-                let holders = self
-                    .tasks
-                    .get(&d)
-                    .map(|t| t.who_has.clone())
-                    .unwrap_or_default();
-                Input { key: d, holders }
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
+        let inputs = task
+            .dependencies
+            .iter()
+            .filter_map(|&d| self.tasks.get(d))
+            .map(|d| Input {
+                key: d.key.clone(),
+                holders: d.who_has.to_vec(),
             })
             .collect();
         self.out.push(Decision::Run {
             worker,
-            key: key.clone(),
+            key,
             inputs,
         });
     }
@@ -595,114 +669,121 @@ impl Scheduler {
     /// Sends queued root tasks to workers with free threads, best first.
     fn fill_slots(&mut self) {
         let mut blocked = Vec::new();
-        while let Some(Reverse((priority, key))) = self.queue.pop() {
-            let Some(task) = self.tasks.get(&key) else {
+        while !self.queue.is_empty() && !self.workers.values().all(Worker::is_saturated) {
+            let Some((priority, id)) = self.queue.pop() else {
+                break;
+            };
+            let Some(task) = self.tasks.get(id) else {
                 continue;
             };
             if task.state != TaskState::Queued || task.priority != priority {
                 continue;
             }
-            if self.workers.values().all(Worker::is_saturated) {
-                self.queue.push(Reverse((priority, key)));
-                break;
-            }
             let free = self
                 .allowed_workers(task)
                 .filter(|(_, w)| !w.is_saturated())
                 .min_by(|a, b| OrderedLoad(a.1.load()).cmp(&OrderedLoad(b.1.load())))
-                .map(|(id, _)| id);
+                .map(|(worker, _)| worker);
             match free {
-                Some(worker) => self.assign(&key, worker),
+                Some(worker) => self.assign(id, worker),
                 None if self.allowed_workers(task).next().is_none() => {
-                    if let Some(task) = self.tasks.get_mut(&key) {
+                    if let Some(task) = self.tasks.get_mut(id) {
                         task.state = TaskState::Released;
-                        self.unrunnable.insert((priority, key));
+                        self.unrunnable.insert((priority, id));
                     }
                 }
-                None => blocked.push(Reverse((priority, key))),
+                None => blocked.push((priority, id)),
             }
         }
-        self.queue.extend(blocked);
+        for (priority, id) in blocked {
+            self.queue.push(priority, id);
+        }
     }
 
-    /// Marks `key` erred with `error`, and every pending task downstream of it with
-    /// a [`TaskError::DependencyFailed`] pointing at `key`.
-    fn fail(&mut self, key: &Key, error: Arc<TaskError>) {
+    /// Marks `id` erred with `error`, and every pending task downstream of it with
+    /// a [`TaskError::DependencyFailed`] pointing at it.
+    fn fail(&mut self, id: TaskId, error: Arc<TaskError>) {
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
         let downstream = match error.as_ref() {
             TaskError::DependencyFailed { .. } => Arc::clone(&error),
             _ => Arc::new(TaskError::DependencyFailed {
-                key: key.clone(),
+                key: task.key.clone(),
                 source: Arc::clone(&error),
             }),
         };
-        let mut stack = vec![(key.clone(), error)];
+        let mut stack = vec![(id, error)];
         let mut settle = Vec::new();
-        while let Some((k, e)) = stack.pop() {
-            let Some(task) = self.tasks.get_mut(&k) else {
+        while let Some((t, e)) = stack.pop() {
+            let Some(task) = self.tasks.get(t) else {
                 continue;
             };
             if let TaskState::Processing(w) = task.state {
-                self.abort_on(w, &k);
+                self.abort_on(w, t);
             }
-            let Some(task) = self.tasks.get_mut(&k) else {
+            let Some(task) = self.tasks.get_mut(t) else {
                 continue;
             };
             task.state = TaskState::Erred(Arc::clone(&e));
-            for client in task.wanted_by.iter().copied() {
+            for client in task.wanted_by.iter() {
                 self.out.push(Decision::Report {
                     client,
-                    key: k.clone(),
+                    key: task.key.clone(),
                     outcome: Outcome::Erred(Arc::clone(&e)),
                 });
             }
-            let dependents: Vec<Key> = task.dependents.iter().cloned().collect();
-            settle.extend(task.dependencies.iter().cloned());
-            settle.push(k);
-            for dependent in dependents {
+            settle.extend_from_slice(&task.dependencies);
+            settle.push(t);
+            let Some(task) = self.tasks.get(t) else {
+                continue;
+            };
+            for dependent in task.dependents.iter() {
                 if self
                     .tasks
-                    .get(&dependent)
+                    .get(dependent)
                     .is_some_and(|d| d.state.is_pending())
                 {
                     stack.push((dependent, Arc::clone(&downstream)));
                 }
             }
         }
-        for k in settle {
-            self.settle(k);
+        for t in settle {
+            self.settle(t);
         }
     }
 
-    /// Drops what is no longer needed, starting at `key`: a task nobody wants and
+    /// Drops what is no longer needed, starting at `id`: a task nobody wants and
     /// nothing depends on is forgotten (and its inputs looked at in turn); a result
     /// nobody wants and no pending task reads is released from its workers.
-    fn settle(&mut self, key: Key) {
-        let mut stack = vec![key];
-        while let Some(k) = stack.pop() {
-            let Some(task) = self.tasks.get(&k) else {
+    fn settle(&mut self, id: TaskId) {
+        let mut stack = std::mem::take(&mut self.scratch.settle);
+        stack.push(id);
+        while let Some(t) = stack.pop() {
+            let Some(task) = self.tasks.get(t) else {
                 continue;
             };
             if !task.wanted_by.is_empty() {
                 continue;
             }
             if task.dependents.is_empty() {
-                let Some(task) = self.tasks.remove(&k) else {
+                let Some(task) = self.tasks.remove(t) else {
                     continue;
                 };
-                self.unrunnable.remove(&(task.priority, k.clone()));
+                self.unrunnable.remove(&(task.priority, t));
                 if let TaskState::Processing(w) = task.state {
-                    self.abort_on(w, &k);
+                    self.abort_on_key(w, t, task.key.clone());
                 }
                 for w in task.who_has {
-                    self.release_on(w, k.clone(), task.nbytes);
+                    self.release_on(w, Some(t), task.key.clone(), task.nbytes);
                 }
-                self.out.push(Decision::Forget { key: k.clone() });
-                for dep in task.dependencies {
-                    if let Some(d) = self.tasks.get_mut(&dep) {
-                        d.dependents.remove(&k);
+                for &dep in &task.dependencies {
+                    if let Some(d) = self.tasks.get_mut(dep) {
+                        d.dependents.remove(t);
                         stack.push(dep);
                     }
                 }
+                self.out.push(Decision::Forget { key: task.key });
                 continue;
             }
             let still_read = task
@@ -710,36 +791,40 @@ impl Scheduler {
                 .iter()
                 .any(|d| self.tasks.get(d).is_some_and(|d| d.state.is_pending()));
             if task.state == TaskState::Memory && !still_read {
-                let nbytes = task.nbytes;
-                let holders = match self.tasks.get_mut(&k) {
-                    Some(task) => {
-                        task.state = TaskState::Released;
-                        std::mem::take(&mut task.who_has)
-                    }
-                    None => Vec::new(),
+                let Some(task) = self.tasks.get_mut(t) else {
+                    continue;
                 };
+                task.state = TaskState::Released;
+                let holders = std::mem::take(&mut task.who_has);
+                let (key, nbytes) = (task.key.clone(), task.nbytes);
                 for w in holders {
-                    self.release_on(w, k.clone(), nbytes);
+                    self.release_on(w, Some(t), key.clone(), nbytes);
                 }
             }
         }
+        self.scratch.settle = stack;
     }
 
-    /// Tells `worker` to stop running `key`.
-    fn abort_on(&mut self, worker: WorkerId, key: &Key) {
-        self.out.push(Decision::Abort {
-            worker,
-            key: key.clone(),
-        });
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(key);
+    /// Tells `worker` to stop running `id`.
+    fn abort_on(&mut self, worker: WorkerId, id: TaskId) {
+        if let Some(key) = self.tasks.get(id).map(|t| t.key.clone()) {
+            self.abort_on_key(worker, id, key);
         }
     }
 
-    /// Tells `worker` to drop its copy of `key` (of `nbytes`).
-    fn release_on(&mut self, worker: WorkerId, key: Key, nbytes: u64) {
+    fn abort_on_key(&mut self, worker: WorkerId, id: TaskId, key: Key) {
+        self.out.push(Decision::Abort { worker, key });
         if let Some(w) = self.workers.get_mut(&worker) {
-            if w.has.remove(&key) {
+            w.processing.remove(&id);
+        }
+    }
+
+    /// Tells `worker` to drop its copy of `key` (task `id` if still known) of `nbytes`.
+    fn release_on(&mut self, worker: WorkerId, id: Option<TaskId>, key: Key, nbytes: u64) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            if let Some(id) = id
+                && w.has.remove(&id)
+            {
                 w.nbytes = w.nbytes.saturating_sub(nbytes);
             }
             self.out.push(Decision::Release { worker, key });

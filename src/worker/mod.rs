@@ -1,21 +1,22 @@
 //! Workers: task slots, a store of results by key, and the code that runs tasks.
 //!
 //! A [`Worker`] runs [`Job`]s on a runtime of its own (`nthreads` threads, so CPU
-//! work stays off the client's async reactor), at most `nthreads` at a time. A
-//! task's inputs are read from the stores of the workers holding them
+//! work stays off the client's async reactor): `nthreads` slot loops take tasks
+//! from the worker's [`TaskQueue`](queue::TaskQueue) and run them. A task's inputs are read from the stores of the workers holding them
 //! ([`Peers`]); in-process that is a lookup returning the same `Arc`, never a
 //! copy. Each result goes into the worker's [`DataStore`], and the scheduler
 //! hears of it through the worker's event sink.
 
 mod job;
+mod queue;
 mod store;
 
 use std::sync::Arc;
 
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionContext;
+use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
-use tokio::sync::Semaphore;
 
 pub use job::{FunctionJob, Job, StageJob, TaskFn};
 pub use store::{DataStore, Peers};
@@ -23,26 +24,30 @@ pub use store::{DataStore, Peers};
 use crate::exec::{TaskData, TaskInputs};
 use crate::key::{Key, KeyMap};
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
+use queue::{Assigned, TaskQueue};
 
 /// Where a worker reports finished and failed tasks.
 pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// An in-process worker.
 pub struct Worker {
+    slots: Arc<Slots>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// What the worker's slot loops share.
+struct Slots {
     id: WorkerId,
     nthreads: usize,
     store: Arc<DataStore>,
     peers: Arc<Peers>,
-    slots: Arc<Semaphore>,
-    session: TaskBase,
-    running: Arc<Mutex<KeyMap<tokio::task::AbortHandle>>>,
+    queue: TaskQueue,
+    /// What every task context of the worker starts from.
+    base: Arc<TaskContext>,
+    /// Stage tasks running now, to abort them.
+    running: Mutex<KeyMap<AbortHandle>>,
     events: EventSink,
-    runtime: Option<tokio::runtime::Runtime>,
 }
-
-/// What every task context of a worker starts from.
-#[derive(Clone)]
-struct TaskBase(Arc<TaskContext>);
 
 impl Worker {
     /// Starts worker `id` with `nthreads` task slots, running tasks in `session`
@@ -63,83 +68,61 @@ impl Worker {
             .build()?;
         let store = Arc::new(DataStore::default());
         peers.insert(id, Arc::clone(&store));
-        Ok(Self {
+        let slots = Arc::new(Slots {
             id,
             nthreads,
             store,
             peers,
-            slots: Arc::new(Semaphore::new(nthreads)),
-            session: TaskBase(Arc::new(TaskContext::from(session))),
-            running: Arc::new(Mutex::new(KeyMap::default())),
+            queue: TaskQueue::default(),
+            base: Arc::new(TaskContext::from(session)),
+            running: Mutex::new(KeyMap::default()),
             events,
+        });
+        for _ in 0..nthreads {
+            runtime.spawn(Arc::clone(&slots).run_slot());
+        }
+        Ok(Self {
+            slots,
             runtime: Some(runtime),
         })
     }
 
     /// The worker's id.
     pub fn id(&self) -> WorkerId {
-        self.id
+        self.slots.id
     }
 
     /// Task slots.
     pub fn nthreads(&self) -> usize {
-        self.nthreads
+        self.slots.nthreads
     }
 
     /// The results this worker holds.
     pub fn store(&self) -> &Arc<DataStore> {
-        &self.store
+        &self.slots.store
     }
 
-    /// Runs `job` as task `key`, reading `inputs`; reports when done.
+    /// Tasks sent to this worker that have not started.
+    pub fn queued(&self) -> usize {
+        self.slots.queue.len()
+    }
+
+    /// Queues `job` as task `key`, reading `inputs`; a slot runs it and reports.
     pub fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {
-        let Some(runtime) = &self.runtime else { return };
-        let (id, store, peers, slots, base, events, running) = (
-            self.id,
-            Arc::clone(&self.store),
-            Arc::clone(&self.peers),
-            Arc::clone(&self.slots),
-            self.session.clone(),
-            Arc::clone(&self.events),
-            Arc::clone(&self.running),
-        );
-        let task_key = key.clone();
-        // Held until the handle is recorded, so a task that ends at once finds it to remove.
-        let mut tasks = self.running.lock();
-        let handle = runtime.spawn(async move {
-            let Ok(_slot) = slots.acquire().await else {
-                return;
-            };
-            let event = match execute(id, &key, &job, &inputs, &peers, &base.0).await {
-                Ok(data) => {
-                    let nbytes = data.nbytes();
-                    store.insert(key.clone(), Arc::new(data));
-                    Event::TaskFinished {
-                        worker: id,
-                        key: key.clone(),
-                        nbytes,
-                    }
-                }
-                Err(error) => Event::TaskErred {
-                    worker: id,
-                    key: key.clone(),
-                    error,
-                },
-            };
-            running.lock().remove(&key);
-            events(event);
-        });
-        tasks.insert(task_key, handle.abort_handle());
+        self.slots.queue.push(Assigned { key, job, inputs });
     }
 
     /// Takes this worker's copy of `key` out of its store.
     pub fn release(&self, key: &Key) -> Option<Arc<TaskData>> {
-        self.store.remove(key)
+        self.slots.store.remove(key)
     }
 
-    /// Stops task `key` if it is running.
+    /// Stops task `key`: drops it if it has not started, stops it if it is a
+    /// running stage. A running function call finishes; its result is dropped.
     pub fn abort(&self, key: &Key) {
-        if let Some(handle) = self.running.lock().remove(key) {
+        if !self.slots.queue.remove(key)
+            && let Some(handle) = self.slots.running.lock().remove(key)
+        {
             handle.abort();
         }
     }
@@ -147,7 +130,8 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.peers.remove(self.id);
+        self.slots.queue.close();
+        self.slots.peers.remove(self.slots.id);
         // Dropping a runtime from async code would panic; let it wind down on its own.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
@@ -155,89 +139,126 @@ impl Drop for Worker {
     }
 }
 
-/// Gathers the inputs of a task and runs it. Panics become task errors.
-async fn execute(
-    worker: WorkerId,
-    key: &Key,
-    job: &Job,
-    inputs: &[Input],
-    peers: &Peers,
-    base: &TaskContext,
-) -> Result<TaskData, TaskError> {
-    let fetched = fetch_inputs(inputs, peers)?;
-    let failed = |message: String| TaskError::Failed {
-        key: key.clone(),
-        worker,
-        message,
-    };
-    let run = async {
-        match job {
-            Job::Stage(stage) => {
-                let mut task_inputs = TaskInputs::default();
-                for (input_stage, keys) in &stage.inputs {
-                    let outputs = keys
-                        .iter()
-                        .map(|k| {
-                            fetched
-                                .get(k)
-                                .cloned()
-                                .ok_or_else(|| format!("input {k} was not sent to the task"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    task_inputs.insert(*input_stage, outputs);
-                }
-                stage
-                    .stage
-                    .run(stage.partition, task_inputs, base)
-                    .await
-                    .map_err(|e| crate::Error::from(e).to_string())
-            }
-            Job::Function(function) => {
-                let args = inputs
-                    .iter()
-                    .map(|i| {
-                        fetched
-                            .get(&i.key)
-                            .cloned()
-                            .ok_or_else(|| format!("input {} was not sent to the task", i.key))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                (function.function)(&args).map_err(|e| format!("{}: {e}", function.name))
-            }
-            Job::Concat => {
-                let mut batches = Vec::new();
-                for input in inputs {
-                    if let Some(data) = fetched.get(&input.key) {
-                        batches.extend(data.batches().cloned());
-                    }
-                }
-                Ok(TaskData::Batches(vec![batches]))
+impl Slots {
+    /// One task slot: takes tasks from the queue, runs them, reports them.
+    async fn run_slot(self: Arc<Self>) {
+        while let Some(task) = self.queue.next().await {
+            if let Some(event) = self.execute(task).await {
+                self.queue.reporting(|| (self.events)(event));
             }
         }
-    };
-    match crate::error::catch_panics(run).await {
-        Ok(result) => result.map_err(failed),
-        Err(panic) => Err(failed(panic.to_string())),
+    }
+
+    /// Runs a task and stores its result; the event to report, or `None` if the
+    /// task was aborted.
+    async fn execute(&self, task: Assigned) -> Option<Event> {
+        let Assigned { key, job, inputs } = task;
+        let result = match &*job {
+            Job::Function(function) => self.call(function, &inputs),
+            Job::Concat => self.fetch_all(&inputs).map(|inputs| {
+                let batches = inputs.iter().flat_map(|d| d.batches().cloned()).collect();
+                TaskData::Batches(vec![batches])
+            }),
+            Job::Stage(stage) => {
+                let (handle, registration) = AbortHandle::new_pair();
+                self.running.lock().insert(key.clone(), handle);
+                let run = Abortable::new(self.run_stage(stage, &inputs), registration);
+                let result = run.await;
+                self.running.lock().remove(&key);
+                result.ok()?
+            }
+        };
+        let id = self.id;
+        Some(match result {
+            Ok(data) => {
+                let nbytes = data.nbytes();
+                self.store.insert(key.clone(), Arc::new(data));
+                Event::TaskFinished {
+                    worker: id,
+                    key,
+                    nbytes,
+                }
+            }
+            Err(Failure::Fetch(error)) => Event::TaskErred {
+                worker: id,
+                key,
+                error,
+            },
+            Err(Failure::Message(message)) => Event::TaskErred {
+                worker: id,
+                key: key.clone(),
+                error: TaskError::Failed {
+                    key,
+                    worker: id,
+                    message,
+                },
+            },
+        })
+    }
+
+    /// Calls a function on its inputs' data, in input order.
+    fn call(&self, function: &FunctionJob, inputs: &[Input]) -> Result<TaskData, Failure> {
+        let args = self.fetch_all(inputs)?;
+        let call = std::panic::AssertUnwindSafe(|| (function.function)(&args));
+        match std::panic::catch_unwind(call) {
+            Ok(result) => result.map_err(|e| Failure::Message(format!("{}: {e}", function.name))),
+            Err(panic) => Err(Failure::Message(format!(
+                "{}: {}",
+                function.name,
+                crate::Error::from_panic(panic)
+            ))),
+        }
+    }
+
+    /// Runs one partition of a stage on its inputs.
+    async fn run_stage(&self, stage: &StageJob, inputs: &[Input]) -> Result<TaskData, Failure> {
+        let mut fetched = KeyMap::with_capacity_and_hasher(inputs.len(), Default::default());
+        for input in inputs {
+            fetched.insert(input.key.clone(), self.fetch(input)?);
+        }
+        let mut task_inputs = TaskInputs::default();
+        for (input_stage, keys) in &stage.inputs {
+            let outputs = keys
+                .iter()
+                .map(|k| {
+                    fetched.get(k).cloned().ok_or_else(|| {
+                        Failure::Message(format!("input {k} was not sent to the task"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            task_inputs.insert(*input_stage, outputs);
+        }
+        let run = stage.stage.run(stage.partition, task_inputs, &self.base);
+        match crate::error::catch_panics(run).await {
+            Ok(result) => result.map_err(|e| Failure::Message(crate::Error::from(e).to_string())),
+            Err(panic) => Err(Failure::Message(panic.to_string())),
+        }
+    }
+
+    /// Reads every input, in order.
+    fn fetch_all(&self, inputs: &[Input]) -> Result<Vec<Arc<TaskData>>, Failure> {
+        inputs.iter().map(|input| self.fetch(input)).collect()
+    }
+
+    /// Reads an input from a worker holding it.
+    fn fetch(&self, input: &Input) -> Result<Arc<TaskData>, Failure> {
+        input
+            .holders
+            .iter()
+            .find_map(|h| self.peers.get(*h, &input.key))
+            .ok_or_else(|| {
+                Failure::Fetch(TaskError::FetchFailed {
+                    worker: input.holders.first().copied().unwrap_or(WorkerId::MAX),
+                    key: input.key.clone(),
+                })
+            })
     }
 }
 
-/// Reads every input from a worker holding it.
-fn fetch_inputs(inputs: &[Input], peers: &Peers) -> Result<KeyMap<Arc<TaskData>>, TaskError> {
-    let mut fetched = KeyMap::with_capacity_and_hasher(inputs.len(), Default::default());
-    for input in inputs {
-        let found = input.holders.iter().find_map(|h| peers.get(*h, &input.key));
-        match found {
-            Some(data) => {
-                fetched.insert(input.key.clone(), data);
-            }
-            None => {
-                let worker = input.holders.first().copied().unwrap_or(WorkerId::MAX);
-                return Err(TaskError::FetchFailed {
-                    worker,
-                    key: input.key.clone(),
-                });
-            }
-        }
-    }
-    Ok(fetched)
+/// Why a task has no result.
+enum Failure {
+    /// An input could not be read: the scheduler recomputes it.
+    Fetch(TaskError),
+    /// The task's code failed.
+    Message(String),
 }

@@ -1,0 +1,121 @@
+//! [`TaskQueue`]: tasks sent to a worker, waiting for one of its slots.
+//!
+//! A worker runs `nthreads` slot loops, each taking the next task from this
+//! queue. Waking a parked thread costs more than a small task, so the queue
+//! wakes a slot only when it has more tasks than the slots about to come back
+//! for one: a slot that finishes a task reports it first (and the scheduler,
+//! run by that report, often queues the next task here) and then takes the next
+//! task itself, with no thread woken.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::Job;
+use crate::key::Key;
+use crate::scheduler::Input;
+
+/// A task sent to the worker: its key, what it does and where its inputs are.
+#[derive(Debug)]
+pub(super) struct Assigned {
+    pub key: Key,
+    pub job: Arc<Job>,
+    pub inputs: Vec<Input>,
+}
+
+/// The queue of one worker. See the [module docs](self).
+#[derive(Debug, Default)]
+pub(super) struct TaskQueue {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tasks: VecDeque<Assigned>,
+    /// Slots parked until a task comes.
+    idle: usize,
+    /// Slots reporting a finished task, which come back for a task after.
+    reporting: usize,
+    closed: bool,
+}
+
+impl TaskQueue {
+    /// Queues `task`, waking a parked slot if no returning slot will take it.
+    pub fn push(&self, task: Assigned) {
+        let mut state = self.state.lock();
+        state.tasks.push_back(task);
+        if state.idle > 0 && state.tasks.len() > state.reporting {
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes `key` out of the queue if it has not started; true if it was there.
+    pub fn remove(&self, key: &Key) -> bool {
+        let mut state = self.state.lock();
+        match state.tasks.iter().position(|t| &t.key == key) {
+            Some(i) => state.tasks.remove(i).is_some(),
+            None => false,
+        }
+    }
+
+    /// The next task, waiting for one; `None` once the queue is closed.
+    pub async fn next(&self) -> Option<Assigned> {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if state.closed {
+                    return None;
+                }
+                if let Some(task) = state.tasks.pop_front() {
+                    // Tasks left and other slots parked: pass the wake-up on.
+                    let more = !state.tasks.is_empty() && state.idle > 0;
+                    drop(state);
+                    if more {
+                        self.wake.notify_one();
+                    }
+                    return Some(task);
+                }
+                state.idle += 1;
+            }
+            self.wake.notified().await;
+            self.state.lock().idle -= 1;
+        }
+    }
+
+    /// Runs `report` (the report of a finished task) counted as a slot that
+    /// comes back for the next task.
+    pub fn reporting<T>(&self, report: impl FnOnce() -> T) -> T {
+        self.state.lock().reporting += 1;
+        let _back = Returning(self);
+        report()
+    }
+
+    /// Tasks queued.
+    pub fn len(&self) -> usize {
+        self.state.lock().tasks.len()
+    }
+
+    /// Stops every slot loop; queued tasks are dropped.
+    pub fn close(&self) {
+        let tasks = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            std::mem::take(&mut state.tasks)
+        };
+        drop(tasks);
+        self.wake.notify_waiters();
+    }
+}
+
+/// Ends a slot's report, also if it unwinds.
+struct Returning<'a>(&'a TaskQueue);
+
+impl Drop for Returning<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().reporting -= 1;
+    }
+}
