@@ -52,6 +52,9 @@ enum Suite {
         /// Threads of the local cluster's worker.
         #[arg(long, default_value_t = available_cores())]
         threads: usize,
+        /// Graph shapes to run.
+        #[arg(long, value_delimiter = ',', default_value = "independent,chain,fan-in-tree")]
+        shapes: Vec<Shape>,
     },
     /// The baseline: run SQL on a plain DataFusion SessionContext, print CSV.
     #[command(hide = true)]
@@ -79,7 +82,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             data,
         } => runtime.block_on(walkthrough(runs, threads, &data)),
         Suite::DatafusionSql { sql, threads } => runtime.block_on(datafusion_sql(&sql, threads)),
-        Suite::Scheduler { sizes, threads } => runtime.block_on(scheduler(&sizes, threads)),
+        Suite::Scheduler {
+            sizes,
+            threads,
+            shapes,
+        } => runtime.block_on(scheduler(&sizes, threads, &shapes)),
     }
 }
 
@@ -195,9 +202,21 @@ fn args(a: &[&str]) -> Vec<String> {
 }
 
 /// The graph shapes of the scheduler suite.
-const SHAPES: [&str; 3] = ["independent", "chain", "fan-in tree"];
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Shape {
+    /// Tasks with no inputs.
+    Independent,
+    /// Each task reads the one before.
+    Chain,
+    /// Leaves reduced pairwise to one root.
+    FanInTree,
+}
 
-async fn scheduler(sizes: &[usize], threads: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn scheduler(
+    sizes: &[usize],
+    threads: usize,
+    shapes: &[Shape],
+) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = rask::LocalCluster::builder()
         .n_workers(1)
         .threads_per_worker(threads)
@@ -208,7 +227,7 @@ async fn scheduler(sizes: &[usize], threads: usize) -> Result<(), Box<dyn std::e
         "{:<12} {:>10} {:>12} {:>12} {:>14}",
         "shape", "tasks", "seconds", "µs / task", "tasks / s"
     );
-    for shape in SHAPES {
+    for &shape in shapes {
         for &n in sizes {
             let (graph, wanted) = shape_graph(shape, n);
             let tasks = graph.len();
@@ -217,6 +236,7 @@ async fn scheduler(sizes: &[usize], threads: usize) -> Result<(), Box<dyn std::e
             client.gather(&futures).await?;
             let seconds = started.elapsed().as_secs_f64();
             drop(futures);
+            let shape = format!("{shape:?}");
             println!(
                 "{shape:<12} {tasks:>10} {seconds:>12.3} {:>12.2} {:>14.0}",
                 seconds * 1e6 / tasks as f64,
@@ -228,23 +248,23 @@ async fn scheduler(sizes: &[usize], threads: usize) -> Result<(), Box<dyn std::e
 }
 
 /// A graph of `n` no-op tasks of `shape`, and the keys to want.
-fn shape_graph(shape: &str, n: usize) -> (rask::TaskGraph, Vec<rask::Key>) {
+fn shape_graph(shape: Shape, n: usize) -> (rask::TaskGraph, Vec<rask::Key>) {
     use rask::exec::TaskData;
     let noop = |_: &[Arc<TaskData>]| Ok(TaskData::Value(Arc::new(()), 0));
     let mut graph = rask::TaskGraph::new();
     match shape {
-        "independent" => {
+        Shape::Independent => {
             let keys: Vec<_> = (0..n).map(|_| graph.add("noop", &[], noop)).collect();
             (graph, keys)
         }
-        "chain" => {
+        Shape::Chain => {
             let mut last = graph.add("noop", &[], noop);
             for _ in 1..n {
                 last = graph.add("noop", &[last], noop);
             }
             (graph, vec![last])
         }
-        _ => {
+        Shape::FanInTree => {
             // n/2 leaves, reduced pairwise to one root: about n tasks.
             let mut level: Vec<_> = (0..n.div_ceil(2))
                 .map(|_| graph.add("leaf", &[], noop))

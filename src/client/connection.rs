@@ -11,7 +11,6 @@ use super::LocalCluster;
 use crate::exec::TaskData;
 use crate::key::{Key, KeyMap};
 use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec};
-use crate::worker::Job;
 
 static CLIENTS: AtomicU64 = AtomicU64::new(1);
 
@@ -62,15 +61,16 @@ impl Connection {
     /// Submits `tasks` and returns futures of `wanted`.
     pub fn submit(
         self: &Arc<Self>,
-        tasks: Vec<(TaskSpec, Arc<Job>)>,
+        tasks: Vec<TaskSpec>,
         wanted: Vec<Key>,
     ) -> Vec<super::Future> {
+        self.slots.lock().reserve(wanted.len());
         let futures: Vec<super::Future> = wanted.iter().map(|k| self.future(k.clone())).collect();
-        self.cluster.send(Message::Submit {
+        self.cluster.send(Message::Event(Event::GraphSubmitted {
             client: self.id,
             tasks,
             wanted,
-        });
+        }));
         futures
     }
 

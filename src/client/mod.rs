@@ -86,8 +86,9 @@ impl Client {
         let graph = df.stages().await?;
         let (mut tasks, finals) = query_planner::tasks(&graph);
         let key = Key::new(format!("finalize-{}", graph.token));
-        let spec = crate::scheduler::TaskSpec::new(key.clone(), finals);
-        tasks.push((spec, Arc::new(crate::worker::Job::Concat)));
+        let spec = crate::scheduler::TaskSpec::new(key.clone(), finals)
+            .with_job(Arc::new(crate::worker::Job::Concat));
+        tasks.push(spec);
         Ok(self.connection.submit(tasks, vec![key]).remove(0))
     }
 
@@ -96,12 +97,16 @@ impl Client {
         self.connection.submit(graph.tasks, wanted.to_vec())
     }
 
-    /// Waits for every future and returns their data, in order.
+    /// Waits for every future and returns their data, in order; or the error
+    /// of one that failed.
     pub async fn gather(&self, futures: &[Future]) -> Result<Vec<Arc<exec::TaskData>>> {
+        // Tasks mostly finish in the order they were submitted: waiting for the
+        // last first, this wakes up about once rather than once per future.
         let mut out = Vec::with_capacity(futures.len());
-        for future in futures {
+        for future in futures.iter().rev() {
             out.push(future.data().await?);
         }
+        out.reverse();
         Ok(out)
     }
 

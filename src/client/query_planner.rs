@@ -90,7 +90,7 @@ impl QueryPlanner for ClusterQueryPlanner {
 }
 
 /// The tasks of `graph`, each with its job, and the keys of its result.
-pub(crate) fn tasks(graph: &StageGraph) -> (Vec<(TaskSpec, Arc<Job>)>, Vec<Key>) {
+pub(crate) fn tasks(graph: &StageGraph) -> (Vec<TaskSpec>, Vec<Key>) {
     let mut tasks = Vec::with_capacity(graph.task_count());
     for (s, stage) in graph.stages.iter().enumerate() {
         let inputs: Vec<(usize, Arc<[Key]>)> = stage
@@ -103,13 +103,13 @@ pub(crate) fn tasks(graph: &StageGraph) -> (Vec<(TaskSpec, Arc<Job>)>, Vec<Key>)
             .flat_map(|(_, keys)| keys.iter().cloned())
             .collect();
         for partition in 0..stage.partitions() {
-            let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
             let job = Job::Stage(StageJob {
                 stage: Arc::clone(stage),
                 partition,
                 inputs: inputs.clone(),
             });
-            tasks.push((spec, Arc::new(job)));
+            let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
+            tasks.push(spec.with_job(Arc::new(job)));
         }
     }
     (tasks, graph.keys(graph.stages.len() - 1))

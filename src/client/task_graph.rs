@@ -28,7 +28,7 @@ static TOKENS: AtomicU64 = AtomicU64::new(0);
 /// ```
 #[derive(Default)]
 pub struct TaskGraph {
-    pub(crate) tasks: Vec<(TaskSpec, Arc<Job>)>,
+    pub(crate) tasks: Vec<TaskSpec>,
 }
 
 impl TaskGraph {
@@ -77,7 +77,7 @@ impl TaskGraph {
             function,
         });
         self.tasks
-            .push((TaskSpec::new(key.clone(), unique), Arc::new(job)));
+            .push(TaskSpec::new(key.clone(), unique).with_job(Arc::new(job)));
         key
     }
 

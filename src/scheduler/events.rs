@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{ClientId, Key, WorkerId};
+use crate::worker::Job;
 
 /// A task as the scheduler sees it: a key and the keys it reads. What the task
 /// does (a plan fragment, a function call) is the cluster's business.
@@ -19,6 +20,9 @@ pub struct TaskSpec {
     pub retries: u32,
     /// Workers the task may run on; `None` for any.
     pub workers: Option<Vec<WorkerId>>,
+    /// What the task does; the scheduler hands it to the worker running the
+    /// task, and lets go of it when the task is forgotten.
+    pub job: Option<Arc<Job>>,
 }
 
 impl TaskSpec {
@@ -30,7 +34,14 @@ impl TaskSpec {
             priority: 0,
             retries: 0,
             workers: None,
+            job: None,
         }
+    }
+
+    /// The same task, doing `job`.
+    pub fn with_job(mut self, job: Arc<Job>) -> Self {
+        self.job = Some(job);
+        self
     }
 }
 
@@ -153,6 +164,11 @@ pub enum Event {
         /// The worker.
         worker: WorkerId,
     },
+    /// A client went away: every future it held is released.
+    ClientRemoved {
+        /// The client.
+        client: ClientId,
+    },
     /// A client dropped its last future of `key`.
     FutureReleased {
         /// The client.
@@ -193,7 +209,7 @@ pub enum Outcome {
 }
 
 /// What the cluster must do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Decision {
     /// Run task `key` on `worker`, reading `inputs`.
     Run {
@@ -201,6 +217,8 @@ pub enum Decision {
         worker: WorkerId,
         /// The task.
         key: Key,
+        /// What it does, as submitted.
+        job: Option<Arc<Job>>,
         /// Its inputs, each with the workers holding it.
         inputs: Vec<Input>,
     },
@@ -233,6 +251,51 @@ pub enum Decision {
         /// How it ended.
         outcome: Outcome,
     },
+}
+
+/// Decisions are equal when they say the same; jobs are compared by identity.
+impl PartialEq for Decision {
+    fn eq(&self, other: &Self) -> bool {
+        use Decision::*;
+        match (self, other) {
+            (
+                Run {
+                    worker,
+                    key,
+                    job,
+                    inputs,
+                },
+                Run {
+                    worker: w,
+                    key: k,
+                    job: j,
+                    inputs: i,
+                },
+            ) => {
+                let same_job = match (job, j) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (a, b) => a.is_none() && b.is_none(),
+                };
+                worker == w && key == k && inputs == i && same_job
+            }
+            (Release { worker, key }, Release { worker: w, key: k })
+            | (Abort { worker, key }, Abort { worker: w, key: k }) => worker == w && key == k,
+            (Forget { key }, Forget { key: k }) => key == k,
+            (
+                Report {
+                    client,
+                    key,
+                    outcome,
+                },
+                Report {
+                    client: c,
+                    key: k,
+                    outcome: o,
+                },
+            ) => client == c && key == k && outcome == o,
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for Decision {

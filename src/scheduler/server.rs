@@ -1,6 +1,6 @@
 //! The scheduler's event loop: the I/O around the pure [`Scheduler`] core.
 //!
-//! The core, the jobs of known tasks, the workers and the clients live behind
+//! The core (with the jobs of known tasks), the workers and the clients live behind
 //! one lock. Everything reaches them as a [`Message`] through
 //! [`SchedulerServer::send`]: client submissions and releases, worker reports.
 //! There is no scheduler thread to wake: the thread that sends a message applies
@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{ClientId, Decision, Event, Outcome, Scheduler, TaskSpec, WorkerId};
-use crate::key::{Key, KeyMap, KeySet};
-use crate::worker::{Job, Worker};
+use super::{ClientId, Decision, Event, Outcome, Scheduler, WorkerId};
+use crate::key::Key;
+use crate::worker::Worker;
 
 /// Where a client hears how its keys ended.
 pub type ReportSink = Arc<dyn Fn(Key, Outcome) + Send + Sync>;
@@ -26,15 +26,6 @@ pub type ReportSink = Arc<dyn Fn(Key, Outcome) + Send + Sync>;
 pub enum Message {
     /// A core event (from workers and clients).
     Event(Event),
-    /// A client submits tasks with their jobs.
-    Submit {
-        /// Who.
-        client: ClientId,
-        /// The tasks, dependencies first.
-        tasks: Vec<(TaskSpec, Arc<Job>)>,
-        /// The keys it holds futures for.
-        wanted: Vec<Key>,
-    },
     /// A client connects.
     Connect(ClientId, ReportSink),
     /// A client goes away: its futures are released.
@@ -105,11 +96,8 @@ impl WeakSchedulerServer {
 #[derive(Default)]
 struct EventLoop {
     core: Scheduler,
-    jobs: KeyMap<Arc<Job>>,
     workers: HashMap<WorkerId, Arc<Worker>>,
     clients: HashMap<ClientId, ReportSink>,
-    /// The keys each client holds, to release them when it disconnects.
-    wanted: HashMap<ClientId, KeySet>,
     /// The core's decisions, carried out one message at a time.
     decisions: Vec<Decision>,
 }
@@ -121,36 +109,7 @@ impl EventLoop {
     fn handle(&mut self, message: Message, dropped: &mut Dropped) {
         let mut decisions = std::mem::take(&mut self.decisions);
         match message {
-            Message::Event(event) => {
-                if let Event::FutureReleased { client, key } = &event
-                    && let Some(keys) = self.wanted.get_mut(client)
-                {
-                    keys.remove(key);
-                }
-                self.core.handle_into(event, &mut decisions);
-            }
-            Message::Submit {
-                client,
-                tasks,
-                wanted,
-            } => {
-                let mut specs = Vec::with_capacity(tasks.len());
-                self.jobs.reserve(tasks.len());
-                for (spec, job) in tasks {
-                    self.jobs.entry(spec.key.clone()).or_insert(job);
-                    specs.push(spec);
-                }
-                self.wanted
-                    .entry(client)
-                    .or_default()
-                    .extend(wanted.iter().cloned());
-                let event = Event::GraphSubmitted {
-                    client,
-                    tasks: specs,
-                    wanted,
-                };
-                self.core.handle_into(event, &mut decisions);
-            }
+            Message::Event(event) => self.core.handle_into(event, &mut decisions),
             Message::Connect(client, sink) => {
                 self.clients.insert(client, sink);
             }
@@ -158,10 +117,8 @@ impl EventLoop {
                 if let Some(sink) = self.clients.remove(&client) {
                     dropped.push(Box::new(sink));
                 }
-                for key in self.wanted.remove(&client).unwrap_or_default() {
-                    let event = Event::FutureReleased { client, key };
-                    self.core.handle_into(event, &mut decisions);
-                }
+                let event = Event::ClientRemoved { client };
+                self.core.handle_into(event, &mut decisions);
             }
             Message::AddWorker(worker) => {
                 let (id, nthreads) = (worker.id(), worker.nthreads());
@@ -183,14 +140,14 @@ impl EventLoop {
                 Decision::Run {
                     worker,
                     key,
+                    job,
                     inputs,
                 } => {
-                    let (Some(w), Some(job)) = (self.workers.get(&worker), self.jobs.get(&key))
-                    else {
-                        tracing::error!(%key, worker, "cannot run: unknown worker or job");
+                    let (Some(w), Some(job)) = (self.workers.get(&worker), job) else {
+                        tracing::error!(%key, worker, "cannot run: unknown worker or no job");
                         continue;
                     };
-                    w.run(key, Arc::clone(job), inputs);
+                    w.run(key, job, inputs);
                 }
                 Decision::Release { worker, key } => {
                     if let Some(data) = self.workers.get(&worker).and_then(|w| w.release(&key)) {
@@ -202,11 +159,7 @@ impl EventLoop {
                         w.abort(&key);
                     }
                 }
-                Decision::Forget { key } => {
-                    if let Some(job) = self.jobs.remove(&key) {
-                        dropped.push(Box::new(job));
-                    }
-                }
+                Decision::Forget { .. } => {}
                 Decision::Report {
                     client,
                     key,

@@ -7,6 +7,7 @@ use smallvec::SmallVec;
 
 use super::{ClientId, TaskError, WorkerId};
 use crate::key::{Key, KeyMap};
+use crate::worker::Job;
 
 /// Where a task stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +64,8 @@ pub(super) struct Task {
     pub recomputable: bool,
     /// Workers that died while running this task.
     pub died_on: Vec<WorkerId>,
+    /// What the task does, handed to the worker that runs it.
+    pub job: Option<Arc<Job>>,
 }
 
 /// Every task the scheduler knows, by id, and the ids by key. Ids of forgotten
@@ -116,6 +119,14 @@ impl Tasks {
         self.ids.remove(&task.key);
         self.free.push(id);
         Some(task)
+    }
+
+    /// Every task, with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (TaskId, &Task)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, t)| Some((id as TaskId, t.as_ref()?)))
     }
 
     /// Room for `n` more tasks.
@@ -230,11 +241,24 @@ impl Clients {
 pub(super) struct Worker {
     pub nthreads: usize,
     pub processing: HashSet<TaskId, foldhash::fast::RandomState>,
-    pub has: HashSet<TaskId, foldhash::fast::RandomState>,
+    /// Results held (the tasks know where their results are: `Task::who_has`).
+    pub in_memory: usize,
     pub nbytes: u64,
 }
 
 impl Worker {
+    /// Counts a result of `nbytes` now held.
+    pub fn hold(&mut self, nbytes: u64) {
+        self.in_memory += 1;
+        self.nbytes += nbytes;
+    }
+
+    /// Counts a result of `nbytes` no longer held.
+    pub fn drop_held(&mut self, nbytes: u64) {
+        self.in_memory = self.in_memory.saturating_sub(1);
+        self.nbytes = self.nbytes.saturating_sub(nbytes);
+    }
+
     /// Whether the worker has as many tasks as it should hold: two per thread,
     /// so a thread finishing a task finds the next one waiting instead of waiting
     /// on the scheduler, while root tasks still don't run far ahead of the tasks

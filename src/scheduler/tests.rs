@@ -452,6 +452,7 @@ impl Cluster {
                     worker,
                     key,
                     inputs,
+                    ..
                 } => {
                     assert!(
                         self.stores.contains_key(&worker),

@@ -90,7 +90,7 @@ impl Scheduler {
             } => match self.tasks.id(&key) {
                 Some(id) => self.finished(worker, id, nbytes),
                 // Forgotten while it ran: nobody wants the result.
-                None => self.release_on(worker, None, key, nbytes),
+                None => self.release_on(worker, key, None),
             },
             Event::TaskErred { worker, key, error } => {
                 if let Some(id) = self.tasks.id(&key) {
@@ -100,6 +100,7 @@ impl Scheduler {
             Event::WorkerAdded { worker, nthreads } => self.add_worker(worker, nthreads),
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::FutureReleased { client, key } => self.unwant(client, &key, false),
+            Event::ClientRemoved { client } => self.remove_client(client),
             Event::Cancel { client, keys } => {
                 for key in keys {
                     self.unwant(client, &key, true);
@@ -131,7 +132,7 @@ impl Scheduler {
         self.workers.get(&worker).map(|w| WorkerStatus {
             nthreads: w.nthreads,
             processing: w.processing.len(),
-            in_memory: w.has.len(),
+            in_memory: w.in_memory,
             nbytes: w.nbytes,
         })
     }
@@ -175,6 +176,7 @@ impl Scheduler {
                 restrictions: spec.workers,
                 recomputable: true,
                 died_on: Vec::new(),
+                job: spec.job,
             });
             self.each_dependency(id, |task, _| {
                 task.dependents.insert(id);
@@ -264,21 +266,18 @@ impl Scheduler {
                 restrictions: None,
                 recomputable: false,
                 died_on: Vec::new(),
+                job: None,
             }),
         };
-        for w in &workers {
-            if let Some(worker) = self.workers.get_mut(w)
-                && worker.has.insert(id)
-            {
-                worker.nbytes += nbytes;
-            }
-        }
         let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
         for w in workers {
             if !task.who_has.contains(&w) {
                 task.who_has.push(w);
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    worker.hold(nbytes);
+                }
             }
         }
         task.wanted_by.insert(client);
@@ -302,14 +301,13 @@ impl Scheduler {
                 // A second copy (the task ran twice after a presumed loss): keep it.
                 task.who_has.push(worker);
                 if let Some(w) = self.workers.get_mut(&worker) {
-                    w.has.insert(id);
-                    w.nbytes += nbytes;
+                    w.hold(nbytes);
                 }
                 return;
             }
             _ => {
                 let key = task.key.clone();
-                self.release_on(worker, Some(id), key, nbytes);
+                self.release_on(worker, key, None);
                 return;
             }
         }
@@ -332,8 +330,7 @@ impl Scheduler {
         let dependents = std::mem::take(&mut task.dependents);
         if let Some(w) = self.workers.get_mut(&worker) {
             w.processing.remove(&id);
-            w.has.insert(id);
-            w.nbytes += nbytes;
+            w.hold(nbytes);
         }
         let mut ready = std::mem::take(&mut self.scratch.ready);
         for dependent in dependents.iter() {
@@ -431,12 +428,33 @@ impl Scheduler {
                 rerun.push((task.priority, id));
             }
         }
-        for id in gone.has {
+        let held: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.who_has.contains(&worker))
+            .map(|(id, _)| id)
+            .collect();
+        for id in held {
             self.drop_copy(worker, id);
         }
         rerun.sort_unstable();
         for (_, id) in rerun {
             self.compute(id);
+        }
+    }
+
+    fn remove_client(&mut self, client: ClientId) {
+        let wanted: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.wanted_by.iter().any(|c| c == client))
+            .map(|(id, _)| id)
+            .collect();
+        for id in wanted {
+            if let Some(task) = self.tasks.get_mut(id) {
+                task.wanted_by.remove(&client);
+                self.settle(id);
+            }
         }
     }
 
@@ -475,13 +493,15 @@ impl Scheduler {
     /// Forgets that `worker` holds `id`. If that was the last copy, the task goes
     /// back to released (or errs, for scattered data), and is recomputed if needed.
     fn drop_copy(&mut self, worker: WorkerId, id: TaskId) {
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.has.remove(&id);
-        }
         let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
-        task.who_has.retain(|w| *w != worker);
+        if task.who_has.contains(&worker) {
+            task.who_has.retain(|w| *w != worker);
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.drop_held(task.nbytes);
+            }
+        }
         if task.state != TaskState::Memory || !task.who_has.is_empty() {
             return;
         }
@@ -644,6 +664,7 @@ impl Scheduler {
         };
         task.state = TaskState::Processing(worker);
         let key = task.key.clone();
+        let job = task.job.clone();
         if let Some(w) = self.workers.get_mut(&worker) {
             w.processing.insert(id);
         }
@@ -662,6 +683,7 @@ impl Scheduler {
         self.out.push(Decision::Run {
             worker,
             key,
+            job,
             inputs,
         });
     }
@@ -775,7 +797,7 @@ impl Scheduler {
                     self.abort_on_key(w, t, task.key.clone());
                 }
                 for w in task.who_has {
-                    self.release_on(w, Some(t), task.key.clone(), task.nbytes);
+                    self.release_on(w, task.key.clone(), Some(task.nbytes));
                 }
                 for &dep in &task.dependencies {
                     if let Some(d) = self.tasks.get_mut(dep) {
@@ -798,7 +820,7 @@ impl Scheduler {
                 let holders = std::mem::take(&mut task.who_has);
                 let (key, nbytes) = (task.key.clone(), task.nbytes);
                 for w in holders {
-                    self.release_on(w, Some(t), key.clone(), nbytes);
+                    self.release_on(w, key.clone(), Some(nbytes));
                 }
             }
         }
@@ -819,13 +841,12 @@ impl Scheduler {
         }
     }
 
-    /// Tells `worker` to drop its copy of `key` (task `id` if still known) of `nbytes`.
-    fn release_on(&mut self, worker: WorkerId, id: Option<TaskId>, key: Key, nbytes: u64) {
+    /// Tells `worker` to drop its copy of `key`; `held` is its size if the
+    /// scheduler counted it among the worker's results.
+    fn release_on(&mut self, worker: WorkerId, key: Key, held: Option<u64>) {
         if let Some(w) = self.workers.get_mut(&worker) {
-            if let Some(id) = id
-                && w.has.remove(&id)
-            {
-                w.nbytes = w.nbytes.saturating_sub(nbytes);
+            if let Some(nbytes) = held {
+                w.drop_held(nbytes);
             }
             self.out.push(Decision::Release { worker, key });
         }
