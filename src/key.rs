@@ -113,3 +113,14 @@ pub type KeyMap<V> = std::collections::HashMap<Key, V, foldhash::fast::RandomSta
 
 /// A set of [`Key`]s, with the hasher of [`KeyMap`].
 pub type KeySet = std::collections::HashSet<Key, foldhash::fast::RandomState>;
+
+/// Removes `key` from `map`, and gives memory back once the map is mostly
+/// empty. A map that held a million keys and lost them would otherwise stay
+/// that big, and slow: removed entries leave markers that lookups step over.
+pub fn remove_shrinking<V>(map: &mut KeyMap<V>, key: &Key) -> Option<V> {
+    let removed = map.remove(key);
+    if map.capacity() > 1024 && map.len() * 8 < map.capacity() {
+        map.shrink_to(map.len() * 2);
+    }
+    removed
+}

@@ -224,8 +224,8 @@ async fn scheduler(
     let client = cluster.client()?;
     println!("no-op function tasks on a local cluster of 1 worker × {threads} threads\n");
     println!(
-        "{:<12} {:>10} {:>12} {:>12} {:>14}",
-        "shape", "tasks", "seconds", "µs / task", "tasks / s"
+        "{:<12} {:>10} {:>10} {:>10} {:>14} {:>10} {:>10}",
+        "shape", "tasks", "seconds", "µs / task", "tasks / s", "submit s", "release s"
     );
     for &shape in shapes {
         for &n in sizes {
@@ -233,12 +233,15 @@ async fn scheduler(
             let tasks = graph.len();
             let started = Instant::now();
             let futures = client.submit_graph(graph, &wanted);
+            let submitted = started.elapsed().as_secs_f64();
             client.gather(&futures).await?;
             let seconds = started.elapsed().as_secs_f64();
+            let released = Instant::now();
             drop(futures);
+            let released = released.elapsed().as_secs_f64();
             let shape = format!("{shape:?}");
             println!(
-                "{shape:<12} {tasks:>10} {seconds:>12.3} {:>12.2} {:>14.0}",
+                "{shape:<12} {tasks:>10} {seconds:>10.3} {:>10.2} {:>14.0} {submitted:>10.3} {released:>10.3}",
                 seconds * 1e6 / tasks as f64,
                 tasks as f64 / seconds
             );

@@ -14,22 +14,62 @@ use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec};
 
 static CLIENTS: AtomicU64 = AtomicU64::new(1);
 
-/// One client of a cluster. Futures share it; it keeps, per key, how many
-/// futures are alive and how the key ended.
+/// One client of a cluster. Futures share it; it keeps, per key, the
+/// [`KeySlot`] its futures share.
 pub(crate) struct Connection {
     id: ClientId,
     cluster: Arc<LocalCluster>,
-    slots: Mutex<KeyMap<Slot>>,
+    slots: Mutex<KeyMap<Arc<KeySlot>>>,
 }
 
-/// What a client knows of one key.
-struct Slot {
+/// What a client knows of one key, shared by the key's futures: they read it
+/// without going through the connection.
+#[derive(Default)]
+pub(crate) struct KeySlot(Mutex<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
     /// Futures of the key alive.
     refs: usize,
     /// How the key ended, once it has.
     outcome: Option<Outcome>,
     /// Tasks awaiting the outcome.
     wakers: Vec<Waker>,
+}
+
+impl KeySlot {
+    /// How the key ended, if it has.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.0.lock().outcome.clone()
+    }
+
+    /// How the key ended, or pending with `cx` woken when it ends.
+    pub fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut state = self.0.lock();
+        if let Some(outcome) = &state.outcome {
+            return Poll::Ready(outcome.clone());
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// One more future shares the slot.
+    pub fn acquire(&self) {
+        self.0.lock().refs += 1;
+    }
+
+    fn settle(&self, outcome: Outcome) {
+        let wakers = {
+            let mut state = self.0.lock();
+            state.outcome = Some(outcome);
+            std::mem::take(&mut state.wakers)
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
 }
 
 impl Connection {
@@ -76,60 +116,27 @@ impl Connection {
 
     /// A future of `key`, counted among the key's holders.
     pub fn future(self: &Arc<Self>, key: Key) -> super::Future {
-        self.slots
-            .lock()
-            .entry(key.clone())
-            .or_insert_with(|| Slot {
-                refs: 0,
-                outcome: None,
-                wakers: Vec::new(),
-            })
-            .refs += 1;
-        super::Future::new(key, Arc::clone(self))
-    }
-
-    /// How `key` ended, if it has (and this client holds a future of it).
-    pub fn outcome(&self, key: &Key) -> Option<Outcome> {
-        self.slots.lock().get(key)?.outcome.clone()
-    }
-
-    /// How `key` ended, or pending with `cx` woken when it ends.
-    pub fn poll_outcome(&self, key: &Key, cx: &mut Context<'_>) -> Poll<Option<Outcome>> {
-        let mut slots = self.slots.lock();
-        let Some(slot) = slots.get_mut(key) else {
-            return Poll::Ready(None);
+        let slot = {
+            let mut slots = self.slots.lock();
+            let slot = slots.entry(key.clone()).or_default();
+            slot.acquire();
+            Arc::clone(slot)
         };
-        if let Some(outcome) = &slot.outcome {
-            return Poll::Ready(Some(outcome.clone()));
-        }
-        if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            slot.wakers.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-
-    /// One more future of `key` exists.
-    pub fn acquire(&self, key: &Key) {
-        if let Some(slot) = self.slots.lock().get_mut(key) {
-            slot.refs += 1;
-        }
+        super::Future::new(key, slot, Arc::clone(self))
     }
 
     /// A future of `key` is gone; the last one releases the key.
-    pub fn release(&self, key: &Key) {
+    pub fn release(&self, key: &Key, slot: &KeySlot) {
         let last = {
             let mut slots = self.slots.lock();
-            match slots.get_mut(key) {
-                Some(slot) if slot.refs > 1 => {
-                    slot.refs -= 1;
-                    false
-                }
-                Some(_) => {
-                    slots.remove(key);
-                    true
-                }
-                None => false,
+            let mut state = slot.0.lock();
+            state.refs = state.refs.saturating_sub(1);
+            let last = state.refs == 0;
+            drop(state);
+            if last {
+                crate::key::remove_shrinking(&mut slots, key);
             }
+            last
         };
         if last {
             self.cluster.send(Message::Event(Event::FutureReleased {
@@ -149,15 +156,9 @@ impl Connection {
 
     /// The scheduler says how `key` ended.
     fn report(&self, key: &Key, outcome: Outcome) {
-        let wakers = match self.slots.lock().get_mut(key) {
-            Some(slot) => {
-                slot.outcome = Some(outcome);
-                std::mem::take(&mut slot.wakers)
-            }
-            None => return,
-        };
-        for waker in wakers {
-            waker.wake();
+        let slot = self.slots.lock().get(key).cloned();
+        if let Some(slot) = slot {
+            slot.settle(outcome);
         }
     }
 

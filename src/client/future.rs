@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::connection::Connection;
+use super::connection::{Connection, KeySlot};
 use crate::exec::TaskData;
 use crate::key::Key;
 use crate::scheduler::Outcome;
@@ -43,12 +43,17 @@ impl fmt::Display for FutureStatus {
 /// the last one releases it.
 pub struct Future {
     key: Key,
+    slot: Arc<KeySlot>,
     connection: Arc<Connection>,
 }
 
 impl Future {
-    pub(crate) fn new(key: Key, connection: Arc<Connection>) -> Self {
-        Self { key, connection }
+    pub(crate) fn new(key: Key, slot: Arc<KeySlot>, connection: Arc<Connection>) -> Self {
+        Self {
+            key,
+            slot,
+            connection,
+        }
     }
 
     /// The task's key.
@@ -58,7 +63,7 @@ impl Future {
 
     /// Where the task stands now.
     pub fn status(&self) -> FutureStatus {
-        match self.connection.outcome(&self.key) {
+        match self.slot.outcome() {
             None => FutureStatus::Pending,
             Some(Outcome::Finished { .. }) => FutureStatus::Finished,
             Some(Outcome::Erred(_)) => FutureStatus::Error,
@@ -68,7 +73,7 @@ impl Future {
 
     /// The error, if the task failed.
     pub fn exception(&self) -> Option<Error> {
-        match self.connection.outcome(&self.key) {
+        match self.slot.outcome() {
             Some(Outcome::Erred(e)) => Some(Error::Task(e)),
             _ => None,
         }
@@ -86,25 +91,23 @@ impl Future {
 
     /// Waits for the result.
     pub async fn data(&self) -> Result<Arc<TaskData>> {
-        let settled =
-            std::future::poll_fn(|cx| self.connection.poll_outcome(&self.key, cx)).await;
-        match settled {
-            Some(Outcome::Finished { workers }) => self
+        match std::future::poll_fn(|cx| self.slot.poll_outcome(cx)).await {
+            Outcome::Finished { workers } => self
                 .connection
                 .fetch(&self.key, &workers)
                 .ok_or_else(|| Error::Lost(self.key.clone())),
-            Some(Outcome::Erred(e)) => Err(Error::Task(e)),
-            Some(Outcome::Cancelled) => Err(Error::Cancelled),
-            None => Err(Error::Disconnected),
+            Outcome::Erred(e) => Err(Error::Task(e)),
+            Outcome::Cancelled => Err(Error::Cancelled),
         }
     }
 }
 
 impl Clone for Future {
     fn clone(&self) -> Self {
-        self.connection.acquire(&self.key);
+        self.slot.acquire();
         Self {
             key: self.key.clone(),
+            slot: Arc::clone(&self.slot),
             connection: Arc::clone(&self.connection),
         }
     }
@@ -112,7 +115,7 @@ impl Clone for Future {
 
 impl Drop for Future {
     fn drop(&mut self) {
-        self.connection.release(&self.key);
+        self.connection.release(&self.key, &self.slot);
     }
 }
 

@@ -116,8 +116,14 @@ impl Tasks {
     /// Forgets a task.
     pub fn remove(&mut self, id: TaskId) -> Option<Task> {
         let task = self.slots.get_mut(id as usize)?.take()?;
-        self.ids.remove(&task.key);
-        self.free.push(id);
+        crate::key::remove_shrinking(&mut self.ids, &task.key);
+        if self.ids.is_empty() {
+            // Nothing left: start over small.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+        } else {
+            self.free.push(id);
+        }
         Some(task)
     }
 
@@ -145,7 +151,7 @@ impl Tasks {
 #[derive(Debug, Default)]
 pub(super) struct IdSet {
     few: SmallVec<[TaskId; 4]>,
-    many: Option<HashSet<TaskId, foldhash::fast::RandomState>>,
+    many: Option<Box<HashSet<TaskId, foldhash::fast::RandomState>>>,
 }
 
 /// Past this many ids an [`IdSet`] hashes them.
@@ -165,7 +171,7 @@ impl IdSet {
         } else {
             let mut many: HashSet<TaskId, _> = self.few.drain(..).collect();
             many.insert(id);
-            self.many = Some(many);
+            self.many = Some(Box::new(many));
         }
         true
     }
@@ -189,12 +195,12 @@ impl IdSet {
     }
 
     pub fn len(&self) -> usize {
-        self.many.as_ref().map_or(self.few.len(), HashSet::len)
+        self.many.as_ref().map_or(self.few.len(), |many| many.len())
     }
 
     /// The ids, in no set order.
     pub fn iter(&self) -> impl Iterator<Item = TaskId> + '_ {
-        let many = self.many.iter().flatten().copied();
+        let many = self.many.iter().flat_map(|many| many.iter()).copied();
         self.few.iter().copied().chain(many)
     }
 }

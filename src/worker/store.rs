@@ -28,7 +28,7 @@ impl DataStore {
 
     /// Drops the result of `key`.
     pub fn remove(&self, key: &Key) -> Option<Arc<TaskData>> {
-        self.data.write().remove(key)
+        crate::key::remove_shrinking(&mut self.data.write(), key)
     }
 
     /// How many results are held.
