@@ -99,11 +99,7 @@ impl Connection {
     }
 
     /// Submits `tasks` and returns futures of `wanted`.
-    pub fn submit(
-        self: &Arc<Self>,
-        tasks: Vec<TaskSpec>,
-        wanted: Vec<Key>,
-    ) -> Vec<super::Future> {
+    pub fn submit(self: &Arc<Self>, tasks: Vec<TaskSpec>, wanted: Vec<Key>) -> Vec<super::Future> {
         self.slots.lock().reserve(wanted.len());
         let futures: Vec<super::Future> = wanted.iter().map(|k| self.future(k.clone())).collect();
         self.cluster.send(Message::Event(Event::GraphSubmitted {

@@ -106,6 +106,12 @@ impl LocalCluster {
         &self.peers
     }
 
+    /// How many tasks the scheduler knows: pending, held, or kept for a
+    /// dependent. Zero once every future is dropped and its release handled.
+    pub fn tasks_known(&self) -> usize {
+        self.server.task_count()
+    }
+
     /// How many results the workers hold, all together.
     pub fn results_held(&self) -> usize {
         self.peers.results_held()

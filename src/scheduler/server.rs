@@ -58,20 +58,33 @@ impl SchedulerServer {
         self.shared.inbox.lock().push_back(message);
         loop {
             let Some(mut state) = self.shared.state.try_lock() else {
+                // The thread holding the lock handles it.
                 return;
             };
-            let batch = std::mem::take(&mut *self.shared.inbox.lock());
-            if batch.is_empty() {
-                return;
-            }
             let mut dropped = Vec::new();
-            for message in batch {
-                state.handle(message, &mut dropped);
+            loop {
+                let batch = std::mem::take(&mut *self.shared.inbox.lock());
+                if batch.is_empty() {
+                    break;
+                }
+                for message in batch {
+                    state.handle(message, &mut dropped);
+                }
             }
             drop(state);
-            // Jobs and data let go of outside the lock: dropping them may send messages.
+            // Data let go of outside the lock: dropping it may send messages.
             drop(dropped);
+            // A message sent after our last look but before we let go of the lock
+            // found it taken, and was left to us.
+            if self.shared.inbox.lock().is_empty() {
+                return;
+            }
         }
+    }
+
+    /// How many tasks the scheduler knows (waits for the message being handled).
+    pub fn task_count(&self) -> usize {
+        self.shared.state.lock().core.task_count()
     }
 
     /// A weak handle, for senders owned by what the scheduler owns (workers).

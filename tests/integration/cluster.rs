@@ -227,3 +227,71 @@ async fn function_tasks_read_their_inputs_results() {
     drop(futures);
     wait_until_empty(&client);
 }
+
+/// Many clients submitting small graphs at once, from several threads, while
+/// workers report from theirs: every graph finishes with the right value and
+/// nothing is left held. A lost message or wake-up would stall here, so the
+/// work runs under a watchdog that fails the test instead of hanging CI.
+#[test]
+fn concurrent_clients_and_tiny_tasks_never_stall() {
+    use std::sync::Arc;
+    use std::sync::mpsc;
+
+    use rask::TaskGraph;
+    use rask::exec::TaskData;
+
+    let cluster = LocalCluster::builder()
+        .n_workers(2)
+        .threads_per_worker(2)
+        .build()
+        .unwrap();
+    let (done, finished) = mpsc::channel();
+    for thread in 0..4u64 {
+        let cluster = Arc::clone(&cluster);
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let client = cluster.client().unwrap();
+            let number = |v: u64| TaskData::Value(Arc::new(v), 8);
+            let value = |d: &Arc<TaskData>| d.value::<u64>().copied().ok_or("not a number");
+            for round in 0..500u64 {
+                let mut graph = TaskGraph::new();
+                let base = thread * 1000 + round;
+                let a = graph.add("one", &[], move |_| Ok(number(base)));
+                // An input passed twice reaches the function twice.
+                let twice = graph.add("twice", &[a.clone(), a.clone()], move |args| {
+                    Ok(number(value(&args[0])? + value(&args[1])?))
+                });
+                let leaves: Vec<_> = (0..6u64)
+                    .map(|i| graph.add("leaf", &[], move |_| Ok(number(i))))
+                    .collect();
+                let mut inputs = leaves.clone();
+                inputs.push(twice);
+                let total = graph.add("sum", &inputs, move |args| {
+                    let mut sum = 0;
+                    for a in args {
+                        sum += value(a)?;
+                    }
+                    Ok(number(sum))
+                });
+                let futures = client.submit_graph(graph, &[total]);
+                let data = futures[0].result().unwrap();
+                assert_eq!(data.value::<u64>(), Some(&(2 * base + 15)));
+            }
+            done.send(()).unwrap();
+        });
+    }
+    for _ in 0..4 {
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the cluster stalled: a graph never finished");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.results_held() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} results still held",
+            cluster.results_held()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
