@@ -151,6 +151,8 @@ impl Tasks {
 #[derive(Debug, Default)]
 pub(super) struct IdSet {
     few: SmallVec<[TaskId; 4]>,
+    // Boxed so that the common, small set costs one pointer for it in every task.
+    #[allow(clippy::box_collection)]
     many: Option<Box<HashSet<TaskId, foldhash::fast::RandomState>>>,
 }
 
