@@ -119,3 +119,71 @@ impl Drop for Returning<'_> {
         self.0.state.lock().reporting -= 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn task(i: usize) -> Assigned {
+        Assigned {
+            key: Key::new(format!("t-{i}")),
+            job: Arc::new(Job::Concat),
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Slots that report (and push follow-up tasks while reporting), slots that
+    /// park, and pushes from another thread: every task is taken exactly once.
+    #[test]
+    fn every_task_is_taken_once_by_reporting_and_parked_slots() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let queue = Arc::new(TaskQueue::default());
+        let taken = Arc::new(AtomicUsize::new(0));
+        let (done, finished) = std::sync::mpsc::channel();
+        for _ in 0..3 {
+            let (queue, taken, done) = (Arc::clone(&queue), Arc::clone(&taken), done.clone());
+            runtime.spawn(async move {
+                while let Some(t) = queue.next().await {
+                    let n = taken.fetch_add(1, Ordering::SeqCst) + 1;
+                    // Half the tasks lead to a follow-up, queued while reporting.
+                    let i: usize = t.key.as_str()[2..].parse().unwrap();
+                    if i < 20_000 && i % 2 == 0 {
+                        queue.reporting(|| queue.push(task(i + 100_000)));
+                    }
+                    if n == 30_000 {
+                        done.send(()).unwrap();
+                    }
+                }
+            });
+        }
+        for i in 0..20_000 {
+            queue.push(task(i));
+            if i % 1000 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("tasks left in the queue with slots parked");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(taken.load(Ordering::SeqCst), 30_000);
+        assert_eq!(queue.len(), 0);
+        queue.close();
+    }
+
+    #[test]
+    fn a_queued_task_can_be_taken_back() {
+        let queue = TaskQueue::default();
+        queue.push(task(1));
+        queue.push(task(2));
+        assert!(queue.remove(&Key::new("t-1")));
+        assert!(!queue.remove(&Key::new("t-1")));
+        assert_eq!(queue.len(), 1);
+    }
+}
