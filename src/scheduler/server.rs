@@ -16,7 +16,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{ClientId, Decision, Event, Outcome, Scheduler, WorkerId};
-use crate::key::Key;
+use crate::key::{Key, KeySet};
 use crate::worker::Worker;
 
 /// Where a client hears how its keys ended.
@@ -148,6 +148,9 @@ impl EventLoop {
     }
 
     fn dispatch(&mut self, decisions: &mut Vec<Decision>, dropped: &mut Dropped) {
+        // Aborts go out per worker at the end, so a worker looks through its queue
+        // once however many of its tasks a cancel stops.
+        let mut aborts: HashMap<WorkerId, KeySet> = HashMap::new();
         for decision in decisions.drain(..) {
             match decision {
                 Decision::Run {
@@ -160,6 +163,10 @@ impl EventLoop {
                         tracing::error!(%key, worker, "cannot run: unknown worker or no job");
                         continue;
                     };
+                    // Aborts decided before this run must not catch it.
+                    if let Some(keys) = aborts.remove(&worker) {
+                        w.abort(&keys);
+                    }
                     w.run(key, job, inputs);
                 }
                 Decision::Release { worker, key } => {
@@ -168,9 +175,7 @@ impl EventLoop {
                     }
                 }
                 Decision::Abort { worker, key } => {
-                    if let Some(w) = self.workers.get(&worker) {
-                        w.abort(&key);
-                    }
+                    aborts.entry(worker).or_default().insert(key);
                 }
                 Decision::Forget { .. } => {}
                 Decision::Report {
@@ -182,6 +187,11 @@ impl EventLoop {
                         sink(key, outcome);
                     }
                 }
+            }
+        }
+        for (worker, keys) in aborts {
+            if let Some(w) = self.workers.get(&worker) {
+                w.abort(&keys);
             }
         }
     }

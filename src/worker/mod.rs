@@ -22,7 +22,7 @@ pub use job::{FunctionJob, Job, StageJob, TaskFn};
 pub use store::{DataStore, Peers};
 
 use crate::exec::{TaskData, TaskInputs};
-use crate::key::{Key, KeyMap};
+use crate::key::{Key, KeyMap, KeySet};
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
 use queue::{Assigned, TaskQueue};
 
@@ -117,13 +117,15 @@ impl Worker {
         self.slots.store.remove(key)
     }
 
-    /// Stops task `key`: drops it if it has not started, stops it if it is a
-    /// running stage. A running function call finishes; its result is dropped.
-    pub fn abort(&self, key: &Key) {
-        if !self.slots.queue.remove(key)
-            && let Some(handle) = self.slots.running.lock().remove(key)
-        {
-            handle.abort();
+    /// Stops the tasks of `keys`: drops those that have not started, stops
+    /// running stages. A running function call finishes; its result is dropped.
+    pub fn abort(&self, keys: &KeySet) {
+        let dropped = self.slots.queue.remove(keys);
+        let mut running = self.slots.running.lock();
+        for key in keys.iter().filter(|k| !dropped.contains(*k)) {
+            if let Some(handle) = running.remove(key) {
+                handle.abort();
+            }
         }
     }
 }

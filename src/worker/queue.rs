@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::Job;
-use crate::key::Key;
+use crate::key::{Key, KeySet};
 use crate::scheduler::Input;
 
 /// A task sent to the worker: its key, what it does and where its inputs are.
@@ -53,13 +53,18 @@ impl TaskQueue {
         }
     }
 
-    /// Takes `key` out of the queue if it has not started; true if it was there.
-    pub fn remove(&self, key: &Key) -> bool {
-        let mut state = self.state.lock();
-        match state.tasks.iter().position(|t| &t.key == key) {
-            Some(i) => state.tasks.remove(i).is_some(),
-            None => false,
-        }
+    /// Takes the tasks of `keys` that have not started out of the queue, in one
+    /// pass; returns the keys taken out.
+    pub fn remove(&self, keys: &KeySet) -> KeySet {
+        let mut removed = KeySet::default();
+        self.state.lock().tasks.retain(|t| {
+            let keep = !keys.contains(&t.key);
+            if !keep {
+                removed.insert(t.key.clone());
+            }
+            keep
+        });
+        removed
     }
 
     /// The next task, waiting for one; `None` once the queue is closed.
@@ -182,8 +187,9 @@ mod tests {
         let queue = TaskQueue::default();
         queue.push(task(1));
         queue.push(task(2));
-        assert!(queue.remove(&Key::new("t-1")));
-        assert!(!queue.remove(&Key::new("t-1")));
+        let keys: KeySet = [Key::new("t-1"), Key::new("t-3")].into_iter().collect();
+        assert_eq!(queue.remove(&keys).len(), 1);
+        assert!(queue.remove(&keys).is_empty());
         assert_eq!(queue.len(), 1);
     }
 }
