@@ -158,7 +158,7 @@ mod tests {
                     let n = taken.fetch_add(1, Ordering::SeqCst) + 1;
                     // Half the tasks lead to a follow-up, queued while reporting.
                     let i: usize = t.key.as_str()[2..].parse().unwrap();
-                    if i < 20_000 && i % 2 == 0 {
+                    if i < 20_000 && i.is_multiple_of(2) {
                         queue.reporting(|| queue.push(task(i + 100_000)));
                     }
                     if n == 30_000 {
@@ -169,7 +169,7 @@ mod tests {
         }
         for i in 0..20_000 {
             queue.push(task(i));
-            if i % 1000 == 0 {
+            if i.is_multiple_of(1000) {
                 std::thread::yield_now();
             }
         }
