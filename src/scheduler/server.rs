@@ -56,6 +56,13 @@ impl SchedulerServer {
     /// unless another thread is handling messages: that one handles it.
     pub fn send(&self, message: Message) {
         self.shared.inbox.lock().push_back(message);
+        self.drain();
+    }
+
+    /// Handles what is in the inbox, unless another thread holds the scheduler:
+    /// that one does. Whoever takes the lock must come through here, or a
+    /// message sent meanwhile could be left behind.
+    fn drain(&self) {
         loop {
             let Some(mut state) = self.shared.state.try_lock() else {
                 // The thread holding the lock handles it.
@@ -84,7 +91,10 @@ impl SchedulerServer {
 
     /// How many tasks the scheduler knows (waits for the message being handled).
     pub fn task_count(&self) -> usize {
-        self.shared.state.lock().core.task_count()
+        let count = self.shared.state.lock().core.task_count();
+        // Messages sent while we held the lock were left to us.
+        self.drain();
+        count
     }
 
     /// A weak handle, for senders owned by what the scheduler owns (workers).

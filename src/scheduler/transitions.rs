@@ -312,7 +312,19 @@ impl Scheduler {
             }
         }
         task.state = TaskState::Memory;
-        task.who_has.clear();
+        // Copies recorded while it ran (data scattered under its key) give way.
+        for holder in std::mem::take(&mut task.who_has) {
+            if let Some(w) = self.workers.get_mut(&holder) {
+                w.drop_held(task.nbytes);
+                // The runner's store now holds the new result under the key.
+                if holder != worker {
+                    self.out.push(Decision::Release {
+                        worker: holder,
+                        key: task.key.clone(),
+                    });
+                }
+            }
+        }
         task.who_has.push(worker);
         task.nbytes = nbytes;
         for client in task.wanted_by.iter() {

@@ -12,6 +12,7 @@ mod queue;
 mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionContext;
@@ -44,8 +45,10 @@ struct Slots {
     queue: TaskQueue,
     /// What every task context of the worker starts from.
     base: Arc<TaskContext>,
-    /// Stage tasks running now, to abort them.
-    running: Mutex<KeyMap<AbortHandle>>,
+    /// Stage tasks queued or running, to abort them; each with the number of
+    /// its run, so a run that ends late does not unregister a newer one.
+    running: Mutex<KeyMap<(u64, AbortHandle)>>,
+    runs: std::sync::atomic::AtomicU64,
     events: EventSink,
 }
 
@@ -76,6 +79,7 @@ impl Worker {
             queue: TaskQueue::default(),
             base: Arc::new(TaskContext::from(session)),
             running: Mutex::new(KeyMap::default()),
+            runs: std::sync::atomic::AtomicU64::new(0),
             events,
         });
         for _ in 0..nthreads {
@@ -108,8 +112,20 @@ impl Worker {
     }
 
     /// Queues `job` as task `key`, reading `inputs`; a slot runs it and reports.
+    /// A stage task can be aborted from now on, queued or running.
     pub fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {
-        self.slots.queue.push(Assigned { key, job, inputs });
+        let abort = matches!(*job, Job::Stage(_)).then(|| {
+            let run = self.slots.runs.fetch_add(1, Ordering::Relaxed);
+            let (handle, registration) = AbortHandle::new_pair();
+            self.slots.running.lock().insert(key.clone(), (run, handle));
+            (run, registration)
+        });
+        self.slots.queue.push(Assigned {
+            key,
+            job,
+            inputs,
+            abort,
+        });
     }
 
     /// Takes this worker's copy of `key` out of its store.
@@ -120,10 +136,10 @@ impl Worker {
     /// Stops the tasks of `keys`: drops those that have not started, stops
     /// running stages. A running function call finishes; its result is dropped.
     pub fn abort(&self, keys: &KeySet) {
-        let dropped = self.slots.queue.remove(keys);
+        self.slots.queue.remove(keys);
         let mut running = self.slots.running.lock();
-        for key in keys.iter().filter(|k| !dropped.contains(*k)) {
-            if let Some(handle) = running.remove(key) {
+        for key in keys {
+            if let Some((_, handle)) = running.remove(key) {
                 handle.abort();
             }
         }
@@ -154,7 +170,12 @@ impl Slots {
     /// Runs a task and stores its result; the event to report, or `None` if the
     /// task was aborted.
     async fn execute(&self, task: Assigned) -> Option<Event> {
-        let Assigned { key, job, inputs } = task;
+        let Assigned {
+            key,
+            job,
+            inputs,
+            abort,
+        } = task;
         let result = match &*job {
             Job::Function(function) => self.call(function, &inputs),
             Job::Concat => self.fetch_all(&inputs).map(|inputs| {
@@ -162,11 +183,16 @@ impl Slots {
                 TaskData::Batches(vec![batches])
             }),
             Job::Stage(stage) => {
-                let (handle, registration) = AbortHandle::new_pair();
-                self.running.lock().insert(key.clone(), handle);
-                let run = Abortable::new(self.run_stage(stage, &inputs), registration);
-                let result = run.await;
-                self.running.lock().remove(&key);
+                let (run, registration) = match abort {
+                    Some(abort) => abort,
+                    None => (u64::MAX, AbortHandle::new_pair().1),
+                };
+                let result = Abortable::new(self.run_stage(stage, &inputs), registration).await;
+                let mut running = self.running.lock();
+                if running.get(&key).is_some_and(|(r, _)| *r == run) {
+                    running.remove(&key);
+                }
+                drop(running);
                 result.ok()?
             }
         };

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use futures::future::AbortRegistration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -23,6 +24,8 @@ pub(super) struct Assigned {
     pub key: Key,
     pub job: Arc<Job>,
     pub inputs: Vec<Input>,
+    /// For stage tasks: how an abort reaches the task, registered when queued.
+    pub abort: Option<(u64, AbortRegistration)>,
 }
 
 /// The queue of one worker. See the [module docs](self).
@@ -137,6 +140,7 @@ mod tests {
             key: Key::new(format!("t-{i}")),
             job: Arc::new(Job::Concat),
             inputs: Vec::new(),
+            abort: None,
         }
     }
 
