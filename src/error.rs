@@ -53,10 +53,6 @@ pub enum Error {
     #[error("the result of {0} was lost with its worker")]
     Lost(crate::Key),
 
-    /// The cluster stopped while a result was awaited.
-    #[error("the cluster is gone")]
-    Disconnected,
-
     /// The query was cancelled by the user.
     #[error("query cancelled")]
     Cancelled,

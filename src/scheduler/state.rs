@@ -96,6 +96,14 @@ impl Tasks {
         self.get(self.id(key)?)
     }
 
+    /// The id the next [`insert`](Self::insert) gives.
+    pub fn next_id(&self) -> TaskId {
+        match self.free.last() {
+            Some(&id) => id,
+            None => self.slots.len() as TaskId,
+        }
+    }
+
     /// Adds a task; its key must be new.
     pub fn insert(&mut self, task: Task) -> TaskId {
         let key = task.key.clone();

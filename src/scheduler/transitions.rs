@@ -152,17 +152,25 @@ impl Scheduler {
             if self.tasks.id(&spec.key).is_some() {
                 continue;
             }
+            // Each input once, in the order given; a wide fan-in dedups by hashing.
             let mut dependencies = SmallVec::<[TaskId; 4]>::new();
+            let mut seen = IdSet::default();
             let mut missing = None;
             for dep in &spec.dependencies {
                 match self.tasks.id(dep) {
-                    Some(d) if !dependencies.contains(&d) => dependencies.push(d),
+                    Some(d) if seen.insert(d) => dependencies.push(d),
                     Some(_) => {}
                     None => missing = missing.or_else(|| Some(dep.clone())),
                 }
             }
+            let id = self.tasks.next_id();
+            for &d in &dependencies {
+                if let Some(dep) = self.tasks.get_mut(d) {
+                    dep.dependents.insert(id);
+                }
+            }
             self.order += 1;
-            let id = self.tasks.insert(Task {
+            let inserted = self.tasks.insert(Task {
                 key: spec.key.clone(),
                 state: TaskState::Released,
                 dependencies,
@@ -178,9 +186,7 @@ impl Scheduler {
                 died_on: Vec::new(),
                 job: spec.job,
             });
-            self.each_dependency(id, |task, _| {
-                task.dependents.insert(id);
-            });
+            debug_assert_eq!(id, inserted);
             match missing {
                 Some(missing) => {
                     let error = TaskError::MissingDependency {
@@ -488,19 +494,6 @@ impl Scheduler {
     }
 
     // ----- transitions --------------------------------------------------------------------
-
-    /// Calls `f` on each dependency of `id` (and its id).
-    fn each_dependency(&mut self, id: TaskId, mut f: impl FnMut(&mut Task, TaskId)) {
-        let Some(task) = self.tasks.get(id) else {
-            return;
-        };
-        let dependencies = task.dependencies.clone();
-        for d in dependencies {
-            if let Some(dep) = self.tasks.get_mut(d) {
-                f(dep, d);
-            }
-        }
-    }
 
     /// Forgets that `worker` holds `id`. If that was the last copy, the task goes
     /// back to released (or errs, for scattered data), and is recomputed if needed.

@@ -106,11 +106,6 @@ impl Worker {
         &self.slots.store
     }
 
-    /// Tasks sent to this worker that have not started.
-    pub fn queued(&self) -> usize {
-        self.slots.queue.len()
-    }
-
     /// Queues `job` as task `key`, reading `inputs`; a slot runs it and reports.
     /// A stage task can be aborted from now on, queued or running.
     pub fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {

@@ -103,6 +103,7 @@ impl TaskQueue {
     }
 
     /// Tasks queued.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.state.lock().tasks.len()
     }
