@@ -123,23 +123,24 @@ impl Connection {
 
     /// A future of `key` is gone; the last one releases the key.
     pub fn release(&self, key: &Key, slot: &KeySlot) {
-        let last = {
+        let server = self.cluster.server();
+        {
             let mut slots = self.slots.lock();
             let mut state = slot.0.lock();
             state.refs = state.refs.saturating_sub(1);
-            let last = state.refs == 0;
-            drop(state);
-            if last {
-                crate::key::remove_shrinking(&mut slots, key);
+            if state.refs > 0 {
+                return;
             }
-            last
-        };
-        if last {
-            self.cluster.send(Message::Event(Event::FutureReleased {
+            drop(state);
+            crate::key::remove_shrinking(&mut slots, key);
+            // Queued before the lock goes: a new future of the key, made after,
+            // submits behind this release, so the release cannot undo it.
+            server.enqueue(Message::Event(Event::FutureReleased {
                 client: self.id,
                 key: key.clone(),
             }));
         }
+        server.drain();
     }
 
     /// Cancels `key` for this client.

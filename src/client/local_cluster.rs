@@ -102,6 +102,11 @@ impl LocalCluster {
         self.server.send(message);
     }
 
+    /// The scheduler server, for senders that need [`SchedulerServer::enqueue`].
+    pub(crate) fn server(&self) -> &SchedulerServer {
+        &self.server
+    }
+
     pub(crate) fn peers(&self) -> &Arc<Peers> {
         &self.peers
     }

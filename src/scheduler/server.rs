@@ -55,14 +55,21 @@ impl SchedulerServer {
     /// Hands `message` to the scheduler. It is handled before this returns,
     /// unless another thread is handling messages: that one handles it.
     pub fn send(&self, message: Message) {
-        self.shared.inbox.lock().push_back(message);
+        self.enqueue(message);
         self.drain();
+    }
+
+    /// Queues `message` behind those sent before, without handling it: for a
+    /// sender that must fix its place in line while holding a lock of its own
+    /// (which handling could need). Call [`drain`](Self::drain) after.
+    pub fn enqueue(&self, message: Message) {
+        self.shared.inbox.lock().push_back(message);
     }
 
     /// Handles what is in the inbox, unless another thread holds the scheduler:
     /// that one does. Whoever takes the lock must come through here, or a
     /// message sent meanwhile could be left behind.
-    fn drain(&self) {
+    pub fn drain(&self) {
         loop {
             let Some(mut state) = self.shared.state.try_lock() else {
                 // The thread holding the lock handles it.
