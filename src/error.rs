@@ -57,6 +57,19 @@ pub enum Error {
     #[error("query cancelled")]
     Cancelled,
 
+    /// Another process of the cluster could not be reached.
+    #[error("cannot reach {address}: {message}")]
+    Connect {
+        /// Its address.
+        address: String,
+        /// Why.
+        message: String,
+    },
+
+    /// A connection between processes of the cluster failed or was refused.
+    #[error("{0}")]
+    Comm(String),
+
     /// A configuration value that makes no sense.
     #[error("invalid configuration: {0}")]
     Config(String),

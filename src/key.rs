@@ -101,6 +101,19 @@ impl fmt::Debug for Key {
     }
 }
 
+/// Keys travel between processes as their text; the hash is made anew.
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Key::new)
+    }
+}
+
 impl From<&str> for Key {
     fn from(s: &str) -> Self {
         Key::new(s)

@@ -22,6 +22,7 @@
 //! [`timeseries`](datasets::timeseries), and [`output`] renders results.
 
 pub mod client;
+pub mod comm;
 pub mod datasets;
 mod error;
 pub mod exec;

@@ -5,10 +5,16 @@
 //! print with 12 significant digits, which keeps results independent of the
 //! order parallel aggregates add in.
 //!
+//! Every file runs twice: `local::FILE` on an embedded cluster of 2 workers,
+//! and `cluster::FILE` on a real cluster of processes (`rask scheduler` and
+//! `rask worker --nworkers 2`, started once for all files on free ports and
+//! killed at the end), where plans travel as bytes and data over Arrow Flight.
+//!
 //! `cargo nextest run --test sqllogictests` runs them all; add a file name (or
 //! part of one) to run only that file.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -18,22 +24,66 @@ use rask::arrow::util::display::{ArrayFormatter, FormatOptions};
 use rask::{Client, Config};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
+#[path = "common/processes.rs"]
+mod processes;
+
+use processes::ProcessCluster;
+
+/// The cluster of processes the `cluster::` trials share, started by the first.
+type SharedCluster = Arc<Mutex<Option<ProcessCluster>>>;
+
 fn main() {
     let args = Arguments::from_args();
     let root = repository_root();
     let files = slt_files(&root.join("tests/sql"));
-    let trials = files
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let root = root.clone();
-            Trial::test(name, move || run_file(&root, &path))
+    let cluster: SharedCluster = Arc::default();
+    let mut trials = Vec::new();
+    for path in files {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (root_a, path_a) = (root.clone(), path.clone());
+        trials.push(Trial::test(format!("local::{name}"), move || {
+            run_file(&root_a, &path_a, Target::Local)
+        }));
+        let (root_b, cluster) = (root.clone(), Arc::clone(&cluster));
+        trials.push(Trial::test(format!("cluster::{name}"), move || {
+            let address = cluster_address(&root_b, &cluster)?;
+            run_file(&root_b, &path, Target::Scheduler(address))
+        }));
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Stop the processes before exiting (exit skips destructors).
+    drop(cluster.lock().map(|mut c| c.take()));
+    conclusion.exit();
+}
+
+/// The shared cluster's address, starting it on first use.
+fn cluster_address(root: &Path, cluster: &SharedCluster) -> Result<String, Failed> {
+    static STARTED: OnceLock<Result<String, String>> = OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        let mut slot = cluster.lock().map_err(|e| e.to_string())?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ProcessCluster::start(root, 2, 2, &[])
+        }))
+        .map(|c| {
+            let address = c.address.clone();
+            *slot = Some(c);
+            address
         })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
+        .map_err(|_| "the cluster of processes did not start".to_string())
+    });
+    started.clone().map_err(Failed::from)
+}
+
+/// Where a file's statements run.
+#[derive(Debug, Clone)]
+enum Target {
+    /// An embedded cluster of 2 workers × 2 threads.
+    Local,
+    /// The scheduler at this address.
+    Scheduler(String),
 }
 
 fn repository_root() -> PathBuf {
@@ -53,23 +103,27 @@ fn slt_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn run_file(root: &Path, path: &Path) -> Result<(), Failed> {
+fn run_file(root: &Path, path: &Path, target: Target) -> Result<(), Failed> {
     std::env::set_current_dir(root).map_err(|e| format!("cannot enter {}: {e}", root.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut runner = sqllogictest::Runner::new(|| async {
-            // Two workers: stages read each other's outputs across workers.
-            let config = Config {
-                workers: 2,
-                threads: 2,
-                ..Config::default()
-            };
-            Ok(RaskDb {
-                client: Client::with_config(config)?,
-            })
+        let mut runner = sqllogictest::Runner::new(|| {
+            let target = target.clone();
+            async move {
+                let client = match target {
+                    // Two workers: stages read each other's outputs across workers.
+                    Target::Local => Client::with_config(Config {
+                        workers: 2,
+                        threads: 2,
+                        ..Config::default()
+                    })?,
+                    Target::Scheduler(address) => Client::connect(&address).await?,
+                };
+                Ok(RaskDb { client })
+            }
         });
         runner
             .run_file_async(path)

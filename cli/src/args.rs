@@ -28,6 +28,168 @@ pub enum Command {
     /// Statements run in order; the first one that fails stops the job with a
     /// message `error: FILE:LINE:COL: ...` and a non-zero exit code.
     Query(QueryArgs),
+    /// Start a scheduler that workers register with and clients connect to.
+    Scheduler(SchedulerArgs),
+    /// Start workers for a scheduler, each watched by a nanny that restarts it
+    /// if it dies.
+    Worker(WorkerArgs),
+    /// One worker process, as a nanny starts it.
+    #[command(hide = true)]
+    WorkerProcess(WorkerProcessArgs),
+}
+
+/// Token and TLS, shared by every command that talks to a cluster.
+#[derive(Debug, Clone, Args)]
+pub struct SecurityArgs {
+    /// A shared secret every connection of the cluster must present.
+    #[arg(long, env = "RASK_AUTH_TOKEN", hide_env_values = true, global = true)]
+    pub auth_token: Option<String>,
+
+    /// This process's TLS certificate (PEM); turns TLS on, with --tls-key and --tls-ca.
+    #[arg(long, value_name = "PEM", global = true, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The authority that signed every certificate of the cluster (PEM).
+    #[arg(long, value_name = "PEM", global = true, requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The settings as the library takes them.
+    pub fn security(&self) -> rask::comm::Security {
+        let tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(rask::comm::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
+        };
+        rask::comm::Security {
+            token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            tls,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// The interface to listen on (127.0.0.1: only this machine; 0.0.0.0: all).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// The port workers and clients connect to (0 for any free one).
+    #[arg(long, default_value_t = 8786)]
+    pub port: u16,
+
+    /// Where the dashboard is served, e.g. :8787.
+    #[arg(long, default_value = ":8787")]
+    pub dashboard_address: String,
+
+    /// Seconds a worker may stay silent before it is considered dead.
+    #[arg(long, default_value_t = 10.0)]
+    pub heartbeat_timeout: f64,
+
+    /// Exit when standard input closes (for supervisors and tests).
+    #[arg(long, hide = true)]
+    pub watch_stdin: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The scheduler, HOST:PORT.
+    pub scheduler: String,
+
+    /// Worker processes to start.
+    #[arg(long, default_value_t = 1, alias = "nprocs")]
+    pub nworkers: usize,
+
+    /// Exit when standard input closes (for supervisors and tests).
+    #[arg(long, hide = true)]
+    pub watch_stdin: bool,
+
+    #[command(flatten)]
+    pub process: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerProcessArgs {
+    /// The scheduler, HOST:PORT.
+    pub scheduler: String,
+
+    #[command(flatten)]
+    pub process: WorkerSettings,
+
+    /// Exit when standard input closes (the nanny is gone).
+    #[arg(long, hide = true)]
+    pub watch_stdin: bool,
+}
+
+/// What each worker process is given.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerSettings {
+    /// Task slots per worker [default: the machine's cores / --nworkers].
+    #[arg(long)]
+    pub nthreads: Option<usize>,
+
+    /// The workers' name (numbered when there are several).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Where workers spill to disk [default: a folder in the system's temporary directory].
+    #[arg(long)]
+    pub local_directory: Option<PathBuf>,
+
+    /// The interface workers serve results on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    pub heartbeat: f64,
+}
+
+/// `--memory-limit`: a size, or a share of the machine's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLimit {
+    /// This many bytes.
+    Bytes(usize),
+    /// The machine's memory divided among the workers.
+    Auto,
+}
+
+impl MemoryLimit {
+    /// The bytes for each of `workers` workers.
+    pub fn per_worker(self, workers: usize) -> usize {
+        match self {
+            MemoryLimit::Bytes(bytes) => bytes,
+            MemoryLimit::Auto => (machine_memory() / workers.max(1) as u64) as usize,
+        }
+    }
+}
+
+/// The machine's memory (`MemTotal` of /proc/meminfo), or 4 GiB when unknown.
+fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(4 << 30)
+}
+
+fn parse_memory_limit(s: &str) -> Result<MemoryLimit, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        Ok(MemoryLimit::Auto)
+    } else {
+        parse_bytes(s).map(MemoryLimit::Bytes)
+    }
 }
 
 /// Options shared by every command that runs SQL.
@@ -53,9 +215,21 @@ pub struct RunArgs {
     #[arg(long, global = true)]
     pub workers: Option<usize>,
 
-    /// Memory queries may hold before spilling to disk, e.g. 2GiB or 512MB.
-    #[arg(long, value_parser = parse_bytes, global = true)]
-    pub memory_limit: Option<usize>,
+    /// Memory each worker's queries may hold before spilling to disk: a size
+    /// such as 2GiB or 512MB, or "auto" (the machine's memory / workers).
+    #[arg(long, value_parser = parse_memory_limit, global = true)]
+    pub memory_limit: Option<MemoryLimit>,
+
+    /// Run on the cluster of the scheduler at HOST:PORT instead of an embedded one.
+    #[arg(long, value_name = "HOST:PORT", env = "RASK_SCHEDULER", global = true)]
+    pub scheduler: Option<String>,
+
+    /// Log more (-v: info, -vv: debug); RUST_LOG sets levels in detail.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,5 +310,8 @@ mod tests {
         assert_eq!(parse_bytes("1e9"), Ok(1_000_000_000));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("0").is_err());
+        assert_eq!(parse_memory_limit("auto"), Ok(MemoryLimit::Auto));
+        assert_eq!(parse_memory_limit("1KiB"), Ok(MemoryLimit::Bytes(1024)));
+        assert!(MemoryLimit::Auto.per_worker(2) > 0);
     }
 }

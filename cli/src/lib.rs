@@ -7,6 +7,7 @@
 //! - [`repl`]: `rask` / `rask sql`, interactive or fed through a pipe.
 
 pub mod args;
+pub mod cluster;
 pub mod query;
 pub mod repl;
 pub mod runner;
@@ -20,7 +21,12 @@ use args::{Cli, Command, RunArgs};
 /// Runs the `rask` command with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let serving = matches!(
+        cli.command,
+        Some(Command::Scheduler(_) | Command::Worker(_) | Command::WorkerProcess(_))
+    );
+    // Cluster processes tell what they do, as Dask's do; SQL commands stay quiet.
+    init_logging(cli.run.verbose + if serving { 1 } else { 0 });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rask")
@@ -32,7 +38,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = match client_for(&cli.run) {
+    match &cli.command {
+        Some(Command::Scheduler(args)) => return exit(cluster::scheduler(&runtime, args, &cli.run)),
+        Some(Command::Worker(args)) => return exit(cluster::nanny(&runtime, args, &cli.run)),
+        Some(Command::WorkerProcess(args)) => {
+            return exit(cluster::worker_process(&runtime, args, &cli.run));
+        }
+        _ => {}
+    }
+    let client = match runtime.block_on(client_for(&cli.run)) {
         Ok(client) => client,
         Err(e) => {
             eprintln!("error: {e}");
@@ -42,8 +56,12 @@ pub fn main() -> ExitCode {
     let runner = runner::Runner::new(client, &cli.run);
     let ok = match cli.command {
         Some(Command::Query(q)) => query::run(&runtime, runner, &q),
-        Some(Command::Sql) | None => repl::run(&runtime, runner),
+        _ => repl::run(&runtime, runner),
     };
+    exit(ok)
+}
+
+fn exit(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -51,7 +69,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn client_for(run: &RunArgs) -> rask::Result<rask::Client> {
+/// A client of the cluster at `--scheduler`, else of an embedded one sized by the flags.
+async fn client_for(run: &RunArgs) -> rask::Result<rask::Client> {
+    if let Some(address) = &run.scheduler {
+        let client = rask::Client::connect_with(address, run.security.security()).await?;
+        tracing::info!("connected:\n{client}");
+        return Ok(client);
+    }
     let mut config = rask::Config::default();
     if let Some(threads) = run.threads {
         config.threads = threads;
@@ -59,19 +83,27 @@ fn client_for(run: &RunArgs) -> rask::Result<rask::Client> {
     if let Some(workers) = run.workers {
         config.workers = workers;
     }
-    config.memory_limit = run.memory_limit;
+    config.memory_limit = run.memory_limit.map(|m| m.per_worker(config.workers));
     rask::Client::with_config(config)
 }
 
-/// Logs to standard error at the level `RUST_LOG` asks for (warnings by default).
-/// Panics are caught and reported as errors by the runner; their details go to
-/// the log at debug level instead of interleaving with the output.
-fn init_logging() {
+/// Logs to standard error: warnings, or more with each `-v` (info, debug,
+/// trace); `RUST_LOG` overrides. Panics are caught and reported as errors by
+/// the runner; their details go to the log at debug level instead of
+/// interleaving with the output.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     std::panic::set_hook(Box::new(|info| tracing::debug!("caught panic: {info}")));
 }

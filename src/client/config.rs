@@ -22,6 +22,8 @@ pub struct Config {
     /// Bytes of memory queries may hold before sorts, aggregations and joins
     /// spill to disk; `None` for no limit.
     pub memory_limit: Option<usize>,
+    /// Where queries spill; `None` for the system's temporary directory.
+    pub local_directory: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -31,6 +33,7 @@ impl Default for Config {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             batch_size: None,
             memory_limit: None,
+            local_directory: None,
         }
     }
 }

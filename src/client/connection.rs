@@ -7,10 +7,40 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
-use super::LocalCluster;
+use futures::future::BoxFuture;
+
+use super::ClusterInfo;
 use crate::exec::TaskData;
 use crate::key::{Key, KeyMap};
-use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec};
+use crate::planner::StageGraph;
+use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec, WorkerId};
+
+/// How a client reaches its cluster: a scheduler in this process
+/// ([`LocalCluster`](super::LocalCluster)) or one in another, over the network.
+pub(crate) trait ClusterLink: Send + Sync {
+    /// Queues `message` for the scheduler behind those queued before, without
+    /// waiting for it to be handled.
+    fn enqueue(&self, message: Message);
+
+    /// Has what is queued handled (in-process) or sent on its way.
+    fn drain(&self);
+
+    /// Queues `message` and has it handled or sent.
+    fn send(&self, message: Message) {
+        self.enqueue(message);
+        self.drain();
+    }
+
+    /// The result of `key` from one of `workers`.
+    fn fetch(&self, key: &Key, workers: &[WorkerId]) -> BoxFuture<'static, crate::Result<Arc<TaskData>>>;
+
+    /// The jobs of `graph` as this cluster's workers take them: in place, or
+    /// encoded for another process (an error if some stage cannot be).
+    fn tasks(&self, graph: &StageGraph) -> crate::Result<Vec<TaskSpec>>;
+
+    /// The scheduler, its workers and its dashboard, as last heard.
+    fn info(&self) -> ClusterInfo;
+}
 
 static CLIENTS: AtomicU64 = AtomicU64::new(1);
 
@@ -18,7 +48,7 @@ static CLIENTS: AtomicU64 = AtomicU64::new(1);
 /// [`KeySlot`] its futures share.
 pub(crate) struct Connection {
     id: ClientId,
-    cluster: Arc<LocalCluster>,
+    cluster: Arc<dyn ClusterLink>,
     slots: Mutex<KeyMap<Arc<KeySlot>>>,
 }
 
@@ -74,7 +104,7 @@ impl KeySlot {
 
 impl Connection {
     /// Connects a new client to `cluster`.
-    pub fn open(cluster: Arc<LocalCluster>) -> Arc<Self> {
+    pub fn open(cluster: Arc<dyn ClusterLink>) -> Arc<Self> {
         let id = CLIENTS.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Self {
             id,
@@ -94,7 +124,7 @@ impl Connection {
     }
 
     /// The cluster this client is connected to.
-    pub fn cluster(&self) -> &Arc<LocalCluster> {
+    pub fn cluster(&self) -> &Arc<dyn ClusterLink> {
         &self.cluster
     }
 
@@ -123,7 +153,7 @@ impl Connection {
 
     /// A future of `key` is gone; the last one releases the key.
     pub fn release(&self, key: &Key, slot: &KeySlot) {
-        let server = self.cluster.server();
+        let server = &self.cluster;
         {
             let mut slots = self.slots.lock();
             let mut state = slot.0.lock();
@@ -160,14 +190,8 @@ impl Connection {
     }
 
     /// The data of `key` from one of `workers`.
-    pub fn fetch(
-        &self,
-        key: &Key,
-        workers: &[crate::scheduler::WorkerId],
-    ) -> Option<Arc<TaskData>> {
-        workers
-            .iter()
-            .find_map(|w| self.cluster.peers().get(*w, key))
+    pub async fn fetch(&self, key: &Key, workers: &[WorkerId]) -> crate::Result<Arc<TaskData>> {
+        self.cluster.fetch(key, workers).await
     }
 }
 

@@ -92,10 +92,7 @@ impl Future {
     /// Waits for the result.
     pub async fn data(&self) -> Result<Arc<TaskData>> {
         match std::future::poll_fn(|cx| self.slot.poll_outcome(cx)).await {
-            Outcome::Finished { workers } => self
-                .connection
-                .fetch(&self.key, &workers)
-                .ok_or_else(|| Error::Lost(self.key.clone())),
+            Outcome::Finished { workers } => self.connection.fetch(&self.key, &workers).await,
             Outcome::Erred(e) => Err(Error::Task(e)),
             Outcome::Cancelled => Err(Error::Cancelled),
         }

@@ -2,9 +2,14 @@
 
 use std::sync::Arc;
 
-use super::Config;
-use crate::exec;
-use crate::scheduler::{Message, SchedulerServer, WorkerId};
+use futures::future::BoxFuture;
+
+use super::connection::ClusterLink;
+use super::{ClusterInfo, Config, WorkerInfo};
+use crate::exec::{self, TaskData};
+use crate::key::Key;
+use crate::planner::StageGraph;
+use crate::scheduler::{Message, SchedulerServer, TaskSpec, WorkerId};
 use crate::worker::{EventSink, Peers, Worker};
 use crate::{Error, Result};
 
@@ -98,19 +103,6 @@ impl LocalCluster {
         &self.config
     }
 
-    pub(crate) fn send(&self, message: Message) {
-        self.server.send(message);
-    }
-
-    /// The scheduler server, for senders that need [`SchedulerServer::enqueue`].
-    pub(crate) fn server(&self) -> &SchedulerServer {
-        &self.server
-    }
-
-    pub(crate) fn peers(&self) -> &Arc<Peers> {
-        &self.peers
-    }
-
     /// How many tasks the scheduler knows: pending, held, or kept for a
     /// dependent. Zero once every future is dropped and its release handled.
     pub fn tasks_known(&self) -> usize {
@@ -120,6 +112,43 @@ impl LocalCluster {
     /// How many results the workers hold, all together.
     pub fn results_held(&self) -> usize {
         self.peers.results_held()
+    }
+}
+
+impl ClusterLink for LocalCluster {
+    fn enqueue(&self, message: Message) {
+        self.server.enqueue(message);
+    }
+
+    fn drain(&self) {
+        self.server.drain();
+    }
+
+    fn fetch(&self, key: &Key, workers: &[WorkerId]) -> BoxFuture<'static, Result<Arc<TaskData>>> {
+        let data = workers.iter().find_map(|w| self.peers.get(*w, key));
+        let lost = Error::Lost(key.clone());
+        Box::pin(async move { data.ok_or(lost) })
+    }
+
+    fn tasks(&self, graph: &StageGraph) -> Result<Vec<TaskSpec>> {
+        Ok(super::query_planner::tasks(graph, None))
+    }
+
+    fn info(&self) -> ClusterInfo {
+        let memory_limit = self.config.memory_limit.map(|m| m as u64);
+        ClusterInfo {
+            scheduler: "in-process".into(),
+            dashboard: None,
+            workers: (0..self.config.workers)
+                .map(|id| WorkerInfo {
+                    id: id as WorkerId,
+                    name: format!("local-{id}"),
+                    address: "in-process".into(),
+                    nthreads: self.config.threads,
+                    memory_limit,
+                })
+                .collect(),
+        }
     }
 }
 

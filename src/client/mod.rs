@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod dataframe;
 mod future;
+mod info;
 mod local_cluster;
 mod query_planner;
 mod task_graph;
@@ -20,13 +21,19 @@ use datafusion::prelude::SessionContext;
 pub use config::Config;
 pub use dataframe::{DataFrame, Structure};
 pub use future::{Future, FutureStatus};
+pub use info::{ClusterInfo, WorkerInfo, format_bytes};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 pub use task_graph::TaskGraph;
 
 use crate::planner::{Location, StageGraph};
 use crate::{Error, Key, Result, exec};
+pub(crate) use connection::ClusterLink;
+pub(crate) use query_planner::tasks as stage_tasks;
 use connection::Connection;
 use query_planner::ClusterQueryPlanner;
+
+/// How long [`Client::connect`] waits for a first worker to plan queries for.
+const FIRST_WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection to a rask cluster: the entry point for SQL and dataframes.
 ///
@@ -37,6 +44,13 @@ pub struct Client {
     ctx: SessionContext,
     config: Config,
     connection: Arc<Connection>,
+    local: Option<Arc<LocalCluster>>,
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.info().fmt(f)
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -60,19 +74,88 @@ impl Client {
 
     pub(crate) fn connect_local(cluster: Arc<LocalCluster>) -> Result<Self> {
         let config = cluster.config().clone();
-        let connection = Connection::open(cluster);
+        let mut client = Self::over(Arc::clone(&cluster) as _, config)?;
+        client.local = Some(cluster);
+        Ok(client)
+    }
+
+    /// A client whose queries run through `link`, planned for a cluster of `config`'s size.
+    pub(crate) fn over(link: Arc<dyn ClusterLink>, config: Config) -> Result<Self> {
+        let connection = Connection::open(link);
         let planner = Arc::new(ClusterQueryPlanner::new(Arc::clone(&connection)));
         let ctx = exec::new_context(&config, Some(planner))?;
         Ok(Self {
             ctx,
             config,
             connection,
+            local: None,
         })
     }
 
-    /// The cluster this client runs on.
-    pub fn cluster(&self) -> &Arc<LocalCluster> {
-        self.connection.cluster()
+    /// A client of the scheduler at `address` (`HOST:PORT`), as `rask scheduler`
+    /// serves; `security` holds the token and TLS settings, if the cluster uses them.
+    /// Queries are planned for the workers registered when it connects.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> rask::Result<()> {
+    /// let client = rask::Client::connect("127.0.0.1:8786").await?;
+    /// println!("{client}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(address: &str) -> Result<Self> {
+        Self::connect_with(address, crate::comm::Security::from_env()?).await
+    }
+
+    /// [`connect`](Self::connect) with explicit token and TLS settings.
+    pub async fn connect_with(address: &str, security: crate::comm::Security) -> Result<Self> {
+        let link = crate::comm::RemoteCluster::connect(address, security).await?;
+        // Queries are planned for the workers there are: give the first a moment.
+        let deadline = std::time::Instant::now() + FIRST_WORKER_WAIT;
+        while link.info().workers.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let info = link.info();
+        if info.workers.is_empty() {
+            tracing::warn!("no workers are registered with {address} yet: queries wait for them");
+        }
+        let config = Config {
+            workers: info.workers.len().max(1),
+            threads: (info.total_threads() / info.workers.len().max(1)).max(1),
+            ..Config::default()
+        };
+        Self::over(link, config)
+    }
+
+    /// Waits until the cluster has at least `n` workers, or `timeout` passes.
+    pub async fn wait_for_workers(&self, n: usize, timeout: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let have = self.info().workers.len();
+            if have >= n {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Comm(format!(
+                    "{have} of {n} workers registered after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The scheduler, its workers and the dashboard's address.
+    pub fn info(&self) -> ClusterInfo {
+        self.connection.cluster().info()
+    }
+
+    /// The dashboard's address, when the scheduler serves one.
+    pub fn dashboard_link(&self) -> Option<String> {
+        self.info().dashboard
+    }
+
+    /// The in-process cluster this client runs on; `None` for a remote one.
+    pub fn local_cluster(&self) -> Option<&Arc<LocalCluster>> {
+        self.local.as_ref()
     }
 
     /// The stages and tasks `sql` (one query) would run as.
@@ -84,7 +167,8 @@ impl Client {
     /// result, in one bucket (a `finalize` task gathers the final partitions).
     pub async fn compute(&self, df: &DataFrame) -> Result<Future> {
         let graph = df.stages().await?;
-        let (mut tasks, finals) = query_planner::tasks(&graph);
+        let mut tasks = self.connection.cluster().tasks(&graph)?;
+        let finals = graph.keys(graph.stages.len() - 1);
         let key = Key::new(format!("finalize-{}", graph.token));
         let spec = crate::scheduler::TaskSpec::new(key.clone(), finals)
             .with_job(Arc::new(crate::worker::Job::Concat));

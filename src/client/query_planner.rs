@@ -29,6 +29,7 @@ use super::connection::Connection;
 use crate::key::Key;
 use crate::planner::StageGraph;
 use crate::scheduler::TaskSpec;
+use crate::comm::{EncodedJob, EncodedStage};
 use crate::worker::{Job, StageJob};
 
 /// Plans queries as DataFusion does, then lowers them to tasks.
@@ -76,12 +77,21 @@ impl QueryPlanner for ClusterQueryPlanner {
                 exec.verbose(),
             )));
         }
-        match StageGraph::cut(Arc::clone(&plan), config) {
-            Ok(graph) => Ok(Arc::new(ClusterExec::new(
+        let graph = match StageGraph::cut(Arc::clone(&plan), config) {
+            Ok(graph) => graph,
+            Err(e) => {
+                tracing::debug!("running in the client: {e}");
+                return Ok(plan);
+            }
+        };
+        match self.connection.cluster().tasks(&graph) {
+            Ok(tasks) => Ok(Arc::new(ClusterExec::new(
                 graph,
+                tasks,
                 Arc::clone(&self.connection),
             ))),
             Err(e) => {
+                // A plan the workers cannot be sent (a node without a wire form).
                 tracing::debug!("running in the client: {e}");
                 Ok(plan)
             }
@@ -89,8 +99,9 @@ impl QueryPlanner for ClusterQueryPlanner {
     }
 }
 
-/// The tasks of `graph`, each with its job, and the keys of its result.
-pub(crate) fn tasks(graph: &StageGraph) -> (Vec<TaskSpec>, Vec<Key>) {
+/// The tasks of `graph`, each with its job: the stage itself for workers in
+/// this process, or `encoded` (one per stage) for workers in others.
+pub(crate) fn tasks(graph: &StageGraph, encoded: Option<&[Arc<EncodedStage>]>) -> Vec<TaskSpec> {
     let mut tasks = Vec::with_capacity(graph.task_count());
     for (s, stage) in graph.stages.iter().enumerate() {
         let inputs: Vec<(usize, Arc<[Key]>)> = stage
@@ -103,22 +114,31 @@ pub(crate) fn tasks(graph: &StageGraph) -> (Vec<TaskSpec>, Vec<Key>) {
             .flat_map(|(_, keys)| keys.iter().cloned())
             .collect();
         for partition in 0..stage.partitions() {
-            let job = Job::Stage(StageJob {
-                stage: Arc::clone(stage),
-                partition,
-                inputs: inputs.clone(),
-            });
+            let job = match encoded.and_then(|e| e.get(s)) {
+                Some(encoded) => Job::Encoded(EncodedJob::Stage {
+                    stage: Arc::clone(encoded),
+                    partition: partition as u32,
+                    inputs: inputs.iter().map(|(u, k)| (*u as u32, k.to_vec())).collect(),
+                }),
+                None => Job::Stage(StageJob {
+                    stage: Arc::clone(stage),
+                    partition,
+                    inputs: inputs.clone(),
+                }),
+            };
             let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
             tasks.push(spec.with_job(Arc::new(job)));
         }
     }
-    (tasks, graph.keys(graph.stages.len() - 1))
+    tasks
 }
 
 /// A query running on the cluster, as one DataFusion node: partition `i` is the
 /// result of the final stage's task `i`.
 pub(crate) struct ClusterExec {
     graph: StageGraph,
+    /// The tasks, until submitted.
+    tasks: Mutex<Vec<TaskSpec>>,
     connection: Arc<Connection>,
     properties: Arc<PlanProperties>,
     /// The futures of the final tasks once submitted; each partition takes its own.
@@ -126,10 +146,11 @@ pub(crate) struct ClusterExec {
 }
 
 impl ClusterExec {
-    fn new(graph: StageGraph, connection: Arc<Connection>) -> Self {
+    fn new(graph: StageGraph, tasks: Vec<TaskSpec>, connection: Arc<Connection>) -> Self {
         let properties = Arc::clone(graph.final_stage().plan.properties());
         Self {
             graph,
+            tasks: Mutex::new(tasks),
             connection,
             properties,
             futures: Mutex::new(None),
@@ -145,7 +166,8 @@ impl ClusterExec {
     fn future(&self, partition: usize) -> Option<Future> {
         let mut futures = self.futures.lock();
         let submitted = futures.get_or_insert_with(|| {
-            let (tasks, wanted) = tasks(&self.graph);
+            let tasks = std::mem::take(&mut *self.tasks.lock());
+            let wanted = self.graph.keys(self.graph.stages.len() - 1);
             self.connection
                 .submit(tasks, wanted)
                 .into_iter()

@@ -3,6 +3,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+
+use crate::key::Key;
 
 /// The result of one task. Stage tasks produce record batches split into the
 /// partitions their consumers read ("buckets"): one bucket when the whole output
@@ -57,21 +60,126 @@ impl TaskData {
     }
 }
 
+/// One producer's output as a task reads it.
+#[derive(Debug, Clone)]
+pub enum StageInput {
+    /// Held in this process: read in place.
+    Held(Arc<TaskData>),
+    /// Held by workers in other processes: fetched when read, only the part read.
+    Remote(RemoteInput),
+}
+
+/// A result held elsewhere, and where to fetch it from.
+#[derive(Debug, Clone)]
+pub struct RemoteInput {
+    /// The result's key.
+    pub key: Key,
+    /// Workers holding it, tried in order.
+    pub holders: Vec<u64>,
+    /// Fetches from them.
+    pub source: Arc<dyn RemoteSource>,
+}
+
+/// Fetches results from workers in other processes.
+pub trait RemoteSource: std::fmt::Debug + Send + Sync {
+    /// The batches of `key` held by `worker`: bucket `bucket`, or all of them.
+    fn fetch(
+        &self,
+        worker: u64,
+        key: &Key,
+        bucket: Option<usize>,
+    ) -> BoxFuture<'static, Result<Vec<RecordBatch>, String>>;
+}
+
+/// An input that could not be fetched from any worker said to hold it: the
+/// scheduler recomputes it rather than failing the task that read it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("could not fetch {key} from worker {worker}: {message}")]
+pub struct FetchError {
+    /// The input.
+    pub key: Key,
+    /// The last worker tried.
+    pub worker: u64,
+    /// Why.
+    pub message: String,
+}
+
+impl FetchError {
+    /// The fetch failure behind `error`, if that is what it is.
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a FetchError> {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if let Some(fetch) = e.downcast_ref::<FetchError>() {
+                return Some(fetch);
+            }
+            current = e.source();
+        }
+        None
+    }
+}
+
+impl RemoteInput {
+    /// Bucket `bucket` (or everything) of the input, from the first holder that has it.
+    pub async fn read(&self, bucket: Option<usize>) -> Result<Vec<RecordBatch>, FetchError> {
+        let mut last = FetchError {
+            key: self.key.clone(),
+            worker: u64::MAX,
+            message: "no worker holds it".into(),
+        };
+        for &worker in &self.holders {
+            match self.source.fetch(worker, &self.key, bucket).await {
+                Ok(batches) => return Ok(batches),
+                Err(message) => {
+                    last = FetchError {
+                        key: self.key.clone(),
+                        worker,
+                        message,
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+impl StageInput {
+    /// The batches of bucket `bucket`, or all of them when `None`.
+    pub async fn read(&self, bucket: Option<usize>) -> Result<Vec<RecordBatch>, FetchError> {
+        match self {
+            StageInput::Held(data) => Ok(match bucket {
+                Some(b) => data.bucket(b).map(<[_]>::to_vec).unwrap_or_default(),
+                None => data.batches().cloned().collect(),
+            }),
+            StageInput::Remote(remote) => remote.read(bucket).await,
+        }
+    }
+
+    /// The whole input as task data: as held, or fetched into one bucket.
+    pub async fn data(&self) -> Result<Arc<TaskData>, FetchError> {
+        match self {
+            StageInput::Held(data) => Ok(Arc::clone(data)),
+            StageInput::Remote(remote) => Ok(Arc::new(TaskData::Batches(vec![
+                remote.read(None).await?,
+            ]))),
+        }
+    }
+}
+
 /// The data of the inputs of one task, by input stage, each in producer order.
 /// Travels to [`StageReadExec`](super::StageReadExec) as a session config extension.
 #[derive(Debug, Default)]
 pub struct TaskInputs {
-    stages: Vec<(usize, Vec<Arc<TaskData>>)>,
+    stages: Vec<(usize, Vec<StageInput>)>,
 }
 
 impl TaskInputs {
     /// Adds the outputs of the producers of `stage`, in partition order.
-    pub fn insert(&mut self, stage: usize, outputs: Vec<Arc<TaskData>>) {
+    pub fn insert(&mut self, stage: usize, outputs: Vec<StageInput>) {
         self.stages.push((stage, outputs));
     }
 
     /// The outputs of the producers of `stage`.
-    pub fn stage(&self, stage: usize) -> Option<&[Arc<TaskData>]> {
+    pub fn stage(&self, stage: usize) -> Option<&[StageInput]> {
         self.stages
             .iter()
             .find(|(s, _)| *s == stage)

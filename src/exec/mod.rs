@@ -11,7 +11,7 @@ pub mod session;
 mod stage_read;
 mod stage_task;
 
-pub use data::{TaskData, TaskInputs};
+pub use data::{FetchError, RemoteInput, RemoteSource, StageInput, TaskData, TaskInputs};
 pub(crate) use leaf::leaf_node_methods;
 pub use object_stores::ObjectStores;
 pub use session::new_context;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -33,11 +34,19 @@ pub fn new_context(
     // A partitioned hash join's dynamic filter waits for every partition's build
     // side; the partitions of a join run as separate tasks, not all at once.
     options.optimizer.enable_join_dynamic_filter_pushdown = false;
+    // A task reads exactly its partition's files: with work stealing, a scan
+    // partition also reads files of siblings it finds unclaimed, which in a
+    // task of its own (another process, or a rerun) means read twice or never.
+    options.execution.enable_file_stream_work_stealing = false;
 
     let mut runtime =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
     if let Some(limit) = config.memory_limit {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    if let Some(directory) = &config.local_directory {
+        let mode = DiskManagerMode::Directories(vec![directory.clone()]);
+        runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode));
     }
     let mut state = SessionStateBuilder::new()
         .with_config(session)

@@ -4,13 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::{Result, exec_err, internal_datafusion_err};
+use datafusion::common::{DataFusionError, Result, exec_err, internal_datafusion_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
-use super::TaskInputs;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{StageInput, TaskInputs};
 
 /// How a reader's partitions map onto the producers' outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,19 +54,23 @@ impl StageReadExec {
         self.mode
     }
 
-    fn batches(&self, partition: usize, inputs: &TaskInputs) -> Result<Vec<RecordBatch>> {
+    /// What partition `partition` reads: each input and the bucket of it (`None`
+    /// for all of it).
+    fn sources(
+        &self,
+        partition: usize,
+        inputs: &TaskInputs,
+    ) -> Result<Vec<(StageInput, Option<usize>)>> {
         let outputs = inputs.stage(self.stage).ok_or_else(|| {
             internal_datafusion_err!("the inputs of stage {} are missing", self.stage)
         })?;
         Ok(match self.mode {
             ReadMode::Bucket => outputs
                 .iter()
-                .filter_map(|o| o.bucket(partition))
-                .flatten()
-                .cloned()
+                .map(|o| (o.clone(), Some(partition)))
                 .collect(),
             ReadMode::Whole => match outputs.get(partition) {
-                Some(output) => output.batches().cloned().collect(),
+                Some(output) => vec![(output.clone(), None)],
                 None => return exec_err!("stage {} has no partition {partition}", self.stage),
             },
         })
@@ -113,10 +118,21 @@ impl ExecutionPlan for StageReadExec {
             .ok_or_else(|| {
                 internal_datafusion_err!("StageReadExec runs only inside a rask task")
             })?;
-        let batches = self.batches(partition, &inputs)?;
+        let sources = self.sources(partition, &inputs)?;
+        // Inputs in this process are read in place; others are fetched one
+        // after another as the stream is polled.
+        let batches = futures::stream::iter(sources)
+            .then(|(source, bucket)| async move {
+                source
+                    .read(bucket)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            })
+            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),
-            futures::stream::iter(batches.into_iter().map(Ok)),
+            batches,
         )))
     }
 }

@@ -38,6 +38,25 @@ pub struct StagePlan {
 }
 
 impl StagePlan {
+    /// Stage `id` running `plan`, its output laid out as `output`; the stages it
+    /// reads are found from its [`StageReadExec`](super::StageReadExec) leaves.
+    pub fn new(
+        id: usize,
+        plan: Arc<dyn ExecutionPlan>,
+        output: StageOutput,
+        config: Arc<SessionConfig>,
+    ) -> Self {
+        let mut inputs = Vec::new();
+        collect_inputs(plan.as_ref(), &mut inputs);
+        Self {
+            id,
+            plan,
+            output,
+            inputs,
+            config,
+        }
+    }
+
     /// The number of tasks: one per partition of the plan.
     pub fn partitions(&self) -> usize {
         self.plan.properties().partitioning.partition_count()
@@ -94,5 +113,18 @@ impl StagePlan {
                 Ok(TaskData::Batches(buckets))
             }
         }
+    }
+}
+
+/// The stages `plan` reads, in the order its readers appear.
+fn collect_inputs(plan: &dyn ExecutionPlan, inputs: &mut Vec<usize>) {
+    if let Some(reader) = plan.downcast_ref::<super::StageReadExec>() {
+        if !inputs.contains(&reader.stage()) {
+            inputs.push(reader.stage());
+        }
+        return;
+    }
+    for child in plan.children() {
+        collect_inputs(child.as_ref(), inputs);
     }
 }

@@ -236,15 +236,8 @@ impl Cutter {
     /// Adds a stage running `plan`; returns its number.
     fn push(&mut self, plan: Arc<dyn ExecutionPlan>, output: StageOutput) -> usize {
         let id = self.stages.len();
-        let mut inputs = Vec::new();
-        collect_inputs(plan.as_ref(), &mut inputs);
-        self.stages.push(Arc::new(StagePlan {
-            id,
-            plan,
-            output,
-            inputs,
-            config: Arc::clone(&self.config),
-        }));
+        let stage = StagePlan::new(id, plan, output, Arc::clone(&self.config));
+        self.stages.push(Arc::new(stage));
         id
     }
 }
@@ -256,19 +249,6 @@ fn reader(stage: usize, mode: ReadMode, replaced: &dyn ExecutionPlan) -> Arc<dyn
         mode,
         Arc::clone(replaced.properties()),
     ))
-}
-
-/// The stages `plan` reads, in the order its readers appear.
-fn collect_inputs(plan: &dyn ExecutionPlan, inputs: &mut Vec<usize>) {
-    if let Some(reader) = plan.downcast_ref::<StageReadExec>() {
-        if !inputs.contains(&reader.stage()) {
-            inputs.push(reader.stage());
-        }
-        return;
-    }
-    for child in plan.children() {
-        collect_inputs(child.as_ref(), inputs);
-    }
 }
 
 /// `AggregateExec` → `aggregate`, `SortPreservingMergeExec` → `sort-preserving-merge`;

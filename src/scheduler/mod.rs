@@ -21,7 +21,9 @@ mod transitions;
 
 pub use crate::key::Key;
 pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
-pub use server::{Message, ReportSink, SchedulerServer, WeakSchedulerServer};
+pub use server::{
+    Message, Released, ReportSink, SchedulerServer, WeakSchedulerServer, WorkerEndpoint,
+};
 pub use state::{TaskState, TaskStatus, WorkerStatus};
 pub use transitions::Scheduler;
 

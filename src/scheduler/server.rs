@@ -15,12 +15,31 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{ClientId, Decision, Event, Outcome, Scheduler, WorkerId};
+use super::{ClientId, Decision, Event, Input, Outcome, Scheduler, WorkerId};
 use crate::key::{Key, KeySet};
-use crate::worker::Worker;
+use crate::worker::Job;
 
 /// Where a client hears how its keys ended.
 pub type ReportSink = Arc<dyn Fn(Key, Outcome) + Send + Sync>;
+
+/// What a worker's copy of a result turns into when released: dropped by the
+/// server once its lock is let go (dropping data may send messages).
+pub type Released = Box<dyn std::any::Any + Send>;
+
+/// A worker as the scheduler drives it: in this process ([`Worker`]) or in
+/// another, reached over the network. Calls must not block: they queue work.
+pub trait WorkerEndpoint: Send + Sync {
+    /// The worker's id.
+    fn id(&self) -> WorkerId;
+    /// Its task slots.
+    fn nthreads(&self) -> usize;
+    /// Runs `job` as task `key`, reading `inputs`.
+    fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>);
+    /// Drops the worker's copy of `key`.
+    fn release(&self, key: &Key) -> Option<Released>;
+    /// Stops the tasks of `keys`.
+    fn abort(&self, keys: &KeySet);
+}
 
 /// What the scheduler is told.
 pub enum Message {
@@ -31,7 +50,9 @@ pub enum Message {
     /// A client goes away: its futures are released.
     Disconnect(ClientId),
     /// A worker joins.
-    AddWorker(Arc<Worker>),
+    AddWorker(Arc<dyn WorkerEndpoint>),
+    /// A worker left or died: what it ran and held is recomputed elsewhere.
+    RemoveWorker(WorkerId),
 }
 
 /// The scheduler of a local cluster. Cheap to clone: clones share it.
@@ -126,7 +147,7 @@ impl WeakSchedulerServer {
 #[derive(Default)]
 struct EventLoop {
     core: Scheduler,
-    workers: HashMap<WorkerId, Arc<Worker>>,
+    workers: HashMap<WorkerId, Arc<dyn WorkerEndpoint>>,
     clients: HashMap<ClientId, ReportSink>,
     /// The core's decisions, carried out one message at a time.
     decisions: Vec<Decision>,
@@ -159,6 +180,13 @@ impl EventLoop {
                 };
                 self.core.handle_into(event, &mut decisions);
             }
+            Message::RemoveWorker(worker) => {
+                if let Some(endpoint) = self.workers.remove(&worker) {
+                    dropped.push(Box::new(endpoint));
+                }
+                let event = Event::WorkerRemoved { worker };
+                self.core.handle_into(event, &mut decisions);
+            }
         }
         self.dispatch(&mut decisions, dropped);
         self.decisions = decisions;
@@ -188,7 +216,7 @@ impl EventLoop {
                 }
                 Decision::Release { worker, key } => {
                     if let Some(data) = self.workers.get(&worker).and_then(|w| w.release(&key)) {
-                        dropped.push(Box::new(data));
+                        dropped.push(data);
                     }
                 }
                 Decision::Abort { worker, key } => {

@@ -18,6 +18,9 @@ pub enum Job {
     Concat,
     /// A function of the task's inputs, in dependency order.
     Function(FunctionJob),
+    /// A job on its way to a worker in another process, as it travels: the
+    /// scheduler there passes it on, the receiving worker decodes it.
+    Encoded(crate::comm::EncodedJob),
 }
 
 /// A function called on the data of the task's dependencies.

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 pub use job::{FunctionJob, Job, StageJob, TaskFn};
 pub use store::{DataStore, Peers};
 
-use crate::exec::{TaskData, TaskInputs};
+use crate::exec::{FetchError, StageInput, TaskData, TaskInputs};
 use crate::key::{Key, KeyMap, KeySet};
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
 use queue::{Assigned, TaskQueue};
@@ -141,6 +141,28 @@ impl Worker {
     }
 }
 
+impl crate::scheduler::WorkerEndpoint for Worker {
+    fn id(&self) -> WorkerId {
+        Worker::id(self)
+    }
+
+    fn nthreads(&self) -> usize {
+        Worker::nthreads(self)
+    }
+
+    fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {
+        Worker::run(self, key, job, inputs);
+    }
+
+    fn release(&self, key: &Key) -> Option<crate::scheduler::Released> {
+        Worker::release(self, key).map(|data| Box::new(data) as _)
+    }
+
+    fn abort(&self, keys: &KeySet) {
+        Worker::abort(self, keys);
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         self.slots.queue.close();
@@ -172,8 +194,11 @@ impl Slots {
             abort,
         } = task;
         let result = match &*job {
-            Job::Function(function) => self.call(function, &inputs),
-            Job::Concat => self.fetch_all(&inputs).map(|inputs| {
+            Job::Function(function) => match self.fetch_all(&inputs).await {
+                Ok(args) => call(function, &args),
+                Err(e) => Err(e),
+            },
+            Job::Concat => self.fetch_all(&inputs).await.map(|inputs| {
                 let batches = inputs.iter().flat_map(|d| d.batches().cloned()).collect();
                 TaskData::Batches(vec![batches])
             }),
@@ -190,11 +215,15 @@ impl Slots {
                 drop(running);
                 result.ok()?
             }
+            Job::Encoded(_) => Err(Failure::Message(
+                "a job encoded for another process reached a worker undecoded".into(),
+            )),
         };
         let id = self.id;
         Some(match result {
             Ok(data) => {
                 let nbytes = data.nbytes();
+                tracing::debug!(%key, rows = data.batches().map(|b| b.num_rows()).sum::<usize>(), nbytes, "task finished");
                 self.store.insert(key.clone(), Arc::new(data));
                 Event::TaskFinished {
                     worker: id,
@@ -219,32 +248,18 @@ impl Slots {
         })
     }
 
-    /// Calls a function on its inputs' data, in input order.
-    fn call(&self, function: &FunctionJob, inputs: &[Input]) -> Result<TaskData, Failure> {
-        let args = self.fetch_all(inputs)?;
-        let call = std::panic::AssertUnwindSafe(|| (function.function)(&args));
-        match std::panic::catch_unwind(call) {
-            Ok(result) => result.map_err(|e| Failure::Message(format!("{}: {e}", function.name))),
-            Err(panic) => Err(Failure::Message(format!(
-                "{}: {}",
-                function.name,
-                crate::Error::from_panic(panic)
-            ))),
-        }
-    }
-
     /// Runs one partition of a stage on its inputs.
     async fn run_stage(&self, stage: &StageJob, inputs: &[Input]) -> Result<TaskData, Failure> {
-        let mut fetched = KeyMap::with_capacity_and_hasher(inputs.len(), Default::default());
+        let mut found = KeyMap::with_capacity_and_hasher(inputs.len(), Default::default());
         for input in inputs {
-            fetched.insert(input.key.clone(), self.fetch(input)?);
+            found.insert(input.key.clone(), self.input(input)?);
         }
         let mut task_inputs = TaskInputs::default();
         for (input_stage, keys) in &stage.inputs {
             let outputs = keys
                 .iter()
                 .map(|k| {
-                    fetched.get(k).cloned().ok_or_else(|| {
+                    found.get(k).cloned().ok_or_else(|| {
                         Failure::Message(format!("input {k} was not sent to the task"))
                     })
                 })
@@ -253,28 +268,47 @@ impl Slots {
         }
         let run = stage.stage.run(stage.partition, task_inputs, &self.base);
         match crate::error::catch_panics(run).await {
-            Ok(result) => result.map_err(|e| Failure::Message(crate::Error::from(e).to_string())),
+            Ok(Ok(data)) => Ok(data),
+            Ok(Err(e)) => Err(match FetchError::find(&e) {
+                // An input held elsewhere could not be fetched: it is recomputed.
+                Some(fetch) => Failure::fetch(fetch.key.clone(), fetch.worker),
+                None => Failure::Message(crate::Error::from(e).to_string()),
+            }),
             Err(panic) => Err(Failure::Message(panic.to_string())),
         }
     }
 
-    /// Reads every input, in order.
-    fn fetch_all(&self, inputs: &[Input]) -> Result<Vec<Arc<TaskData>>, Failure> {
-        inputs.iter().map(|input| self.fetch(input)).collect()
+    /// Reads every input whole, in order.
+    async fn fetch_all(&self, inputs: &[Input]) -> Result<Vec<Arc<TaskData>>, Failure> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let data = self.input(input)?.data().await;
+            out.push(data.map_err(|e| Failure::fetch(e.key, e.worker))?);
+        }
+        Ok(out)
     }
 
-    /// Reads an input from a worker holding it.
-    fn fetch(&self, input: &Input) -> Result<Arc<TaskData>, Failure> {
-        input
-            .holders
-            .iter()
-            .find_map(|h| self.peers.get(*h, &input.key))
+    /// Where an input can be read: in this process, or from a remote holder.
+    fn input(&self, input: &Input) -> Result<StageInput, Failure> {
+        self.peers
+            .input(&input.key, &input.holders)
             .ok_or_else(|| {
-                Failure::Fetch(TaskError::FetchFailed {
-                    worker: input.holders.first().copied().unwrap_or(WorkerId::MAX),
-                    key: input.key.clone(),
-                })
+                let worker = input.holders.first().copied().unwrap_or(WorkerId::MAX);
+                Failure::fetch(input.key.clone(), worker)
             })
+    }
+}
+
+/// Calls a function on its inputs' data, in input order.
+fn call(function: &FunctionJob, args: &[Arc<TaskData>]) -> Result<TaskData, Failure> {
+    let call = std::panic::AssertUnwindSafe(|| (function.function)(args));
+    match std::panic::catch_unwind(call) {
+        Ok(result) => result.map_err(|e| Failure::Message(format!("{}: {e}", function.name))),
+        Err(panic) => Err(Failure::Message(format!(
+            "{}: {}",
+            function.name,
+            crate::Error::from_panic(panic)
+        ))),
     }
 }
 
@@ -284,4 +318,10 @@ enum Failure {
     Fetch(TaskError),
     /// The task's code failed.
     Message(String),
+}
+
+impl Failure {
+    fn fetch(key: Key, worker: WorkerId) -> Self {
+        Failure::Fetch(TaskError::FetchFailed { worker, key })
+    }
 }

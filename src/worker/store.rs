@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::exec::TaskData;
+use crate::exec::{RemoteInput, RemoteSource, StageInput, TaskData};
 use crate::key::{Key, KeyMap};
 use crate::scheduler::WorkerId;
 
@@ -47,13 +47,44 @@ impl DataStore {
     }
 }
 
-/// The stores of all workers in this process, by worker.
+/// The stores of all workers in this process, by worker, and how to reach
+/// workers in other processes.
 #[derive(Debug, Default)]
 pub struct Peers {
     stores: RwLock<HashMap<WorkerId, Arc<DataStore>>>,
+    remote: Option<Arc<dyn RemoteSource>>,
 }
 
 impl Peers {
+    /// Peers that fetch from workers of other processes through `remote`.
+    pub fn with_remote(remote: Arc<dyn RemoteSource>) -> Self {
+        Self {
+            stores: RwLock::default(),
+            remote: Some(remote),
+        }
+    }
+
+    /// `key` as a task reads it: in place from a store of this process, else
+    /// to be fetched from the remote `holders`; `None` if neither can be.
+    pub fn input(&self, key: &Key, holders: &[WorkerId]) -> Option<StageInput> {
+        if let Some(data) = holders.iter().find_map(|h| self.get(*h, key)) {
+            return Some(StageInput::Held(data));
+        }
+        let source = self.remote.as_ref()?;
+        (!holders.is_empty()).then(|| {
+            StageInput::Remote(RemoteInput {
+                key: key.clone(),
+                holders: holders.to_vec(),
+                source: Arc::clone(source),
+            })
+        })
+    }
+
+    /// `key` from whichever store of this process holds it.
+    pub fn find(&self, key: &Key) -> Option<Arc<TaskData>> {
+        self.stores.read().values().find_map(|s| s.get(key))
+    }
+
     /// Adds a worker's store.
     pub fn insert(&self, worker: WorkerId, store: Arc<DataStore>) {
         self.stores.write().insert(worker, store);

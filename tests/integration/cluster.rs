@@ -20,11 +20,12 @@ fn cluster(workers: usize, threads: usize) -> Client {
 /// Waits until the workers hold no results (releases travel through the scheduler thread).
 fn wait_until_empty(client: &Client) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while client.cluster().results_held() > 0 {
+    let cluster = client.local_cluster().expect("a local cluster");
+    while cluster.results_held() > 0 {
         assert!(
             Instant::now() < deadline,
             "{} results still held",
-            client.cluster().results_held()
+            cluster.results_held()
         );
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -3,6 +3,9 @@
 
 mod cli;
 mod cluster;
+#[path = "../common/processes.rs"]
+mod processes;
+mod remote;
 mod repl;
 mod s3;
 mod shared_data;

@@ -84,6 +84,11 @@ impl TimeseriesExec {
         &self.spec
     }
 
+    /// The rows each partition stops at, when limited.
+    pub fn fetch(&self) -> Option<usize> {
+        self.fetch
+    }
+
     /// The indices (into the full timeseries schema) of the generated columns.
     pub fn projection(&self) -> Vec<usize> {
         self.columns.iter().map(|c| *c as usize).collect()

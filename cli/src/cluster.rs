@@ -1,0 +1,250 @@
+//! `rask scheduler` and `rask worker`: a cluster of processes.
+//!
+//! `rask worker` is a nanny: it starts each worker as a child process
+//! (`rask worker-process`, hidden) and starts it again if it dies, as Dask's
+//! nanny does. A worker exits when its nanny goes away (its standard input
+//! closes), so no worker outlives the command that started it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rask::comm::{SchedulerNode, SchedulerOptions, TOKEN_VARIABLE, WorkerOptions, run_worker};
+use tokio::process::Command;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use crate::args::{RunArgs, SchedulerArgs, WorkerArgs, WorkerProcessArgs, WorkerSettings};
+
+/// Runs a scheduler until Ctrl-C or SIGTERM.
+pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool {
+    let options = SchedulerOptions {
+        host: args.host.clone(),
+        port: args.port,
+        dashboard: None,
+        security: run.security.security(),
+        heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
+    };
+    let dashboard = args.dashboard_address.clone();
+    let watch_stdin = args.watch_stdin;
+    let result = runtime.block_on(async move {
+        let node = SchedulerNode::start(options).await?;
+        tracing::warn!("dashboard: not served yet by this version (--dashboard-address {dashboard})");
+        node.run_until(stop(watch_stdin)).await?;
+        tracing::info!("scheduler stopped");
+        Ok::<_, rask::Error>(())
+    });
+    report(result)
+}
+
+/// Starts `--nworkers` workers, each under a nanny, until Ctrl-C or SIGTERM.
+pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
+    let nworkers = args.nworkers.max(1);
+    let settings = WorkerSettings {
+        nthreads: Some(args.process.nthreads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / nworkers).max(1)
+        })),
+        ..args.process.clone()
+    };
+    let memory = run.memory_limit.map(|m| m.per_worker(nworkers));
+    let security = run.security.clone();
+    runtime.block_on(async move {
+        let (stopping, stopped) = watch::channel(false);
+        let mut nannies = Vec::new();
+        for i in 0..nworkers {
+            let name = match (&settings.name, nworkers) {
+                (Some(name), 1) => Some(name.clone()),
+                (Some(name), _) => Some(format!("{name}-{i}")),
+                (None, _) => None,
+            };
+            let mut command = vec!["worker-process".to_string(), args.scheduler.clone()];
+            let nthreads = settings.nthreads.unwrap_or(1);
+            command.extend(["--nthreads".into(), nthreads.to_string()]);
+            command.extend(["--host".into(), settings.host.clone()]);
+            command.extend(["--heartbeat".into(), settings.heartbeat.to_string()]);
+            if let Some(name) = &name {
+                command.extend(["--name".into(), name.clone()]);
+            }
+            if let Some(memory) = memory {
+                command.extend(["--memory-limit".into(), memory.to_string()]);
+            }
+            if let Some(dir) = &settings.local_directory {
+                command.extend(["--local-directory".into(), dir.display().to_string()]);
+            }
+            for (flag, path) in [
+                ("--tls-cert", &security.tls_cert),
+                ("--tls-key", &security.tls_key),
+                ("--tls-ca", &security.tls_ca),
+            ] {
+                if let Some(path) = path {
+                    command.extend([flag.into(), path.display().to_string()]);
+                }
+            }
+            command.push("--watch-stdin".into());
+            let label = name.unwrap_or_else(|| format!("worker {i}"));
+            nannies.push(tokio::spawn(watch_worker(
+                label,
+                command,
+                security.auth_token.clone(),
+                stopped.clone(),
+            )));
+        }
+        stop(args.watch_stdin).await;
+        tracing::info!("closing the workers");
+        let _ = stopping.send(true);
+        for nanny in nannies {
+            let _ = nanny.await;
+        }
+        true
+    })
+}
+
+/// Keeps one worker process running until `stop` turns true.
+async fn watch_worker(
+    label: String,
+    command: Vec<String>,
+    token: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            tracing::error!("nanny: cannot find the rask executable: {e}");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut child = Command::new(&exe);
+        child.args(&command).stdin(Stdio::piped()).kill_on_drop(true);
+        if let Some(token) = &token {
+            // The token goes by environment, not argument: `ps` shows arguments.
+            child.env(TOKEN_VARIABLE, token);
+        }
+        let mut child = match child.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!("nanny: cannot start {label}: {e}");
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or_default();
+        // Held until the worker should leave (`wait` would close it at once).
+        let stdin = child.stdin.take();
+        tracing::info!("nanny: started {label}, pid {pid}");
+        let started = Instant::now();
+        tokio::select! {
+            status = child.wait() => {
+                if *stop.borrow() {
+                    return;
+                }
+                match status {
+                    Ok(status) if status.success() => {
+                        tracing::info!("nanny: {label} (pid {pid}) exited");
+                        return;
+                    }
+                    Ok(status) => tracing::warn!(
+                        "nanny: {label} (pid {pid}) died ({status}); restarting in {backoff:?}"
+                    ),
+                    Err(e) => tracing::warn!("nanny: lost {label} (pid {pid}): {e}; restarting"),
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            _ = stop.changed() => {
+                // Closing its standard input asks the worker to leave.
+                drop(stdin);
+                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                    tracing::warn!("nanny: {label} (pid {pid}) did not exit: killing it");
+                    let _ = child.kill().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// One worker process, until the scheduler closes it, its nanny goes, or a signal.
+pub fn worker_process(runtime: &Runtime, args: &WorkerProcessArgs, run: &RunArgs) -> bool {
+    let settings = &args.process;
+    let nthreads = settings
+        .nthreads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let local_directory = settings
+        .local_directory
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("rask-worker-space"));
+    if let Err(e) = std::fs::create_dir_all(&local_directory) {
+        tracing::error!("cannot create {}: {e}", local_directory.display());
+        return false;
+    }
+    let options = WorkerOptions {
+        scheduler: args.scheduler.clone(),
+        host: settings.host.clone(),
+        name: settings.name.clone(),
+        nthreads,
+        memory_limit: run.memory_limit.map(|m| m.per_worker(1)),
+        local_directory,
+        security: run.security.security(),
+        heartbeat: Duration::from_secs_f64(settings.heartbeat.max(0.05)),
+    };
+    let watch_stdin = args.watch_stdin;
+    let result = runtime.block_on(run_worker(options, stop(watch_stdin)));
+    report(result)
+}
+
+/// Resolves when standard input closes, if `watch`; never otherwise.
+async fn stdin_closed(watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    let (closed, rx) = tokio::sync::oneshot::channel::<()>();
+    // A plain thread: a blocking read must not hold up the runtime's shutdown.
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buffer = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buffer), Ok(n) if n > 0) {}
+        let _ = closed.send(());
+    });
+    let _ = rx.await;
+}
+
+/// Ctrl-C, SIGTERM, or (with `watch_stdin`) standard input closing: the
+/// parent that started us is gone.
+async fn stop(watch_stdin: bool) {
+    tokio::select! {
+        () = stop_signal() => {}
+        () = stdin_closed(watch_stdin) => tracing::info!("standard input closed: leaving"),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn report(result: rask::Result<()>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            false
+        }
+    }
+}

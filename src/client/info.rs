@@ -1,0 +1,107 @@
+//! [`ClusterInfo`]: what a client shows of its cluster, as Dask's client display does.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scheduler::WorkerId;
+
+/// The scheduler, its workers and its dashboard, as the client last heard.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The scheduler's address (`in-process` for a local cluster).
+    pub scheduler: String,
+    /// The dashboard's address, when one is served.
+    pub dashboard: Option<String>,
+    /// The workers.
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// One worker, as registered with the scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its id on the scheduler.
+    pub id: WorkerId,
+    /// Its name (`--name`, or host and pid).
+    pub name: String,
+    /// Where it serves its results.
+    pub address: String,
+    /// Task slots.
+    pub nthreads: usize,
+    /// Bytes its queries may hold before spilling, when bounded.
+    pub memory_limit: Option<u64>,
+}
+
+impl ClusterInfo {
+    /// Task slots of all workers.
+    pub fn total_threads(&self) -> usize {
+        self.workers.iter().map(|w| w.nthreads).sum()
+    }
+
+    /// Memory of all workers with a limit.
+    pub fn total_memory(&self) -> u64 {
+        self.workers.iter().filter_map(|w| w.memory_limit).sum()
+    }
+}
+
+impl fmt::Display for ClusterInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Client")?;
+        writeln!(f, "  Scheduler: {}", self.scheduler)?;
+        if let Some(dashboard) = &self.dashboard {
+            writeln!(f, "  Dashboard: {dashboard}")?;
+        }
+        let memory = match self.total_memory() {
+            0 => "unlimited".to_string(),
+            bytes => format_bytes(bytes),
+        };
+        write!(
+            f,
+            "  Workers: {}  Threads: {}  Memory: {memory}",
+            self.workers.len(),
+            self.total_threads()
+        )
+    }
+}
+
+/// `2147483648` → `2.00 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_sums_threads_and_memory() {
+        let worker = |id, nthreads| WorkerInfo {
+            id,
+            name: format!("w{id}"),
+            address: "127.0.0.1:1".into(),
+            nthreads,
+            memory_limit: Some(1 << 30),
+        };
+        let info = ClusterInfo {
+            scheduler: "127.0.0.1:8786".into(),
+            dashboard: Some("http://127.0.0.1:8787/status".into()),
+            workers: vec![worker(0, 1), worker(1, 2)],
+        };
+        let text = info.to_string();
+        assert!(text.contains("Scheduler: 127.0.0.1:8786"), "{text}");
+        assert!(text.contains("Dashboard: http://127.0.0.1:8787/status"), "{text}");
+        assert!(text.contains("Workers: 2  Threads: 3  Memory: 2.00 GiB"), "{text}");
+        assert_eq!(format_bytes(512), "512 B");
+    }
+}

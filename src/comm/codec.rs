@@ -1,0 +1,330 @@
+//! Plans across processes: [`RaskCodec`] teaches `datafusion-proto` rask's own
+//! plan nodes, and [`encode_stage`] / [`decode_stage`] turn a [`StagePlan`]
+//! into bytes and back.
+//!
+//! DataFusion's nodes are encoded by `datafusion-proto`; functions travel by
+//! name and are looked up in the decoding worker's session. rask's leaves carry
+//! only their parameters: a [`StageReadExec`] its stage, read mode and the
+//! properties of the exchange it stands for; a [`TimeseriesExec`] its
+//! generator's parameters, never data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::{DataFusionError, Result, internal_datafusion_err};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::{ExecutionPlan, PlanProperties};
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::bytes::{
+    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+};
+use datafusion_proto::physical_plan::from_proto::{
+    parse_physical_sort_exprs, parse_protobuf_partitioning,
+};
+use datafusion_proto::physical_plan::to_proto::{
+    serialize_partitioning, serialize_physical_sort_exprs,
+};
+use datafusion_proto::physical_plan::{
+    DefaultPhysicalProtoConverter, PhysicalExtensionCodec, PhysicalPlanDecodeContext,
+    PhysicalProtoConverterExtension,
+};
+use datafusion_proto::protobuf;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::wire::{EncodedJob, EncodedStage};
+use crate::worker::Job;
+use crate::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
+use crate::exec::{ReadMode, StageOutput, StagePlan, StageReadExec};
+
+/// Encodes and decodes rask's plan nodes for `datafusion-proto`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RaskCodec;
+
+/// rask's nodes on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+enum Node {
+    StageRead {
+        stage: u32,
+        whole: bool,
+        /// `protobuf::Schema` bytes.
+        schema: Vec<u8>,
+        /// `protobuf::Partitioning` bytes.
+        partitioning: Vec<u8>,
+        /// Each ordering as `protobuf::PhysicalSortExprNodeCollection` bytes.
+        orderings: Vec<Vec<u8>>,
+    },
+    Timeseries {
+        start: i64,
+        end: i64,
+        freq: i64,
+        partition_freq: i64,
+        seed: u64,
+        projection: Vec<u32>,
+        fetch: Option<u64>,
+    },
+}
+
+fn proto_err(e: impl std::fmt::Display) -> DataFusionError {
+    internal_datafusion_err!("rask plan node: {e}")
+}
+
+impl PhysicalExtensionCodec for RaskCodec {
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        let encoded = if let Some(read) = node.downcast_ref::<StageReadExec>() {
+            let properties = read.properties();
+            let schema = protobuf::Schema::try_from(read.schema().as_ref())?;
+            let partitioning = serialize_partitioning(&properties.partitioning, self, converter)?;
+            let orderings = properties
+                .eq_properties
+                .oeq_class()
+                .iter()
+                .map(|ordering| {
+                    let nodes = serialize_physical_sort_exprs(ordering.iter().cloned(), self, converter)?;
+                    Ok(protobuf::PhysicalSortExprNodeCollection {
+                        physical_sort_expr_nodes: nodes,
+                    }
+                    .encode_to_vec())
+                })
+                .collect::<Result<_>>()?;
+            Node::StageRead {
+                stage: read.stage() as u32,
+                whole: read.mode() == ReadMode::Whole,
+                schema: schema.encode_to_vec(),
+                partitioning: partitioning.encode_to_vec(),
+                orderings,
+            }
+        } else if let Some(scan) = node.downcast_ref::<TimeseriesExec>() {
+            let spec = scan.spec();
+            Node::Timeseries {
+                start: spec.start,
+                end: spec.end,
+                freq: spec.freq,
+                partition_freq: spec.partition_freq,
+                seed: spec.seed,
+                projection: scan.projection().iter().map(|&i| i as u32).collect(),
+                fetch: scan.fetch().map(|f| f as u64),
+            }
+        } else {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{} cannot be sent to another process",
+                node.name()
+            )));
+        };
+        buf.extend(super::wire::encode(&encoded));
+        Ok(())
+    }
+
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        _inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let node: Node = super::wire::decode(buf, "plan node").map_err(proto_err)?;
+        match node {
+            Node::StageRead {
+                stage,
+                whole,
+                schema,
+                partitioning,
+                orderings,
+            } => {
+                let schema = protobuf::Schema::decode(schema.as_slice()).map_err(proto_err)?;
+                let schema = Arc::new(Schema::try_from(&schema)?);
+                let decode = PhysicalPlanDecodeContext::new(ctx, self);
+                let partitioning =
+                    protobuf::Partitioning::decode(partitioning.as_slice()).map_err(proto_err)?;
+                let partitioning =
+                    parse_protobuf_partitioning(Some(&partitioning), &decode, &schema, converter)?
+                        .ok_or_else(|| proto_err("a stage reader without partitioning"))?;
+                let orderings = orderings
+                    .iter()
+                    .map(|bytes| {
+                        let collection =
+                            protobuf::PhysicalSortExprNodeCollection::decode(bytes.as_slice())
+                                .map_err(proto_err)?;
+                        parse_physical_sort_exprs(
+                            &collection.physical_sort_expr_nodes,
+                            &decode,
+                            &schema,
+                            converter,
+                        )
+                    })
+                    .collect::<Result<Vec<Vec<PhysicalSortExpr>>>>()?;
+                let eq = EquivalenceProperties::new_with_orderings(Arc::clone(&schema), orderings);
+                let properties = PlanProperties::new(
+                    eq,
+                    partitioning,
+                    EmissionType::Incremental,
+                    Boundedness::Bounded,
+                );
+                let mode = if whole { ReadMode::Whole } else { ReadMode::Bucket };
+                Ok(Arc::new(StageReadExec::new(
+                    stage as usize,
+                    mode,
+                    Arc::new(properties),
+                )))
+            }
+            Node::Timeseries {
+                start,
+                end,
+                freq,
+                partition_freq,
+                seed,
+                projection,
+                fetch,
+            } => {
+                let spec = TimeseriesSpec {
+                    start,
+                    end,
+                    freq,
+                    partition_freq,
+                    seed,
+                };
+                spec.validate().map_err(proto_err)?;
+                let projection: Vec<usize> = projection.iter().map(|&i| i as usize).collect();
+                let fetch = fetch.map(|f| f as usize);
+                Ok(Arc::new(TimeseriesExec::try_new(spec, Some(&projection), fetch)?))
+            }
+        }
+    }
+}
+
+/// `stage` of query `query` as workers of another process receive it.
+pub fn encode_stage(stage: &StagePlan, query: &str) -> Result<EncodedStage> {
+    let plan = physical_plan_to_bytes_with_extension_codec(Arc::clone(&stage.plan), &RaskCodec)?;
+    let output = match &stage.output {
+        StageOutput::Whole => None,
+        StageOutput::Partitioned(partitioning) => {
+            let converter = DefaultPhysicalProtoConverter {};
+            Some(serialize_partitioning(partitioning, &RaskCodec, &converter)?.encode_to_vec())
+        }
+    };
+    let config = stage
+        .config
+        .options()
+        .entries()
+        .into_iter()
+        .filter_map(|entry| Some((entry.key, entry.value?)))
+        .collect();
+    Ok(EncodedStage {
+        id: format!("{query}/{}", stage.id),
+        number: stage.id as u32,
+        plan: plan.to_vec(),
+        output,
+        config,
+    })
+}
+
+/// The stage `encoded` describes, its functions and object stores resolved in
+/// `ctx` (the decoding worker's session).
+pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePlan> {
+    let plan = physical_plan_from_bytes_with_extension_codec(&encoded.plan, ctx, &RaskCodec)?;
+    let output = match &encoded.output {
+        None => StageOutput::Whole,
+        Some(bytes) => {
+            let proto = protobuf::Partitioning::decode(bytes.as_slice()).map_err(proto_err)?;
+            let decode = PhysicalPlanDecodeContext::new(ctx, &RaskCodec);
+            let converter = DefaultPhysicalProtoConverter {};
+            let schema = plan.schema();
+            let partitioning = parse_protobuf_partitioning(Some(&proto), &decode, &schema, &converter)?
+                .ok_or_else(|| proto_err("a stage output without partitioning"))?;
+            StageOutput::Partitioned(partitioning)
+        }
+    };
+    let settings: HashMap<String, String> = encoded.config.iter().cloned().collect();
+    let config = SessionConfig::from_string_hash_map(&settings)?;
+    Ok(StagePlan::new(
+        encoded.number as usize,
+        plan,
+        output,
+        Arc::new(config),
+    ))
+}
+
+/// `job` as it travels to a worker of another process.
+pub fn encode_job(job: &Job) -> Result<EncodedJob> {
+    Ok(match job {
+        Job::Encoded(encoded) => encoded.clone(),
+        Job::Concat => EncodedJob::Concat,
+        Job::Function(function) => EncodedJob::Function {
+            name: function.name.to_string(),
+        },
+        Job::Stage(stage) => {
+            // A stage submitted by hand, not through a query: named by its address.
+            let query = format!("stage-{:p}", Arc::as_ptr(&stage.stage));
+            EncodedJob::Stage {
+                stage: Arc::new(encode_stage(&stage.stage, &query)?),
+                partition: stage.partition as u32,
+                inputs: stage
+                    .inputs
+                    .iter()
+                    .map(|(s, keys)| (*s as u32, keys.to_vec()))
+                    .collect(),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::physical_plan::collect;
+
+    use super::*;
+    use crate::client::Config;
+
+    /// Runs `sql`'s plan as planned and after a trip through bytes; both answers.
+    async fn both_ways(setup: &[&str], sql: &str) -> (String, String) {
+        let config = Config {
+            threads: 4,
+            ..Config::default()
+        };
+        let ctx = crate::exec::new_context(&config, None).unwrap();
+        for statement in setup {
+            ctx.sql(statement).await.unwrap().collect().await.unwrap();
+        }
+        let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+        let bytes = physical_plan_to_bytes_with_extension_codec(Arc::clone(&plan), &RaskCodec).unwrap();
+        let task = ctx.task_ctx();
+        let back = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &RaskCodec).unwrap();
+        let show = |batches: Vec<_>| pretty_format_batches(&batches).unwrap().to_string();
+        let before = show(collect(plan, Arc::clone(&task)).await.unwrap());
+        let after = show(collect(back, task).await.unwrap());
+        (before, after)
+    }
+
+    #[tokio::test]
+    async fn plans_answer_the_same_after_a_trip_through_bytes() {
+        let dir = tempfile_dir();
+        let write = format!(
+            "COPY (SELECT * FROM timeseries('2000-01-01', '2000-01-04', '1min')) TO '{dir}/ts/' STORED AS PARQUET PARTITIONED BY (name)"
+        );
+        let table = format!("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{dir}/ts/'");
+        for sql in [
+            "SELECT name, count(*), max(x) FROM timeseries('2000-01-01', '2000-01-02') GROUP BY name ORDER BY name",
+            "SELECT count(*) FROM t WHERE x > -2",
+            "SELECT count(*), count(DISTINCT name) FROM t",
+        ] {
+            let (before, after) = both_ways(&[&write, &table], sql).await;
+            assert_eq!(before, after, "{sql}");
+        }
+    }
+
+    fn tempfile_dir() -> String {
+        let dir = std::env::temp_dir().join(format!("rask-codec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.display().to_string()
+    }
+}

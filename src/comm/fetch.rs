@@ -1,0 +1,113 @@
+//! [`FlightFetcher`]: fetches results from workers of other processes over Flight.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use tonic::transport::Channel;
+
+use super::Security;
+use super::wire::{FetchTicket, Holder};
+use crate::exec::RemoteSource;
+use crate::key::Key;
+use crate::scheduler::WorkerId;
+
+/// Knows where workers serve their results and keeps one connection to each.
+/// Cheap to clone: clones share the connections.
+#[derive(Clone, Default)]
+pub(crate) struct FlightFetcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    security: Security,
+    addresses: RwLock<HashMap<WorkerId, String>>,
+    clients: Mutex<HashMap<String, FlightServiceClient<Channel>>>,
+}
+
+impl std::fmt::Debug for FlightFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FlightFetcher({} workers)", self.inner.addresses.read().len())
+    }
+}
+
+impl FlightFetcher {
+    /// A fetcher presenting `security`'s token.
+    pub fn new(security: Security) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                security,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Notes where `holders` serve; returns their ids.
+    pub fn learn(&self, holders: Vec<Holder>) -> Vec<WorkerId> {
+        let mut addresses = self.inner.addresses.write();
+        holders
+            .into_iter()
+            .map(|(id, address)| {
+                addresses.insert(id, address);
+                id
+            })
+            .collect()
+    }
+
+    /// Bucket `bucket` (or all) of `key` from `worker`.
+    pub async fn fetch_from(
+        &self,
+        worker: WorkerId,
+        key: Key,
+        bucket: Option<usize>,
+    ) -> Result<Vec<RecordBatch>, String> {
+        let address = self
+            .inner
+            .addresses
+            .read()
+            .get(&worker)
+            .cloned()
+            .ok_or_else(|| format!("no address known for worker {worker}"))?;
+        let cached = self.inner.clients.lock().get(&address).cloned();
+        let mut client = match cached {
+            Some(client) => client,
+            None => {
+                let client = super::flight::connect(&address, &self.inner.security)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.inner
+                    .clients
+                    .lock()
+                    .insert(address.clone(), client.clone());
+                client
+            }
+        };
+        let ticket = FetchTicket {
+            key,
+            bucket: bucket.map(|b| b as u32),
+        };
+        let result = super::flight::fetch(&mut client, &self.inner.security, &ticket).await;
+        if result.is_err() {
+            // The worker may be gone: connect afresh next time.
+            self.inner.clients.lock().remove(&address);
+        }
+        result
+    }
+}
+
+impl RemoteSource for FlightFetcher {
+    fn fetch(
+        &self,
+        worker: u64,
+        key: &Key,
+        bucket: Option<usize>,
+    ) -> BoxFuture<'static, Result<Vec<RecordBatch>, String>> {
+        let this = self.clone();
+        let key = key.clone();
+        Box::pin(async move { this.fetch_from(worker, key, bucket).await })
+    }
+}

@@ -1,0 +1,323 @@
+//! The Arrow Flight service every rask process serves, and the client side of it.
+//!
+//! One service, two roles: a worker answers `do_get` with the results it holds
+//! (a [`FetchTicket`] names the key and bucket); the scheduler answers
+//! `do_exchange` with a control stream ([`ControlPlane`]) for each worker and
+//! client. Every call is checked against the cluster's [`Security`]; hyper
+//! closes a connection that sends garbage, and the process carries on.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Security;
+use super::wire::{self, FetchTicket, Hello};
+use crate::exec::TaskData;
+use crate::worker::Peers;
+use crate::{Error, Result};
+
+/// The largest message a process accepts; a bigger one closes that call.
+pub const MAX_MESSAGE: usize = 256 << 20;
+
+/// Messages a sender batches into one frame at most.
+const BATCH: usize = 4096;
+
+/// A stream of frames, as a Flight call returns them.
+pub(crate) type Frames = BoxStream<'static, Result<FlightData, Status>>;
+
+/// The scheduler's side of control streams.
+pub(crate) trait ControlPlane: Send + Sync + 'static {
+    /// A peer opened a control stream with `hello`; `incoming` is the rest of
+    /// what it sends. Returns what to send it.
+    fn exchange(
+        &self,
+        hello: Hello,
+        incoming: Streaming<FlightData>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Frames, Status>;
+}
+
+/// The Flight service of one process.
+pub(crate) struct FlightNode {
+    pub security: Security,
+    /// The results this process serves (a worker's).
+    pub results: Option<Arc<Peers>>,
+    /// The control streams this process answers (the scheduler's).
+    pub control: Option<Arc<dyn ControlPlane>>,
+}
+
+/// Serves `node` on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    node: FlightNode,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let tls = node.security.server_tls()?;
+    let service = FlightServiceServer::new(node)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let mut builder = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    }
+    builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::Comm(format!("the Flight server stopped: {e}")))
+}
+
+/// A connection to the process at `address` (`HOST:PORT`).
+pub(crate) async fn connect(address: &str, security: &Security) -> Result<FlightServiceClient<Channel>> {
+    let unreachable = |message: String| Error::Connect {
+        address: address.to_string(),
+        message,
+    };
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let mut endpoint = Endpoint::from_shared(format!("{}://{address}", security.scheme()))
+        .map_err(|e| unreachable(e.to_string()))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = security.client_tls(host)? {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| unreachable(e.to_string()))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message = format!("{message}: {s}");
+            source = s.source();
+        }
+        unreachable(message)
+    })?;
+    Ok(FlightServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+/// Frames of the messages sent into the returned channel, batched.
+pub(crate) fn outgoing<T: Serialize + Send + 'static>()
+-> (mpsc::UnboundedSender<T>, impl Stream<Item = FlightData> + Send + 'static) {
+    let (tx, rx) = mpsc::unbounded_channel::<T>();
+    let frames = UnboundedReceiverStream::new(rx)
+        .ready_chunks(BATCH)
+        .map(|messages| wire::frame(&messages));
+    (tx, frames)
+}
+
+/// Opens a control stream to the scheduler behind `client`, introducing
+/// ourselves with `hello`: a sender of our messages and the stream of its frames.
+pub(crate) async fn open_control<T: Serialize + Send + 'static>(
+    client: &mut FlightServiceClient<Channel>,
+    security: &Security,
+    hello: Hello,
+) -> Result<(mpsc::UnboundedSender<T>, Streaming<FlightData>)> {
+    let (tx, frames) = outgoing::<T>();
+    let first = futures::stream::once(async move { wire::frame(&[hello]) });
+    let request = security.authorize(first.chain(frames));
+    let response = client
+        .do_exchange(request)
+        .await
+        .map_err(|status| Error::Comm(refusal(&status)))?;
+    Ok((tx, response.into_inner()))
+}
+
+/// The messages of the next frame of `stream`; `None` when it ends.
+pub(crate) async fn next_messages<T: DeserializeOwned>(
+    stream: &mut Streaming<FlightData>,
+    what: &'static str,
+) -> Result<Option<Vec<T>>> {
+    match stream.message().await {
+        Ok(Some(frame)) => wire::unframe(&frame, what)
+            .map(Some)
+            .map_err(|e| Error::Comm(e.to_string())),
+        Ok(None) => Ok(None),
+        Err(status) => Err(Error::Comm(refusal(&status))),
+    }
+}
+
+/// A status as a person reads it.
+pub(crate) fn refusal(status: &Status) -> String {
+    match status.code() {
+        tonic::Code::Unavailable => format!("connection lost: {}", status.message()),
+        _ => status.message().to_string(),
+    }
+}
+
+/// Fetches `ticket` from `client`: the batches of the result it names.
+pub(crate) async fn fetch(
+    client: &mut FlightServiceClient<Channel>,
+    security: &Security,
+    ticket: &FetchTicket,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, String> {
+    let request = security.authorize(Ticket {
+        ticket: wire::encode(ticket).into(),
+    });
+    let response = client.do_get(request).await.map_err(|s| refusal(&s))?;
+    let frames = response
+        .into_inner()
+        .map_err(arrow_flight::error::FlightError::from);
+    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames)
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+type Answer<T> = std::result::Result<Response<T>, Status>;
+
+fn unsupported<T>(what: &str) -> Answer<T> {
+    Err(Status::unimplemented(format!("rask does not serve {what}")))
+}
+
+#[async_trait::async_trait]
+impl FlightService for FlightNode {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = Frames;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoExchangeStream = Frames;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+
+    async fn do_get(&self, request: Request<Ticket>) -> Answer<Frames> {
+        self.security.check(&request)?;
+        let Some(results) = &self.results else {
+            return unsupported("results (this is not a worker)");
+        };
+        let ticket: FetchTicket = wire::decode(&request.get_ref().ticket, "ticket")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let data = results
+            .find(&ticket.key)
+            .ok_or_else(|| Status::not_found(format!("{} is not held here", ticket.key)))?;
+        let batches = match (&*data, ticket.bucket) {
+            (TaskData::Value(..), _) => {
+                return Err(Status::failed_precondition(format!(
+                    "{} is a value, which cannot leave its process yet",
+                    ticket.key
+                )));
+            }
+            (data, Some(bucket)) => data
+                .bucket(bucket as usize)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            (data, None) => data.batches().cloned().collect(),
+        };
+        let frames = FlightDataEncoderBuilder::new()
+            .with_dictionary_handling(DictionaryHandling::Resend)
+            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+            .map_err(Status::from);
+        Ok(Response::new(frames.boxed()))
+    }
+
+    async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Answer<Frames> {
+        self.security.check(&request)?;
+        let Some(control) = &self.control else {
+            return unsupported("control streams (this is not a scheduler)");
+        };
+        let peer = request.remote_addr();
+        let mut incoming = request.into_inner();
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty control stream"))?;
+        let hello = wire::unframe::<Hello>(&first, "hello")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::invalid_argument("a control stream without hello"))?;
+        control.exchange(hello, incoming, peer).map(Response::new)
+    }
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Answer<Self::HandshakeStream> {
+        unsupported("handshake")
+    }
+
+    async fn list_flights(&self, _request: Request<Criteria>) -> Answer<Self::ListFlightsStream> {
+        unsupported("list_flights")
+    }
+
+    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Answer<FlightInfo> {
+        unsupported("get_flight_info")
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Answer<PollInfo> {
+        unsupported("poll_flight_info")
+    }
+
+    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Answer<SchemaResult> {
+        unsupported("get_schema")
+    }
+
+    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
+        unsupported("do_put")
+    }
+
+    async fn do_action(&self, _request: Request<Action>) -> Answer<Self::DoActionStream> {
+        unsupported("do_action")
+    }
+
+    async fn list_actions(&self, _request: Request<Empty>) -> Answer<Self::ListActionsStream> {
+        unsupported("list_actions")
+    }
+}
+
+/// Frames from a peer's stream as messages, ending at its end or first bad
+/// frame (logged: the peer is then dropped, the process carries on).
+pub(crate) fn messages<T: DeserializeOwned + Send + 'static>(
+    incoming: Streaming<FlightData>,
+    what: &'static str,
+    peer: String,
+) -> Pin<Box<dyn Stream<Item = Vec<T>> + Send>> {
+    Box::pin(futures::stream::unfold(Some(incoming), move |state| {
+        let peer = peer.clone();
+        async move {
+            let mut incoming = state?;
+            match incoming.message().await {
+                Ok(Some(frame)) => match wire::unframe::<T>(&frame, what) {
+                    Ok(messages) => Some((messages, Some(incoming))),
+                    Err(e) => {
+                        tracing::warn!(%peer, "closing the connection: {e}");
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(status) => {
+                    // The peer went away (closed, reset, killed): no fault of ours.
+                    tracing::debug!(%peer, "connection ended: {status}");
+                    None
+                }
+            }
+        }
+    }))
+}

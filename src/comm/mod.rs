@@ -1,0 +1,28 @@
+//! Between processes: plans, control messages and results on the network.
+//!
+//! The local cluster needs none of this (its scheduler, workers and clients
+//! share memory). A cluster of processes runs the same scheduler and workers;
+//! this layer carries what passes between them:
+//!
+//! - [`wire`]: the control messages and their framing;
+//! - [`codec`]: plans as `datafusion-proto` bytes, rask's own nodes included;
+//! - [`flight`]: the Arrow Flight service of every process (results by
+//!   `do_get`, control streams by `do_exchange`), token and TLS checked;
+//! - [`SchedulerNode`], [`run_worker`] and [`RemoteCluster`]: the scheduler's,
+//!   a worker's and a client's side.
+
+pub mod codec;
+mod fetch;
+mod flight;
+mod remote_cluster;
+mod scheduler_node;
+mod security;
+pub mod wire;
+mod worker_node;
+
+pub use flight::MAX_MESSAGE;
+pub use remote_cluster::RemoteCluster;
+pub use scheduler_node::{SchedulerNode, SchedulerOptions};
+pub use security::{Security, TOKEN_VARIABLE, TlsFiles};
+pub use wire::{EncodedJob, EncodedStage};
+pub use worker_node::{WorkerOptions, run_worker};

@@ -1,0 +1,234 @@
+//! [`RemoteCluster`]: a client's link to a scheduler in another process.
+//!
+//! The client's messages (submissions, releases, cancels) go out on one control
+//! stream in the order they are queued; reports come back on it and settle the
+//! client's futures. Results are fetched from the workers holding them, not
+//! through the scheduler.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::mpsc;
+
+use super::codec::{encode_job, encode_stage};
+use super::fetch::FlightFetcher;
+use super::flight::{self, open_control};
+use super::wire::{EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome};
+use super::Security;
+use crate::client::{ClusterInfo, ClusterLink};
+use crate::exec::TaskData;
+use crate::key::{Key, KeySet};
+use crate::planner::StageGraph;
+use crate::scheduler::{Event, Message, Outcome, ReportSink, TaskError, TaskSpec, WorkerId};
+use crate::{Error, Result};
+
+/// A scheduler in another process, as a client reaches it.
+pub struct RemoteCluster {
+    address: String,
+    outbox: Mutex<Option<mpsc::UnboundedSender<FromClient>>>,
+    shared: Arc<Shared>,
+    fetcher: FlightFetcher,
+}
+
+/// What the stream's reader shares with the link.
+#[derive(Default)]
+struct Shared {
+    info: RwLock<ClusterInfo>,
+    sink: Mutex<Option<ReportSink>>,
+    /// Wanted keys not reported yet: failed if the scheduler goes away.
+    pending: Mutex<KeySet>,
+}
+
+impl RemoteCluster {
+    /// Connects to the scheduler at `address`.
+    pub async fn connect(address: &str, security: Security) -> Result<Arc<Self>> {
+        let mut client = flight::connect(address, &security).await?;
+        let hello = Hello::Client {
+            version: PROTOCOL_VERSION,
+        };
+        let refused = |message: String| Error::Connect {
+            address: address.to_string(),
+            message,
+        };
+        let (outbox, mut incoming) = open_control::<FromClient>(&mut client, &security, hello)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let first = flight::next_messages::<ToClient>(&mut incoming, "scheduler message")
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let info = match first.and_then(|m| m.into_iter().next()) {
+            Some(ToClient::Welcome(info)) => info,
+            Some(ToClient::Close { reason }) => return Err(refused(reason)),
+            _ => return Err(refused("the scheduler did not answer".into())),
+        };
+        let shared = Arc::new(Shared {
+            info: RwLock::new(info),
+            ..Shared::default()
+        });
+        let fetcher = FlightFetcher::new(security);
+        let reader = (Arc::clone(&shared), fetcher.clone(), address.to_string());
+        tokio::spawn(async move {
+            let (shared, fetcher, address) = reader;
+            let mut messages = flight::messages::<ToClient>(incoming, "scheduler message", address.clone());
+            while let Some(batch) = messages.next().await {
+                for message in batch {
+                    shared.receive(message, &fetcher);
+                }
+            }
+            shared.lost(&address);
+        });
+        Ok(Arc::new(Self {
+            address: address.to_string(),
+            outbox: Mutex::new(Some(outbox)),
+            shared,
+            fetcher,
+        }))
+    }
+
+    fn send(&self, message: FromClient) {
+        if let Some(outbox) = &*self.outbox.lock() {
+            let _ = outbox.send(message);
+        }
+    }
+
+    /// `tasks` as they travel; `Err` names the first that cannot.
+    fn encode(tasks: Vec<TaskSpec>) -> Result<Vec<EncodedTask>> {
+        tasks
+            .into_iter()
+            .map(|task| {
+                let job = match &task.job {
+                    Some(job) => encode_job(job)?,
+                    None => {
+                        return Err(Error::Comm(format!("task {} has nothing to run", task.key)));
+                    }
+                };
+                Ok(EncodedTask {
+                    key: task.key,
+                    dependencies: task.dependencies,
+                    priority: task.priority,
+                    retries: task.retries,
+                    job,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Shared {
+    fn report(&self, key: Key, outcome: Outcome) {
+        self.pending.lock().remove(&key);
+        let sink = self.sink.lock().clone();
+        if let Some(sink) = sink {
+            sink(key, outcome);
+        }
+    }
+
+    fn receive(&self, message: ToClient, fetcher: &FlightFetcher) {
+        match message {
+            ToClient::Report { key, outcome } => {
+                let outcome = match outcome {
+                    WireOutcome::Finished(holders) => Outcome::Finished {
+                        workers: fetcher.learn(holders),
+                    },
+                    WireOutcome::Erred(error) => Outcome::Erred(Arc::new(error)),
+                    WireOutcome::Cancelled => Outcome::Cancelled,
+                };
+                self.report(key, outcome);
+            }
+            ToClient::Workers(workers) => self.info.write().workers = workers,
+            ToClient::Welcome(info) => *self.info.write() = info,
+            ToClient::Close { reason } => tracing::warn!("the scheduler closes: {reason}"),
+        }
+    }
+
+    /// The scheduler is gone: whatever was still wanted fails.
+    fn lost(&self, address: &str) {
+        tracing::warn!(%address, "lost the connection to the scheduler");
+        let pending: Vec<Key> = self.pending.lock().drain().collect();
+        for key in pending {
+            let error = TaskError::Failed {
+                key: key.clone(),
+                worker: WorkerId::MAX,
+                message: format!("lost the connection to the scheduler at {address}"),
+            };
+            self.report(key, Outcome::Erred(Arc::new(error)));
+        }
+    }
+}
+
+impl ClusterLink for RemoteCluster {
+    fn enqueue(&self, message: Message) {
+        match message {
+            Message::Connect(_, sink) => *self.shared.sink.lock() = Some(sink),
+            Message::Disconnect(_) => {
+                // Ending the stream disconnects: the scheduler releases our keys.
+                self.outbox.lock().take();
+            }
+            Message::Event(Event::GraphSubmitted { tasks, wanted, .. }) => {
+                match Self::encode(tasks) {
+                    Ok(tasks) => {
+                        self.shared.pending.lock().extend(wanted.iter().cloned());
+                        self.send(FromClient::Submit { tasks, wanted });
+                    }
+                    Err(e) => {
+                        for key in wanted {
+                            let error = TaskError::Failed {
+                                key: key.clone(),
+                                worker: WorkerId::MAX,
+                                message: e.to_string(),
+                            };
+                            self.shared.report(key, Outcome::Erred(Arc::new(error)));
+                        }
+                    }
+                }
+            }
+            Message::Event(Event::FutureReleased { key, .. }) => {
+                self.send(FromClient::Release { key });
+            }
+            Message::Event(Event::Cancel { keys, .. }) => self.send(FromClient::Cancel { keys }),
+            Message::Event(other) => {
+                tracing::error!(?other, "a client cannot send this event to a remote scheduler");
+            }
+            Message::AddWorker(_) | Message::RemoveWorker(_) => {
+                tracing::error!("a client cannot add or remove workers of a remote scheduler");
+            }
+        }
+    }
+
+    fn drain(&self) {}
+
+    fn fetch(&self, key: &Key, workers: &[WorkerId]) -> BoxFuture<'static, Result<Arc<TaskData>>> {
+        let (fetcher, key, workers) = (self.fetcher.clone(), key.clone(), workers.to_vec());
+        Box::pin(async move {
+            let mut last = String::from("no worker holds it");
+            for worker in workers {
+                match fetcher.fetch_from(worker, key.clone(), None).await {
+                    Ok(batches) => return Ok(Arc::new(TaskData::Batches(vec![batches]))),
+                    Err(e) => last = format!("worker {worker}: {e}"),
+                }
+            }
+            Err(Error::Comm(format!("could not fetch the result {key}: {last}")))
+        })
+    }
+
+    fn tasks(&self, graph: &StageGraph) -> Result<Vec<TaskSpec>> {
+        let encoded = graph
+            .stages
+            .iter()
+            .map(|stage| encode_stage(stage, &graph.token).map(Arc::new))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        Ok(crate::client::stage_tasks(graph, Some(&encoded)))
+    }
+
+    fn info(&self) -> ClusterInfo {
+        self.shared.info.read().clone()
+    }
+}
+
+impl std::fmt::Debug for RemoteCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteCluster({})", self.address)
+    }
+}

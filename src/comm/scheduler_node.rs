@@ -1,0 +1,420 @@
+//! The scheduler as a process: the shared [`SchedulerServer`] behind a Flight
+//! service, with workers and clients of other processes on control streams.
+//!
+//! A worker's stream starts with its [`Registration`]; the scheduler answers
+//! with its id and from then on sends it tasks, releases and aborts, while the
+//! worker reports results and heartbeats. A stream that ends (the process died,
+//! `kill -9` included), sends garbage, or stays silent past the heartbeat
+//! timeout removes the worker: the core reschedules what it ran and recomputes
+//! what it held from lineage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow_flight::FlightData;
+use futures::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::Security;
+use super::codec::encode_job;
+use super::flight::{self, ControlPlane, FlightNode, Frames};
+use super::wire::{
+    EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
+    ToWorker, WireOutcome,
+};
+use crate::client::{ClusterInfo, WorkerInfo, format_bytes};
+use crate::key::{Key, KeySet};
+use crate::scheduler::{
+    ClientId, Event, Input, Message, Outcome, Released, SchedulerServer, TaskSpec, WorkerEndpoint,
+    WorkerId,
+};
+use crate::worker::Job;
+use crate::{Error, Result};
+
+/// How `rask scheduler` is set up.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// The interface to listen on.
+    pub host: String,
+    /// The port (0 for any free one).
+    pub port: u16,
+    /// The dashboard's address, shown to clients.
+    pub dashboard: Option<String>,
+    /// Token and TLS.
+    pub security: Security,
+    /// A worker silent this long is removed.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8786,
+            dashboard: None,
+            security: Security::default(),
+            heartbeat_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A scheduler serving on a port.
+pub struct SchedulerNode {
+    address: SocketAddr,
+    state: Arc<SchedulerState>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    served: Mutex<Option<tokio::task::JoinHandle<Result<()>>>>,
+}
+
+/// What the control streams share.
+struct SchedulerState {
+    server: SchedulerServer,
+    address: String,
+    dashboard: Option<String>,
+    heartbeat_timeout: Duration,
+    workers: RwLock<BTreeMap<WorkerId, WorkerInfo>>,
+    clients: Mutex<HashMap<ClientId, mpsc::UnboundedSender<ToClient>>>,
+    next_worker: AtomicU64,
+    next_client: AtomicU64,
+}
+
+impl SchedulerNode {
+    /// Binds and starts serving; returns once the port is open.
+    pub async fn start(options: SchedulerOptions) -> Result<Self> {
+        let listener = TcpListener::bind((options.host.as_str(), options.port))
+            .await
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot listen on {}:{}: {e}",
+                    options.host, options.port
+                ))
+            })?;
+        let address = listener.local_addr().map_err(|e| Error::Comm(e.to_string()))?;
+        let state = Arc::new(SchedulerState {
+            server: SchedulerServer::new(),
+            address: address.to_string(),
+            dashboard: options.dashboard.clone(),
+            heartbeat_timeout: options.heartbeat_timeout,
+            workers: RwLock::default(),
+            clients: Mutex::default(),
+            next_worker: AtomicU64::new(0),
+            next_client: AtomicU64::new(1),
+        });
+        let node = FlightNode {
+            security: options.security,
+            results: None,
+            control: Some(Arc::new(Arc::clone(&state)) as Arc<dyn ControlPlane>),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(flight::serve(listener, node, async move {
+            let _ = stopped.await;
+        }));
+        tracing::info!("scheduler at {address}");
+        if let Some(dashboard) = &options.dashboard {
+            tracing::info!("dashboard at {dashboard}");
+        }
+        Ok(Self {
+            address,
+            state,
+            stop: Mutex::new(Some(stop)),
+            served: Mutex::new(Some(served)),
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The cluster as a client would see it.
+    pub fn info(&self) -> ClusterInfo {
+        self.state.info()
+    }
+
+    /// The scheduler server, shared with every stream.
+    pub fn server(&self) -> &SchedulerServer {
+        &self.state.server
+    }
+
+    /// Serves until `shutdown` resolves, then stops.
+    pub async fn run_until(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let served = self.served.lock().take();
+        let Some(mut served) = served else {
+            return Ok(());
+        };
+        tokio::select! {
+            result = &mut served => result.map_err(|e| Error::Comm(e.to_string()))?,
+            () = shutdown => {
+                self.stop();
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops serving.
+    pub fn stop(&self) {
+        if let Some(stop) = self.stop.lock().take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for SchedulerNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl SchedulerState {
+    fn info(&self) -> ClusterInfo {
+        ClusterInfo {
+            scheduler: self.address.clone(),
+            dashboard: self.dashboard.clone(),
+            workers: self.workers.read().values().cloned().collect(),
+        }
+    }
+
+    /// Tells every client who the workers are now.
+    fn announce_workers(&self) {
+        let workers: Vec<WorkerInfo> = self.workers.read().values().cloned().collect();
+        for client in self.clients.lock().values() {
+            let _ = client.send(ToClient::Workers(workers.clone()));
+        }
+    }
+
+    fn holders(&self, workers: &[WorkerId]) -> Vec<Holder> {
+        let directory = self.workers.read();
+        workers
+            .iter()
+            .filter_map(|w| directory.get(w).map(|info| (*w, info.address.clone())))
+            .collect()
+    }
+
+    fn add_worker(
+        self: &Arc<Self>,
+        registration: Registration,
+        incoming: Streaming<FlightData>,
+        peer: String,
+    ) -> Result<Frames, Status> {
+        let (outbox, frames) = flight::outgoing::<ToWorker>();
+        if registration.version != PROTOCOL_VERSION {
+            let reason = format!(
+                "worker speaks protocol {}, this scheduler {PROTOCOL_VERSION}: run the same rask version",
+                registration.version
+            );
+            tracing::warn!(%peer, "refused a worker: {reason}");
+            return Err(Status::failed_precondition(reason));
+        }
+        let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
+        let info = WorkerInfo {
+            id,
+            name: registration.name.clone(),
+            address: registration.address.clone(),
+            nthreads: registration.nthreads.max(1),
+            memory_limit: registration.memory_limit,
+        };
+        let _ = outbox.send(ToWorker::Welcome { id });
+        tracing::info!(
+            "worker {id} registered: {} at {}, {} threads, memory limit {}, pid {}",
+            info.name,
+            info.address,
+            info.nthreads,
+            registration.memory_limit.map_or("none".into(), format_bytes),
+            registration.pid,
+        );
+        self.workers.write().insert(id, info.clone());
+        let endpoint = RemoteWorker {
+            id,
+            nthreads: info.nthreads,
+            outbox,
+            state: Arc::downgrade(self),
+        };
+        self.server.send(Message::AddWorker(Arc::new(endpoint)));
+        self.announce_workers();
+
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut messages = flight::messages::<FromWorker>(incoming, "worker message", peer);
+            let why = loop {
+                match tokio::time::timeout(state.heartbeat_timeout, messages.next()).await {
+                    Ok(Some(batch)) => {
+                        for message in batch {
+                            if let Some(event) = worker_event(id, message) {
+                                state.server.enqueue(Message::Event(event));
+                            }
+                        }
+                        state.server.drain();
+                    }
+                    Ok(None) => break "its connection closed".to_string(),
+                    Err(_) => {
+                        break format!(
+                            "silent for {:?} (no heartbeat)",
+                            state.heartbeat_timeout
+                        );
+                    }
+                }
+            };
+            let info = state.workers.write().remove(&id);
+            let name = info.map(|i| i.name).unwrap_or_default();
+            tracing::warn!("worker {id} ({name}) removed: {why}");
+            state.server.send(Message::RemoveWorker(id));
+            state.announce_workers();
+        });
+        Ok(frames.map(Ok).boxed())
+    }
+
+    fn add_client(
+        self: &Arc<Self>,
+        version: u32,
+        incoming: Streaming<FlightData>,
+        peer: String,
+    ) -> Result<Frames, Status> {
+        if version != PROTOCOL_VERSION {
+            let reason = format!(
+                "client speaks protocol {version}, this scheduler {PROTOCOL_VERSION}: use the same rask version"
+            );
+            tracing::warn!(%peer, "refused a client: {reason}");
+            return Err(Status::failed_precondition(reason));
+        }
+        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let (outbox, frames) = flight::outgoing::<ToClient>();
+        let _ = outbox.send(ToClient::Welcome(self.info()));
+        let weak = Arc::downgrade(self);
+        let reports = outbox.clone();
+        let sink = Arc::new(move |key: Key, outcome: Outcome| {
+            let outcome = match outcome {
+                Outcome::Finished { workers } => match weak.upgrade() {
+                    Some(state) => WireOutcome::Finished(state.holders(&workers)),
+                    None => return,
+                },
+                Outcome::Erred(error) => WireOutcome::Erred((*error).clone()),
+                Outcome::Cancelled => WireOutcome::Cancelled,
+            };
+            let _ = reports.send(ToClient::Report { key, outcome });
+        });
+        self.server.send(Message::Connect(id, sink));
+        self.clients.lock().insert(id, outbox);
+        tracing::info!(%peer, "client {id} connected");
+
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut messages =
+                flight::messages::<FromClient>(incoming, "client message", peer.clone());
+            while let Some(batch) = messages.next().await {
+                for message in batch {
+                    state.server.enqueue(Message::Event(client_event(id, message)));
+                }
+                state.server.drain();
+            }
+            state.clients.lock().remove(&id);
+            state.server.send(Message::Disconnect(id));
+            tracing::info!(%peer, "client {id} disconnected");
+        });
+        Ok(frames.map(Ok).boxed())
+    }
+}
+
+impl ControlPlane for Arc<SchedulerState> {
+    fn exchange(
+        &self,
+        hello: Hello,
+        incoming: Streaming<FlightData>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Frames, Status> {
+        let peer = peer.map_or_else(|| "unknown peer".into(), |p| p.to_string());
+        match hello {
+            Hello::Worker(registration) => self.add_worker(registration, incoming, peer),
+            Hello::Client { version } => self.add_client(version, incoming, peer),
+        }
+    }
+}
+
+/// A worker's report as a core event.
+fn worker_event(worker: WorkerId, message: FromWorker) -> Option<Event> {
+    match message {
+        FromWorker::Finished { key, nbytes } => Some(Event::TaskFinished {
+            worker,
+            key,
+            nbytes,
+        }),
+        FromWorker::Erred { key, error } => Some(Event::TaskErred { worker, key, error }),
+        FromWorker::Heartbeat { .. } => None,
+    }
+}
+
+/// A client's message as a core event.
+fn client_event(client: ClientId, message: FromClient) -> Event {
+    match message {
+        FromClient::Submit { tasks, wanted } => Event::GraphSubmitted {
+            client,
+            tasks: tasks.into_iter().map(task_spec).collect(),
+            wanted,
+        },
+        FromClient::Release { key } => Event::FutureReleased { client, key },
+        FromClient::Cancel { keys } => Event::Cancel { client, keys },
+    }
+}
+
+fn task_spec(task: EncodedTask) -> TaskSpec {
+    let mut spec = TaskSpec::new(task.key, task.dependencies)
+        .with_job(Arc::new(Job::Encoded(task.job)));
+    spec.priority = task.priority;
+    spec.retries = task.retries;
+    spec
+}
+
+/// A worker of another process, as the scheduler server drives it: every call
+/// queues a message on its control stream.
+struct RemoteWorker {
+    id: WorkerId,
+    nthreads: usize,
+    outbox: mpsc::UnboundedSender<ToWorker>,
+    state: std::sync::Weak<SchedulerState>,
+}
+
+impl WorkerEndpoint for RemoteWorker {
+    fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    fn nthreads(&self) -> usize {
+        self.nthreads
+    }
+
+    fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {
+        let job = match encode_job(&job) {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!(%key, "cannot send the task to worker {}: {e}", self.id);
+                return;
+            }
+        };
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        let inputs = inputs
+            .into_iter()
+            .map(|input| {
+                let holders = state.holders(&input.holders);
+                (input.key, holders)
+            })
+            .collect();
+        let _ = self.outbox.send(ToWorker::Run { key, job, inputs });
+    }
+
+    fn release(&self, key: &Key) -> Option<Released> {
+        let _ = self.outbox.send(ToWorker::Release { key: key.clone() });
+        None
+    }
+
+    fn abort(&self, keys: &KeySet) {
+        let keys = keys.iter().cloned().collect();
+        let _ = self.outbox.send(ToWorker::Abort { keys });
+    }
+}

@@ -1,0 +1,121 @@
+//! [`Security`]: the shared token and TLS settings every connection of a
+//! cluster is checked against.
+
+use std::path::PathBuf;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::{Request, Status};
+
+use crate::{Error, Result};
+
+/// The environment variable holding the cluster's token.
+pub const TOKEN_VARIABLE: &str = "RASK_AUTH_TOKEN";
+
+/// How a process proves itself to the cluster and checks its peers.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// A shared secret every connection must present; `None` accepts all.
+    pub token: Option<String>,
+    /// TLS, when the cluster uses it.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// This process's certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The authority that signed the peers' certificates (and ours).
+    pub ca: PathBuf,
+}
+
+impl Security {
+    /// No TLS, and the token in `RASK_AUTH_TOKEN` if set.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
+            tls: None,
+        })
+    }
+
+    /// `http` or `https`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The server side of TLS, when on: our certificate, peers checked against the CA.
+    pub(crate) fn server_tls(&self) -> Result<Option<ServerTlsConfig>> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        Ok(Some(
+            ServerTlsConfig::new()
+                .identity(identity)
+                .client_ca_root(Certificate::from_pem(read(&tls.ca)?)),
+        ))
+    }
+
+    /// The client side of TLS, when on.
+    pub(crate) fn client_tls(&self, host: &str) -> Result<Option<ClientTlsConfig>> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        Ok(Some(
+            ClientTlsConfig::new()
+                .domain_name(host)
+                .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
+                .identity(identity),
+        ))
+    }
+
+    /// Adds our token to an outgoing request.
+    pub(crate) fn authorize<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token
+            && let Ok(value) = MetadataValue::try_from(format!("Bearer {token}"))
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+
+    /// Checks an incoming request's token; logs and refuses a wrong or missing one.
+    pub(crate) fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+            return Ok(());
+        }
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
+        let what = if presented.is_some() { "a wrong" } else { "no" };
+        tracing::warn!(%peer, "refused a connection with {what} auth token");
+        Err(Status::unauthenticated(format!(
+            "refused: {what} auth token (set --auth-token or {TOKEN_VARIABLE} to the cluster's token)"
+        )))
+    }
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,297 @@
+//! What travels between the processes of a cluster, and how it is framed.
+//!
+//! Control messages are plain Rust enums encoded with `postcard`; a batch of them
+//! rides in the `app_metadata` of one Arrow Flight `FlightData` frame of a
+//! long-lived `do_exchange` stream (one per worker and per client). Plans
+//! travel inside jobs as `datafusion-proto` bytes ([`super::codec`]); results
+//! travel as Arrow IPC over Flight `do_get`, named by a [`FetchTicket`].
+
+use std::sync::Arc;
+
+use arrow_flight::FlightData;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{ClusterInfo, WorkerInfo};
+use crate::key::Key;
+use crate::scheduler::{TaskError, WorkerId};
+
+/// The version of this protocol; peers of another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The first message of a control stream: who is connecting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Hello {
+    /// A worker registers.
+    Worker(Registration),
+    /// A client connects.
+    Client {
+        /// Its [`PROTOCOL_VERSION`].
+        version: u32,
+    },
+}
+
+/// What a worker announces when it registers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registration {
+    /// Its [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Its name.
+    pub name: String,
+    /// Where it serves results (Flight `do_get`).
+    pub address: String,
+    /// Task slots.
+    pub nthreads: usize,
+    /// Memory its queries may hold, when bounded.
+    pub memory_limit: Option<u64>,
+    /// Where it spills.
+    pub local_directory: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The functions it can run, by registered name.
+    pub functions: Vec<String>,
+}
+
+/// A query stage encoded for workers in other processes; shared by the jobs of
+/// its tasks, decoded once per worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodedStage {
+    /// Unique per query and stage: workers cache the decoded plan under it.
+    pub id: String,
+    /// The stage's number within its query.
+    pub number: u32,
+    /// The plan, as `datafusion-proto` bytes.
+    pub plan: Vec<u8>,
+    /// How the output is split (a `datafusion-proto` partitioning), or `None`
+    /// for one bucket.
+    pub output: Option<Vec<u8>>,
+    /// The query's session settings.
+    pub config: Vec<(String, String)>,
+}
+
+/// A task's job as it travels to a worker in another process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EncodedJob {
+    /// One partition of a stage.
+    Stage {
+        /// The stage.
+        stage: Arc<EncodedStage>,
+        /// The partition to run.
+        partition: u32,
+        /// For each stage read, the keys of its tasks in partition order.
+        inputs: Vec<(u32, Vec<Key>)>,
+    },
+    /// All inputs' batches as one result.
+    Concat,
+    /// A function, by its registered name.
+    Function {
+        /// The name.
+        name: String,
+    },
+}
+
+/// A worker's address, as inputs and reports carry it.
+pub type Holder = (WorkerId, String);
+
+/// Scheduler → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Registration accepted: the worker's id.
+    Welcome {
+        /// The id.
+        id: WorkerId,
+    },
+    /// Run a task.
+    Run {
+        /// The task.
+        key: Key,
+        /// What it does.
+        job: EncodedJob,
+        /// Its inputs, each with the workers holding it.
+        inputs: Vec<(Key, Vec<Holder>)>,
+    },
+    /// Drop the result of `key`.
+    Release {
+        /// The key.
+        key: Key,
+    },
+    /// Stop these tasks.
+    Abort {
+        /// Their keys.
+        keys: Vec<Key>,
+    },
+    /// Registration refused, or the scheduler is closing: exit.
+    Close {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Worker → scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// A task's result is stored.
+    Finished {
+        /// The task.
+        key: Key,
+        /// Its size.
+        nbytes: u64,
+    },
+    /// A task failed.
+    Erred {
+        /// The task.
+        key: Key,
+        /// Why.
+        error: TaskError,
+    },
+    /// Alive, with how busy.
+    Heartbeat {
+        /// Bytes of results held.
+        stored: u64,
+        /// Results held.
+        results: u64,
+    },
+}
+
+/// Client → scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromClient {
+    /// Tasks to run, and the keys the client holds futures of.
+    Submit {
+        /// The tasks, dependencies first.
+        tasks: Vec<EncodedTask>,
+        /// The wanted keys.
+        wanted: Vec<Key>,
+    },
+    /// The client dropped its last future of `key`.
+    Release {
+        /// The key.
+        key: Key,
+    },
+    /// The client cancels `keys`.
+    Cancel {
+        /// The keys.
+        keys: Vec<Key>,
+    },
+}
+
+/// A task as a client submits it over the network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncodedTask {
+    /// The task's key.
+    pub key: Key,
+    /// The keys it reads.
+    pub dependencies: Vec<Key>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Times retried after failing.
+    pub retries: u32,
+    /// What it does.
+    pub job: EncodedJob,
+}
+
+/// Scheduler → client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToClient {
+    /// Connected: the cluster as it is now.
+    Welcome(ClusterInfo),
+    /// Workers joined or left: the cluster as it is now.
+    Workers(Vec<WorkerInfo>),
+    /// How a wanted key ended.
+    Report {
+        /// The key.
+        key: Key,
+        /// How.
+        outcome: WireOutcome,
+    },
+    /// The client is refused or the scheduler closes.
+    Close {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a key ended, with the addresses of the workers holding it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireOutcome {
+    /// In memory there.
+    Finished(Vec<Holder>),
+    /// Failed.
+    Erred(TaskError),
+    /// Cancelled by the client.
+    Cancelled,
+}
+
+/// Names a result to fetch with Flight `do_get`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchTicket {
+    /// The result.
+    pub key: Key,
+    /// One bucket of it, or all.
+    pub bucket: Option<u32>,
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed {what}: {source}")]
+pub struct DecodeError {
+    /// What was expected.
+    pub what: &'static str,
+    /// Why it failed.
+    pub source: postcard::Error,
+}
+
+/// `value` as bytes.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain types into a growable buffer cannot fail.
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+/// A `T` from `bytes`; `what` names it in the error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    postcard::from_bytes(bytes).map_err(|source| DecodeError { what, source })
+}
+
+/// One frame carrying `messages`.
+pub fn frame<T: Serialize>(messages: &[T]) -> FlightData {
+    FlightData {
+        app_metadata: encode(&messages).into(),
+        ..Default::default()
+    }
+}
+
+/// The messages of a frame.
+pub fn unframe<T: DeserializeOwned>(
+    data: &FlightData,
+    what: &'static str,
+) -> Result<Vec<T>, DecodeError> {
+    decode(&data.app_metadata, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_errs() {
+        let run = ToWorker::Run {
+            key: Key::new("aggregate-3f9c-1"),
+            job: EncodedJob::Concat,
+            inputs: vec![(Key::new("scan-3f9c-0"), vec![(2, "127.0.0.1:4000".into())])],
+        };
+        let back: Vec<ToWorker> = unframe(&frame(&[run]), "worker message").unwrap();
+        match &back[..] {
+            [ToWorker::Run { key, inputs, .. }] => {
+                assert_eq!(key.as_str(), "aggregate-3f9c-1");
+                assert_eq!(inputs[0].1[0].1, "127.0.0.1:4000");
+            }
+            other => panic!("{other:?}"),
+        }
+        let garbage = FlightData {
+            app_metadata: vec![0xff; 7].into(),
+            ..Default::default()
+        };
+        let err = unframe::<ToWorker>(&garbage, "worker message").unwrap_err();
+        assert!(err.to_string().starts_with("malformed worker message"), "{err}");
+    }
+}

@@ -1,0 +1,177 @@
+//! Real `rask scheduler` and `rask worker` processes on 127.0.0.1 for tests:
+//! started on free ports, their logs kept, killed when dropped (also when a
+//! test fails).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a process to say something.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A running process and everything it logged.
+pub struct Process {
+    child: Child,
+    /// Kept open while the test wants the process: dropping it tells it to go.
+    _stdin: Option<std::process::ChildStdin>,
+    log: Arc<Mutex<Vec<String>>>,
+    name: String,
+}
+
+impl Process {
+    /// Starts `rask ARGS…` from `dir`, logging at info level.
+    pub fn start(name: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rask"));
+        command
+            .current_dir(dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("RASK_AUTH_TOKEN")
+            .env_remove("RASK_SCHEDULER")
+            // Closed when the test process ends, however it ends: the
+            // processes see it (`--watch-stdin`) and exit.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start rask {args:?}: {e}"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().expect("log lock").push(line);
+            }
+        });
+        Self {
+            child,
+            _stdin: stdin,
+            log,
+            name: name.to_string(),
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// The first logged line containing `pattern`, waiting for it.
+    #[track_caller]
+    pub fn wait_for(&self, pattern: &str) -> String {
+        self.wait_for_nth(pattern, 1)
+    }
+
+    /// The `n`th logged line containing `pattern`, waiting for it.
+    #[track_caller]
+    pub fn wait_for_nth(&self, pattern: &str, n: usize) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log().into_iter().filter(|l| l.contains(pattern)).nth(n - 1) {
+                return line;
+            }
+            if start.elapsed() > PATIENCE {
+                panic!(
+                    "{} never logged {pattern:?} ({n} times); its log:\n{}",
+                    self.name,
+                    self.log().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many logged lines contain `pattern`.
+    pub fn count(&self, pattern: &str) -> usize {
+        self.log().iter().filter(|l| l.contains(pattern)).count()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scheduler and a nanny with its workers.
+pub struct ProcessCluster {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    pub scheduler: Process,
+    pub workers: Process,
+}
+
+impl ProcessCluster {
+    /// A scheduler on a free port and `nworkers` workers of `nthreads` threads,
+    /// all registered; `extra` goes to both commands.
+    pub fn start(dir: &Path, nworkers: usize, nthreads: usize, extra: &[&str]) -> Self {
+        let mut args = vec!["scheduler", "--port", "0", "--watch-stdin"];
+        args.extend(extra);
+        let scheduler = Process::start("scheduler", dir, &args, &[]);
+        let line = scheduler.wait_for("scheduler at ");
+        let address = line
+            .rsplit("scheduler at ")
+            .next()
+            .map(|a| a.trim().to_string())
+            .expect("an address");
+        let (n, t) = (nworkers.to_string(), nthreads.to_string());
+        let mut args = vec!["worker", &address, "--nworkers", &n, "--nthreads", &t, "--watch-stdin"];
+        args.extend(extra);
+        let workers = Process::start("workers", dir, &args, &[]);
+        for i in 1..=nworkers {
+            scheduler.wait_for_nth("registered:", i);
+        }
+        Self {
+            address,
+            scheduler,
+            workers,
+        }
+    }
+
+    /// The pids of the worker processes the nanny started, newest last.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers
+            .log()
+            .iter()
+            .filter(|l| l.contains("nanny: started"))
+            .filter_map(|l| l.rsplit("pid ").next()?.trim().parse().ok())
+            .collect()
+    }
+
+    /// The addresses workers serve results on, as the scheduler logged them.
+    pub fn worker_addresses(&self) -> Vec<String> {
+        self.scheduler
+            .log()
+            .iter()
+            .filter(|l| l.contains("registered:"))
+            .filter_map(|l| {
+                let after = l.split(" at ").nth(1)?;
+                Some(after.split(',').next()?.trim().to_string())
+            })
+            .collect()
+    }
+}
+
+/// Sends `kill -9` to `pid`.
+pub fn kill_9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -9 {pid} failed");
+}

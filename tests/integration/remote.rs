@@ -1,0 +1,161 @@
+//! A cluster of processes, as users start one: `rask scheduler`, `rask worker`
+//! with its nanny, and clients connecting with `--scheduler`.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::processes::{Process, ProcessCluster, kill_9};
+use crate::support::{repository_root, rask, run, run_with_input};
+
+/// A multi-stage query (two aggregations, a join, a sort) with exact answers.
+const JOINED: &str = "\
+WITH a AS (SELECT name, count(*) AS n, max(x) AS mx FROM timeseries('2000-01-01', '2000-01-21') GROUP BY name), \
+     b AS (SELECT name, min(y) AS my, count(DISTINCT id) AS ids FROM timeseries('2000-01-01', '2000-01-21') GROUP BY name) \
+SELECT a.name, a.n, a.mx, b.my, b.ids FROM a JOIN b ON a.name = b.name ORDER BY a.name";
+
+/// `sql` through `rask query` on the scheduler at `address`, as CSV.
+fn remote_query(address: &str, sql: &str, extra: &[&str]) -> crate::support::Run {
+    run(rask()
+        .args(["query", "--format", "csv", "--scheduler", address, "-c", sql])
+        .args(extra)
+        .env_remove("RASK_AUTH_TOKEN"))
+}
+
+/// `sql` on an embedded cluster, as CSV: the answer to compare with.
+fn local_query(sql: &str) -> String {
+    run(rask().args(["query", "--format", "csv", "-c", sql]))
+        .success()
+        .stdout
+}
+
+#[test]
+fn scheduler_and_workers_run_queries_and_say_what_they_do() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    cluster.scheduler.wait_for("worker 0 registered:");
+    cluster.scheduler.wait_for("worker 1 registered:");
+    for expected in ["registered to 127.0.0.1:", "1 threads", "memory limit", "local directory", "nanny: started"] {
+        cluster.workers.wait_for(expected);
+    }
+    // A worker's results are served on 127.0.0.1 only.
+    for address in cluster.worker_addresses() {
+        assert!(address.starts_with("127.0.0.1:"), "{address}");
+    }
+
+    let remote = remote_query(&cluster.address, JOINED, &[]).success().stdout;
+    assert_eq!(remote, local_query(JOINED));
+    assert_eq!(remote.lines().count(), 27, "{remote}");
+
+    // The shell connects the same way.
+    let shell = run_with_input(
+        rask().args(["--scheduler", &cluster.address, "--format", "csv"]),
+        "SELECT count(*) AS n FROM timeseries('2000-01-01', '2000-01-02');\n",
+    )
+    .success();
+    assert_eq!(shell.stdout, "n\n86400\n");
+
+    // The client's display, as Dask's: scheduler, workers, threads, memory.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let text = runtime.block_on(async {
+        let client = rask::Client::connect(&cluster.address).await.expect("connects");
+        client.to_string()
+    });
+    assert!(text.contains(&format!("Scheduler: {}", cluster.address)), "{text}");
+    assert!(text.contains("Workers: 2  Threads: 2"), "{text}");
+}
+
+#[test]
+fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    let expected = local_query(JOINED);
+
+    let query = rask()
+        .args(["query", "--format", "csv", "--scheduler", &cluster.address, "-c", JOINED])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut query = query.expect("the query starts");
+    cluster.scheduler.wait_for("client 1 connected");
+    std::thread::sleep(Duration::from_millis(300));
+    let victim = cluster.worker_pids()[0];
+    let running = matches!(query.try_wait(), Ok(None));
+    kill_9(victim);
+    let output = query.wait_with_output().expect("the query ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    assert!(running, "the query ended before the kill: make it longer");
+    cluster.scheduler.wait_for("removed: its connection closed");
+    cluster.workers.wait_for(&format!("(pid {victim}) died (signal: 9"));
+
+    // The nanny starts a new worker, which registers as a new one.
+    cluster.scheduler.wait_for("worker 2 registered:");
+    assert_eq!(cluster.worker_pids().len(), 3);
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = rask::Client::connect(&cluster.address).await.expect("connects");
+        client
+            .wait_for_workers(2, Duration::from_secs(30))
+            .await
+            .expect("two workers again");
+    });
+    assert_eq!(remote_query(&cluster.address, JOINED, &[]).success().stdout, expected);
+}
+
+#[test]
+fn a_wrong_or_missing_token_is_refused() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 1, 1, &["--auth-token", "s3cret"]);
+    let sql = "SELECT 41 + 1 AS answer";
+
+    let missing = remote_query(&cluster.address, sql, &[]);
+    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
+    assert!(missing.stderr.contains("no auth token"), "{}", missing.stderr);
+    let wrong = remote_query(&cluster.address, sql, &["--auth-token", "guess"]);
+    assert_eq!(wrong.code, Some(2), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("wrong auth token"), "{}", wrong.stderr);
+    cluster.scheduler.wait_for("refused a connection with no auth token");
+    cluster.scheduler.wait_for("refused a connection with a wrong auth token");
+
+    // A worker with the wrong token is refused too, and says why.
+    let intruder = Process::start(
+        "intruder",
+        &root,
+        &["worker-process", &cluster.address, "--auth-token", "guess", "--watch-stdin"],
+        &[],
+    );
+    intruder.wait_for("wrong auth token");
+    assert_eq!(cluster.scheduler.count("registered:"), 1);
+
+    let right = remote_query(&cluster.address, sql, &["--auth-token", "s3cret"]).success();
+    assert_eq!(right.stdout, "answer\n42\n");
+}
+
+#[test]
+fn garbage_sent_to_any_port_leaves_the_cluster_working() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    let mut ports = vec![cluster.address.clone()];
+    ports.extend(cluster.worker_addresses());
+    assert_eq!(ports.len(), 3);
+    let garbage: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for address in &ports {
+        // Plain garbage, an HTTP/1 request, and an HTTP/2 preface followed by junk.
+        for payload in [
+            garbage.clone(),
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".as_slice(), &garbage[..4096]].concat(),
+        ] {
+            let mut stream = TcpStream::connect(address).expect("the port is open");
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.write_all(&payload);
+        }
+    }
+    let sql = "SELECT name, count(*) AS n FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name ORDER BY name";
+    assert_eq!(remote_query(&cluster.address, sql, &[]).success().stdout, local_query(sql));
+    assert_eq!(cluster.scheduler.count("removed:"), 0, "{}", cluster.scheduler.log().join("\n"));
+}
