@@ -262,7 +262,13 @@ impl SchedulerState {
             };
             let info = state.workers.write().remove(&id);
             let name = info.map(|i| i.name).unwrap_or_default();
-            tracing::warn!("worker {id} ({name}) removed: {why}");
+            let lost = state.server.worker(id).map_or(String::new(), |w| {
+                format!(
+                    "; {} running tasks go elsewhere, {} results it held are recomputed if needed",
+                    w.processing, w.in_memory
+                )
+            });
+            tracing::warn!("worker {id} ({name}) removed: {why}{lost}");
             state.server.send(Message::RemoveWorker(id));
             state.announce_workers();
         });

@@ -125,6 +125,14 @@ impl SchedulerServer {
         count
     }
 
+    /// What the scheduler knows of `worker`: its load and holdings.
+    pub fn worker(&self, worker: WorkerId) -> Option<super::WorkerStatus> {
+        let status = self.shared.state.lock().core.worker(worker);
+        // Messages sent while we held the lock were left to us.
+        self.drain();
+        status
+    }
+
     /// A weak handle, for senders owned by what the scheduler owns (workers).
     pub fn downgrade(&self) -> WeakSchedulerServer {
         WeakSchedulerServer(Arc::downgrade(&self.shared))

@@ -120,8 +120,20 @@ impl ProcessCluster {
     /// A scheduler on a free port and `nworkers` workers of `nthreads` threads,
     /// all registered; `extra` goes to both commands.
     pub fn start(dir: &Path, nworkers: usize, nthreads: usize, extra: &[&str]) -> Self {
+        Self::start_with(dir, nworkers, nthreads, extra, &[])
+    }
+
+    /// [`start`](Self::start), with `scheduler_extra` for the scheduler only.
+    pub fn start_with(
+        dir: &Path,
+        nworkers: usize,
+        nthreads: usize,
+        extra: &[&str],
+        scheduler_extra: &[&str],
+    ) -> Self {
         let mut args = vec!["scheduler", "--port", "0", "--watch-stdin"];
         args.extend(extra);
+        args.extend(scheduler_extra);
         let scheduler = Process::start("scheduler", dir, &args, &[]);
         let line = scheduler.wait_for("scheduler at ");
         let address = line

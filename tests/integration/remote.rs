@@ -89,7 +89,14 @@ fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
     assert!(output.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
     assert!(running, "the query ended before the kill: make it longer");
-    cluster.scheduler.wait_for("removed: its connection closed");
+    // The worker held results or ran tasks when it died: the kill cost something.
+    let removed = cluster.scheduler.wait_for("removed: its connection closed");
+    let numbers: Vec<usize> = removed
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let lost = &numbers[numbers.len() - 2..];
+    assert!(lost.iter().sum::<usize>() > 0, "{removed}");
     cluster.workers.wait_for(&format!("(pid {victim}) died (signal: 9"));
 
     // The nanny starts a new worker, which registers as a new one.
@@ -158,4 +165,45 @@ fn garbage_sent_to_any_port_leaves_the_cluster_working() {
     let sql = "SELECT name, count(*) AS n FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name ORDER BY name";
     assert_eq!(remote_query(&cluster.address, sql, &[]).success().stdout, local_query(sql));
     assert_eq!(cluster.scheduler.count("removed:"), 0, "{}", cluster.scheduler.log().join("\n"));
+}
+
+#[test]
+fn a_silent_worker_is_removed_and_its_work_done_elsewhere() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start_with(&root, 2, 1, &[], &["--heartbeat-timeout", "2"]);
+    let expected = local_query(JOINED);
+    // A stopped process keeps its connection open but says nothing.
+    let frozen = cluster.worker_pids()[0];
+    signal(frozen, "-STOP");
+    let answer = remote_query(&cluster.address, JOINED, &[]);
+    signal(frozen, "-CONT");
+    assert_eq!(answer.success().stdout, expected);
+    cluster.scheduler.wait_for("removed: silent for 2s (no heartbeat)");
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+#[test]
+fn tls_clusters_talk_tls_and_refuse_plain_clients() {
+    let root = repository_root();
+    let tls = root.join("tests/fixtures/tls");
+    let (cert, key, ca) = (
+        tls.join("node.pem").display().to_string(),
+        tls.join("node.key").display().to_string(),
+        tls.join("ca.pem").display().to_string(),
+    );
+    let flags = ["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca];
+    let cluster = ProcessCluster::start(&root, 2, 1, &flags);
+    let sql = "SELECT name, count(*) AS n FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name ORDER BY name";
+    let answer = remote_query(&cluster.address, sql, &flags).success();
+    assert_eq!(answer.stdout, local_query(sql));
+    let plain = remote_query(&cluster.address, sql, &[]);
+    assert_eq!(plain.code, Some(2), "{}", plain.stderr);
+    assert!(plain.stderr.contains(&format!("cannot reach {}", cluster.address)), "{}", plain.stderr);
 }
