@@ -146,8 +146,10 @@ pub enum FromWorker {
     },
     /// Alive, with how busy.
     Heartbeat {
-        /// Bytes of results held.
+        /// Bytes of results held in memory.
         stored: u64,
+        /// Bytes of results spilled to disk.
+        spilled: u64,
         /// Results held.
         results: u64,
     },

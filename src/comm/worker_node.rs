@@ -25,7 +25,7 @@ use crate::client::{Config, format_bytes};
 use crate::exec::{self, StagePlan};
 use crate::key::KeySet;
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
-use crate::worker::{EventSink, Job, Peers, StageJob, Worker};
+use crate::worker::{Budget, DataStore, EventSink, Job, Peers, StageJob, Worker};
 use crate::{Error, Result};
 
 /// How one worker process is set up.
@@ -48,6 +48,12 @@ pub struct WorkerOptions {
     /// How often it tells the scheduler it is alive.
     pub heartbeat: Duration,
 }
+
+/// Results past this fraction of the memory limit go to disk (as Dask's `spill`).
+const SPILL_FRACTION: f64 = 0.6;
+
+/// Past this fraction the worker takes no new tasks (as Dask's `pause`).
+const PAUSE_FRACTION: f64 = 0.8;
 
 /// Stages decoded, by stage id; cleared when it grows past this.
 const STAGE_CACHE: usize = 256;
@@ -118,7 +124,16 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
             let _ = reports.send(message);
         }
     });
-    let worker = Worker::start(id, options.nthreads, &session, Arc::clone(&peers), events)
+    let store = Arc::new(match options.memory_limit {
+        Some(limit) => DataStore::with_budget(Budget {
+            limit: limit as u64,
+            spill: SPILL_FRACTION,
+            pause: PAUSE_FRACTION,
+            directory: options.local_directory.clone(),
+        }),
+        None => DataStore::default(),
+    });
+    let worker = Worker::start_with_store(id, options.nthreads, &session, Arc::clone(&peers), events, store)
         .map_err(|e| Error::Comm(format!("cannot start the worker's threads: {e}")))?;
     let heartbeats = tokio::spawn(heartbeat(
         outbox.clone(),
@@ -257,7 +272,8 @@ async fn heartbeat(
     loop {
         ticks.tick().await;
         let message = FromWorker::Heartbeat {
-            stored: store.nbytes(),
+            stored: store.memory(),
+            spilled: store.spilled(),
             results: store.len() as u64,
         };
         if outbox.send(message).is_err() {

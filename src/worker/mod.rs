@@ -9,6 +9,7 @@
 
 mod job;
 mod queue;
+mod spill;
 mod store;
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
 
 pub use job::{FunctionJob, Job, StageJob, TaskFn};
-pub use store::{DataStore, Peers};
+pub use store::{Budget, DataStore, Peers};
 
 use crate::exec::{FetchError, StageInput, TaskData, TaskInputs};
 use crate::key::{Key, KeyMap, KeySet};
@@ -63,13 +64,25 @@ impl Worker {
         peers: Arc<Peers>,
         events: EventSink,
     ) -> std::io::Result<Self> {
+        let store = Arc::new(DataStore::default());
+        Self::start_with_store(id, nthreads, session, peers, events, store)
+    }
+
+    /// [`start`](Self::start), keeping results in `store` (with its budget).
+    pub fn start_with_store(
+        id: WorkerId,
+        nthreads: usize,
+        session: &SessionContext,
+        peers: Arc<Peers>,
+        events: EventSink,
+        store: Arc<DataStore>,
+    ) -> std::io::Result<Self> {
         let nthreads = nthreads.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(nthreads)
             .thread_name(format!("rask-worker-{id}"))
             .enable_all()
             .build()?;
-        let store = Arc::new(DataStore::default());
         peers.insert(id, Arc::clone(&store));
         let slots = Arc::new(Slots {
             id,
@@ -177,7 +190,18 @@ impl Drop for Worker {
 impl Slots {
     /// One task slot: takes tasks from the queue, runs them, reports them.
     async fn run_slot(self: Arc<Self>) {
-        while let Some(task) = self.queue.next().await {
+        loop {
+            if self.store.over_pause() {
+                // Past the pause fraction: no new work until results are
+                // released or spilled.
+                tracing::debug!(memory = self.store.memory(), "paused");
+                while self.store.over_pause() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            let Some(task) = self.queue.next().await else {
+                return;
+            };
             if let Some(event) = self.execute(task).await {
                 self.queue.reporting(|| (self.events)(event));
             }

@@ -1,7 +1,10 @@
-//! [`DataStore`]: results by key; [`Peers`]: every store of the local cluster.
+//! [`DataStore`]: results by key, spilled to disk past a budget; [`Peers`]:
+//! every store of this process, and the way to others.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
@@ -9,26 +12,97 @@ use crate::exec::{RemoteInput, RemoteSource, StageInput, TaskData};
 use crate::key::{Key, KeyMap};
 use crate::scheduler::WorkerId;
 
-/// The results a worker holds.
+use super::spill;
+
+/// The results a worker holds. With a [`Budget`], the least recently used
+/// results go to disk (Arrow IPC files) once those in memory pass the spill
+/// fraction of the limit, and come back from disk when read.
 #[derive(Debug, Default)]
 pub struct DataStore {
-    data: RwLock<KeyMap<Arc<TaskData>>>,
+    data: RwLock<KeyMap<Entry>>,
+    budget: Option<Budget>,
+    /// Bytes of results in memory, and on disk.
+    in_memory: AtomicU64,
+    on_disk: AtomicU64,
+    /// Orders uses, for least-recently-used spilling.
+    clock: AtomicU64,
+}
+
+/// How much memory a worker's results may take, and where the rest goes.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// The worker's memory limit, in bytes.
+    pub limit: u64,
+    /// Results past this fraction of the limit go to disk (Dask's 0.6).
+    pub spill: f64,
+    /// Past this fraction the worker takes no new tasks (Dask's 0.8).
+    pub pause: f64,
+    /// Where spilled results go.
+    pub directory: PathBuf,
+}
+
+#[derive(Debug)]
+struct Entry {
+    data: Held,
+    nbytes: u64,
+    last_used: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Held {
+    Memory(Arc<TaskData>),
+    Disk(spill::SpillFile),
 }
 
 impl DataStore {
+    /// A store that spills past `budget`.
+    pub fn with_budget(budget: Budget) -> Self {
+        Self {
+            budget: Some(budget),
+            ..Self::default()
+        }
+    }
+
     /// Stores the result of `key`.
     pub fn insert(&self, key: Key, data: Arc<TaskData>) {
-        self.data.write().insert(key, data);
+        let nbytes = data.nbytes();
+        let entry = Entry {
+            data: Held::Memory(data),
+            nbytes,
+            last_used: AtomicU64::new(self.tick()),
+        };
+        self.in_memory.fetch_add(nbytes, Ordering::Relaxed);
+        let mut map = self.data.write();
+        if let Some(old) = map.insert(key, entry) {
+            self.forget(old);
+        }
+        self.spill_if_needed(&mut map);
     }
 
-    /// The result of `key`, if held.
+    /// The result of `key`, if held (read back from disk if spilled).
     pub fn get(&self, key: &Key) -> Option<Arc<TaskData>> {
-        self.data.read().get(key).cloned()
+        let file = {
+            let map = self.data.read();
+            let entry = map.get(key)?;
+            entry.last_used.store(self.tick(), Ordering::Relaxed);
+            match &entry.data {
+                Held::Memory(data) => return Some(Arc::clone(data)),
+                Held::Disk(file) => file.clone(),
+            }
+        };
+        match file.read() {
+            Ok(data) => Some(Arc::new(data)),
+            Err(e) => {
+                tracing::error!(%key, "cannot read a spilled result back: {e}");
+                None
+            }
+        }
     }
 
-    /// Drops the result of `key`.
+    /// Drops the result of `key`; its data, if it was in memory.
     pub fn remove(&self, key: &Key) -> Option<Arc<TaskData>> {
-        crate::key::remove_shrinking(&mut self.data.write(), key)
+        let entry = crate::key::remove_shrinking(&mut self.data.write(), key)?;
+        self.forget(entry)
     }
 
     /// How many results are held.
@@ -41,9 +115,88 @@ impl DataStore {
         self.len() == 0
     }
 
-    /// Bytes held.
+    /// Bytes held, in memory and on disk.
     pub fn nbytes(&self) -> u64 {
-        self.data.read().values().map(|d| d.nbytes()).sum()
+        self.memory() + self.spilled()
+    }
+
+    /// Bytes held in memory.
+    pub fn memory(&self) -> u64 {
+        self.in_memory.load(Ordering::Relaxed)
+    }
+
+    /// Bytes spilled to disk.
+    pub fn spilled(&self) -> u64 {
+        self.on_disk.load(Ordering::Relaxed)
+    }
+
+    /// Whether results in memory are past the pause fraction of the limit.
+    pub fn over_pause(&self) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|b| self.memory() as f64 > b.pause * b.limit as f64)
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn forget(&self, entry: Entry) -> Option<Arc<TaskData>> {
+        match entry.data {
+            Held::Memory(data) => {
+                self.in_memory.fetch_sub(entry.nbytes, Ordering::Relaxed);
+                Some(data)
+            }
+            Held::Disk(file) => {
+                self.on_disk.fetch_sub(entry.nbytes, Ordering::Relaxed);
+                file.delete();
+                None
+            }
+        }
+    }
+
+    /// Spills the least recently used results until those in memory fit.
+    fn spill_if_needed(&self, map: &mut KeyMap<Entry>) {
+        let Some(budget) = &self.budget else {
+            return;
+        };
+        let target = (budget.spill * budget.limit as f64) as u64;
+        while self.memory() > target {
+            let victim = map
+                .iter()
+                .filter(|(_, e)| matches!(&e.data, Held::Memory(d) if spill::spillable(d)))
+                .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone());
+            let Some(key) = victim else {
+                return;
+            };
+            let Some(entry) = map.get_mut(&key) else {
+                return;
+            };
+            let Held::Memory(data) = &entry.data else {
+                return;
+            };
+            match spill::SpillFile::write(&budget.directory, &key, data) {
+                Ok(file) => {
+                    if self.on_disk.load(Ordering::Relaxed) == 0 {
+                        tracing::info!(
+                            "spilling results to {}: those in memory passed {:.0}% of {}",
+                            budget.directory.display(),
+                            budget.spill * 100.0,
+                            crate::client::format_bytes(budget.limit)
+                        );
+                    }
+                    tracing::debug!(%key, nbytes = entry.nbytes, "spilled to disk");
+                    entry.data = Held::Disk(file);
+                    self.in_memory.fetch_sub(entry.nbytes, Ordering::Relaxed);
+                    self.on_disk.fetch_add(entry.nbytes, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(%key, "cannot spill a result: {e}; keeping it in memory");
+                    return;
+                }
+            }
+        }
     }
 }
 

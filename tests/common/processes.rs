@@ -16,6 +16,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// A running process and everything it logged.
 pub struct Process {
     child: Child,
+    /// Set when its standard error closes: it has exited.
+    ended: Arc<std::sync::atomic::AtomicBool>,
     /// Kept open while the test wants the process: dropping it tells it to go.
     _stdin: Option<std::process::ChildStdin>,
     log: Arc<Mutex<Vec<String>>>,
@@ -47,13 +49,17 @@ impl Process {
         let stdin = child.stdin.take();
         let stderr = child.stderr.take().expect("stderr is piped");
         let lines = Arc::clone(&log);
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed = Arc::clone(&ended);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 lines.lock().expect("log lock").push(line);
             }
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         Self {
             child,
+            ended,
             _stdin: stdin,
             log,
             name: name.to_string(),
@@ -76,10 +82,11 @@ impl Process {
     pub fn wait_for_nth(&self, pattern: &str, n: usize) -> String {
         let start = Instant::now();
         loop {
+            let ended = self.ended.load(std::sync::atomic::Ordering::SeqCst);
             if let Some(line) = self.log().into_iter().filter(|l| l.contains(pattern)).nth(n - 1) {
                 return line;
             }
-            if start.elapsed() > PATIENCE {
+            if ended || start.elapsed() > PATIENCE {
                 panic!(
                     "{} never logged {pattern:?} ({n} times); its log:\n{}",
                     self.name,
@@ -120,16 +127,18 @@ impl ProcessCluster {
     /// A scheduler on a free port and `nworkers` workers of `nthreads` threads,
     /// all registered; `extra` goes to both commands.
     pub fn start(dir: &Path, nworkers: usize, nthreads: usize, extra: &[&str]) -> Self {
-        Self::start_with(dir, nworkers, nthreads, extra, &[])
+        Self::start_with(dir, nworkers, nthreads, extra, &[], &[])
     }
 
-    /// [`start`](Self::start), with `scheduler_extra` for the scheduler only.
+    /// [`start`](Self::start), with `scheduler_extra` for the scheduler only
+    /// and `worker_extra` for the workers only.
     pub fn start_with(
         dir: &Path,
         nworkers: usize,
         nthreads: usize,
         extra: &[&str],
         scheduler_extra: &[&str],
+        worker_extra: &[&str],
     ) -> Self {
         let mut args = vec!["scheduler", "--port", "0", "--watch-stdin"];
         args.extend(extra);
@@ -144,6 +153,7 @@ impl ProcessCluster {
         let (n, t) = (nworkers.to_string(), nthreads.to_string());
         let mut args = vec!["worker", &address, "--nworkers", &n, "--nthreads", &t, "--watch-stdin"];
         args.extend(extra);
+        args.extend(worker_extra);
         let workers = Process::start("workers", dir, &args, &[]);
         for i in 1..=nworkers {
             scheduler.wait_for_nth("registered:", i);

@@ -170,7 +170,7 @@ fn garbage_sent_to_any_port_leaves_the_cluster_working() {
 #[test]
 fn a_silent_worker_is_removed_and_its_work_done_elsewhere() {
     let root = repository_root();
-    let cluster = ProcessCluster::start_with(&root, 2, 1, &[], &["--heartbeat-timeout", "2"]);
+    let cluster = ProcessCluster::start_with(&root, 2, 1, &[], &["--heartbeat-timeout", "2"], &[]);
     let expected = local_query(JOINED);
     // A stopped process keeps its connection open but says nothing.
     let frozen = cluster.worker_pids()[0];
@@ -206,4 +206,25 @@ fn tls_clusters_talk_tls_and_refuse_plain_clients() {
     let plain = remote_query(&cluster.address, sql, &[]);
     assert_eq!(plain.code, Some(2), "{}", plain.stderr);
     assert!(plain.stderr.contains(&format!("cannot reach {}", cluster.address)), "{}", plain.stderr);
+}
+
+#[test]
+fn a_query_over_more_data_than_the_workers_memory_finishes() {
+    let root = repository_root();
+    let spill = tempfile::tempdir().expect("a temporary folder");
+    let out = tempfile::tempdir().expect("a temporary folder");
+    let local_directory = spill.path().display().to_string();
+    // Two months are about 260 MB in memory; the two workers get 64 MB each.
+    let flags = ["--memory-limit", "64MB", "--local-directory", &local_directory];
+    let cluster = ProcessCluster::start_with(&root, 2, 1, &[], &[], &flags);
+    // CSV: a Parquet writer buffers a whole row group (a million rows) in memory.
+    let sorted = out.path().join("sorted.csv").display().to_string();
+    let months = "timeseries('2000-01-01', '2000-03-01', '1s', '7d')";
+    let copy = format!("COPY (SELECT * FROM {months} ORDER BY x) TO '{sorted}'");
+    let written = remote_query(&cluster.address, &copy, &[]).success();
+    assert_eq!(written.stdout, "count\n5184000\n");
+    cluster.workers.wait_for("spilling results to");
+    let check = "SELECT count(*) AS n, count(DISTINCT id) AS ids, min(x) AS lo, max(x) AS hi";
+    let back = local_query(&format!("{check} FROM '{sorted}'"));
+    assert_eq!(back, local_query(&format!("{check} FROM {months}")));
 }

@@ -1,0 +1,125 @@
+//! Results on disk: a [`TaskData`] of record batches as an Arrow IPC file.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+
+use crate::exec::TaskData;
+use crate::key::Key;
+
+static FILES: AtomicU64 = AtomicU64::new(0);
+
+/// A spilled result: its file and how many batches each bucket has.
+#[derive(Debug, Clone)]
+pub struct SpillFile {
+    path: Arc<PathBuf>,
+    buckets: Arc<[usize]>,
+}
+
+/// Whether `data` can go to disk: batches (not function values), at least one.
+pub fn spillable(data: &TaskData) -> bool {
+    matches!(data, TaskData::Batches(_)) && data.batches().next().is_some()
+}
+
+impl SpillFile {
+    /// Writes `data` into `directory`.
+    pub fn write(directory: &Path, key: &Key, data: &TaskData) -> Result<Self, ArrowError> {
+        let TaskData::Batches(buckets) = data else {
+            return Err(ArrowError::InvalidArgumentError("not batches".into()));
+        };
+        let Some(first) = data.batches().next() else {
+            return Err(ArrowError::InvalidArgumentError("no batches".into()));
+        };
+        let name: String = key
+            .as_str()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        let n = FILES.fetch_add(1, Ordering::Relaxed);
+        let path = directory.join(format!("{name}-{}-{n}.arrow", std::process::id()));
+        let file = BufWriter::new(File::create(&path)?);
+        let mut writer = StreamWriter::try_new(file, &first.schema())?;
+        for batch in data.batches() {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+        Ok(Self {
+            path: Arc::new(path),
+            buckets: buckets.iter().map(Vec::len).collect(),
+        })
+    }
+
+    /// The data back, bucket by bucket.
+    pub fn read(&self) -> Result<TaskData, ArrowError> {
+        let file = BufReader::new(File::open(self.path.as_ref())?);
+        let mut batches = StreamReader::try_new(file, None)?;
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        for &count in self.buckets.iter() {
+            let bucket = batches.by_ref().take(count).collect::<Result<Vec<_>, _>>()?;
+            buckets.push(bucket);
+        }
+        Ok(TaskData::Batches(buckets))
+    }
+
+    /// Removes the file.
+    pub fn delete(&self) {
+        if let Err(e) = std::fs::remove_file(self.path.as_ref()) {
+            tracing::debug!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::record_batch::RecordBatch;
+
+    use super::super::store::{Budget, DataStore};
+    use super::*;
+
+    fn batch(n: i64) -> RecordBatch {
+        let values = Int64Array::from_iter_values(0..n);
+        RecordBatch::try_from_iter([("v", Arc::new(values) as _)]).unwrap()
+    }
+
+    #[test]
+    fn least_recently_used_results_go_to_disk_and_come_back() {
+        let dir = std::env::temp_dir().join(format!("rask-spill-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = TaskData::Batches(vec![vec![batch(1000)], vec![], vec![batch(10)]]);
+        let size = one.nbytes();
+        let store = DataStore::with_budget(Budget {
+            limit: size * 4,
+            spill: 0.6,
+            pause: 0.8,
+            directory: dir.clone(),
+        });
+        for k in ["a", "b", "c", "d"] {
+            store.insert(Key::new(k), Arc::new(one.clone()));
+        }
+        store.get(&Key::new("a")); // now most recently used of the first ones
+        store.insert(Key::new("e"), Arc::new(one.clone()));
+        assert!(store.memory() <= (size * 4) * 6 / 10, "{} in memory", store.memory());
+        assert!(store.spilled() >= size * 2);
+        assert_eq!(store.nbytes(), size * 5);
+        let files = || std::fs::read_dir(&dir).unwrap().count();
+        assert!(files() >= 2);
+        // b was the least recently used: on disk, and read back whole, by bucket.
+        let back = store.get(&Key::new("b")).unwrap();
+        assert_eq!(back.bucket(0).unwrap()[0].num_rows(), 1000);
+        assert!(back.bucket(1).unwrap().is_empty());
+        assert_eq!(back.bucket(2).unwrap()[0].num_rows(), 10);
+        for k in ["a", "b", "c", "d", "e"] {
+            store.remove(&Key::new(k));
+        }
+        assert_eq!(files(), 0, "spill files are removed with their results");
+        assert_eq!(store.nbytes(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
