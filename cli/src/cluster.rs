@@ -28,7 +28,9 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
-        tracing::warn!("dashboard: not served yet by this version (--dashboard-address {dashboard})");
+        tracing::warn!(
+            "dashboard: not served yet by this version (--dashboard-address {dashboard})"
+        );
         node.run_until(stop(watch_stdin)).await?;
         tracing::info!("scheduler stopped");
         Ok::<_, rask::Error>(())
@@ -116,7 +118,10 @@ async fn watch_worker(
     let mut backoff = Duration::from_millis(500);
     loop {
         let mut child = Command::new(&exe);
-        child.args(&command).stdin(Stdio::piped()).kill_on_drop(true);
+        child
+            .args(&command)
+            .stdin(Stdio::piped())
+            .kill_on_drop(true);
         if let Some(token) = &token {
             // The token goes by environment, not argument: `ps` shows arguments.
             child.env(TOKEN_VARIABLE, token);

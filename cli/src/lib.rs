@@ -39,7 +39,9 @@ pub fn main() -> ExitCode {
         }
     };
     match &cli.command {
-        Some(Command::Scheduler(args)) => return exit(cluster::scheduler(&runtime, args, &cli.run)),
+        Some(Command::Scheduler(args)) => {
+            return exit(cluster::scheduler(&runtime, args, &cli.run));
+        }
         Some(Command::Worker(args)) => return exit(cluster::nanny(&runtime, args, &cli.run)),
         Some(Command::WorkerProcess(args)) => {
             return exit(cluster::worker_process(&runtime, args, &cli.run));

@@ -32,7 +32,11 @@ pub(crate) trait ClusterLink: Send + Sync {
     }
 
     /// The result of `key` from one of `workers`.
-    fn fetch(&self, key: &Key, workers: &[WorkerId]) -> BoxFuture<'static, crate::Result<Arc<TaskData>>>;
+    fn fetch(
+        &self,
+        key: &Key,
+        workers: &[WorkerId],
+    ) -> BoxFuture<'static, crate::Result<Arc<TaskData>>>;
 
     /// The jobs of `graph` as this cluster's workers take them: in place, or
     /// encoded for another process (an error if some stage cannot be).

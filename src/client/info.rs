@@ -100,8 +100,14 @@ mod tests {
         };
         let text = info.to_string();
         assert!(text.contains("Scheduler: 127.0.0.1:8786"), "{text}");
-        assert!(text.contains("Dashboard: http://127.0.0.1:8787/status"), "{text}");
-        assert!(text.contains("Workers: 2  Threads: 3  Memory: 2.00 GiB"), "{text}");
+        assert!(
+            text.contains("Dashboard: http://127.0.0.1:8787/status"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Workers: 2  Threads: 3  Memory: 2.00 GiB"),
+            "{text}"
+        );
         assert_eq!(format_bytes(512), "512 B");
     }
 }

@@ -28,9 +28,9 @@ pub use task_graph::TaskGraph;
 use crate::planner::{Location, StageGraph};
 use crate::{Error, Key, Result, exec};
 pub(crate) use connection::ClusterLink;
-pub(crate) use query_planner::tasks as stage_tasks;
 use connection::Connection;
 use query_planner::ClusterQueryPlanner;
+pub(crate) use query_planner::tasks as stage_tasks;
 
 /// How long [`Client::connect`] waits for a first worker to plan queries for.
 const FIRST_WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -26,10 +26,10 @@ use parking_lot::Mutex;
 
 use super::Future;
 use super::connection::Connection;
+use crate::comm::{EncodedJob, EncodedStage};
 use crate::key::Key;
 use crate::planner::StageGraph;
 use crate::scheduler::TaskSpec;
-use crate::comm::{EncodedJob, EncodedStage};
 use crate::worker::{Job, StageJob};
 
 /// Plans queries as DataFusion does, then lowers them to tasks.
@@ -118,7 +118,10 @@ pub(crate) fn tasks(graph: &StageGraph, encoded: Option<&[Arc<EncodedStage>]>) -
                 Some(encoded) => Job::Encoded(EncodedJob::Stage {
                     stage: Arc::clone(encoded),
                     partition: partition as u32,
-                    inputs: inputs.iter().map(|(u, k)| (*u as u32, k.to_vec())).collect(),
+                    inputs: inputs
+                        .iter()
+                        .map(|(u, k)| (*u as u32, k.to_vec()))
+                        .collect(),
                 }),
                 None => Job::Stage(StageJob {
                     stage: Arc::clone(stage),

@@ -36,9 +36,9 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{EncodedJob, EncodedStage};
-use crate::worker::Job;
 use crate::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
 use crate::exec::{ReadMode, StageOutput, StagePlan, StageReadExec};
+use crate::worker::Job;
 
 /// Encodes and decodes rask's plan nodes for `datafusion-proto`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -88,7 +88,8 @@ impl PhysicalExtensionCodec for RaskCodec {
                 .oeq_class()
                 .iter()
                 .map(|ordering| {
-                    let nodes = serialize_physical_sort_exprs(ordering.iter().cloned(), self, converter)?;
+                    let nodes =
+                        serialize_physical_sort_exprs(ordering.iter().cloned(), self, converter)?;
                     Ok(protobuf::PhysicalSortExprNodeCollection {
                         physical_sort_expr_nodes: nodes,
                     }
@@ -168,7 +169,11 @@ impl PhysicalExtensionCodec for RaskCodec {
                     EmissionType::Incremental,
                     Boundedness::Bounded,
                 );
-                let mode = if whole { ReadMode::Whole } else { ReadMode::Bucket };
+                let mode = if whole {
+                    ReadMode::Whole
+                } else {
+                    ReadMode::Bucket
+                };
                 Ok(Arc::new(StageReadExec::new(
                     stage as usize,
                     mode,
@@ -194,7 +199,11 @@ impl PhysicalExtensionCodec for RaskCodec {
                 spec.validate().map_err(proto_err)?;
                 let projection: Vec<usize> = projection.iter().map(|&i| i as usize).collect();
                 let fetch = fetch.map(|f| f as usize);
-                Ok(Arc::new(TimeseriesExec::try_new(spec, Some(&projection), fetch)?))
+                Ok(Arc::new(TimeseriesExec::try_new(
+                    spec,
+                    Some(&projection),
+                    fetch,
+                )?))
             }
         }
     }
@@ -237,8 +246,9 @@ pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePl
             let decode = PhysicalPlanDecodeContext::new(ctx, &RaskCodec);
             let converter = DefaultPhysicalProtoConverter {};
             let schema = plan.schema();
-            let partitioning = parse_protobuf_partitioning(Some(&proto), &decode, &schema, &converter)?
-                .ok_or_else(|| proto_err("a stage output without partitioning"))?;
+            let partitioning =
+                parse_protobuf_partitioning(Some(&proto), &decode, &schema, &converter)?
+                    .ok_or_else(|| proto_err("a stage output without partitioning"))?;
             StageOutput::Partitioned(partitioning)
         }
     };
@@ -294,10 +304,18 @@ mod tests {
         for statement in setup {
             ctx.sql(statement).await.unwrap().collect().await.unwrap();
         }
-        let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
-        let bytes = physical_plan_to_bytes_with_extension_codec(Arc::clone(&plan), &RaskCodec).unwrap();
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let bytes =
+            physical_plan_to_bytes_with_extension_codec(Arc::clone(&plan), &RaskCodec).unwrap();
         let task = ctx.task_ctx();
-        let back = physical_plan_from_bytes_with_extension_codec(&bytes, &task, &RaskCodec).unwrap();
+        let back =
+            physical_plan_from_bytes_with_extension_codec(&bytes, &task, &RaskCodec).unwrap();
         let show = |batches: Vec<_>| pretty_format_batches(&batches).unwrap().to_string();
         let before = show(collect(plan, Arc::clone(&task)).await.unwrap());
         let after = show(collect(back, task).await.unwrap());

@@ -31,7 +31,11 @@ struct Inner {
 
 impl std::fmt::Debug for FlightFetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FlightFetcher({} workers)", self.inner.addresses.read().len())
+        write!(
+            f,
+            "FlightFetcher({} workers)",
+            self.inner.addresses.read().len()
+        )
     }
 }
 

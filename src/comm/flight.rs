@@ -91,7 +91,10 @@ pub(crate) async fn serve(
 }
 
 /// A connection to the process at `address` (`HOST:PORT`).
-pub(crate) async fn connect(address: &str, security: &Security) -> Result<FlightServiceClient<Channel>> {
+pub(crate) async fn connect(
+    address: &str,
+    security: &Security,
+) -> Result<FlightServiceClient<Channel>> {
     let unreachable = |message: String| Error::Connect {
         address: address.to_string(),
         message,
@@ -124,8 +127,10 @@ pub(crate) async fn connect(address: &str, security: &Security) -> Result<Flight
 }
 
 /// Frames of the messages sent into the returned channel, batched.
-pub(crate) fn outgoing<T: Serialize + Send + 'static>()
--> (mpsc::UnboundedSender<T>, impl Stream<Item = FlightData> + Send + 'static) {
+pub(crate) fn outgoing<T: Serialize + Send + 'static>() -> (
+    mpsc::UnboundedSender<T>,
+    impl Stream<Item = FlightData> + Send + 'static,
+) {
     let (tx, rx) = mpsc::unbounded_channel::<T>();
     let frames = UnboundedReceiverStream::new(rx)
         .ready_chunks(BATCH)

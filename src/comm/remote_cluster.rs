@@ -12,11 +12,11 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
+use super::Security;
 use super::codec::{encode_job, encode_stage};
 use super::fetch::FlightFetcher;
 use super::flight::{self, open_control};
 use super::wire::{EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome};
-use super::Security;
 use crate::client::{ClusterInfo, ClusterLink};
 use crate::exec::TaskData;
 use crate::key::{Key, KeySet};
@@ -71,7 +71,8 @@ impl RemoteCluster {
         let reader = (Arc::clone(&shared), fetcher.clone(), address.to_string());
         tokio::spawn(async move {
             let (shared, fetcher, address) = reader;
-            let mut messages = flight::messages::<ToClient>(incoming, "scheduler message", address.clone());
+            let mut messages =
+                flight::messages::<ToClient>(incoming, "scheduler message", address.clone());
             while let Some(batch) = messages.next().await {
                 for message in batch {
                     shared.receive(message, &fetcher);
@@ -189,7 +190,10 @@ impl ClusterLink for RemoteCluster {
             }
             Message::Event(Event::Cancel { keys, .. }) => self.send(FromClient::Cancel { keys }),
             Message::Event(other) => {
-                tracing::error!(?other, "a client cannot send this event to a remote scheduler");
+                tracing::error!(
+                    ?other,
+                    "a client cannot send this event to a remote scheduler"
+                );
             }
             Message::AddWorker(_) | Message::RemoveWorker(_) => {
                 tracing::error!("a client cannot add or remove workers of a remote scheduler");
@@ -209,7 +213,9 @@ impl ClusterLink for RemoteCluster {
                     Err(e) => last = format!("worker {worker}: {e}"),
                 }
             }
-            Err(Error::Comm(format!("could not fetch the result {key}: {last}")))
+            Err(Error::Comm(format!(
+                "could not fetch the result {key}: {last}"
+            )))
         })
     }
 

@@ -95,7 +95,9 @@ impl SchedulerNode {
                     options.host, options.port
                 ))
             })?;
-        let address = listener.local_addr().map_err(|e| Error::Comm(e.to_string()))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::Comm(e.to_string()))?;
         let state = Arc::new(SchedulerState {
             server: SchedulerServer::new(),
             address: address.to_string(),
@@ -225,7 +227,9 @@ impl SchedulerState {
             info.name,
             info.address,
             info.nthreads,
-            registration.memory_limit.map_or("none".into(), format_bytes),
+            registration
+                .memory_limit
+                .map_or("none".into(), format_bytes),
             registration.pid,
         );
         self.workers.write().insert(id, info.clone());
@@ -253,10 +257,7 @@ impl SchedulerState {
                     }
                     Ok(None) => break "its connection closed".to_string(),
                     Err(_) => {
-                        break format!(
-                            "silent for {:?} (no heartbeat)",
-                            state.heartbeat_timeout
-                        );
+                        break format!("silent for {:?} (no heartbeat)", state.heartbeat_timeout);
                     }
                 }
             };
@@ -314,7 +315,9 @@ impl SchedulerState {
                 flight::messages::<FromClient>(incoming, "client message", peer.clone());
             while let Some(batch) = messages.next().await {
                 for message in batch {
-                    state.server.enqueue(Message::Event(client_event(id, message)));
+                    state
+                        .server
+                        .enqueue(Message::Event(client_event(id, message)));
                 }
                 state.server.drain();
             }
@@ -368,8 +371,8 @@ fn client_event(client: ClientId, message: FromClient) -> Event {
 }
 
 fn task_spec(task: EncodedTask) -> TaskSpec {
-    let mut spec = TaskSpec::new(task.key, task.dependencies)
-        .with_job(Arc::new(Job::Encoded(task.job)));
+    let mut spec =
+        TaskSpec::new(task.key, task.dependencies).with_job(Arc::new(Job::Encoded(task.job)));
     spec.priority = task.priority;
     spec.retries = task.retries;
     spec

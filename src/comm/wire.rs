@@ -294,6 +294,9 @@ mod tests {
             ..Default::default()
         };
         let err = unframe::<ToWorker>(&garbage, "worker message").unwrap_err();
-        assert!(err.to_string().starts_with("malformed worker message"), "{err}");
+        assert!(
+            err.to_string().starts_with("malformed worker message"),
+            "{err}"
+        );
     }
 }

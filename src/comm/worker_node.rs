@@ -20,7 +20,9 @@ use super::Security;
 use super::codec::decode_stage;
 use super::fetch::FlightFetcher;
 use super::flight::{self, FlightNode, open_control};
-use super::wire::{EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, Registration, ToWorker};
+use super::wire::{
+    EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, Registration, ToWorker,
+};
 use crate::client::{Config, format_bytes};
 use crate::exec::{self, StagePlan};
 use crate::key::KeySet;
@@ -81,8 +83,13 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
     }));
 
     let pid = std::process::id();
-    let name = options.name.clone().unwrap_or_else(|| format!("{address}-{pid}"));
-    let memory = options.memory_limit.map_or("none".into(), |m| format_bytes(m as u64));
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{address}-{pid}"));
+    let memory = options
+        .memory_limit
+        .map_or("none".into(), |m| format_bytes(m as u64));
     tracing::info!(
         "worker {name} at {address}: {} threads, memory limit {memory}, local directory {}, pid {pid}",
         options.nthreads,
@@ -106,7 +113,11 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
     let id = match first.and_then(|m| m.into_iter().next()) {
         Some(ToWorker::Welcome { id }) => id,
         Some(ToWorker::Close { reason }) => return Err(Error::Comm(reason)),
-        _ => return Err(Error::Comm("the scheduler did not welcome this worker".into())),
+        _ => {
+            return Err(Error::Comm(
+                "the scheduler did not welcome this worker".into(),
+            ));
+        }
     };
     tracing::info!("registered to {} as worker {id}", options.scheduler);
 
@@ -133,8 +144,15 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         }),
         None => DataStore::default(),
     });
-    let worker = Worker::start_with_store(id, options.nthreads, &session, Arc::clone(&peers), events, store)
-        .map_err(|e| Error::Comm(format!("cannot start the worker's threads: {e}")))?;
+    let worker = Worker::start_with_store(
+        id,
+        options.nthreads,
+        &session,
+        Arc::clone(&peers),
+        events,
+        store,
+    )
+    .map_err(|e| Error::Comm(format!("cannot start the worker's threads: {e}")))?;
     let heartbeats = tokio::spawn(heartbeat(
         outbox.clone(),
         Arc::clone(worker.store()),
@@ -146,7 +164,8 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         stages: HashMap::new(),
         fetcher,
     };
-    let mut messages = flight::messages::<ToWorker>(incoming, "scheduler message", options.scheduler.clone());
+    let mut messages =
+        flight::messages::<ToWorker>(incoming, "scheduler message", options.scheduler.clone());
     tokio::pin!(shutdown);
     let result = loop {
         let batch = tokio::select! {
@@ -154,7 +173,10 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
             () = &mut shutdown => break Ok(()),
         };
         let Some(batch) = batch else {
-            break Err(Error::Comm(format!("lost the scheduler at {}", options.scheduler)));
+            break Err(Error::Comm(format!(
+                "lost the scheduler at {}",
+                options.scheduler
+            )));
         };
         let mut aborts = KeySet::default();
         for message in batch {

@@ -158,9 +158,9 @@ impl StageInput {
     pub async fn data(&self) -> Result<Arc<TaskData>, FetchError> {
         match self {
             StageInput::Held(data) => Ok(Arc::clone(data)),
-            StageInput::Remote(remote) => Ok(Arc::new(TaskData::Batches(vec![
-                remote.read(None).await?,
-            ]))),
+            StageInput::Remote(remote) => {
+                Ok(Arc::new(TaskData::Batches(vec![remote.read(None).await?])))
+            }
         }
     }
 }

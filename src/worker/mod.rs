@@ -314,12 +314,10 @@ impl Slots {
 
     /// Where an input can be read: in this process, or from a remote holder.
     fn input(&self, input: &Input) -> Result<StageInput, Failure> {
-        self.peers
-            .input(&input.key, &input.holders)
-            .ok_or_else(|| {
-                let worker = input.holders.first().copied().unwrap_or(WorkerId::MAX);
-                Failure::fetch(input.key.clone(), worker)
-            })
+        self.peers.input(&input.key, &input.holders).ok_or_else(|| {
+            let worker = input.holders.first().copied().unwrap_or(WorkerId::MAX);
+            Failure::fetch(input.key.clone(), worker)
+        })
     }
 }
 

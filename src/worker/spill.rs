@@ -39,7 +39,13 @@ impl SpillFile {
         let name: String = key
             .as_str()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let n = FILES.fetch_add(1, Ordering::Relaxed);
         let path = directory.join(format!("{name}-{}-{n}.arrow", std::process::id()));
@@ -61,7 +67,10 @@ impl SpillFile {
         let mut batches = StreamReader::try_new(file, None)?;
         let mut buckets = Vec::with_capacity(self.buckets.len());
         for &count in self.buckets.iter() {
-            let bucket = batches.by_ref().take(count).collect::<Result<Vec<_>, _>>()?;
+            let bucket = batches
+                .by_ref()
+                .take(count)
+                .collect::<Result<Vec<_>, _>>()?;
             buckets.push(bucket);
         }
         Ok(TaskData::Batches(buckets))
@@ -105,7 +114,11 @@ mod tests {
         }
         store.get(&Key::new("a")); // now most recently used of the first ones
         store.insert(Key::new("e"), Arc::new(one.clone()));
-        assert!(store.memory() <= (size * 4) * 6 / 10, "{} in memory", store.memory());
+        assert!(
+            store.memory() <= (size * 4) * 6 / 10,
+            "{} in memory",
+            store.memory()
+        );
         assert!(store.spilled() >= size * 2);
         assert_eq!(store.nbytes(), size * 5);
         let files = || std::fs::read_dir(&dir).unwrap().count();

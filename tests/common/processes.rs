@@ -83,7 +83,12 @@ impl Process {
         let start = Instant::now();
         loop {
             let ended = self.ended.load(std::sync::atomic::Ordering::SeqCst);
-            if let Some(line) = self.log().into_iter().filter(|l| l.contains(pattern)).nth(n - 1) {
+            if let Some(line) = self
+                .log()
+                .into_iter()
+                .filter(|l| l.contains(pattern))
+                .nth(n - 1)
+            {
                 return line;
             }
             if ended || start.elapsed() > PATIENCE {
@@ -151,7 +156,15 @@ impl ProcessCluster {
             .map(|a| a.trim().to_string())
             .expect("an address");
         let (n, t) = (nworkers.to_string(), nthreads.to_string());
-        let mut args = vec!["worker", &address, "--nworkers", &n, "--nthreads", &t, "--watch-stdin"];
+        let mut args = vec![
+            "worker",
+            &address,
+            "--nworkers",
+            &n,
+            "--nthreads",
+            &t,
+            "--watch-stdin",
+        ];
         args.extend(extra);
         args.extend(worker_extra);
         let workers = Process::start("workers", dir, &args, &[]);

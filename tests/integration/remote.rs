@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::processes::{Process, ProcessCluster, kill_9};
-use crate::support::{repository_root, rask, run, run_with_input};
+use crate::support::{rask, repository_root, run, run_with_input};
 
 /// A multi-stage query (two aggregations, a join, a sort) with exact answers.
 const JOINED: &str = "\
@@ -18,7 +18,15 @@ SELECT a.name, a.n, a.mx, b.my, b.ids FROM a JOIN b ON a.name = b.name ORDER BY 
 /// `sql` through `rask query` on the scheduler at `address`, as CSV.
 fn remote_query(address: &str, sql: &str, extra: &[&str]) -> crate::support::Run {
     run(rask()
-        .args(["query", "--format", "csv", "--scheduler", address, "-c", sql])
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "--scheduler",
+            address,
+            "-c",
+            sql,
+        ])
         .args(extra)
         .env_remove("RASK_AUTH_TOKEN"))
 }
@@ -36,7 +44,13 @@ fn scheduler_and_workers_run_queries_and_say_what_they_do() {
     let cluster = ProcessCluster::start(&root, 2, 1, &[]);
     cluster.scheduler.wait_for("worker 0 registered:");
     cluster.scheduler.wait_for("worker 1 registered:");
-    for expected in ["registered to 127.0.0.1:", "1 threads", "memory limit", "local directory", "nanny: started"] {
+    for expected in [
+        "registered to 127.0.0.1:",
+        "1 threads",
+        "memory limit",
+        "local directory",
+        "nanny: started",
+    ] {
         cluster.workers.wait_for(expected);
     }
     // A worker's results are served on 127.0.0.1 only.
@@ -59,10 +73,15 @@ fn scheduler_and_workers_run_queries_and_say_what_they_do() {
     // The client's display, as Dask's: scheduler, workers, threads, memory.
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let text = runtime.block_on(async {
-        let client = rask::Client::connect(&cluster.address).await.expect("connects");
+        let client = rask::Client::connect(&cluster.address)
+            .await
+            .expect("connects");
         client.to_string()
     });
-    assert!(text.contains(&format!("Scheduler: {}", cluster.address)), "{text}");
+    assert!(
+        text.contains(&format!("Scheduler: {}", cluster.address)),
+        "{text}"
+    );
     assert!(text.contains("Workers: 2  Threads: 2"), "{text}");
 }
 
@@ -73,7 +92,15 @@ fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
     let expected = local_query(JOINED);
 
     let query = rask()
-        .args(["query", "--format", "csv", "--scheduler", &cluster.address, "-c", JOINED])
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "--scheduler",
+            &cluster.address,
+            "-c",
+            JOINED,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,20 +124,27 @@ fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
         .collect();
     let lost = &numbers[numbers.len() - 2..];
     assert!(lost.iter().sum::<usize>() > 0, "{removed}");
-    cluster.workers.wait_for(&format!("(pid {victim}) died (signal: 9"));
+    cluster
+        .workers
+        .wait_for(&format!("(pid {victim}) died (signal: 9"));
 
     // The nanny starts a new worker, which registers as a new one.
     cluster.scheduler.wait_for("worker 2 registered:");
     assert_eq!(cluster.worker_pids().len(), 3);
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        let client = rask::Client::connect(&cluster.address).await.expect("connects");
+        let client = rask::Client::connect(&cluster.address)
+            .await
+            .expect("connects");
         client
             .wait_for_workers(2, Duration::from_secs(30))
             .await
             .expect("two workers again");
     });
-    assert_eq!(remote_query(&cluster.address, JOINED, &[]).success().stdout, expected);
+    assert_eq!(
+        remote_query(&cluster.address, JOINED, &[]).success().stdout,
+        expected
+    );
 }
 
 #[test]
@@ -121,18 +155,36 @@ fn a_wrong_or_missing_token_is_refused() {
 
     let missing = remote_query(&cluster.address, sql, &[]);
     assert_eq!(missing.code, Some(2), "{}", missing.stderr);
-    assert!(missing.stderr.contains("no auth token"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no auth token"),
+        "{}",
+        missing.stderr
+    );
     let wrong = remote_query(&cluster.address, sql, &["--auth-token", "guess"]);
     assert_eq!(wrong.code, Some(2), "{}", wrong.stderr);
-    assert!(wrong.stderr.contains("wrong auth token"), "{}", wrong.stderr);
-    cluster.scheduler.wait_for("refused a connection with no auth token");
-    cluster.scheduler.wait_for("refused a connection with a wrong auth token");
+    assert!(
+        wrong.stderr.contains("wrong auth token"),
+        "{}",
+        wrong.stderr
+    );
+    cluster
+        .scheduler
+        .wait_for("refused a connection with no auth token");
+    cluster
+        .scheduler
+        .wait_for("refused a connection with a wrong auth token");
 
     // A worker with the wrong token is refused too, and says why.
     let intruder = Process::start(
         "intruder",
         &root,
-        &["worker-process", &cluster.address, "--auth-token", "guess", "--watch-stdin"],
+        &[
+            "worker-process",
+            &cluster.address,
+            "--auth-token",
+            "guess",
+            "--watch-stdin",
+        ],
         &[],
     );
     intruder.wait_for("wrong auth token");
@@ -149,13 +201,19 @@ fn garbage_sent_to_any_port_leaves_the_cluster_working() {
     let mut ports = vec![cluster.address.clone()];
     ports.extend(cluster.worker_addresses());
     assert_eq!(ports.len(), 3);
-    let garbage: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for address in &ports {
         // Plain garbage, an HTTP/1 request, and an HTTP/2 preface followed by junk.
         for payload in [
             garbage.clone(),
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-            [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".as_slice(), &garbage[..4096]].concat(),
+            [
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".as_slice(),
+                &garbage[..4096],
+            ]
+            .concat(),
         ] {
             let mut stream = TcpStream::connect(address).expect("the port is open");
             let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
@@ -163,8 +221,16 @@ fn garbage_sent_to_any_port_leaves_the_cluster_working() {
         }
     }
     let sql = "SELECT name, count(*) AS n FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name ORDER BY name";
-    assert_eq!(remote_query(&cluster.address, sql, &[]).success().stdout, local_query(sql));
-    assert_eq!(cluster.scheduler.count("removed:"), 0, "{}", cluster.scheduler.log().join("\n"));
+    assert_eq!(
+        remote_query(&cluster.address, sql, &[]).success().stdout,
+        local_query(sql)
+    );
+    assert_eq!(
+        cluster.scheduler.count("removed:"),
+        0,
+        "{}",
+        cluster.scheduler.log().join("\n")
+    );
 }
 
 #[test]
@@ -178,7 +244,9 @@ fn a_silent_worker_is_removed_and_its_work_done_elsewhere() {
     let answer = remote_query(&cluster.address, JOINED, &[]);
     signal(frozen, "-CONT");
     assert_eq!(answer.success().stdout, expected);
-    cluster.scheduler.wait_for("removed: silent for 2s (no heartbeat)");
+    cluster
+        .scheduler
+        .wait_for("removed: silent for 2s (no heartbeat)");
 }
 
 fn signal(pid: u32, signal: &str) {
@@ -205,7 +273,13 @@ fn tls_clusters_talk_tls_and_refuse_plain_clients() {
     assert_eq!(answer.stdout, local_query(sql));
     let plain = remote_query(&cluster.address, sql, &[]);
     assert_eq!(plain.code, Some(2), "{}", plain.stderr);
-    assert!(plain.stderr.contains(&format!("cannot reach {}", cluster.address)), "{}", plain.stderr);
+    assert!(
+        plain
+            .stderr
+            .contains(&format!("cannot reach {}", cluster.address)),
+        "{}",
+        plain.stderr
+    );
 }
 
 #[test]
@@ -215,7 +289,12 @@ fn a_query_over_more_data_than_the_workers_memory_finishes() {
     let out = tempfile::tempdir().expect("a temporary folder");
     let local_directory = spill.path().display().to_string();
     // Two months are about 260 MB in memory; the two workers get 64 MB each.
-    let flags = ["--memory-limit", "64MB", "--local-directory", &local_directory];
+    let flags = [
+        "--memory-limit",
+        "64MB",
+        "--local-directory",
+        &local_directory,
+    ];
     let cluster = ProcessCluster::start_with(&root, 2, 1, &[], &[], &flags);
     // CSV: a Parquet writer buffers a whole row group (a million rows) in memory.
     let sorted = out.path().join("sorted.csv").display().to_string();
