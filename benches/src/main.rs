@@ -187,6 +187,41 @@ async fn walkthrough(
         );
     }
 
+    // The same groupby on a cluster of processes: a scheduler and two workers
+    // sharing the same cores (`threads / 2` threads each), against bare DataFusion.
+    let per_worker = (threads / 2).max(1);
+    let cluster = ProcessCluster::start(&rask_bin, 2, per_worker)?;
+    let remote = rask::Client::connect(&cluster.address).await?;
+    remote.wait_for_workers(2, Duration::from_secs(30)).await?;
+    println!();
+    for (what, sql) in [
+        ("Parquet month", groupby.as_str()),
+        ("timeseries()", generated),
+    ] {
+        let (mut r, mut d) = (Vec::new(), Vec::new());
+        for i in 0..=runs {
+            let started = Instant::now();
+            remote.sql(sql).await?.collect().await?;
+            let ours = started.elapsed();
+            let started = Instant::now();
+            ctx.sql(sql).await?.collect().await?;
+            let theirs = started.elapsed();
+            if i > 0 {
+                r.push(ours);
+                d.push(theirs);
+            }
+        }
+        report(
+            &format!(
+                "groupby over {what}, scheduler + 2 worker processes × {per_worker} thread(s) vs plain DataFusion ({threads} threads)"
+            ),
+            &r,
+            &d,
+        );
+    }
+    drop(remote);
+    drop(cluster);
+
     let rate = generation_rate(TimeseriesSpec::default());
     println!(
         "\ntimeseries() generation, all 5 columns, one core: {:.1} M rows/s ({:.2} ns a row)",
@@ -399,4 +434,74 @@ fn sibling(name: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
         .into());
     }
     Ok(path)
+}
+
+/// `rask scheduler` and `rask worker` processes on free ports of 127.0.0.1,
+/// killed when dropped.
+struct ProcessCluster {
+    address: String,
+    children: Vec<std::process::Child>,
+}
+
+impl ProcessCluster {
+    fn start(
+        rask: &Path,
+        nworkers: usize,
+        nthreads: usize,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        use std::io::{BufRead, BufReader};
+        let spawn = |args: &[&str]| {
+            Command::new(rask)
+                .args(args)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        let mut scheduler = spawn(&["scheduler", "--port", "0", "--watch-stdin"])?;
+        let mut lines = BufReader::new(scheduler.stderr.take().ok_or("no stderr")?).lines();
+        let mut cluster = Self {
+            address: String::new(),
+            children: vec![scheduler],
+        };
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(address) = line.split("scheduler at ").nth(1) {
+                cluster.address = address.trim().to_string();
+                break;
+            }
+        }
+        if cluster.address.is_empty() {
+            return Err("the scheduler did not start".into());
+        }
+        let (n, t) = (nworkers.to_string(), nthreads.to_string());
+        let args = [
+            "worker",
+            &cluster.address,
+            "--nworkers",
+            &n,
+            "--nthreads",
+            &t,
+            "--watch-stdin",
+        ];
+        let mut workers = spawn(&args)?;
+        // The workers' log is not needed; keep its pipe drained.
+        if let Some(stderr) = workers.stderr.take() {
+            std::thread::spawn(move || BufReader::new(stderr).lines().for_each(drop));
+        }
+        cluster.children.push(workers);
+        // And the scheduler's, after its address.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(cluster)
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
