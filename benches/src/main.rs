@@ -163,23 +163,12 @@ async fn walkthrough(
         ..rask::Config::default()
     })?;
     let ctx = bare_datafusion(threads);
-    for (what, sql) in [
+    let queries = [
         ("Parquet month", groupby.as_str()),
         ("timeseries()", generated),
-    ] {
-        let (mut r, mut d) = (Vec::new(), Vec::new());
-        for i in 0..=runs {
-            let started = Instant::now();
-            client.sql(sql).await?.collect().await?;
-            let ours = started.elapsed();
-            let started = Instant::now();
-            ctx.sql(sql).await?.collect().await?;
-            let theirs = started.elapsed();
-            if i > 0 {
-                r.push(ours);
-                d.push(theirs);
-            }
-        }
+    ];
+    for (what, sql) in queries {
+        let (r, d) = alternate(runs, &client, &ctx, sql).await?;
         report(
             &format!("groupby over {what}, in process (rask's scheduler vs plain DataFusion)"),
             &r,
@@ -194,23 +183,8 @@ async fn walkthrough(
     let remote = rask::Client::connect(&cluster.address).await?;
     remote.wait_for_workers(2, Duration::from_secs(30)).await?;
     println!();
-    for (what, sql) in [
-        ("Parquet month", groupby.as_str()),
-        ("timeseries()", generated),
-    ] {
-        let (mut r, mut d) = (Vec::new(), Vec::new());
-        for i in 0..=runs {
-            let started = Instant::now();
-            remote.sql(sql).await?.collect().await?;
-            let ours = started.elapsed();
-            let started = Instant::now();
-            ctx.sql(sql).await?.collect().await?;
-            let theirs = started.elapsed();
-            if i > 0 {
-                r.push(ours);
-                d.push(theirs);
-            }
-        }
+    for (what, sql) in queries {
+        let (r, d) = alternate(runs, &remote, &ctx, sql).await?;
         report(
             &format!(
                 "groupby over {what}, scheduler + 2 worker processes × {per_worker} thread(s) vs plain DataFusion ({threads} threads)"
@@ -234,6 +208,30 @@ async fn walkthrough(
         rate / 1e6
     );
     Ok(())
+}
+
+/// Runs `sql` on `client` and on `ctx` alternately, `runs` times after one
+/// warm-up each; returns their times.
+async fn alternate(
+    runs: usize,
+    client: &rask::Client,
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..=runs {
+        let started = Instant::now();
+        client.sql(sql).await?.collect().await?;
+        let a = started.elapsed();
+        let started = Instant::now();
+        ctx.sql(sql).await?.collect().await?;
+        let b = started.elapsed();
+        if i > 0 {
+            ours.push(a);
+            theirs.push(b);
+        }
+    }
+    Ok((ours, theirs))
 }
 
 fn args(a: &[&str]) -> Vec<String> {

@@ -202,10 +202,19 @@ fn interactive(runtime: &Runtime, shell: &mut Shell) {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
+    let info = shell.runner.client.info();
+    let on = if info.is_local() {
+        "an embedded local cluster".to_string()
+    } else {
+        format!("the cluster at {}", info.scheduler)
+    };
     println!(
-        "rask {} — SQL on an embedded local cluster. \\? for help, \\q to quit.",
+        "rask {} — SQL on {on}. \\? for help, \\q to quit.",
         env!("CARGO_PKG_VERSION")
     );
+    if !info.is_local() {
+        println!("{info}");
+    }
     let mut buffer = Buffer::default();
     loop {
         let prompt = if buffer.text.trim().is_empty() {

@@ -32,7 +32,15 @@ pub struct WorkerInfo {
     pub memory_limit: Option<u64>,
 }
 
+/// The scheduler address of an in-process cluster.
+pub const IN_PROCESS: &str = "in-process";
+
 impl ClusterInfo {
+    /// Whether the cluster runs in this process.
+    pub fn is_local(&self) -> bool {
+        self.scheduler == IN_PROCESS
+    }
+
     /// Task slots of all workers.
     pub fn total_threads(&self) -> usize {
         self.workers.iter().map(|w| w.nthreads).sum()

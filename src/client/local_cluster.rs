@@ -137,13 +137,13 @@ impl ClusterLink for LocalCluster {
     fn info(&self) -> ClusterInfo {
         let memory_limit = self.config.memory_limit.map(|m| m as u64);
         ClusterInfo {
-            scheduler: "in-process".into(),
+            scheduler: super::info::IN_PROCESS.into(),
             dashboard: None,
             workers: (0..self.config.workers)
                 .map(|id| WorkerInfo {
                     id: id as WorkerId,
                     name: format!("local-{id}"),
-                    address: "in-process".into(),
+                    address: super::info::IN_PROCESS.into(),
                     nthreads: self.config.threads,
                     memory_limit,
                 })

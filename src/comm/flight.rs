@@ -85,9 +85,23 @@ pub(crate) async fn serve(
     }
     builder
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(accepted(listener), shutdown)
         .await
         .map_err(|e| Error::Comm(format!("the Flight server stopped: {e}")))
+}
+
+/// Connections accepted on `listener`, with Nagle's algorithm off: control
+/// messages are small, and waiting to batch them costs tens of milliseconds.
+/// (The server builder's own `tcp_nodelay` applies only to listeners it binds.)
+fn accepted(
+    listener: TcpListener,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    TcpListenerStream::new(listener).map_ok(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot turn Nagle's algorithm off: {e}");
+        }
+        stream
+    })
 }
 
 /// A connection to the process at `address` (`HOST:PORT`).
@@ -254,10 +268,22 @@ impl FlightService for FlightNode {
             .await?
             .ok_or_else(|| Status::invalid_argument("an empty control stream"))?;
         let hello = wire::unframe::<Hello>(&first, "hello")
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Status::invalid_argument("a control stream without hello"))?;
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                m.into_iter()
+                    .next()
+                    .ok_or_else(|| "an empty frame".to_string())
+            });
+        let hello = match hello {
+            Ok(hello) => hello,
+            Err(why) => {
+                let peer = peer.map_or_else(|| "unknown peer".into(), |p| p.to_string());
+                tracing::warn!(%peer, "closing the connection: a malformed hello ({why})");
+                return Err(Status::invalid_argument(
+                    "a control stream must start with a hello",
+                ));
+            }
+        };
         control.exchange(hello, incoming, peer).map(Response::new)
     }
 
@@ -318,8 +344,16 @@ pub(crate) fn messages<T: DeserializeOwned + Send + 'static>(
                 },
                 Ok(None) => None,
                 Err(status) => {
-                    // The peer went away (closed, reset, killed): no fault of ours.
-                    tracing::debug!(%peer, "connection ended: {status}");
+                    match status.code() {
+                        // The peer went away (closed, reset, killed).
+                        tonic::Code::Cancelled
+                        | tonic::Code::Unavailable
+                        | tonic::Code::Unknown => {
+                            tracing::debug!(%peer, "connection ended: {status}")
+                        }
+                        // Too big, or not what the protocol says.
+                        _ => tracing::warn!(%peer, "closing the connection: {}", status.message()),
+                    }
                     None
                 }
             }

@@ -39,6 +39,8 @@ struct Shared {
     sink: Mutex<Option<ReportSink>>,
     /// Wanted keys not reported yet: failed if the scheduler goes away.
     pending: Mutex<KeySet>,
+    /// Set when the client disconnects: the stream's end is then expected.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl RemoteCluster {
@@ -146,6 +148,9 @@ impl Shared {
 
     /// The scheduler is gone: whatever was still wanted fails.
     fn lost(&self, address: &str) {
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         tracing::warn!(%address, "lost the connection to the scheduler");
         let pending: Vec<Key> = self.pending.lock().drain().collect();
         for key in pending {
@@ -165,6 +170,9 @@ impl ClusterLink for RemoteCluster {
             Message::Connect(_, sink) => *self.shared.sink.lock() = Some(sink),
             Message::Disconnect(_) => {
                 // Ending the stream disconnects: the scheduler releases our keys.
+                self.shared
+                    .closed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.outbox.lock().take();
             }
             Message::Event(Event::GraphSubmitted { tasks, wanted, .. }) => {

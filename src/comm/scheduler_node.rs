@@ -204,15 +204,8 @@ impl SchedulerState {
         incoming: Streaming<FlightData>,
         peer: String,
     ) -> Result<Frames, Status> {
+        check_version("worker", registration.version, &peer)?;
         let (outbox, frames) = flight::outgoing::<ToWorker>();
-        if registration.version != PROTOCOL_VERSION {
-            let reason = format!(
-                "worker speaks protocol {}, this scheduler {PROTOCOL_VERSION}: run the same rask version",
-                registration.version
-            );
-            tracing::warn!(%peer, "refused a worker: {reason}");
-            return Err(Status::failed_precondition(reason));
-        }
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let info = WorkerInfo {
             id,
@@ -282,13 +275,7 @@ impl SchedulerState {
         incoming: Streaming<FlightData>,
         peer: String,
     ) -> Result<Frames, Status> {
-        if version != PROTOCOL_VERSION {
-            let reason = format!(
-                "client speaks protocol {version}, this scheduler {PROTOCOL_VERSION}: use the same rask version"
-            );
-            tracing::warn!(%peer, "refused a client: {reason}");
-            return Err(Status::failed_precondition(reason));
-        }
+        check_version("client", version, &peer)?;
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
         let (outbox, frames) = flight::outgoing::<ToClient>();
         let _ = outbox.send(ToClient::Welcome(self.info()));
@@ -342,6 +329,18 @@ impl ControlPlane for Arc<SchedulerState> {
             Hello::Client { version } => self.add_client(version, incoming, peer),
         }
     }
+}
+
+/// Refuses a peer of another protocol version, with a log line.
+fn check_version(who: &str, version: u32, peer: &str) -> Result<(), Status> {
+    if version == PROTOCOL_VERSION {
+        return Ok(());
+    }
+    let reason = format!(
+        "the {who} speaks protocol {version}, this scheduler {PROTOCOL_VERSION}: use the same rask version"
+    );
+    tracing::warn!(%peer, "refused a {who}: {reason}");
+    Err(Status::failed_precondition(reason))
 }
 
 /// A worker's report as a core event.

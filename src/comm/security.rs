@@ -51,11 +51,9 @@ impl Security {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
-        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        let (identity, ca) = tls.load()?;
         Ok(Some(
-            ServerTlsConfig::new()
-                .identity(identity)
-                .client_ca_root(Certificate::from_pem(read(&tls.ca)?)),
+            ServerTlsConfig::new().identity(identity).client_ca_root(ca),
         ))
     }
 
@@ -64,11 +62,11 @@ impl Security {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
-        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        let (identity, ca) = tls.load()?;
         Ok(Some(
             ClientTlsConfig::new()
                 .domain_name(host)
-                .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
+                .ca_certificate(ca)
                 .identity(identity),
         ))
     }
@@ -105,6 +103,14 @@ impl Security {
         Err(Status::unauthenticated(format!(
             "refused: {what} auth token (set --auth-token or {TOKEN_VARIABLE} to the cluster's token)"
         )))
+    }
+}
+
+impl TlsFiles {
+    /// Our identity and the authority, read from their files.
+    fn load(&self) -> Result<(Identity, Certificate)> {
+        let identity = Identity::from_pem(read(&self.cert)?, read(&self.key)?);
+        Ok((identity, Certificate::from_pem(read(&self.ca)?)))
     }
 }
 

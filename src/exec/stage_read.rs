@@ -13,6 +13,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{StageInput, TaskInputs};
 
+/// Inputs of one partition fetched from other processes at the same time.
+const CONCURRENT_FETCHES: usize = 16;
+
 /// How a reader's partitions map onto the producers' outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
@@ -119,15 +122,16 @@ impl ExecutionPlan for StageReadExec {
                 internal_datafusion_err!("StageReadExec runs only inside a rask task")
             })?;
         let sources = self.sources(partition, &inputs)?;
-        // Inputs in this process are read in place; others are fetched one
-        // after another as the stream is polled.
+        // Inputs in this process are read in place; others are fetched as the
+        // stream is polled, several at once, and yielded in producer order.
         let batches = futures::stream::iter(sources)
-            .then(|(source, bucket)| async move {
+            .map(|(source, bucket)| async move {
                 source
                     .read(bucket)
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))
             })
+            .buffered(CONCURRENT_FETCHES)
             .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
             .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(

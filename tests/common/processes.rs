@@ -204,9 +204,15 @@ impl ProcessCluster {
 
 /// Sends `kill -9` to `pid`.
 pub fn kill_9(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
+    signal(pid, "-KILL");
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to `pid`, with the shell's own
+/// `kill` (a clean machine may have no /bin/kill).
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill {signal} {pid}")])
         .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -9 {pid} failed");
+        .expect("sh runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
 }

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::processes::{Process, ProcessCluster, kill_9};
+use crate::processes::{Process, ProcessCluster, kill_9, signal};
 use crate::support::{rask, repository_root, run, run_with_input};
 
 /// A multi-stage query (two aggregations, a join, a sort) with exact answers.
@@ -14,6 +14,11 @@ const JOINED: &str = "\
 WITH a AS (SELECT name, count(*) AS n, max(x) AS mx FROM timeseries('2000-01-01', '2000-01-21') GROUP BY name), \
      b AS (SELECT name, min(y) AS my, count(DISTINCT id) AS ids FROM timeseries('2000-01-01', '2000-01-21') GROUP BY name) \
 SELECT a.name, a.n, a.mx, b.my, b.ids FROM a JOIN b ON a.name = b.name ORDER BY a.name";
+
+/// The same over two months: long enough to kill a worker in the middle of it.
+fn joined_long() -> String {
+    JOINED.replace("'2000-01-21'", "'2000-03-01'")
+}
 
 /// `sql` through `rask query` on the scheduler at `address`, as CSV.
 fn remote_query(address: &str, sql: &str, extra: &[&str]) -> crate::support::Run {
@@ -89,7 +94,8 @@ fn scheduler_and_workers_run_queries_and_say_what_they_do() {
 fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
     let root = repository_root();
     let cluster = ProcessCluster::start(&root, 2, 1, &[]);
-    let expected = local_query(JOINED);
+    let long = joined_long();
+    let expected = local_query(&long);
 
     let query = rask()
         .args([
@@ -99,7 +105,7 @@ fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
             "--scheduler",
             &cluster.address,
             "-c",
-            JOINED,
+            &long,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -107,7 +113,7 @@ fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
         .spawn();
     let mut query = query.expect("the query starts");
     cluster.scheduler.wait_for("client 1 connected");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     let victim = cluster.worker_pids()[0];
     let running = matches!(query.try_wait(), Ok(None));
     kill_9(victim);
@@ -142,7 +148,7 @@ fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
             .expect("two workers again");
     });
     assert_eq!(
-        remote_query(&cluster.address, JOINED, &[]).success().stdout,
+        remote_query(&cluster.address, &long, &[]).success().stdout,
         expected
     );
 }
@@ -220,6 +226,33 @@ fn garbage_sent_to_any_port_leaves_the_cluster_working() {
             let _ = stream.write_all(&payload);
         }
     }
+    // Well-formed gRPC carrying a malformed control message: that call is
+    // refused and logged.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let refused = runtime.block_on(async {
+        use arrow_flight::FlightData;
+        use arrow_flight::flight_service_client::FlightServiceClient;
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", cluster.address))
+            .expect("an address")
+            .connect()
+            .await
+            .expect("connects");
+        let mut client = FlightServiceClient::new(channel);
+        let junk = FlightData {
+            app_metadata: garbage[..100].to_vec().into(),
+            ..Default::default()
+        };
+        client.do_exchange(futures::stream::iter([junk])).await
+    });
+    let status = refused.expect_err("a malformed hello is refused");
+    assert!(
+        status.message().contains("must start with a hello"),
+        "{status:?}"
+    );
+    cluster
+        .scheduler
+        .wait_for("closing the connection: a malformed hello");
+
     let sql = "SELECT name, count(*) AS n FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name ORDER BY name";
     assert_eq!(
         remote_query(&cluster.address, sql, &[]).success().stdout,
@@ -247,14 +280,6 @@ fn a_silent_worker_is_removed_and_its_work_done_elsewhere() {
     cluster
         .scheduler
         .wait_for("removed: silent for 2s (no heartbeat)");
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid} failed");
 }
 
 #[test]
