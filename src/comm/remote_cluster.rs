@@ -60,7 +60,9 @@ impl RemoteCluster {
         let first = flight::next_messages::<ToClient>(&mut incoming, "scheduler message")
             .await
             .map_err(|e| refused(e.to_string()))?;
-        let info = match first.and_then(|m| m.into_iter().next()) {
+        // The frame with the welcome may carry reports too: keep them.
+        let mut first = first.unwrap_or_default().into_iter();
+        let info = match first.next() {
             Some(ToClient::Welcome(info)) => info,
             Some(ToClient::Close { reason }) => return Err(refused(reason)),
             _ => return Err(refused("the scheduler did not answer".into())),
@@ -73,8 +75,12 @@ impl RemoteCluster {
         let reader = (Arc::clone(&shared), fetcher.clone(), address.to_string());
         tokio::spawn(async move {
             let (shared, fetcher, address) = reader;
-            let mut messages =
-                flight::messages::<ToClient>(incoming, "scheduler message", address.clone());
+            let rest: Vec<ToClient> = first.collect();
+            let mut messages = futures::stream::iter([rest]).chain(flight::messages::<ToClient>(
+                incoming,
+                "scheduler message",
+                address.clone(),
+            ));
             while let Some(batch) = messages.next().await {
                 for message in batch {
                     shared.receive(message, &fetcher);

@@ -242,6 +242,7 @@ impl SchedulerState {
                 match tokio::time::timeout(state.heartbeat_timeout, messages.next()).await {
                     Ok(Some(batch)) => {
                         for message in batch {
+                            tracing::trace!(worker = id, ?message, "from worker");
                             if let Some(event) = worker_event(id, message) {
                                 state.server.enqueue(Message::Event(event));
                             }

@@ -110,7 +110,9 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         open_control::<FromWorker>(&mut client, &options.security, Hello::Worker(registration))
             .await?;
     let first = flight::next_messages::<ToWorker>(&mut incoming, "scheduler message").await?;
-    let id = match first.and_then(|m| m.into_iter().next()) {
+    // The frame with the welcome may carry the first tasks too: keep them.
+    let mut first = first.unwrap_or_default().into_iter();
+    let id = match first.next() {
         Some(ToWorker::Welcome { id }) => id,
         Some(ToWorker::Close { reason }) => return Err(Error::Comm(reason)),
         _ => {
@@ -164,8 +166,12 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         stages: HashMap::new(),
         fetcher,
     };
-    let mut messages =
-        flight::messages::<ToWorker>(incoming, "scheduler message", options.scheduler.clone());
+    let rest: Vec<ToWorker> = first.collect();
+    let mut messages = futures::stream::iter([rest]).chain(flight::messages::<ToWorker>(
+        incoming,
+        "scheduler message",
+        options.scheduler.clone(),
+    ));
     tokio::pin!(shutdown);
     let result = loop {
         let batch = tokio::select! {

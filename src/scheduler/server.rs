@@ -205,6 +205,7 @@ impl EventLoop {
         // once however many of its tasks a cancel stops.
         let mut aborts: HashMap<WorkerId, KeySet> = HashMap::new();
         for decision in decisions.drain(..) {
+            tracing::trace!("{decision}");
             match decision {
                 Decision::Run {
                     worker,
