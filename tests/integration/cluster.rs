@@ -19,8 +19,12 @@ fn cluster(workers: usize, threads: usize) -> Client {
 
 /// Waits until the workers hold no results (releases travel through the scheduler thread).
 fn wait_until_empty(client: &Client) {
+    wait_until_cluster_empty(client.local_cluster().expect("a local cluster"));
+}
+
+/// Waits until `cluster`'s workers hold no results.
+fn wait_until_cluster_empty(cluster: &LocalCluster) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let cluster = client.local_cluster().expect("a local cluster");
     while cluster.results_held() > 0 {
         assert!(
             Instant::now() < deadline,
@@ -286,13 +290,5 @@ fn concurrent_clients_and_tiny_tasks_never_stall() {
             .recv_timeout(Duration::from_secs(120))
             .expect("the cluster stalled: a graph never finished");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster.results_held() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{} results still held",
-            cluster.results_held()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until_cluster_empty(&cluster);
 }
