@@ -121,6 +121,7 @@ async fn watch_worker(
         child
             .args(&command)
             .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(token) = &token {
             // The token goes by environment, not argument: `ps` shows arguments.
@@ -136,6 +137,7 @@ async fn watch_worker(
         let pid = child.id().unwrap_or_default();
         // Held until the worker should leave (`wait` would close it at once).
         let stdin = child.stdin.take();
+        let tail = child.stderr.take().map(relay);
         tracing::info!("nanny: started {label}, pid {pid}");
         let started = Instant::now();
         tokio::select! {
@@ -148,9 +150,16 @@ async fn watch_worker(
                         tracing::info!("nanny: {label} (pid {pid}) exited");
                         return;
                     }
-                    Ok(status) => tracing::warn!(
-                        "nanny: {label} (pid {pid}) died ({status}); restarting in {backoff:?}"
-                    ),
+                    Ok(status) => {
+                        let last = match tail {
+                            Some(tail) => tail.await.unwrap_or_default(),
+                            None => Vec::new(),
+                        };
+                        tracing::warn!(
+                            "nanny: {label} (pid {pid}) died ({status}); restarting in {backoff:?}; its last log lines:\n{}",
+                            last.join("\n")
+                        );
+                    }
                     Err(e) => tracing::warn!("nanny: lost {label} (pid {pid}): {e}; restarting"),
                 }
                 if started.elapsed() > Duration::from_secs(60) {
@@ -170,6 +179,25 @@ async fn watch_worker(
             }
         }
     }
+}
+
+/// Copies a worker's log to ours as it comes; resolves to its last lines once
+/// the worker's standard error closes (it exited).
+fn relay(stderr: tokio::process::ChildStderr) -> tokio::task::JoinHandle<Vec<String>> {
+    use tokio::io::AsyncBufReadExt;
+    const KEPT: usize = 20;
+    tokio::spawn(async move {
+        let mut last = std::collections::VecDeque::with_capacity(KEPT);
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+            if last.len() == KEPT {
+                last.pop_front();
+            }
+            last.push_back(line);
+        }
+        last.into()
+    })
 }
 
 /// One worker process, until the scheduler closes it, its nanny goes, or a signal.

@@ -130,9 +130,23 @@ fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
         .collect();
     let lost = &numbers[numbers.len() - 2..];
     assert!(lost.iter().sum::<usize>() > 0, "{removed}");
-    cluster
+    // The nanny says how it died, with the worker's last words.
+    let died = cluster
         .workers
         .wait_for(&format!("(pid {victim}) died (signal: 9"));
+    assert!(died.contains("its last log lines:"), "{died}");
+    let log = cluster.workers.log();
+    let at = log
+        .iter()
+        .position(|l| l == &died)
+        .expect("the line is in the log");
+    assert!(
+        log[at + 1..]
+            .iter()
+            .any(|l| l.contains(&format!("pid {victim}"))),
+        "the last lines of {victim} follow:\n{}",
+        log[at..].join("\n")
+    );
 
     // The nanny starts a new worker, which registers as a new one.
     cluster.scheduler.wait_for("worker 2 registered:");
