@@ -18,7 +18,7 @@ use super::fetch::FlightFetcher;
 use super::flight::{self, open_control};
 use super::wire::{EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome};
 use crate::client::{ClusterInfo, ClusterLink};
-use crate::exec::TaskData;
+use crate::exec::{RemoteInput, StageInput, TaskData};
 use crate::key::{Key, KeySet};
 use crate::planner::StageGraph;
 use crate::scheduler::{Event, Message, Outcome, ReportSink, TaskError, TaskSpec, WorkerId};
@@ -218,19 +218,13 @@ impl ClusterLink for RemoteCluster {
     fn drain(&self) {}
 
     fn fetch(&self, key: &Key, workers: &[WorkerId]) -> BoxFuture<'static, Result<Arc<TaskData>>> {
-        let (fetcher, key, workers) = (self.fetcher.clone(), key.clone(), workers.to_vec());
-        Box::pin(async move {
-            let mut last = String::from("no worker holds it");
-            for worker in workers {
-                match fetcher.fetch_from(worker, key.clone(), None).await {
-                    Ok(batches) => return Ok(Arc::new(TaskData::Batches(vec![batches]))),
-                    Err(e) => last = format!("worker {worker}: {e}"),
-                }
-            }
-            Err(Error::Comm(format!(
-                "could not fetch the result {key}: {last}"
-            )))
-        })
+        // The same holder-by-holder fetch a task does for a remote input.
+        let input = StageInput::Remote(RemoteInput {
+            key: key.clone(),
+            holders: workers.to_vec(),
+            source: Arc::new(self.fetcher.clone()),
+        });
+        Box::pin(async move { input.data().await.map_err(|e| Error::Comm(e.to_string())) })
     }
 
     fn tasks(&self, graph: &StageGraph) -> Result<Vec<TaskSpec>> {
