@@ -116,13 +116,17 @@ fn describe_datafusion(err: &DataFusionError) -> String {
 impl Error {
     /// The error for a caught panic with payload `payload`.
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a task panicked".to_string());
-        Error::Panic(message)
+        Error::Panic(panic_message(payload.as_ref()))
     }
+}
+
+/// What a panic said.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a task panicked".to_string())
 }
 
 /// Runs `future`, turning a panic inside it into [`Error::Panic`].

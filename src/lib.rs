@@ -30,6 +30,7 @@ pub mod key;
 pub mod output;
 pub mod planner;
 pub mod scheduler;
+pub mod udf;
 pub mod worker;
 
 pub use client::{Client, Config, DataFrame, Future, FutureStatus, LocalCluster, TaskGraph};

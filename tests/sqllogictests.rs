@@ -6,9 +6,11 @@
 //! order parallel aggregates add in.
 //!
 //! Every file runs twice: `local::FILE` on an embedded cluster of 2 workers,
-//! and `cluster::FILE` on a real cluster of processes (`rask scheduler` and
-//! `rask worker --nworkers 2`, started once for all files on free ports and
-//! killed at the end), where plans travel as bytes and data over Arrow Flight.
+//! and `cluster::FILE` on a real cluster of processes (`scheduler` and
+//! `worker --nworkers 2`, started once for all files on free ports and killed
+//! at the end), where plans travel as bytes and data over Arrow Flight. Both
+//! carry the UDFs of `cli/examples/custom_worker.rs`; the cluster's processes
+//! are that binary.
 //!
 //! `cargo nextest run --test sqllogictests` runs them all; add a file name (or
 //! part of one) to run only that file.
@@ -27,7 +29,13 @@ use sqllogictest::{DBOutput, DefaultColumnType};
 #[path = "common/processes.rs"]
 mod processes;
 
-use processes::ProcessCluster;
+/// The functions `.slt` files may call (`square`, …): the example worker
+/// binary's, which the cluster's workers run.
+#[allow(dead_code)]
+#[path = "../cli/examples/custom_worker.rs"]
+mod custom_worker;
+
+use processes::{ProcessCluster, custom_worker_binary};
 
 /// The cluster of processes the `cluster::` trials share, started by the first.
 type SharedCluster = Arc<Mutex<Option<ProcessCluster>>>;
@@ -65,7 +73,7 @@ fn cluster_address(root: &Path, cluster: &SharedCluster) -> Result<String, Faile
     let started = STARTED.get_or_init(|| {
         let mut slot = cluster.lock().map_err(|e| e.to_string())?;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ProcessCluster::start(root, 2, 2, &[])
+            ProcessCluster::start_program(&custom_worker_binary(), root, 2, 2)
         }))
         .map(|c| {
             let address = c.address.clone();
@@ -118,9 +126,14 @@ fn run_file(root: &Path, path: &Path, target: Target) -> Result<(), Failed> {
                     Target::Local => Client::with_config(Config {
                         workers: 2,
                         threads: 2,
+                        registry: custom_worker::registry(),
                         ..Config::default()
                     })?,
-                    Target::Scheduler(address) => Client::connect(&address).await?,
+                    Target::Scheduler(address) => {
+                        let registry = custom_worker::registry();
+                        let security = rask::comm::Security::default();
+                        Client::connect_with_registry(&address, security, registry).await?
+                    }
                 };
                 Ok(RaskDb { client })
             }

@@ -296,7 +296,7 @@ async fn scheduler(
 /// A graph of `n` no-op tasks of `shape`, and the keys to want.
 fn shape_graph(shape: Shape, n: usize) -> (rask::TaskGraph, Vec<rask::Key>) {
     use rask::exec::TaskData;
-    let noop = |_: &[Arc<TaskData>]| Ok(TaskData::Value(Arc::new(()), 0));
+    let noop = |_: &[Arc<TaskData>]| Ok(TaskData::local_value((), 0));
     let mut graph = rask::TaskGraph::new();
     match shape {
         Shape::Independent => {

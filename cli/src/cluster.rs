@@ -8,7 +8,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rask::comm::{SchedulerNode, SchedulerOptions, TOKEN_VARIABLE, WorkerOptions, run_worker};
+use rask::comm::{
+    SchedulerNode, SchedulerOptions, TOKEN_VARIABLE, WorkerDeath, WorkerOptions, report_death,
+    run_worker,
+};
 use tokio::process::Command;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -85,9 +88,13 @@ pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
             command.push("--watch-stdin".into());
             let label = name.unwrap_or_else(|| format!("worker {i}"));
             nannies.push(tokio::spawn(watch_worker(
-                label,
-                command,
-                security.auth_token.clone(),
+                Watched {
+                    label,
+                    command,
+                    scheduler: args.scheduler.clone(),
+                    token: security.auth_token.clone(),
+                    security: security.security(),
+                },
                 stopped.clone(),
             )));
         }
@@ -101,13 +108,29 @@ pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
     })
 }
 
-/// Keeps one worker process running until `stop` turns true.
-async fn watch_worker(
+/// A worker process a nanny keeps running.
+struct Watched {
+    /// How the nanny's log names it.
     label: String,
+    /// Its arguments.
     command: Vec<String>,
+    /// The scheduler, told when the worker dies.
+    scheduler: String,
+    /// The cluster's token, passed to the worker by environment.
     token: Option<String>,
-    mut stop: watch::Receiver<bool>,
-) {
+    /// How the nanny reaches the scheduler.
+    security: rask::comm::Security,
+}
+
+/// Keeps one worker process running until `stop` turns true.
+async fn watch_worker(watched: Watched, mut stop: watch::Receiver<bool>) {
+    let Watched {
+        label,
+        command,
+        scheduler,
+        token,
+        security,
+    } = watched;
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -159,6 +182,10 @@ async fn watch_worker(
                             "nanny: {label} (pid {pid}) died ({status}); restarting in {backoff:?}; its last log lines:\n{}",
                             last.join("\n")
                         );
+                        let death = WorkerDeath { pid, status: status.to_string(), log: last };
+                        if let Err(e) = report_death(&scheduler, &security, &death).await {
+                            tracing::warn!("nanny: cannot tell the scheduler that {label} died: {e}");
+                        }
                     }
                     Err(e) => tracing::warn!("nanny: lost {label} (pid {pid}): {e}; restarting"),
                 }
@@ -201,7 +228,12 @@ fn relay(stderr: tokio::process::ChildStderr) -> tokio::task::JoinHandle<Vec<Str
 }
 
 /// One worker process, until the scheduler closes it, its nanny goes, or a signal.
-pub fn worker_process(runtime: &Runtime, args: &WorkerProcessArgs, run: &RunArgs) -> bool {
+pub fn worker_process(
+    runtime: &Runtime,
+    args: &WorkerProcessArgs,
+    run: &RunArgs,
+    registry: rask::udf::Registry,
+) -> bool {
     let settings = &args.process;
     let nthreads = settings
         .nthreads
@@ -223,6 +255,7 @@ pub fn worker_process(runtime: &Runtime, args: &WorkerProcessArgs, run: &RunArgs
         local_directory,
         security: run.security.security(),
         heartbeat: Duration::from_secs_f64(settings.heartbeat.max(0.05)),
+        registry,
     };
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(run_worker(options, stop(watch_stdin)));

@@ -20,6 +20,23 @@ use args::{Cli, Command, RunArgs};
 
 /// Runs the `rask` command with the process's arguments.
 pub fn main() -> ExitCode {
+    main_with(rask::udf::Registry::default())
+}
+
+/// Runs the `rask` command with the process's arguments, carrying `registry`:
+/// its UDFs and task functions are usable from the shell and `rask query`, and
+/// the workers this binary starts (`worker`, `worker-process`) announce and run
+/// them. This is how a custom worker binary is made:
+///
+/// ```no_run
+/// use rask::udf::{self, Registry};
+///
+/// fn main() -> std::process::ExitCode {
+///     let registry = Registry::new().with_scalar(udf::scalar("square", |x: f64| x * x));
+///     rask_cli::main_with(registry)
+/// }
+/// ```
+pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(
         cli.command,
@@ -44,11 +61,11 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Worker(args)) => return exit(cluster::nanny(&runtime, args, &cli.run)),
         Some(Command::WorkerProcess(args)) => {
-            return exit(cluster::worker_process(&runtime, args, &cli.run));
+            return exit(cluster::worker_process(&runtime, args, &cli.run, registry));
         }
         _ => {}
     }
-    let client = match runtime.block_on(client_for(&cli.run)) {
+    let client = match runtime.block_on(client_for(&cli.run, registry)) {
         Ok(client) => client,
         Err(e) => {
             eprintln!("error: {e}");
@@ -72,13 +89,17 @@ fn exit(ok: bool) -> ExitCode {
 }
 
 /// A client of the cluster at `--scheduler`, else of an embedded one sized by the flags.
-async fn client_for(run: &RunArgs) -> rask::Result<rask::Client> {
+async fn client_for(run: &RunArgs, registry: rask::udf::Registry) -> rask::Result<rask::Client> {
     if let Some(address) = &run.scheduler {
-        let client = rask::Client::connect_with(address, run.security.security()).await?;
+        let client =
+            rask::Client::connect_with_registry(address, run.security.security(), registry).await?;
         tracing::info!("connected:\n{client}");
         return Ok(client);
     }
-    let mut config = rask::Config::default();
+    let mut config = rask::Config {
+        registry,
+        ..rask::Config::default()
+    };
     if let Some(threads) = run.threads {
         config.threads = threads;
     }

@@ -24,6 +24,9 @@ pub struct Config {
     pub memory_limit: Option<usize>,
     /// Where queries spill; `None` for the system's temporary directory.
     pub local_directory: Option<std::path::PathBuf>,
+    /// Scalar UDFs and task functions, usable from SQL, dataframes and tasks;
+    /// workers in this process carry them too. Default: none.
+    pub registry: crate::udf::Registry,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             batch_size: None,
             memory_limit: None,
             local_directory: None,
+            registry: crate::udf::Registry::default(),
         }
     }
 }

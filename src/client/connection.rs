@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use futures::future::BoxFuture;
 
 use super::ClusterInfo;
-use crate::exec::TaskData;
+use crate::exec::{TaskData, Value};
 use crate::key::{Key, KeyMap};
 use crate::planner::StageGraph;
 use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec, WorkerId};
@@ -38,6 +38,14 @@ pub(crate) trait ClusterLink: Send + Sync {
         workers: &[WorkerId],
     ) -> BoxFuture<'static, crate::Result<Arc<TaskData>>>;
 
+    /// Stores `value` under `key` on each of `workers`.
+    fn put(
+        &self,
+        key: &Key,
+        value: &Value,
+        workers: &[WorkerId],
+    ) -> BoxFuture<'static, crate::Result<()>>;
+
     /// The jobs of `graph` as this cluster's workers take them: in place, or
     /// encoded for another process (an error if some stage cannot be).
     fn tasks(&self, graph: &StageGraph) -> crate::Result<Vec<TaskSpec>>;
@@ -54,6 +62,8 @@ pub(crate) struct Connection {
     id: ClientId,
     cluster: Arc<dyn ClusterLink>,
     slots: Mutex<KeyMap<Arc<KeySlot>>>,
+    /// Where the next scattered value goes, counting worker threads round-robin.
+    scatter_turn: AtomicU64,
 }
 
 /// What a client knows of one key, shared by the key's futures: they read it
@@ -114,6 +124,7 @@ impl Connection {
             id,
             cluster,
             slots: Mutex::new(KeyMap::default()),
+            scatter_turn: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&connection);
         connection.cluster.send(Message::Connect(
@@ -142,6 +153,52 @@ impl Connection {
             wanted,
         }));
         futures
+    }
+
+    /// Places `value` on a worker (the next thread round-robin) or, with
+    /// `broadcast`, on every worker; tells the scheduler, and returns its
+    /// future, finished once the scheduler knows where the value is.
+    pub async fn scatter(
+        self: &Arc<Self>,
+        key: Key,
+        value: Value,
+        broadcast: bool,
+    ) -> crate::Result<super::Future> {
+        let info = self.cluster.info();
+        let workers: Vec<WorkerId> = if broadcast {
+            info.workers.iter().map(|w| w.id).collect()
+        } else {
+            let threads: Vec<WorkerId> = info
+                .workers
+                .iter()
+                .flat_map(|w| std::iter::repeat_n(w.id, w.nthreads.max(1)))
+                .collect();
+            let turn = self.scatter_turn.fetch_add(1, Ordering::Relaxed) as usize;
+            threads
+                .get(turn % threads.len().max(1))
+                .into_iter()
+                .copied()
+                .collect()
+        };
+        if workers.is_empty() {
+            return Err(crate::Error::Comm(format!(
+                "cannot scatter {key}: the cluster has no workers"
+            )));
+        }
+        self.cluster.put(&key, &value, &workers).await?;
+        let future = self.future(key.clone());
+        self.cluster.send(Message::Event(Event::DataScattered {
+            client: self.id,
+            key,
+            workers,
+            nbytes: value.nbytes(),
+        }));
+        // Finished once the scheduler has taken note of it.
+        future.wait().await;
+        match future.exception() {
+            Some(error) => Err(error),
+            None => Ok(future),
+        }
     }
 
     /// A future of `key`, counted among the key's holders.

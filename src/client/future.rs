@@ -84,6 +84,13 @@ impl Future {
         self.connection.cancel(&self.key);
     }
 
+    /// Waits until the task is done (finished, failed or cancelled), without
+    /// fetching its result; returns how it ended.
+    pub async fn wait(&self) -> FutureStatus {
+        std::future::poll_fn(|cx| self.slot.poll_outcome(cx)).await;
+        self.status()
+    }
+
     /// Waits for the result, blocking the thread. Use `.await` in async code.
     pub fn result(&self) -> Result<Arc<TaskData>> {
         futures::executor::block_on(self.data())

@@ -30,6 +30,8 @@ pub struct WorkerInfo {
     pub nthreads: usize,
     /// Bytes its queries may hold before spilling, when bounded.
     pub memory_limit: Option<u64>,
+    /// The scalar UDFs and task functions it carries, by name.
+    pub functions: Vec<String>,
 }
 
 /// The scheduler address of an in-process cluster.
@@ -100,6 +102,7 @@ mod tests {
             address: "127.0.0.1:1".into(),
             nthreads,
             memory_limit: Some(1 << 30),
+            functions: Vec::new(),
         };
         let info = ClusterInfo {
             scheduler: "127.0.0.1:8786".into(),

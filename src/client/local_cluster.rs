@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 
 use super::connection::ClusterLink;
 use super::{ClusterInfo, Config, WorkerInfo};
-use crate::exec::{self, TaskData};
+use crate::exec::{self, TaskData, Value};
 use crate::key::Key;
 use crate::planner::StageGraph;
 use crate::scheduler::{Message, SchedulerServer, TaskSpec, WorkerId};
@@ -130,6 +130,28 @@ impl ClusterLink for LocalCluster {
         Box::pin(async move { data.ok_or(lost) })
     }
 
+    fn put(
+        &self,
+        key: &Key,
+        value: &Value,
+        workers: &[WorkerId],
+    ) -> BoxFuture<'static, Result<()>> {
+        // In process: the workers share the value itself, nothing is copied.
+        let data = Arc::new(TaskData::Value(value.clone()));
+        let missing = workers.iter().find_map(|&w| match self.peers.store(w) {
+            Some(store) => {
+                store.insert(key.clone(), Arc::clone(&data));
+                None
+            }
+            None => Some(w),
+        });
+        let result = match missing {
+            Some(w) => Err(Error::Comm(format!("cannot scatter {key}: no worker {w}"))),
+            None => Ok(()),
+        };
+        Box::pin(async move { result })
+    }
+
     fn tasks(&self, graph: &StageGraph) -> Result<Vec<TaskSpec>> {
         Ok(super::query_planner::tasks(graph, None))
     }
@@ -146,6 +168,7 @@ impl ClusterLink for LocalCluster {
                     address: super::info::IN_PROCESS.into(),
                     nthreads: self.config.threads,
                     memory_limit,
+                    functions: self.config.registry.names(),
                 })
                 .collect(),
         }

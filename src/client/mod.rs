@@ -8,6 +8,7 @@
 mod config;
 mod connection;
 mod dataframe;
+mod functions;
 mod future;
 mod info;
 mod local_cluster;
@@ -29,6 +30,7 @@ use crate::planner::{Location, StageGraph};
 use crate::{Error, Key, Result, exec};
 pub(crate) use connection::ClusterLink;
 use connection::Connection;
+pub(crate) use functions::workers_with;
 use query_planner::ClusterQueryPlanner;
 pub(crate) use query_planner::tasks as stage_tasks;
 
@@ -82,7 +84,10 @@ impl Client {
     /// A client whose queries run through `link`, planned for a cluster of `config`'s size.
     pub(crate) fn over(link: Arc<dyn ClusterLink>, config: Config) -> Result<Self> {
         let connection = Connection::open(link);
-        let planner = Arc::new(ClusterQueryPlanner::new(Arc::clone(&connection)));
+        let planner = Arc::new(ClusterQueryPlanner::new(
+            Arc::clone(&connection),
+            config.registry.clone(),
+        ));
         let ctx = exec::new_context(&config, Some(planner))?;
         Ok(Self {
             ctx,
@@ -108,6 +113,17 @@ impl Client {
 
     /// [`connect`](Self::connect) with explicit token and TLS settings.
     pub async fn connect_with(address: &str, security: crate::comm::Security) -> Result<Self> {
+        Self::connect_with_registry(address, security, crate::udf::Registry::default()).await
+    }
+
+    /// [`connect_with`](Self::connect_with), with the UDFs and task functions
+    /// of `registry` usable from this client. They run on the workers that
+    /// announce them (a worker binary built with the same registry).
+    pub async fn connect_with_registry(
+        address: &str,
+        security: crate::comm::Security,
+        registry: crate::udf::Registry,
+    ) -> Result<Self> {
         let link = crate::comm::RemoteCluster::connect(address, security).await?;
         // Queries are planned for the workers there are: give the first a moment.
         let deadline = std::time::Instant::now() + FIRST_WORKER_WAIT;
@@ -121,6 +137,7 @@ impl Client {
         let config = Config {
             workers: info.workers.len().max(1),
             threads: (info.total_threads() / info.workers.len().max(1)).max(1),
+            registry,
             ..Config::default()
         };
         Self::over(link, config)
@@ -181,6 +198,37 @@ impl Client {
         self.connection.submit(graph.tasks, wanted.to_vec())
     }
 
+    /// Places `value` on one worker (round-robin over the cluster's threads) and
+    /// returns a finished future of it. Tasks that read it run where it is and
+    /// never receive it again; it counts in that worker's memory. It cannot be
+    /// recomputed: if its worker dies, it and what reads it err (`DataLost`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rask::Client) -> rask::Result<()> {
+    /// let model = client.scatter(vec![1.5f64, -0.5]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn scatter<T: serde::Serialize + Send + Sync + 'static>(
+        &self,
+        value: T,
+    ) -> Result<Future> {
+        let key = scatter_key::<T>();
+        self.connection
+            .scatter(key, exec::Value::new(value), false)
+            .await
+    }
+
+    /// [`scatter`](Self::scatter) onto every worker: for a value many tasks read.
+    pub async fn broadcast<T: serde::Serialize + Send + Sync + 'static>(
+        &self,
+        value: T,
+    ) -> Result<Future> {
+        let key = scatter_key::<T>();
+        self.connection
+            .scatter(key, exec::Value::new(value), true)
+            .await
+    }
+
     /// Waits for every future and returns their data, in order; or the error
     /// of one that failed.
     pub async fn gather(&self, futures: &[Future]) -> Result<Vec<Arc<exec::TaskData>>> {
@@ -199,6 +247,11 @@ impl Client {
         &self.config
     }
 
+    /// The UDFs and task functions usable from this client.
+    pub fn registry(&self) -> &crate::udf::Registry {
+        &self.config.registry
+    }
+
     /// Plans one SQL statement. Queries come back as a lazy [`DataFrame`];
     /// statements with effects (`CREATE EXTERNAL TABLE`, `SET`, …) take effect now.
     ///
@@ -214,6 +267,24 @@ impl Client {
     pub fn session(&self) -> &SessionContext {
         &self.ctx
     }
+}
+
+/// A fresh key for a scattered `T`: `<type>-<token>`, as Dask names them.
+fn scatter_key<T>() -> Key {
+    static SCATTERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = std::any::type_name::<T>();
+    // `alloc::vec::Vec<f64>` → `Vec`
+    let short = name.split('<').next().unwrap_or(name);
+    let short: String = short
+        .rsplit("::")
+        .next()
+        .unwrap_or(short)
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    let short = if short.is_empty() { "value" } else { &short };
+    let n = SCATTERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Key::new(format!("{short}-{:x}{n:08x}", std::process::id()))
 }
 
 /// An error in a script, placed in the script's own lines and columns.

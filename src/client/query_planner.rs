@@ -24,22 +24,42 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use parking_lot::Mutex;
 
-use super::Future;
 use super::connection::Connection;
+use super::{Future, functions};
 use crate::comm::{EncodedJob, EncodedStage};
 use crate::key::Key;
 use crate::planner::StageGraph;
-use crate::scheduler::TaskSpec;
+use crate::scheduler::{TaskSpec, WorkerId};
+use crate::udf::Registry;
 use crate::worker::{Job, StageJob};
 
 /// Plans queries as DataFusion does, then lowers them to tasks.
 pub(crate) struct ClusterQueryPlanner {
     connection: Arc<Connection>,
+    registry: Registry,
 }
 
 impl ClusterQueryPlanner {
-    pub fn new(connection: Arc<Connection>) -> Self {
-        Self { connection }
+    pub fn new(connection: Arc<Connection>, registry: Registry) -> Self {
+        Self {
+            connection,
+            registry,
+        }
+    }
+
+    /// For each stage, the workers that may run it: those carrying the
+    /// registered UDFs it calls. Refuses a stage no worker can run.
+    fn placement(&self, graph: &StageGraph) -> Result<Vec<Option<Vec<WorkerId>>>> {
+        let workers = self.connection.cluster().info().workers;
+        graph
+            .stages
+            .iter()
+            .map(|stage| {
+                let names = functions::udfs_in(&stage.plan, &self.registry);
+                functions::workers_with(&names, &workers)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            })
+            .collect()
     }
 }
 
@@ -84,17 +104,32 @@ impl QueryPlanner for ClusterQueryPlanner {
                 return Ok(plan);
             }
         };
+        let placement = self.placement(&graph)?;
         match self.connection.cluster().tasks(&graph) {
-            Ok(tasks) => Ok(Arc::new(ClusterExec::new(
-                graph,
-                tasks,
-                Arc::clone(&self.connection),
-            ))),
+            Ok(mut tasks) => {
+                restrict(&mut tasks, &graph, &placement);
+                Ok(Arc::new(ClusterExec::new(
+                    graph,
+                    tasks,
+                    Arc::clone(&self.connection),
+                )))
+            }
             Err(e) => {
                 // A plan the workers cannot be sent (a node without a wire form).
                 tracing::debug!("running in the client: {e}");
                 Ok(plan)
             }
+        }
+    }
+}
+
+/// Restricts the tasks of `graph` (as [`tasks`] orders them: stage by stage,
+/// partition by partition) to the workers `placement` allows for their stage.
+fn restrict(tasks: &mut [TaskSpec], graph: &StageGraph, placement: &[Option<Vec<WorkerId>>]) {
+    let mut tasks = tasks.iter_mut();
+    for (stage, workers) in graph.stages.iter().zip(placement) {
+        for task in tasks.by_ref().take(stage.partitions()) {
+            task.workers.clone_from(workers);
         }
     }
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::exec::TaskData;
 use crate::key::Key;
 use crate::scheduler::TaskSpec;
-use crate::worker::{FunctionJob, Job, TaskFn};
+use crate::udf::Registry;
+use crate::worker::{FunctionJob, Job};
 
 static TOKENS: AtomicU64 = AtomicU64::new(0);
 
@@ -18,10 +19,10 @@ static TOKENS: AtomicU64 = AtomicU64::new(0);
 /// use std::sync::Arc;
 /// use rask::exec::TaskData;
 /// let mut graph = rask::TaskGraph::new();
-/// let one = graph.add("one", &[], |_| Ok(TaskData::Value(Arc::new(1u64), 8)));
+/// let one = graph.add("one", &[], |_| Ok(TaskData::local_value(1u64, 8)));
 /// let two = graph.add("double", &[one], |args| {
 ///     let v = args[0].value::<u64>().ok_or("not a number")?;
-///     Ok(TaskData::Value(Arc::new(v * 2), 8))
+///     Ok(TaskData::local_value(v * 2, 8))
 /// });
 /// let futures = client.submit_graph(graph, &[two]);
 /// # Ok(()) }
@@ -46,6 +47,32 @@ impl TaskGraph {
         inputs: &[Key],
         function: impl Fn(&[Arc<TaskData>]) -> Result<TaskData, String> + Send + Sync + 'static,
     ) -> Key {
+        self.push(
+            name,
+            inputs,
+            FunctionJob::new(name, Arc::new(function), false),
+        )
+    }
+
+    /// Adds a task calling the function registered as `name` in `registry` (the
+    /// client's, [`Client::registry`](super::Client::registry)) on the results
+    /// of `inputs`; returns its key. Unlike a closure, it can run on workers in
+    /// other processes: those that carry the same function.
+    pub fn call(&mut self, registry: &Registry, name: &str, inputs: &[Key]) -> crate::Result<Key> {
+        let (job, arity) = registry.function(name).ok_or_else(|| {
+            crate::Error::Config(format!("no task function {name} is registered"))
+        })?;
+        if arity != inputs.len() {
+            return Err(crate::Error::Config(format!(
+                "{name} takes {arity} arguments, got {}",
+                inputs.len()
+            )));
+        }
+        Ok(self.push(name, inputs, job))
+    }
+
+    /// Adds a task running `job` on `inputs`, keyed `<name>-<token>`.
+    fn push(&mut self, name: &str, inputs: &[Key], job: FunctionJob) -> Key {
         let n = TOKENS.fetch_add(1, Ordering::Relaxed);
         let key = Key::new(format!("{name}-{:x}{:08x}", std::process::id(), n));
         // The scheduler sends each input once; an input passed twice is
@@ -61,23 +88,13 @@ impl TaskGraph {
                 }
             })
             .collect();
-        let function: TaskFn = if unique.len() == inputs.len() {
-            Arc::new(function)
-        } else {
-            Arc::new(move |args: &[Arc<TaskData>]| {
-                let args = positions
-                    .iter()
-                    .map(|&i| args.get(i).cloned().ok_or("an input was not sent"))
-                    .collect::<Result<Vec<_>, _>>()?;
-                function(&args)
-            })
+        let job = FunctionJob {
+            args: (unique.len() < inputs.len())
+                .then(|| positions.iter().map(|&p| p as u32).collect()),
+            ..job
         };
-        let job = Job::Function(FunctionJob {
-            name: name.into(),
-            function,
-        });
         self.tasks
-            .push(TaskSpec::new(key.clone(), unique).with_job(Arc::new(job)));
+            .push(TaskSpec::new(key.clone(), unique).with_job(Arc::new(Job::Function(job))));
         key
     }
 

@@ -267,9 +267,17 @@ pub fn encode_job(job: &Job) -> Result<EncodedJob> {
     Ok(match job {
         Job::Encoded(encoded) => encoded.clone(),
         Job::Concat => EncodedJob::Concat,
-        Job::Function(function) => EncodedJob::Function {
+        Job::Function(function) if function.registered => EncodedJob::Function {
             name: function.name.to_string(),
+            args: function.args.as_deref().map(<[u32]>::to_vec),
         },
+        Job::Function(function) => {
+            return Err(DataFusionError::Configuration(format!(
+                "the closure {} cannot run on workers of another process: register it \
+                 (Registry::add_function) and call it by name (TaskGraph::call)",
+                function.name
+            )));
+        }
         Job::Stage(stage) => {
             // A stage submitted by hand, not through a query: named by its address.
             let query = format!("stage-{:p}", Arc::as_ptr(&stage.stage));

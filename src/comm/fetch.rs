@@ -69,6 +69,42 @@ impl FlightFetcher {
         key: Key,
         bucket: Option<usize>,
     ) -> Result<Vec<RecordBatch>, String> {
+        let ticket = FetchTicket {
+            key,
+            bucket: bucket.map(|b| b as u32),
+        };
+        let security = &self.inner.security;
+        self.with_client(worker, |mut client| async move {
+            super::flight::fetch(&mut client, security, &ticket).await
+        })
+        .await
+    }
+
+    /// Stores `batch` (a value, as [`Value::to_batch`](crate::exec::Value::to_batch)
+    /// makes it) on `worker` under `key`.
+    pub async fn put_to(
+        &self,
+        worker: WorkerId,
+        key: Key,
+        batch: RecordBatch,
+    ) -> Result<(), String> {
+        let security = &self.inner.security;
+        self.with_client(worker, |mut client| async move {
+            super::flight::put(&mut client, security, &key, batch).await
+        })
+        .await
+    }
+
+    /// Runs `call` with the connection to `worker`, connecting first if need be;
+    /// a failed call drops the connection (the worker may be gone).
+    async fn with_client<T, F>(
+        &self,
+        worker: WorkerId,
+        call: impl FnOnce(FlightServiceClient<Channel>) -> F,
+    ) -> Result<T, String>
+    where
+        F: Future<Output = Result<T, String>>,
+    {
         let address = self
             .inner
             .addresses
@@ -77,7 +113,7 @@ impl FlightFetcher {
             .cloned()
             .ok_or_else(|| format!("no address known for worker {worker}"))?;
         let cached = self.inner.clients.lock().get(&address).cloned();
-        let mut client = match cached {
+        let client = match cached {
             Some(client) => client,
             None => {
                 let client = super::flight::connect(&address, &self.inner.security)
@@ -90,13 +126,8 @@ impl FlightFetcher {
                 client
             }
         };
-        let ticket = FetchTicket {
-            key,
-            bucket: bucket.map(|b| b as u32),
-        };
-        let result = super::flight::fetch(&mut client, &self.inner.security, &ticket).await;
+        let result = call(client).await;
         if result.is_err() {
-            // The worker may be gone: connect afresh next time.
             self.inner.clients.lock().remove(&address);
         }
         result

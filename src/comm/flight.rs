@@ -29,7 +29,7 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Security;
-use super::wire::{self, FetchTicket, Hello};
+use super::wire::{self, FetchTicket, Hello, WORKER_DIED, WorkerDeath};
 use crate::exec::TaskData;
 use crate::worker::Peers;
 use crate::{Error, Result};
@@ -53,6 +53,9 @@ pub(crate) trait ControlPlane: Send + Sync + 'static {
         incoming: Streaming<FlightData>,
         peer: Option<SocketAddr>,
     ) -> Result<Frames, Status>;
+
+    /// A nanny reports that its worker died.
+    fn worker_died(&self, death: WorkerDeath);
 }
 
 /// The Flight service of one process.
@@ -60,6 +63,8 @@ pub(crate) struct FlightNode {
     pub security: Security,
     /// The results this process serves (a worker's).
     pub results: Option<Arc<Peers>>,
+    /// Where values put to this process go (a worker's own store).
+    pub store: Option<Arc<crate::worker::DataStore>>,
     /// The control streams this process answers (the scheduler's).
     pub control: Option<Arc<dyn ControlPlane>>,
 }
@@ -191,6 +196,46 @@ pub(crate) fn refusal(status: &Status) -> String {
     }
 }
 
+/// Stores `batch` under `key` on the worker behind `client` (Flight `do_put`,
+/// the key in the descriptor's command): how a client scatters a value.
+pub(crate) async fn put(
+    client: &mut FlightServiceClient<Channel>,
+    security: &Security,
+    key: &crate::key::Key,
+    batch: datafusion::arrow::record_batch::RecordBatch,
+) -> Result<(), String> {
+    let descriptor = FlightDescriptor::new_cmd(wire::encode(key));
+    let frames = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter([Ok(batch)]))
+        .filter_map(|frame| async move {
+            // Encoding one batch we made cannot fail; a frame that did is dropped
+            // and the worker refuses the incomplete value.
+            frame.ok()
+        });
+    let response = client
+        .do_put(security.authorize(frames))
+        .await
+        .map_err(|s| refusal(&s))?;
+    let mut acks = response.into_inner();
+    while acks.message().await.map_err(|s| refusal(&s))?.is_some() {}
+    Ok(())
+}
+
+/// Tells the scheduler at `address` that a worker died (see [`WorkerDeath`]).
+pub async fn report_death(address: &str, security: &Security, death: &WorkerDeath) -> Result<()> {
+    let mut client = connect(address, security).await?;
+    let action = Action {
+        r#type: WORKER_DIED.into(),
+        body: wire::encode(death).into(),
+    };
+    client
+        .do_action(security.authorize(action))
+        .await
+        .map_err(|status| Error::Comm(refusal(&status)))?;
+    Ok(())
+}
+
 /// Fetches `ticket` from `client`: the batches of the result it names.
 pub(crate) async fn fetch(
     client: &mut FlightServiceClient<Channel>,
@@ -237,12 +282,9 @@ impl FlightService for FlightNode {
             .find(&ticket.key)
             .ok_or_else(|| Status::not_found(format!("{} is not held here", ticket.key)))?;
         let batches = match (&*data, ticket.bucket) {
-            (TaskData::Value(..), _) => {
-                return Err(Status::failed_precondition(format!(
-                    "{} is a value, which cannot leave its process yet",
-                    ticket.key
-                )));
-            }
+            (TaskData::Value(value), _) => vec![value.to_batch().map_err(|e| {
+                Status::failed_precondition(format!("{} cannot be sent: {e}", ticket.key))
+            })?],
             (data, Some(bucket)) => data
                 .bucket(bucket as usize)
                 .map(<[_]>::to_vec)
@@ -310,12 +352,51 @@ impl FlightService for FlightNode {
         unsupported("get_schema")
     }
 
-    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
-        unsupported("do_put")
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
+        self.security.check(&request)?;
+        let Some(store) = &self.store else {
+            return unsupported("do_put (this is not a worker)");
+        };
+        let mut incoming = request.into_inner();
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty put"))?;
+        let key: crate::key::Key = first
+            .flight_descriptor
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("a put names its key in its descriptor"))
+            .and_then(|d| {
+                wire::decode(&d.cmd, "put key").map_err(|e| Status::invalid_argument(e.to_string()))
+            })?;
+        let frames = futures::stream::once(async move { Ok(first) })
+            .chain(incoming)
+            .map_err(arrow_flight::error::FlightError::from);
+        let batches: Vec<_> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames)
+                .try_collect()
+                .await
+                .map_err(|e| Status::invalid_argument(format!("a put of {key}: {e}")))?;
+        let value = crate::exec::Value::from_batches(&batches).ok_or_else(|| {
+            Status::invalid_argument(format!("a put of {key} that is not one value"))
+        })?;
+        tracing::debug!(%key, nbytes = value.nbytes(), "value stored");
+        store.insert(key, Arc::new(TaskData::Value(value)));
+        Ok(Response::new(
+            futures::stream::once(async { Ok(PutResult::default()) }).boxed(),
+        ))
     }
 
-    async fn do_action(&self, _request: Request<Action>) -> Answer<Self::DoActionStream> {
-        unsupported("do_action")
+    async fn do_action(&self, request: Request<Action>) -> Answer<Self::DoActionStream> {
+        self.security.check(&request)?;
+        let (Some(control), WORKER_DIED) = (&self.control, request.get_ref().r#type.as_str())
+        else {
+            return unsupported(&format!("the action {:?}", request.get_ref().r#type));
+        };
+        let death: WorkerDeath = wire::decode(&request.get_ref().body, "worker death")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        control.worker_died(death);
+        Ok(Response::new(futures::stream::empty().boxed()))
     }
 
     async fn list_actions(&self, _request: Request<Empty>) -> Answer<Self::ListActionsStream> {

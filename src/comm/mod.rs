@@ -20,9 +20,9 @@ mod security;
 pub mod wire;
 mod worker_node;
 
-pub use flight::MAX_MESSAGE;
+pub use flight::{MAX_MESSAGE, report_death};
 pub use remote_cluster::RemoteCluster;
 pub use scheduler_node::{SchedulerNode, SchedulerOptions};
 pub use security::{Security, TOKEN_VARIABLE, TlsFiles};
-pub use wire::{EncodedJob, EncodedStage};
+pub use wire::{EncodedJob, EncodedStage, WorkerDeath};
 pub use worker_node::{WorkerOptions, run_worker};

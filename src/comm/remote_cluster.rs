@@ -16,9 +16,11 @@ use super::Security;
 use super::codec::{encode_job, encode_stage};
 use super::fetch::FlightFetcher;
 use super::flight::{self, open_control};
-use super::wire::{EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome};
-use crate::client::{ClusterInfo, ClusterLink};
-use crate::exec::{RemoteInput, StageInput, TaskData};
+use super::wire::{
+    EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome,
+};
+use crate::client::{ClusterInfo, ClusterLink, workers_with};
+use crate::exec::{RemoteInput, StageInput, TaskData, Value};
 use crate::key::{Key, KeySet};
 use crate::planner::StageGraph;
 use crate::scheduler::{Event, Message, Outcome, ReportSink, TaskError, TaskSpec, WorkerId};
@@ -102,8 +104,10 @@ impl RemoteCluster {
         }
     }
 
-    /// `tasks` as they travel; `Err` names the first that cannot.
-    fn encode(tasks: Vec<TaskSpec>) -> Result<Vec<EncodedTask>> {
+    /// `tasks` as they travel, each function call restricted to the workers
+    /// that carry its function; `Err` names the first that cannot travel.
+    fn encode(&self, tasks: Vec<TaskSpec>) -> Result<Vec<EncodedTask>> {
+        let workers = self.shared.info.read().workers.clone();
         tasks
             .into_iter()
             .map(|task| {
@@ -113,11 +117,21 @@ impl RemoteCluster {
                         return Err(Error::Comm(format!("task {} has nothing to run", task.key)));
                     }
                 };
+                let mut allowed = task.workers;
+                if let EncodedJob::Function { name, .. } = &job
+                    && let Some(able) = workers_with(&[name.clone()].into(), &workers)?
+                {
+                    allowed = Some(match allowed {
+                        Some(asked) => asked.into_iter().filter(|w| able.contains(w)).collect(),
+                        None => able,
+                    });
+                }
                 Ok(EncodedTask {
                     key: task.key,
                     dependencies: task.dependencies,
                     priority: task.priority,
                     retries: task.retries,
+                    workers: allowed,
                     job,
                 })
             })
@@ -182,7 +196,7 @@ impl ClusterLink for RemoteCluster {
                 self.outbox.lock().take();
             }
             Message::Event(Event::GraphSubmitted { tasks, wanted, .. }) => {
-                match Self::encode(tasks) {
+                match self.encode(tasks) {
                     Ok(tasks) => {
                         self.shared.pending.lock().extend(wanted.iter().cloned());
                         self.send(FromClient::Submit { tasks, wanted });
@@ -203,6 +217,19 @@ impl ClusterLink for RemoteCluster {
                 self.send(FromClient::Release { key });
             }
             Message::Event(Event::Cancel { keys, .. }) => self.send(FromClient::Cancel { keys }),
+            Message::Event(Event::DataScattered {
+                key,
+                workers,
+                nbytes,
+                ..
+            }) => {
+                self.shared.pending.lock().insert(key.clone());
+                self.send(FromClient::Scattered {
+                    key,
+                    workers,
+                    nbytes,
+                });
+            }
             Message::Event(other) => {
                 tracing::error!(
                     ?other,
@@ -225,6 +252,35 @@ impl ClusterLink for RemoteCluster {
             source: Arc::new(self.fetcher.clone()),
         });
         Box::pin(async move { input.data().await.map_err(|e| Error::Comm(e.to_string())) })
+    }
+
+    fn put(
+        &self,
+        key: &Key,
+        value: &Value,
+        workers: &[WorkerId],
+    ) -> BoxFuture<'static, Result<()>> {
+        let fetcher = self.fetcher.clone();
+        let holders: Vec<_> = {
+            let info = self.shared.info.read();
+            workers
+                .iter()
+                .filter_map(|w| info.workers.iter().find(|i| i.id == *w))
+                .map(|w| (w.id, w.address.clone()))
+                .collect()
+        };
+        let (key, value) = (key.clone(), value.clone());
+        Box::pin(async move {
+            let failed = |message: String| Error::Comm(format!("cannot scatter {key}: {message}"));
+            let batch = value.to_batch().map_err(failed)?;
+            for worker in fetcher.learn(holders) {
+                fetcher
+                    .put_to(worker, key.clone(), batch.clone())
+                    .await
+                    .map_err(|e| failed(format!("worker {worker}: {e}")))?;
+            }
+            Ok(())
+        })
     }
 
     fn tasks(&self, graph: &StageGraph) -> Result<Vec<TaskSpec>> {

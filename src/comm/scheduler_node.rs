@@ -18,6 +18,7 @@ use arrow_flight::FlightData;
 use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -26,13 +27,13 @@ use super::codec::encode_job;
 use super::flight::{self, ControlPlane, FlightNode, Frames};
 use super::wire::{
     EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
-    ToWorker, WireOutcome,
+    ToWorker, WireOutcome, WorkerDeath,
 };
 use crate::client::{ClusterInfo, WorkerInfo, format_bytes};
 use crate::key::{Key, KeySet};
 use crate::scheduler::{
-    ClientId, Event, Input, Message, Outcome, Released, SchedulerServer, TaskSpec, WorkerEndpoint,
-    WorkerId,
+    ClientId, Event, Input, Message, Outcome, Released, SchedulerServer, TaskError, TaskSpec,
+    WorkerEndpoint, WorkerId,
 };
 use crate::worker::Job;
 use crate::{Error, Result};
@@ -80,6 +81,10 @@ struct SchedulerState {
     heartbeat_timeout: Duration,
     workers: RwLock<BTreeMap<WorkerId, WorkerInfo>>,
     clients: Mutex<HashMap<ClientId, mpsc::UnboundedSender<ToClient>>>,
+    /// Each worker's process id, from its registration.
+    pids: Mutex<HashMap<WorkerId, u32>>,
+    /// Deaths reported by nannies, by process id.
+    deaths: Mutex<HashMap<u32, WorkerDeath>>,
     next_worker: AtomicU64,
     next_client: AtomicU64,
 }
@@ -105,12 +110,15 @@ impl SchedulerNode {
             heartbeat_timeout: options.heartbeat_timeout,
             workers: RwLock::default(),
             clients: Mutex::default(),
+            pids: Mutex::default(),
+            deaths: Mutex::default(),
             next_worker: AtomicU64::new(0),
             next_client: AtomicU64::new(1),
         });
         let node = FlightNode {
             security: options.security,
             results: None,
+            store: None,
             control: Some(Arc::new(Arc::clone(&state)) as Arc<dyn ControlPlane>),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -213,6 +221,7 @@ impl SchedulerState {
             address: registration.address.clone(),
             nthreads: registration.nthreads.max(1),
             memory_limit: registration.memory_limit,
+            functions: registration.functions.clone(),
         };
         let _ = outbox.send(ToWorker::Welcome { id });
         tracing::info!(
@@ -226,6 +235,7 @@ impl SchedulerState {
             registration.pid,
         );
         self.workers.write().insert(id, info.clone());
+        self.pids.lock().insert(id, registration.pid);
         let endpoint = RemoteWorker {
             id,
             nthreads: info.nthreads,
@@ -283,12 +293,24 @@ impl SchedulerState {
         let weak = Arc::downgrade(self);
         let reports = outbox.clone();
         let sink = Arc::new(move |key: Key, outcome: Outcome| {
+            let Some(state) = weak.upgrade() else {
+                return;
+            };
             let outcome = match outcome {
-                Outcome::Finished { workers } => match weak.upgrade() {
-                    Some(state) => WireOutcome::Finished(state.holders(&workers)),
-                    None => return,
+                Outcome::Finished { workers } => WireOutcome::Finished(state.holders(&workers)),
+                Outcome::Erred(error) => match (last_killed(&error), Handle::try_current()) {
+                    // Its nanny's report of that worker's last words may be on the way.
+                    (Some(worker), Ok(runtime)) => {
+                        let reports = reports.clone();
+                        runtime.spawn(async move {
+                            let log = state.last_words(worker).await;
+                            let outcome = WireOutcome::Erred(with_log(&error, &log));
+                            let _ = reports.send(ToClient::Report { key, outcome });
+                        });
+                        return;
+                    }
+                    _ => WireOutcome::Erred((*error).clone()),
                 },
-                Outcome::Erred(error) => WireOutcome::Erred((*error).clone()),
                 Outcome::Cancelled => WireOutcome::Cancelled,
             };
             let _ = reports.send(ToClient::Report { key, outcome });
@@ -317,7 +339,79 @@ impl SchedulerState {
     }
 }
 
+impl SchedulerState {
+    /// How worker `worker` ended and its last log lines, as its nanny reported
+    /// them; waits a little for the report, which races the worker's removal.
+    async fn last_words(&self, worker: WorkerId) -> Vec<String> {
+        let Some(pid) = self.pids.lock().get(&worker).copied() else {
+            return Vec::new();
+        };
+        let deadline = tokio::time::Instant::now() + DEATH_REPORT_WAIT;
+        loop {
+            if let Some(death) = self.deaths.lock().get(&pid) {
+                let mut log = vec![format!(
+                    "worker {worker} (pid {pid}) ended: {}",
+                    death.status
+                )];
+                log.extend(death.log.iter().cloned());
+                return log;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return vec![format!(
+                    "worker {worker} (pid {pid}): no nanny reported how it ended"
+                )];
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// How long a report of a task that killed its workers waits for the nanny's
+/// word on the last of them.
+const DEATH_REPORT_WAIT: Duration = Duration::from_secs(3);
+
+/// Deaths kept at most; past that, those known are forgotten.
+const DEATHS_KEPT: usize = 1024;
+
+/// The last worker killed by the task behind `error`, if that is why it failed.
+fn last_killed(error: &TaskError) -> Option<WorkerId> {
+    match error {
+        TaskError::KilledWorkers { workers, .. } => workers.last().copied(),
+        TaskError::DependencyFailed { source, .. } => last_killed(source),
+        _ => None,
+    }
+}
+
+/// `error` with `log` as the last words of the workers it killed.
+fn with_log(error: &TaskError, log: &[String]) -> TaskError {
+    match error {
+        TaskError::KilledWorkers { key, workers, .. } => TaskError::KilledWorkers {
+            key: key.clone(),
+            workers: workers.clone(),
+            log: log.to_vec(),
+        },
+        TaskError::DependencyFailed { key, source } => TaskError::DependencyFailed {
+            key: key.clone(),
+            source: Arc::new(with_log(source, log)),
+        },
+        other => other.clone(),
+    }
+}
+
 impl ControlPlane for Arc<SchedulerState> {
+    fn worker_died(&self, death: WorkerDeath) {
+        tracing::info!(
+            "a nanny reports that worker process {} ended: {}",
+            death.pid,
+            death.status
+        );
+        let mut deaths = self.deaths.lock();
+        if deaths.len() >= DEATHS_KEPT {
+            deaths.clear();
+        }
+        deaths.insert(death.pid, death);
+    }
+
     fn exchange(
         &self,
         hello: Hello,
@@ -367,6 +461,16 @@ fn client_event(client: ClientId, message: FromClient) -> Event {
         },
         FromClient::Release { key } => Event::FutureReleased { client, key },
         FromClient::Cancel { keys } => Event::Cancel { client, keys },
+        FromClient::Scattered {
+            key,
+            workers,
+            nbytes,
+        } => Event::DataScattered {
+            client,
+            key,
+            workers,
+            nbytes,
+        },
     }
 }
 
@@ -375,6 +479,7 @@ fn task_spec(task: EncodedTask) -> TaskSpec {
         TaskSpec::new(task.key, task.dependencies).with_job(Arc::new(Job::Encoded(task.job)));
     spec.priority = task.priority;
     spec.retries = task.retries;
+    spec.workers = task.workers;
     spec
 }
 

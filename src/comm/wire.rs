@@ -87,6 +87,9 @@ pub enum EncodedJob {
     Function {
         /// The name.
         name: String,
+        /// Its arguments as positions among the task's inputs, when not the
+        /// inputs in order.
+        args: Option<Vec<u32>>,
     },
 }
 
@@ -175,6 +178,15 @@ pub enum FromClient {
         /// The keys.
         keys: Vec<Key>,
     },
+    /// The client placed a value on workers (scatter).
+    Scattered {
+        /// Its key.
+        key: Key,
+        /// The workers holding it.
+        workers: Vec<WorkerId>,
+        /// Its size.
+        nbytes: u64,
+    },
 }
 
 /// A task as a client submits it over the network.
@@ -188,6 +200,8 @@ pub struct EncodedTask {
     pub priority: i32,
     /// Times retried after failing.
     pub retries: u32,
+    /// The workers it may run on; `None` for any.
+    pub workers: Option<Vec<WorkerId>>,
     /// What it does.
     pub job: EncodedJob,
 }
@@ -223,6 +237,22 @@ pub enum WireOutcome {
     /// Cancelled by the client.
     Cancelled,
 }
+
+/// A nanny's report that its worker process died, sent to the scheduler with
+/// Flight `do_action` ([`WORKER_DIED`]): it lands in the error of a task that
+/// kept killing workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerDeath {
+    /// The worker process's id (as its registration gave it).
+    pub pid: u32,
+    /// How it ended (`signal: 6 (SIGABRT)`, `exit status: 1`).
+    pub status: String,
+    /// Its last log lines, oldest first.
+    pub log: Vec<String>,
+}
+
+/// The Flight action type of a [`WorkerDeath`].
+pub const WORKER_DIED: &str = "worker-died";
 
 /// Names a result to fetch with Flight `do_get`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,7 +27,8 @@ use crate::client::{Config, format_bytes};
 use crate::exec::{self, StagePlan};
 use crate::key::KeySet;
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
-use crate::worker::{Budget, DataStore, EventSink, Job, Peers, StageJob, Worker};
+use crate::udf::Registry;
+use crate::worker::{Budget, DataStore, EventSink, FunctionJob, Job, Peers, StageJob, Worker};
 use crate::{Error, Result};
 
 /// How one worker process is set up.
@@ -49,6 +50,8 @@ pub struct WorkerOptions {
     pub security: Security,
     /// How often it tells the scheduler it is alive.
     pub heartbeat: Duration,
+    /// The UDFs and task functions it carries (and announces).
+    pub registry: Registry,
 }
 
 /// Results past this fraction of the memory limit go to disk (as Dask's `spill`).
@@ -73,9 +76,19 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
     let fetcher = FlightFetcher::new(options.security.clone());
     let peers = Arc::new(Peers::with_remote(Arc::new(fetcher.clone())));
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let store = Arc::new(match options.memory_limit {
+        Some(limit) => DataStore::with_budget(Budget {
+            limit: limit as u64,
+            spill: SPILL_FRACTION,
+            pause: PAUSE_FRACTION,
+            directory: options.local_directory.clone(),
+        }),
+        None => DataStore::default(),
+    });
     let node = FlightNode {
         security: options.security.clone(),
         results: Some(Arc::clone(&peers)),
+        store: Some(Arc::clone(&store)),
         control: None,
     };
     tokio::spawn(flight::serve(listener, node, async move {
@@ -103,7 +116,7 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         memory_limit: options.memory_limit.map(|m| m as u64),
         local_directory: options.local_directory.display().to_string(),
         pid,
-        functions: Vec::new(),
+        functions: options.registry.names(),
     };
     let mut client = flight::connect(&options.scheduler, &options.security).await?;
     let (outbox, mut incoming) =
@@ -128,6 +141,7 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         threads: options.nthreads,
         memory_limit: options.memory_limit,
         local_directory: Some(options.local_directory.clone()),
+        registry: options.registry.clone(),
         ..Config::default()
     };
     let session = exec::new_context(&config, None)?;
@@ -136,15 +150,6 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         if let Some(message) = report(event) {
             let _ = reports.send(message);
         }
-    });
-    let store = Arc::new(match options.memory_limit {
-        Some(limit) => DataStore::with_budget(Budget {
-            limit: limit as u64,
-            spill: SPILL_FRACTION,
-            pause: PAUSE_FRACTION,
-            directory: options.local_directory.clone(),
-        }),
-        None => DataStore::default(),
     });
     let worker = Worker::start_with_store(
         id,
@@ -165,6 +170,7 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         context: TaskContext::from(&session),
         stages: HashMap::new(),
         fetcher,
+        registry: options.registry.clone(),
     };
     let rest: Vec<ToWorker> = first.collect();
     let mut messages = futures::stream::iter([rest]).chain(flight::messages::<ToWorker>(
@@ -236,6 +242,7 @@ struct TaskMaker {
     context: TaskContext,
     stages: HashMap<String, Arc<StagePlan>>,
     fetcher: FlightFetcher,
+    registry: Registry,
 }
 
 impl TaskMaker {
@@ -254,10 +261,16 @@ impl TaskMaker {
                     .collect(),
             })),
             EncodedJob::Concat => Ok(Job::Concat),
-            EncodedJob::Function { name } => Err(format!(
-                "function {name} is not registered on worker {}",
-                self.id
-            )),
+            EncodedJob::Function { name, args } => match self.registry.function(name) {
+                Some((function, _)) => Ok(Job::Function(FunctionJob {
+                    args: args.as_deref().map(Arc::from),
+                    ..function
+                })),
+                None => Err(format!(
+                    "function {name} is not registered on worker {}",
+                    self.id
+                )),
+            },
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
+use super::Value;
 use crate::key::Key;
 
 /// The result of one task. Stage tasks produce record batches split into the
@@ -17,8 +18,8 @@ use crate::key::Key;
 pub enum TaskData {
     /// Record batches, by output bucket.
     Batches(Vec<Vec<RecordBatch>>),
-    /// A value of a function task, with its size in bytes.
-    Value(Arc<dyn std::any::Any + Send + Sync>, u64),
+    /// A value of a function task.
+    Value(Value),
 }
 
 impl TaskData {
@@ -30,15 +31,43 @@ impl TaskData {
                 .flatten()
                 .map(|b| b.get_array_memory_size() as u64)
                 .sum(),
-            TaskData::Value(_, nbytes) => *nbytes,
+            TaskData::Value(value) => value.nbytes(),
         }
     }
 
-    /// The value of a function task, if it is a `T`.
+    /// The value of a function task, if it is a `T` made in this process.
     pub fn value<T: 'static>(&self) -> Option<&T> {
         match self {
-            TaskData::Value(value, _) => value.downcast_ref(),
+            TaskData::Value(value) => value.downcast(),
             TaskData::Batches(_) => None,
+        }
+    }
+
+    /// The value of a function task as a `T`: itself when made in this
+    /// process, else decoded from the bytes it arrived as.
+    pub fn get<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
+        &self,
+    ) -> Result<&T, super::ValueError> {
+        match self {
+            TaskData::Value(value) => value.get(),
+            TaskData::Batches(_) => Err(super::ValueError {
+                found: "table".into(),
+                wanted: std::any::type_name::<T>(),
+                reason: "it is record batches, not a value".into(),
+            }),
+        }
+    }
+
+    /// A local value (say, a closure's result on the local cluster) of `nbytes` bytes.
+    pub fn local_value<T: Send + Sync + 'static>(value: T, nbytes: u64) -> Self {
+        TaskData::Value(Value::local(Arc::new(value), nbytes))
+    }
+
+    /// Data fetched from another process: a value if the batches carry one.
+    pub fn fetched(batches: Vec<RecordBatch>) -> Self {
+        match Value::from_batches(&batches) {
+            Some(value) => TaskData::Value(value),
+            None => TaskData::Batches(vec![batches]),
         }
     }
 
@@ -158,9 +187,7 @@ impl StageInput {
     pub async fn data(&self) -> Result<Arc<TaskData>, FetchError> {
         match self {
             StageInput::Held(data) => Ok(Arc::clone(data)),
-            StageInput::Remote(remote) => {
-                Ok(Arc::new(TaskData::Batches(vec![remote.read(None).await?])))
-            }
+            StageInput::Remote(remote) => Ok(Arc::new(TaskData::fetched(remote.read(None).await?))),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod object_stores;
 pub mod session;
 mod stage_read;
 mod stage_task;
+mod value;
 
 pub use data::{FetchError, RemoteInput, RemoteSource, StageInput, TaskData, TaskInputs};
 pub(crate) use leaf::leaf_node_methods;
@@ -17,3 +18,4 @@ pub use object_stores::ObjectStores;
 pub use session::new_context;
 pub use stage_read::{ReadMode, StageReadExec};
 pub use stage_task::{StageOutput, StagePlan};
+pub use value::{AnyValue, Value, ValueError};

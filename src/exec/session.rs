@@ -14,7 +14,8 @@ use super::ObjectStores;
 use crate::client::Config;
 use crate::datasets::TimeseriesFunction;
 
-/// A session configured from `config`: `timeseries()` registered, files and
+/// A session configured from `config`: `timeseries()` and the registry's
+/// scalar UDFs registered, files and
 /// object-store URLs readable by path (`SELECT * FROM 'data/*.parquet'`), cloud
 /// stores created on first use, SQL positions kept for error messages, and
 /// memory bounded when `config.memory_limit` is set. With a `query_planner`,
@@ -57,5 +58,8 @@ pub fn new_context(
     }
     let ctx = SessionContext::new_with_state(state.build()).enable_url_table();
     ctx.register_udtf("timeseries", Arc::new(TimeseriesFunction));
+    for udf in config.registry.scalars() {
+        ctx.register_udf(udf.clone());
+    }
     Ok(ctx)
 }

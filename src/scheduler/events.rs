@@ -67,12 +67,20 @@ pub enum TaskError {
         key: Key,
     },
     /// The task was running on workers that died, too many times.
-    #[error("task {key} was running on {} workers that died ({}); giving up", workers.len(), list(workers))]
+    #[error(
+        "task {key} was running on {} workers that died ({}); giving up{}",
+        workers.len(),
+        list(workers),
+        last_words(log)
+    )]
     KilledWorkers {
         /// The task.
         key: Key,
         /// The workers that died while running it.
         workers: Vec<WorkerId>,
+        /// The last log lines of the last of them, with how it ended, when its
+        /// nanny reported them (filled in by the scheduler process, not the core).
+        log: Vec<String>,
     },
     /// Data that cannot be recomputed (scattered by a client) was on workers that died.
     #[error(
@@ -100,6 +108,18 @@ pub enum TaskError {
         /// The unknown input.
         missing: Key,
     },
+}
+
+fn last_words(log: &[String]) -> String {
+    if log.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from(". The last worker's last log lines:");
+    for line in log {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    text
 }
 
 fn list(workers: &[WorkerId]) -> String {

@@ -440,6 +440,7 @@ impl Scheduler {
                 let error = TaskError::KilledWorkers {
                     key: task.key.clone(),
                     workers: task.died_on.clone(),
+                    log: Vec::new(),
                 };
                 self.fail(id, Arc::new(error));
             } else {

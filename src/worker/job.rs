@@ -30,6 +30,38 @@ pub struct FunctionJob {
     pub name: Arc<str>,
     /// The code.
     pub function: TaskFn,
+    /// Whether it is a registry's function, which workers of other processes
+    /// look up by name; a bare closure runs only in this process.
+    pub registered: bool,
+    /// The function's arguments as positions among the task's inputs, when
+    /// they are not the inputs themselves in order (an input passed twice is
+    /// sent once and handed over twice).
+    pub args: Option<Arc<[u32]>>,
+}
+
+impl FunctionJob {
+    /// A function called on the task's inputs, in order.
+    pub fn new(name: &str, function: TaskFn, registered: bool) -> Self {
+        Self {
+            name: name.into(),
+            function,
+            registered,
+            args: None,
+        }
+    }
+
+    /// Calls the function on the task's `inputs`.
+    pub fn call(&self, inputs: &[Arc<TaskData>]) -> Result<TaskData, String> {
+        let Some(positions) = &self.args else {
+            return (self.function)(inputs);
+        };
+        let args = positions
+            .iter()
+            .map(|&i| inputs.get(i as usize).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or("an input was not sent")?;
+        (self.function)(&args)
+    }
 }
 
 impl fmt::Debug for FunctionJob {

@@ -323,13 +323,13 @@ impl Slots {
 
 /// Calls a function on its inputs' data, in input order.
 fn call(function: &FunctionJob, args: &[Arc<TaskData>]) -> Result<TaskData, Failure> {
-    let call = std::panic::AssertUnwindSafe(|| (function.function)(args));
+    let call = std::panic::AssertUnwindSafe(|| function.call(args));
     match std::panic::catch_unwind(call) {
         Ok(result) => result.map_err(|e| Failure::Message(format!("{}: {e}", function.name))),
         Err(panic) => Err(Failure::Message(format!(
-            "{}: {}",
+            "{}: panicked: {}",
             function.name,
-            crate::Error::from_panic(panic)
+            crate::error::panic_message(panic.as_ref())
         ))),
     }
 }

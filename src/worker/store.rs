@@ -253,6 +253,11 @@ impl Peers {
         self.stores.read().values().map(|s| s.len()).sum()
     }
 
+    /// `worker`'s store, when it is in this process.
+    pub fn store(&self, worker: WorkerId) -> Option<Arc<DataStore>> {
+        self.stores.read().get(&worker).cloned()
+    }
+
     /// `key` from `worker`'s store.
     pub fn get(&self, worker: WorkerId, key: &Key) -> Option<Arc<TaskData>> {
         self.stores.read().get(&worker)?.get(key)

@@ -27,7 +27,19 @@ pub struct Process {
 impl Process {
     /// Starts `rask ARGS…` from `dir`, logging at info level.
     pub fn start(name: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rask"));
+        Self::start_program(Path::new(env!("CARGO_BIN_EXE_rask")), name, dir, args, env)
+    }
+
+    /// Starts `PROGRAM ARGS…` (`rask` or a binary built on its entry point)
+    /// from `dir`, logging at info level.
+    pub fn start_program(
+        program: &Path,
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new(program);
         command
             .current_dir(dir)
             .args(args)
@@ -145,10 +157,29 @@ impl ProcessCluster {
         scheduler_extra: &[&str],
         worker_extra: &[&str],
     ) -> Self {
+        let rask = Path::new(env!("CARGO_BIN_EXE_rask"));
+        let flags = [extra, scheduler_extra, worker_extra];
+        Self::launch(rask, dir, (nworkers, nthreads), flags)
+    }
+
+    /// A scheduler and `nworkers` workers started by `program` (a custom worker
+    /// binary built on `rask_cli::main_with`).
+    pub fn start_program(program: &Path, dir: &Path, nworkers: usize, nthreads: usize) -> Self {
+        Self::launch(program, dir, (nworkers, nthreads), [&[], &[], &[]])
+    }
+
+    /// `program`'s scheduler and workers; `flags` go to both, to the
+    /// scheduler, and to the workers.
+    fn launch(
+        program: &Path,
+        dir: &Path,
+        (nworkers, nthreads): (usize, usize),
+        [extra, scheduler_extra, worker_extra]: [&[&str]; 3],
+    ) -> Self {
         let mut args = vec!["scheduler", "--port", "0", "--watch-stdin"];
         args.extend(extra);
         args.extend(scheduler_extra);
-        let scheduler = Process::start("scheduler", dir, &args, &[]);
+        let scheduler = Process::start_program(program, "scheduler", dir, &args, &[]);
         let line = scheduler.wait_for("scheduler at ");
         let address = line
             .rsplit("scheduler at ")
@@ -167,7 +198,7 @@ impl ProcessCluster {
         ];
         args.extend(extra);
         args.extend(worker_extra);
-        let workers = Process::start("workers", dir, &args, &[]);
+        let workers = Process::start_program(program, "workers", dir, &args, &[]);
         for i in 1..=nworkers {
             scheduler.wait_for_nth("registered:", i);
         }
@@ -200,6 +231,25 @@ impl ProcessCluster {
             })
             .collect()
     }
+}
+
+/// The example worker binary `cli/examples/custom_worker.rs` (built on
+/// `rask_cli::main_with`), built beside the tests: `cargo test` and nextest
+/// build the examples with the test targets.
+pub fn custom_worker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-… → target/<profile>/examples/custom_worker
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("custom_worker"))
+        .expect("a target folder");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p rask-cli --examples`",
+        path.display()
+    );
+    path
 }
 
 /// Sends `kill -9` to `pid`.

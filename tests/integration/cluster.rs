@@ -200,13 +200,11 @@ async fn the_dataframe_display_shows_partitions_and_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_tasks_read_their_inputs_results() {
-    use std::sync::Arc;
-
     use rask::TaskGraph;
     use rask::exec::TaskData;
 
     let client = cluster(2, 1);
-    let number = |v: u64| TaskData::Value(Arc::new(v), 8);
+    let number = |v: u64| TaskData::local_value(v, 8);
     let mut graph = TaskGraph::new();
     let leaves: Vec<_> = (1..=10u64)
         .map(|i| graph.add("leaf", &[], move |_| Ok(number(i))))
@@ -256,7 +254,7 @@ fn concurrent_clients_and_tiny_tasks_never_stall() {
         let done = done.clone();
         std::thread::spawn(move || {
             let client = cluster.client().unwrap();
-            let number = |v: u64| TaskData::Value(Arc::new(v), 8);
+            let number = |v: u64| TaskData::local_value(v, 8);
             let value = |d: &Arc<TaskData>| d.value::<u64>().copied().ok_or("not a number");
             for round in 0..500u64 {
                 let mut graph = TaskGraph::new();
@@ -291,4 +289,85 @@ fn concurrent_clients_and_tiny_tasks_never_stall() {
             .expect("the cluster stalled: a graph never finished");
     }
     wait_until_cluster_empty(&cluster);
+}
+
+/// A client whose registry has `square`, `boom` (a UDF that panics on
+/// negative input) and the task function `add`.
+fn with_functions() -> Client {
+    fn add(a: &i64, b: &i64) -> i64 {
+        a + b
+    }
+    let registry = rask::udf::Registry::new()
+        .with_scalar(rask::udf::scalar("square", |x: f64| x * x))
+        .with_scalar(rask::udf::scalar("boom", |x: f64| {
+            assert!(x >= 0.0, "boom on {x}");
+            x
+        }))
+        .with_function("add", add)
+        .with_function("one", || 1i64);
+    rask::Client::with_config(rask::Config {
+        workers: 2,
+        threads: 1,
+        registry,
+        ..rask::Config::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udfs_from_closures_run_in_sql_and_fail_their_task_only() {
+    let client = with_functions();
+    let sql = "SELECT sum(square(x)) - sum(x * x) AS d, count(*) AS n FROM timeseries('2000-01-01', '2000-01-03')";
+    let batches = client.sql(sql).await.unwrap().collect().await.unwrap();
+    let formatted = rask::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(formatted.contains("| 0.0 | 172800 |"), "{formatted}");
+    // A panic inside the UDF fails the query with its name; the workers live on.
+    let sql = "SELECT boom(x) FROM timeseries('2000-01-01', '2000-01-02')";
+    let err = crate::support::sql_error(&client, sql).await;
+    assert!(err.contains("UDF boom: panicked: boom on -"), "{err}");
+    let again =
+        client.sql("SELECT count(boom(abs(x))) FROM timeseries('2000-01-01', '2000-01-02')");
+    let batches = again.await.unwrap().collect().await.unwrap();
+    assert_eq!(batches[0].num_rows(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_functions_run_by_name_on_the_local_cluster() {
+    let client = with_functions();
+    let registry = client.registry().clone();
+    let mut graph = rask::TaskGraph::new();
+    let one = graph.call(&registry, "one", &[]).unwrap();
+    let two = graph.call(&registry, "add", &[one.clone(), one]).unwrap();
+    let four = graph.call(&registry, "add", &[two.clone(), two]).unwrap();
+    let futures = client.submit_graph(graph, &[four]);
+    let values = client.gather(&futures).await.unwrap();
+    // In process, the value is read in place, no decoding.
+    assert_eq!(values[0].value::<i64>(), Some(&4));
+    assert_eq!(values[0].get::<i64>().unwrap(), &4);
+    let err = values[0].get::<String>().unwrap_err().to_string();
+    assert!(
+        err.contains("cannot read a i64 value as alloc::string::String"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scattered_values_are_shared_in_place_on_the_local_cluster() {
+    let client = with_functions();
+    let registry = client.registry().clone();
+    let a = client.scatter(40i64).await.unwrap();
+    let b = client.broadcast(2i64).await.unwrap();
+    assert_eq!(a.status(), FutureStatus::Finished);
+    assert_eq!(client.local_cluster().unwrap().results_held(), 3);
+    let mut graph = rask::TaskGraph::new();
+    let sum = graph
+        .call(&registry, "add", &[a.key().clone(), b.key().clone()])
+        .unwrap();
+    let futures = client.submit_graph(graph, &[sum]);
+    let values = client.gather(&futures).await.unwrap();
+    assert_eq!(values[0].get::<i64>().unwrap(), &42);
+    drop((a, b, futures, values));
+    wait_until_empty(&client);
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod functions;
 #[path = "../common/processes.rs"]
 mod processes;
 mod remote;

@@ -22,7 +22,18 @@ fn joined_long() -> String {
 
 /// `sql` through `rask query` on the scheduler at `address`, as CSV.
 fn remote_query(address: &str, sql: &str, extra: &[&str]) -> crate::support::Run {
-    run(rask()
+    remote_query_with(rask(), address, sql, extra)
+}
+
+/// `sql` through `command query` (`rask` or a binary built on its entry point)
+/// on the scheduler at `address`, as CSV.
+pub(crate) fn remote_query_with(
+    mut command: std::process::Command,
+    address: &str,
+    sql: &str,
+    extra: &[&str],
+) -> crate::support::Run {
+    run(command
         .args([
             "query",
             "--format",

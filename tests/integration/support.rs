@@ -107,3 +107,15 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect()
 }
+
+/// The error a query fails with, as text.
+pub async fn sql_error(client: &rask::Client, sql: &str) -> String {
+    let planned = client.sql(sql).await;
+    match planned {
+        Ok(frame) => match frame.collect().await {
+            Ok(_) => panic!("{sql} succeeded"),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    }
+}

@@ -1,0 +1,68 @@
+//! A `rask` binary that carries your own functions: the template for running
+//! Rust UDFs and task functions on workers in other processes.
+//!
+//! Compiled code cannot travel over the network, so each worker must be built
+//! with the functions it runs. This program is the whole `rask` command (shell,
+//! `query`, `scheduler`, `worker`) plus the registry below; run it wherever
+//! you would run `rask`:
+//!
+//! ```sh
+//! cargo build --release -p rask-cli --example custom_worker
+//! B=target/release/examples/custom_worker
+//! $B scheduler &
+//! $B worker 127.0.0.1:8786 --nworkers 2 --nthreads 1 &
+//! $B query --scheduler 127.0.0.1:8786 -c "SELECT name, max(square(x)) FROM timeseries() GROUP BY name"
+//! ```
+//!
+//! A client program calls the task functions by name with the same registry
+//! (`Client::connect_with_registry`, `TaskGraph::call`).
+
+use std::process::ExitCode;
+
+use rask::udf::{self, Registry};
+
+/// `x²`, for SQL and dataframe expressions.
+fn square(x: f64) -> f64 {
+    x * x
+}
+
+/// A task function: the sum of two task results.
+fn add(a: &i64, b: &i64) -> i64 {
+    a + b
+}
+
+/// A task function with no inputs.
+fn seven() -> i64 {
+    7
+}
+
+/// A task function that fails: its error reaches the caller with the key.
+fn checked_half(n: &i64) -> Result<i64, String> {
+    if n % 2 == 0 {
+        Ok(n / 2)
+    } else {
+        Err(format!("{n} is odd"))
+    }
+}
+
+/// Ends the worker process at once, as a segfault or the kernel's OOM killer
+/// would: to see the cluster cope (the nanny restarts the worker, the task is
+/// retried elsewhere, and after three deaths it errs with the last log lines).
+fn crash() -> i64 {
+    eprintln!("crash: ending this worker process now, as asked");
+    std::process::abort()
+}
+
+/// The functions this binary's workers carry.
+pub fn registry() -> Registry {
+    Registry::new()
+        .with_scalar(udf::scalar("square", square))
+        .with_function("add", add)
+        .with_function("seven", seven)
+        .with_try_function("checked_half", checked_half)
+        .with_function("crash", crash)
+}
+
+fn main() -> ExitCode {
+    rask_cli::main_with(registry())
+}

@@ -1,0 +1,270 @@
+//! [`Value`]: the result of a function task, live in the process that made it
+//! and encoded (postcard bytes) for every other process.
+//!
+//! A value made by a registered function knows how to encode itself, so a worker
+//! can serve it to a peer or a client; what arrives from another process is kept
+//! as bytes and decoded once, into the type the first reader asks for. Across
+//! Arrow Flight a value travels as a one-row batch with one `LargeBinary` column
+//! whose schema is marked as a value, so it rides the same fetch path as tables.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{Array, LargeBinaryArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A shared Rust value of any type.
+pub type AnyValue = Arc<dyn Any + Send + Sync>;
+
+/// Encodes a live value of the type it was made with.
+type Encoder = fn(&(dyn Any + Send + Sync)) -> Result<Vec<u8>, String>;
+
+/// The schema metadata key that marks a batch as an encoded value; its value is
+/// the Rust type's name.
+const VALUE_MARK: &str = "rask.value";
+
+/// A function task's value. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Value(Arc<Inner>);
+
+struct Inner {
+    /// The value itself, when this process made it (or decoded it).
+    live: OnceLock<AnyValue>,
+    /// Turns `live` into bytes; `None` for a value that cannot leave its process.
+    encoder: Option<Encoder>,
+    /// The bytes: made on first need, or as the value arrived.
+    bytes: OnceLock<Result<Arc<[u8]>, String>>,
+    /// The Rust type's name, for errors.
+    type_name: String,
+    nbytes: u64,
+}
+
+/// Why a value could not be had as the type asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read a {found} value as {wanted}: {reason}")]
+pub struct ValueError {
+    /// The type the value was made as.
+    pub found: String,
+    /// The type asked for.
+    pub wanted: &'static str,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl Value {
+    /// A value that can travel to other processes: encoded with postcard when
+    /// first needed there.
+    pub fn new<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
+        let encoder: Encoder = |any| {
+            let value = any
+                .downcast_ref::<T>()
+                .ok_or_else(|| format!("not a {}", std::any::type_name::<T>()))?;
+            postcard::to_allocvec(value).map_err(|e| e.to_string())
+        };
+        Self::made(
+            Arc::new(value),
+            Some(encoder),
+            std::any::type_name::<T>(),
+            std::mem::size_of::<T>() as u64,
+        )
+    }
+
+    /// A value that stays in this process (a closure's result on the local
+    /// cluster), with its size in bytes.
+    pub fn local(value: AnyValue, nbytes: u64) -> Self {
+        Self::made(value, None, "local value", nbytes)
+    }
+
+    fn made(value: AnyValue, encoder: Option<Encoder>, type_name: &str, nbytes: u64) -> Self {
+        let live = OnceLock::new();
+        let _ = live.set(value);
+        Self(Arc::new(Inner {
+            live,
+            encoder,
+            bytes: OnceLock::new(),
+            type_name: type_name.to_string(),
+            nbytes,
+        }))
+    }
+
+    /// A value as it arrived from another process: `bytes` of type `type_name`.
+    pub fn encoded(bytes: Arc<[u8]>, type_name: String) -> Self {
+        let nbytes = bytes.len() as u64;
+        let cell = OnceLock::new();
+        let _ = cell.set(Ok(bytes));
+        Self(Arc::new(Inner {
+            live: OnceLock::new(),
+            encoder: None,
+            bytes: cell,
+            type_name,
+            nbytes,
+        }))
+    }
+
+    /// Bytes held in memory.
+    pub fn nbytes(&self) -> u64 {
+        self.0.nbytes
+    }
+
+    /// The name of the Rust type it was made as.
+    pub fn type_name(&self) -> &str {
+        &self.0.type_name
+    }
+
+    /// The value as a `T`, when it is one and lives in this process.
+    pub fn downcast<T: 'static>(&self) -> Option<&T> {
+        self.0.live.get().and_then(|v| v.downcast_ref())
+    }
+
+    /// The value as a `T`: itself when it lives here, else decoded from its
+    /// bytes (once; later readers share the decoded value).
+    pub fn get<T: DeserializeOwned + Send + Sync + 'static>(&self) -> Result<&T, ValueError> {
+        let error = |reason: String| ValueError {
+            found: self.0.type_name.clone(),
+            wanted: std::any::type_name::<T>(),
+            reason,
+        };
+        if let Some(live) = self.0.live.get() {
+            return live
+                .downcast_ref()
+                .ok_or_else(|| error("it is another type".into()));
+        }
+        let wanted = std::any::type_name::<T>();
+        if short_type_name(wanted) != short_type_name(&self.0.type_name) {
+            return Err(error("it is another type".into()));
+        }
+        let bytes = match self.0.bytes.get() {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => return Err(error(e.clone())),
+            None => return Err(error("it has no bytes".into())),
+        };
+        let decoded: T = postcard::from_bytes(bytes).map_err(|e| error(e.to_string()))?;
+        let live = self.0.live.get_or_init(|| Arc::new(decoded));
+        live.downcast_ref()
+            .ok_or_else(|| error("it was decoded as another type first".into()))
+    }
+
+    /// The value's bytes, encoding it on first use.
+    pub fn bytes(&self) -> Result<Arc<[u8]>, String> {
+        self.0
+            .bytes
+            .get_or_init(|| {
+                let live = self.0.live.get().ok_or("a value with no content")?;
+                let encoder = self.0.encoder.ok_or_else(|| {
+                    "it was made by a closure on the local cluster; register the function \
+                     (Registry::function) to send its values to other processes"
+                        .to_string()
+                })?;
+                encoder(live.as_ref()).map(Arc::from)
+            })
+            .clone()
+    }
+
+    /// The value as a one-row batch, to send over Flight.
+    pub fn to_batch(&self) -> Result<RecordBatch, String> {
+        let bytes = self.bytes()?;
+        let metadata = HashMap::from([(VALUE_MARK.to_string(), self.0.type_name.clone())]);
+        let schema = Schema::new(vec![Field::new("value", DataType::LargeBinary, false)])
+            .with_metadata(metadata);
+        let column = LargeBinaryArray::from_vec(vec![&bytes[..]]);
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(column)]).map_err(|e| e.to_string())
+    }
+
+    /// The value a fetch of [`to_batch`](Self::to_batch)'s output carries;
+    /// `None` when the batches are a table.
+    pub fn from_batches(batches: &[RecordBatch]) -> Option<Self> {
+        let [batch] = batches else { return None };
+        let type_name = batch.schema().metadata().get(VALUE_MARK)?.clone();
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<LargeBinaryArray>()?;
+        (column.len() == 1).then(|| Self::encoded(Arc::from(column.value(0)), type_name))
+    }
+}
+
+/// A type's name without module paths (`alloc::vec::Vec<app::Person>` →
+/// `Vec<Person>`): the same type compiled into two binaries may sit in
+/// different modules of each.
+fn short_type_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut segment = String::new();
+    for c in name.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            segment.push(c);
+        } else {
+            out.push_str(segment.rsplit("::").next().unwrap_or_default());
+            segment.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(segment.rsplit("::").next().unwrap_or_default());
+    out
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Value({}, {} bytes)", self.0.type_name, self.0.nbytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Person {
+        name: String,
+        value: f64,
+    }
+
+    #[test]
+    fn values_cross_as_batches_and_decode_once() {
+        let alice = Value::new(Person {
+            name: "Alice".into(),
+            value: 1.5,
+        });
+        assert_eq!(alice.downcast::<Person>().map(|p| p.value), Some(1.5));
+        let batch = alice.to_batch().unwrap();
+        let back = Value::from_batches(&[batch]).unwrap();
+        assert!(back.type_name().ends_with("Person"), "{}", back.type_name());
+        let person: &Person = back.get().unwrap();
+        assert_eq!(person.name, "Alice");
+        // Decoded once: the same value again.
+        assert!(std::ptr::eq(person, back.get::<Person>().unwrap()));
+    }
+
+    #[test]
+    fn type_names_compare_without_their_modules() {
+        assert_eq!(
+            short_type_name("alloc::vec::Vec<app::people::Person>"),
+            "Vec<Person>"
+        );
+        assert_eq!(
+            short_type_name("(i64, core::option::Option<f64>)"),
+            "(i64, Option<f64>)"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_local_values_err_clearly() {
+        let back = Value::from_batches(&[Value::new(7u8).to_batch().unwrap()]).unwrap();
+        let err = back.get::<Person>().unwrap_err();
+        assert_eq!(err.found, "u8");
+        assert!(err.wanted.ends_with("Person"), "{err}");
+        let local = Value::local(Arc::new(3u64), 8);
+        assert!(
+            local
+                .to_batch()
+                .unwrap_err()
+                .contains("register the function")
+        );
+        assert_eq!(local.get::<u64>().unwrap(), &3);
+        assert!(local.get::<i32>().is_err());
+    }
+}

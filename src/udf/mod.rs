@@ -1,0 +1,167 @@
+//! User code rask runs: one [`Registry`] of scalar UDFs (for SQL and dataframe
+//! expressions) and task functions (called by name), shared by a client and
+//! every worker.
+//!
+//! Compiled code cannot travel, so functions cross processes by name: each
+//! worker announces the names it carries when it registers, a plan that needs a
+//! function runs only on workers that announced it, and one that no worker has
+//! is refused when it is planned, naming the function. Workers in other
+//! processes carry the registry their binary was built with: a custom worker
+//! binary passes its registry to the CLI's entry point (`rask_cli::main_with`).
+//!
+//! ```
+//! use rask::udf::{self, Registry};
+//!
+//! fn add(a: &i64, b: &i64) -> i64 {
+//!     a + b
+//! }
+//!
+//! let registry = Registry::new()
+//!     .with_scalar(udf::scalar("square", |x: f64| x * x))
+//!     .with_function("add", add);
+//! assert_eq!(registry.names(), ["add", "square"]);
+//! ```
+
+mod function;
+mod scalar;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+
+pub use function::{Fallible, Infallible, TaskFunction};
+pub use scalar::{ScalarFn, SqlArg, SqlResult, scalar};
+
+use crate::worker::{FunctionJob, TaskFn};
+
+/// Scalar UDFs and task functions by name. Cheap to clone: clones share what
+/// was registered before them.
+#[derive(Clone, Default)]
+pub struct Registry {
+    scalars: Arc<BTreeMap<String, ScalarUDF>>,
+    functions: Arc<BTreeMap<String, Registered>>,
+}
+
+/// A task function as registered.
+#[derive(Clone)]
+struct Registered {
+    arity: usize,
+    code: TaskFn,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a scalar UDF (say, from [`scalar`]); a later one of the same name
+    /// replaces it.
+    pub fn add_scalar(&mut self, udf: ScalarUDF) -> &mut Self {
+        Arc::make_mut(&mut self.scalars).insert(udf.name().to_string(), udf);
+        self
+    }
+
+    /// [`add_scalar`](Self::add_scalar), by value.
+    pub fn with_scalar(mut self, udf: ScalarUDF) -> Self {
+        self.add_scalar(udf);
+        self
+    }
+
+    /// Registers `function` as a task function called `name`: its arguments are
+    /// references to serde types, its result a serde type.
+    pub fn add_function<Args, F: TaskFunction<Args, Infallible>>(
+        &mut self,
+        name: &str,
+        function: F,
+    ) -> &mut Self {
+        self.insert(name, F::arity(), function.into_task_fn())
+    }
+
+    /// [`add_function`](Self::add_function), by value.
+    pub fn with_function<Args, F: TaskFunction<Args, Infallible>>(
+        mut self,
+        name: &str,
+        function: F,
+    ) -> Self {
+        self.add_function(name, function);
+        self
+    }
+
+    /// Registers a function returning `Result<T, E>`: an error fails its task
+    /// with the function's name and the error's message.
+    pub fn add_try_function<Args, F: TaskFunction<Args, Fallible>>(
+        &mut self,
+        name: &str,
+        function: F,
+    ) -> &mut Self {
+        self.insert(name, F::arity(), function.into_task_fn())
+    }
+
+    /// [`add_try_function`](Self::add_try_function), by value.
+    pub fn with_try_function<Args, F: TaskFunction<Args, Fallible>>(
+        mut self,
+        name: &str,
+        function: F,
+    ) -> Self {
+        self.add_try_function(name, function);
+        self
+    }
+
+    fn insert(&mut self, name: &str, arity: usize, code: TaskFn) -> &mut Self {
+        Arc::make_mut(&mut self.functions).insert(name.to_string(), Registered { arity, code });
+        self
+    }
+
+    /// The scalar UDFs.
+    pub fn scalars(&self) -> impl Iterator<Item = &ScalarUDF> {
+        self.scalars.values()
+    }
+
+    /// Whether `name` is a scalar UDF of this registry.
+    pub fn has_scalar(&self, name: &str) -> bool {
+        self.scalars.contains_key(name)
+    }
+
+    /// The task function `name`, as a job, and its number of arguments.
+    pub fn function(&self, name: &str) -> Option<(FunctionJob, usize)> {
+        self.functions.get(name).map(|f| {
+            let job = FunctionJob::new(name, Arc::clone(&f.code), true);
+            (job, f.arity)
+        })
+    }
+
+    /// Every name, scalar UDFs and task functions, sorted: what a worker announces.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .scalars
+            .keys()
+            .chain(self.functions.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("scalars", &self.scalars.keys().collect::<Vec<_>>())
+            .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Registries are the same when they hold the same names.
+impl PartialEq for Registry {
+    fn eq(&self, other: &Self) -> bool {
+        self.scalars.keys().eq(other.scalars.keys())
+            && self.functions.keys().eq(other.functions.keys())
+    }
+}
+
+impl Eq for Registry {}

@@ -1,0 +1,242 @@
+//! User functions on a cluster of processes: a custom worker binary
+//! (`cli/examples/custom_worker.rs`, built on `rask_cli::main_with`) carries
+//! scalar UDFs and task functions; clients call them by name; plans that need
+//! a function no worker has are refused; a task that keeps killing its workers
+//! errs with the last worker's last log lines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rask::comm::Security;
+use rask::scheduler::TaskError;
+use rask::{Client, Error, TaskGraph};
+
+use crate::processes::{ProcessCluster, custom_worker_binary};
+use crate::remote::remote_query_with;
+use crate::support::{rask, repository_root, run, sql_error};
+
+#[allow(dead_code)]
+#[path = "../../cli/examples/custom_worker.rs"]
+mod custom_worker;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("a runtime")
+}
+
+async fn connect(address: &str) -> Client {
+    let client =
+        Client::connect_with_registry(address, Security::default(), custom_worker::registry())
+            .await
+            .expect("connects");
+    client
+        .wait_for_workers(2, Duration::from_secs(30))
+        .await
+        .expect("two workers");
+    client
+}
+
+/// The error a future ended with.
+fn task_error(error: Error) -> Arc<TaskError> {
+    match error {
+        Error::Task(error) => error,
+        other => panic!("expected a task error, got {other}"),
+    }
+}
+
+#[test]
+fn custom_workers_run_registered_udfs_and_task_functions_by_name() {
+    let root = repository_root();
+    let program = custom_worker_binary();
+    let cluster = ProcessCluster::start_program(&program, &root, 2, 1);
+    let registered = cluster.scheduler.wait_for("registered:");
+    assert!(registered.contains("worker"), "{registered}");
+
+    // A UDF in SQL, run by the workers (the client is the same binary),
+    // against the same query with the expression written out, run by plain rask.
+    let sql = "SELECT name, max(square(x)) AS m, sum(square(y)) AS s FROM timeseries('2000-01-01', '2000-01-08') GROUP BY name ORDER BY name";
+    let mut command = std::process::Command::new(&program);
+    command.current_dir(&root);
+    let remote = remote_query_with(command, &cluster.address, sql, &[])
+        .success()
+        .stdout;
+    let written_out = sql
+        .replace("square(x)", "(x * x)")
+        .replace("square(y)", "(y * y)");
+    let expected = run(rask().args(["query", "--format", "csv", "-c", &written_out]))
+        .success()
+        .stdout;
+    let rows = |csv: &str| csv.lines().skip(1).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(rows(&remote).len(), 26, "{remote}");
+    assert_eq!(rows(&remote), rows(&expected));
+
+    runtime().block_on(async {
+        let client = connect(&cluster.address).await;
+        let registry = client.registry().clone();
+        // Task functions by name; values come back from the workers' memory.
+        let mut graph = TaskGraph::new();
+        let a = graph.call(&registry, "seven", &[]).unwrap();
+        let b = graph.call(&registry, "seven", &[]).unwrap();
+        let sum = graph.call(&registry, "add", &[a.clone(), b]).unwrap();
+        let twice = graph
+            .call(&registry, "add", &[sum.clone(), sum.clone()])
+            .unwrap();
+        let half = graph.call(&registry, "checked_half", &[a]).unwrap();
+        assert!(sum.as_str().starts_with("add-"), "{sum}");
+        let futures = client.submit_graph(graph, &[sum, twice, half]);
+        let values = client.gather(&futures[..2]).await.unwrap();
+        assert_eq!(values[0].get::<i64>().unwrap(), &14);
+        assert_eq!(values[1].get::<i64>().unwrap(), &28);
+        // A function's error: its name, the key and the message.
+        let error = task_error(futures[2].data().await.unwrap_err());
+        let message = error.to_string();
+        assert!(message.contains("checked_half: 7 is odd"), "{message}");
+        assert!(message.contains(futures[2].key().as_str()), "{message}");
+        // Arguments checked against the registration.
+        let mut graph = TaskGraph::new();
+        let err = graph.call(&registry, "add", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("add takes 2 arguments, got 0"),
+            "{err}"
+        );
+        let err = graph.call(&registry, "nope", &[]).unwrap_err();
+        assert!(err.to_string().contains("no task function nope"), "{err}");
+    });
+}
+
+#[test]
+fn functions_no_worker_carries_are_refused_by_name() {
+    let root = repository_root();
+    // Plain `rask` workers: they carry no user function.
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    runtime().block_on(async {
+        let client = connect(&cluster.address).await;
+        let sql = "SELECT square(x) FROM timeseries('2000-01-01', '2000-01-02')";
+        let err = sql_error(&client, sql).await;
+        assert!(
+            err.contains("function square is not registered on any of the 2 workers"),
+            "{err}"
+        );
+        let mut graph = TaskGraph::new();
+        let seven = graph.call(client.registry(), "seven", &[]).unwrap();
+        let futures = client.submit_graph(graph, &[seven]);
+        let err = futures[0].data().await.unwrap_err().to_string();
+        assert!(
+            err.contains("function seven is not registered on any"),
+            "{err}"
+        );
+        // A closure cannot go to another process at all.
+        let mut graph = TaskGraph::new();
+        let one = graph.add("one", &[], |_| {
+            Ok(rask::exec::TaskData::local_value(1u8, 1))
+        });
+        let futures = client.submit_graph(graph, &[one]);
+        let err = futures[0].data().await.unwrap_err().to_string();
+        assert!(
+            err.contains("the closure one cannot run on workers of another process"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn a_task_that_kills_three_workers_errs_with_the_last_words() {
+    let root = repository_root();
+    let program = custom_worker_binary();
+    let cluster = ProcessCluster::start_program(&program, &root, 2, 1);
+    runtime().block_on(async {
+        let client = connect(&cluster.address).await;
+        let mut graph = TaskGraph::new();
+        let crash = graph.call(client.registry(), "crash", &[]).unwrap();
+        let futures = client.submit_graph(graph, std::slice::from_ref(&crash));
+        let error = task_error(futures[0].data().await.unwrap_err());
+        let TaskError::KilledWorkers { key, workers, log } = &*error else {
+            panic!("expected KilledWorkers, got {error}");
+        };
+        assert_eq!(key, &crash);
+        assert_eq!(workers.len(), 3, "{error}");
+        let message = error.to_string();
+        assert!(message.contains(crash.as_str()), "{message}");
+        assert!(message.contains("3 workers that died"), "{message}");
+        // The nanny's report: how the last worker ended and what it logged.
+        assert!(log[0].contains("SIGABRT"), "{message}");
+        assert!(
+            log.iter()
+                .any(|l| l.contains("crash: ending this worker process now")),
+            "{message}"
+        );
+        // The nannies brought the workers back: the cluster still computes.
+        client
+            .wait_for_workers(2, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut graph = TaskGraph::new();
+        let seven = graph.call(client.registry(), "seven", &[]).unwrap();
+        let futures = client.submit_graph(graph, &[seven]);
+        let values = client.gather(&futures).await.unwrap();
+        assert_eq!(values[0].get::<i64>().unwrap(), &7);
+    });
+    assert_eq!(cluster.workers.count("died (signal: 6 (SIGABRT)"), 3);
+}
+
+#[test]
+fn scattered_values_are_read_where_they_live_and_lost_clearly_with_their_worker() {
+    let root = repository_root();
+    let program = custom_worker_binary();
+    let cluster = ProcessCluster::start_program(&program, &root, 2, 1);
+    runtime().block_on(async {
+        let client = connect(&cluster.address).await;
+        let registry = client.registry().clone();
+        // Round-robin over the threads: one value on each worker.
+        let a = client.scatter(20i64).await.unwrap();
+        let b = client.scatter(22i64).await.unwrap();
+        assert!(a.key().as_str().starts_with("i64-"), "{}", a.key());
+        assert_eq!(a.status(), rask::FutureStatus::Finished);
+        let everywhere = client.broadcast(100i64).await.unwrap();
+        let mut graph = TaskGraph::new();
+        let sum = graph
+            .call(&registry, "add", &[a.key().clone(), b.key().clone()])
+            .unwrap();
+        let plus = graph
+            .call(&registry, "add", &[sum.clone(), everywhere.key().clone()])
+            .unwrap();
+        let futures = client.submit_graph(graph, &[sum, plus]);
+        let values = client.gather(&futures).await.unwrap();
+        assert_eq!(values[0].get::<i64>().unwrap(), &42);
+        assert_eq!(values[1].get::<i64>().unwrap(), &142);
+        // The client reads a scattered value back from its worker.
+        assert_eq!(a.data().await.unwrap().get::<i64>().unwrap(), &20);
+
+        // `a` lives only on the first worker: kill it.
+        let first = cluster.scheduler.wait_for("worker 0 registered:");
+        let pid: u32 = first.rsplit("pid ").next().unwrap().trim().parse().unwrap();
+        crate::processes::kill_9(pid);
+        cluster.scheduler.wait_for("removed: its connection closed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while a.status() != rask::FutureStatus::Error {
+            assert!(std::time::Instant::now() < deadline, "{:?}", a.status());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let lost = a.data().await.unwrap_err().to_string();
+        assert!(
+            lost.contains("was lost with worker 0 and cannot be recomputed"),
+            "{lost}"
+        );
+        // A task reading it errs the same way; the broadcast value survived.
+        let mut graph = TaskGraph::new();
+        let again = graph
+            .call(&registry, "add", &[a.key().clone(), b.key().clone()])
+            .unwrap();
+        let kept = graph
+            .call(
+                &registry,
+                "add",
+                &[b.key().clone(), everywhere.key().clone()],
+            )
+            .unwrap();
+        let futures = client.submit_graph(graph, &[again, kept]);
+        let err = futures[0].data().await.unwrap_err().to_string();
+        assert!(err.contains("cannot be recomputed"), "{err}");
+        let kept = futures[1].data().await.unwrap();
+        assert_eq!(kept.get::<i64>().unwrap(), &122);
+    });
+}
