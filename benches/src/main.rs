@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod tpch;
+
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use rask::datafusion::execution::TaskContext;
@@ -60,6 +62,28 @@ enum Suite {
         )]
         shapes: Vec<Shape>,
     },
+    /// TPC-H: the 22 queries on a scheduler with 2 worker processes, next to
+    /// bare DataFusion (and DuckDB with --peers), answers checked.
+    Tpch {
+        /// Scale factor (1 is 6 million lineitems).
+        #[arg(long, default_value_t = 1.0)]
+        sf: f64,
+        /// Runs per query and engine.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Threads on each side.
+        #[arg(long, default_value_t = available_cores())]
+        threads: usize,
+        /// Where the data is generated once and kept.
+        #[arg(long, default_value = "target/bench-data")]
+        data: PathBuf,
+        /// Also run DuckDB (Python package `duckdb`) on the same files.
+        #[arg(long)]
+        peers: bool,
+        /// Only these queries, by number.
+        #[arg(long, value_delimiter = ',')]
+        queries: Vec<usize>,
+    },
     /// The baseline: run SQL on a plain DataFusion SessionContext, print CSV.
     #[command(hide = true)]
     DatafusionSql {
@@ -85,6 +109,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             threads,
             data,
         } => runtime.block_on(walkthrough(runs, threads, &data)),
+        Suite::Tpch {
+            sf,
+            runs,
+            threads,
+            data,
+            peers,
+            queries,
+        } => runtime.block_on(tpch::run(tpch::Options {
+            sf,
+            runs,
+            threads,
+            data,
+            peers,
+            only: queries,
+        })),
         Suite::DatafusionSql { sql, threads } => runtime.block_on(datafusion_sql(&sql, threads)),
         Suite::Scheduler {
             sizes,
@@ -357,18 +396,45 @@ fn compare(
     Ok((a, b))
 }
 
-fn report(what: &str, ours: &[Duration], theirs: &[Duration]) {
-    let stats = |d: &[Duration]| {
-        let mut ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+/// Median, fastest and slowest of some timings, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(timings: &[Duration]) -> Self {
+        let mut ms: Vec<f64> = timings.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         ms.sort_by(f64::total_cmp);
-        (ms[ms.len() / 2], ms[0], ms[ms.len() - 1])
-    };
-    let (rm, rmin, rmax) = stats(ours);
-    let (dm, dmin, dmax) = stats(theirs);
+        match ms.as_slice() {
+            [] => Self {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            },
+            ms => Self {
+                median: ms[ms.len() / 2],
+                min: ms[0],
+                max: ms[ms.len() - 1],
+            },
+        }
+    }
+}
+
+fn report(what: &str, ours: &[Duration], theirs: &[Duration]) {
+    let (r, d) = (Stats::of(ours), Stats::of(theirs));
     println!("{what}");
-    println!("  rask        median {rm:8.1} ms   ({rmin:.1} – {rmax:.1})");
-    println!("  DataFusion  median {dm:8.1} ms   ({dmin:.1} – {dmax:.1})");
-    println!("  ratio rask / DataFusion: {:.3}", rm / dm);
+    println!(
+        "  rask        median {:8.1} ms   ({:.1} – {:.1})",
+        r.median, r.min, r.max
+    );
+    println!(
+        "  DataFusion  median {:8.1} ms   ({:.1} – {:.1})",
+        d.median, d.min, d.max
+    );
+    println!("  ratio rask / DataFusion: {:.3}", r.median / d.median);
 }
 
 /// Generates every partition of `spec` on this thread; returns rows per second.

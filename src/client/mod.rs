@@ -13,6 +13,7 @@ mod future;
 mod info;
 mod local_cluster;
 mod query_planner;
+mod subqueries;
 mod task_graph;
 
 use std::sync::Arc;

@@ -22,10 +22,11 @@ use datafusion::physical_plan::explain::ExplainExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::prelude::SessionConfig;
 use parking_lot::Mutex;
 
 use super::connection::Connection;
-use super::{Future, functions};
+use super::{Future, functions, subqueries};
 use crate::comm::{EncodedJob, EncodedStage};
 use crate::key::Key;
 use crate::planner::StageGraph;
@@ -44,6 +45,38 @@ impl ClusterQueryPlanner {
         Self {
             connection,
             registry,
+        }
+    }
+
+    /// `plan` as tasks on the cluster (a [`ClusterExec`]), or as it is when it
+    /// cannot be cut into stages or sent to the workers (it then runs here).
+    fn lower(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &Arc<SessionConfig>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let graph = match StageGraph::cut(Arc::clone(&plan), Arc::clone(config)) {
+            Ok(graph) => graph,
+            Err(e) => {
+                tracing::debug!("running in the client: {e}");
+                return Ok(plan);
+            }
+        };
+        let placement = self.placement(&graph)?;
+        match self.connection.cluster().tasks(&graph) {
+            Ok(mut tasks) => {
+                restrict(&mut tasks, &graph, &placement);
+                Ok(Arc::new(ClusterExec::new(
+                    graph,
+                    tasks,
+                    Arc::clone(&self.connection),
+                )))
+            }
+            Err(e) => {
+                // A plan the workers cannot be sent (a node without a wire form).
+                tracing::debug!("running in the client: {e}");
+                Ok(plan)
+            }
         }
     }
 
@@ -97,29 +130,11 @@ impl QueryPlanner for ClusterQueryPlanner {
                 exec.verbose(),
             )));
         }
-        let graph = match StageGraph::cut(Arc::clone(&plan), config) {
-            Ok(graph) => graph,
-            Err(e) => {
-                tracing::debug!("running in the client: {e}");
-                return Ok(plan);
-            }
-        };
-        let placement = self.placement(&graph)?;
-        match self.connection.cluster().tasks(&graph) {
-            Ok(mut tasks) => {
-                restrict(&mut tasks, &graph, &placement);
-                Ok(Arc::new(ClusterExec::new(
-                    graph,
-                    tasks,
-                    Arc::clone(&self.connection),
-                )))
-            }
-            Err(e) => {
-                // A plan the workers cannot be sent (a node without a wire form).
-                tracing::debug!("running in the client: {e}");
-                Ok(plan)
-            }
-        }
+        // Uncorrelated scalar subqueries run first, as queries of their own;
+        // their values then travel with the stages that read them.
+        let lower = |subquery| self.lower(subquery, &config);
+        let plan = subqueries::resolve(plan, &lower, session).await?;
+        self.lower(plan, &config)
     }
 }
 

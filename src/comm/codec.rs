@@ -12,15 +12,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, internal_datafusion_err};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::physical_planning_context::{ScalarSubqueryResults, SubqueryIndex};
+use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{ExecutionPlan, PlanProperties};
 use datafusion::prelude::SessionConfig;
-use datafusion_proto::bytes::{
-    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
-};
+use datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec;
 use datafusion_proto::physical_plan::from_proto::{
     parse_physical_sort_exprs, parse_protobuf_partitioning,
 };
@@ -232,13 +234,72 @@ pub fn encode_stage(stage: &StagePlan, query: &str) -> Result<EncodedStage> {
         plan: plan.to_vec(),
         output,
         config,
+        subqueries: encode_subquery_values(&stage.plan)?,
     })
+}
+
+/// The values of the scalar subqueries `plan` reads (computed before the
+/// query was cut: `client::subqueries`), by index.
+fn encode_subquery_values(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<Option<Vec<u8>>>> {
+    let mut results: Option<ScalarSubqueryResults> = None;
+    let mut mixed = false;
+    plan.apply(|node| {
+        node.apply_expressions(&mut |expr| {
+            expr.apply(|e| {
+                if let Some(subquery) = e.downcast_ref::<ScalarSubqueryExpr>() {
+                    match &results {
+                        Some(r) if !ScalarSubqueryResults::ptr_eq(r, subquery.results()) => {
+                            mixed = true
+                        }
+                        Some(_) => {}
+                        None => results = Some(subquery.results().clone()),
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if mixed {
+        return Err(proto_err("a stage reads scalar subqueries of two scopes"));
+    }
+    let Some(results) = results else {
+        return Ok(Vec::new());
+    };
+    // Every slot was filled before the query was cut; the first empty one is
+    // past the end.
+    (0..)
+        .map_while(|i| results.get(SubqueryIndex::new(i)))
+        .map(|value| {
+            let proto = protobuf::ScalarValue::try_from(&value).map_err(proto_err)?;
+            Ok(Some(proto.encode_to_vec()))
+        })
+        .collect()
+}
+
+/// A results container holding the subquery values of an encoded stage.
+fn decode_subquery_values(values: &[Option<Vec<u8>>]) -> Result<ScalarSubqueryResults> {
+    let results = ScalarSubqueryResults::new(values.len());
+    for (i, bytes) in values.iter().enumerate() {
+        if let Some(bytes) = bytes {
+            let proto = protobuf::ScalarValue::decode(bytes.as_slice()).map_err(proto_err)?;
+            let value = ScalarValue::try_from(&proto).map_err(proto_err)?;
+            results.set(SubqueryIndex::new(i), value)?;
+        }
+    }
+    Ok(results)
 }
 
 /// The stage `encoded` describes, its functions and object stores resolved in
 /// `ctx` (the decoding worker's session).
 pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePlan> {
-    let plan = physical_plan_from_bytes_with_extension_codec(&encoded.plan, ctx, &RaskCodec)?;
+    let proto = protobuf::PhysicalPlanNode::decode(encoded.plan.as_slice()).map_err(proto_err)?;
+    let mut context = PhysicalPlanDecodeContext::new(ctx, &RaskCodec);
+    if !encoded.subqueries.is_empty() {
+        context =
+            context.with_scalar_subquery_results(decode_subquery_values(&encoded.subqueries)?);
+    }
+    let plan = DefaultPhysicalProtoConverter {}.proto_to_execution_plan(&proto, &context)?;
     let output = match &encoded.output {
         None => StageOutput::Whole,
         Some(bytes) => {
@@ -322,8 +383,10 @@ mod tests {
         let bytes =
             physical_plan_to_bytes_with_extension_codec(Arc::clone(&plan), &RaskCodec).unwrap();
         let task = ctx.task_ctx();
-        let back =
-            physical_plan_from_bytes_with_extension_codec(&bytes, &task, &RaskCodec).unwrap();
+        let back = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
+            &bytes, &task, &RaskCodec,
+        )
+        .unwrap();
         let show = |batches: Vec<_>| pretty_format_batches(&batches).unwrap().to_string();
         let before = show(collect(plan, Arc::clone(&task)).await.unwrap());
         let after = show(collect(back, task).await.unwrap());

@@ -67,6 +67,9 @@ pub struct EncodedStage {
     pub output: Option<Vec<u8>>,
     /// The query's session settings.
     pub config: Vec<(String, String)>,
+    /// The values of the scalar subqueries the plan reads, by index (as
+    /// `datafusion-proto` scalars), computed before the query was cut.
+    pub subqueries: Vec<Option<Vec<u8>>>,
 }
 
 /// A task's job as it travels to a worker in another process.

@@ -15,7 +15,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::Result;
 
-pub use table::TableSink;
+pub use table::{TableSink, format_rows};
 pub use text::TextSink;
 
 /// How results are printed.

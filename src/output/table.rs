@@ -149,7 +149,8 @@ pub fn footer(rows: u64, columns: usize) -> String {
     )
 }
 
-fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
+/// The rows of `batches`, each value as text (`NULL` for a null).
+pub fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {

@@ -11,3 +11,4 @@ mod repl;
 mod s3;
 mod shared_data;
 mod support;
+mod tpch;

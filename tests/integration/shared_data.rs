@@ -2,7 +2,6 @@
 //! (`../shared/data`: Parquet from `dask.datasets.timeseries(seed=42)`, expected
 //! results from DuckDB). Floats must agree to a relative 1e-9.
 
-use rask::arrow::util::display::{ArrayFormatter, FormatOptions};
 use rask::{Client, Config};
 
 use crate::support::shared_data;
@@ -77,23 +76,7 @@ async fn shared_queries_match_duckdb() {
             .collect();
         assert_eq!(names, header, "query {n}: column names");
         let batches = frame.collect().await.unwrap();
-        let options = FormatOptions::default();
-        let mut rows: Vec<Vec<String>> = Vec::new();
-        for batch in &batches {
-            let formatters: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-                .collect();
-            for row in 0..batch.num_rows() {
-                rows.push(
-                    formatters
-                        .iter()
-                        .map(|f| f.value(row).to_string())
-                        .collect(),
-                );
-            }
-        }
+        let rows = rask::output::format_rows(&batches).unwrap();
         assert_eq!(rows.len(), expected.len(), "query {n}: row count");
         for (i, (ours, theirs)) in rows.iter().zip(&expected).enumerate() {
             for (a, b) in ours.iter().zip(theirs) {

@@ -1,0 +1,296 @@
+//! The `tpch` suite: TPC-H at scale factor `--sf`, its 22 queries on a scheduler
+//! with two worker processes, next to bare DataFusion on the same files and
+//! cores, each answer checked against DataFusion's and, with `--peers` and the
+//! `duckdb` Python package installed, against DuckDB's.
+//!
+//! The queries (`benches/tpch/queries/`) are the specification's with its
+//! validation parameters; where a `LIMIT` cuts through ties, a key is added to
+//! the `ORDER BY` so every engine must return the same rows.
+
+pub mod answers;
+pub mod data;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rask::datafusion::prelude::SessionContext;
+
+use crate::{ProcessCluster, Stats, bare_datafusion, sibling};
+
+/// How the suite runs.
+pub struct Options {
+    /// Scale factor.
+    pub sf: f64,
+    /// Timed runs per query and engine (after one warm-up).
+    pub runs: usize,
+    /// Threads on each side (the cluster's two workers share them).
+    pub threads: usize,
+    /// Where the data is generated once and kept.
+    pub data: PathBuf,
+    /// Also run DuckDB, when installed.
+    pub peers: bool,
+    /// Only these queries (1–22); all when empty.
+    pub only: Vec<usize>,
+}
+
+/// One query's figures.
+struct Measured {
+    name: String,
+    rows: usize,
+    rask: Stats,
+    datafusion: Stats,
+    duckdb: Option<Stats>,
+    vs_datafusion: Result<(), String>,
+    vs_duckdb: Option<Result<(), String>>,
+}
+
+pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let Options {
+        sf,
+        runs,
+        threads,
+        ref data,
+        peers,
+        ref only,
+    } = options;
+    let dir = data.join(format!("tpch-sf{sf}"));
+    let started = Instant::now();
+    let dir = std::fs::canonicalize(data::generate(&dir, sf, (threads * 2) as i32)?)?;
+    println!(
+        "TPC-H SF{sf} in {} ({:.1} s to make or find)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let query_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/queries");
+    let queries: Vec<(String, String)> = data::queries(&query_dir)?
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_empty() || only.contains(&(i + 1)))
+        .map(|(_, q)| q)
+        .collect();
+
+    let duckdb = if peers {
+        duckdb_answers(&dir, &query_dir, data, runs, threads)?
+    } else {
+        None
+    };
+
+    let rask_bin = sibling("rask")?;
+    let per_worker = (threads / 2).max(1);
+    let cluster = ProcessCluster::start(&rask_bin, 2, per_worker)?;
+    let client = rask::Client::connect(&cluster.address).await?;
+    client.wait_for_workers(2, Duration::from_secs(30)).await?;
+    let ctx = bare_datafusion(threads);
+    for statement in data::create_tables(&dir) {
+        client.sql(&statement).await?.collect().await?;
+        ctx.sql(&statement).await?.collect().await?;
+    }
+    println!(
+        "rask: scheduler + 2 worker processes × {per_worker} thread(s); DataFusion: one SessionContext, {threads} partitions; {runs} runs each, medians\n"
+    );
+    let mut measured = Vec::new();
+    for (name, sql) in &queries {
+        let m = measure(name, sql, runs, &client, &ctx, duckdb.as_ref()).await?;
+        print_row(&m);
+        measured.push(m);
+    }
+    print_summary(&measured);
+    let json = data.join(format!("tpch-sf{sf}-results.json"));
+    std::fs::write(&json, to_json(sf, threads, &measured))?;
+    println!("figures written to {}", json.display());
+    drop(client);
+    drop(cluster);
+    Ok(())
+}
+
+/// Runs `sql` on both sides alternately; checks the answers.
+async fn measure(
+    name: &str,
+    sql: &str,
+    runs: usize,
+    client: &rask::Client,
+    ctx: &SessionContext,
+    duckdb: Option<&DuckDb>,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut our_rows, mut their_rows) = (Vec::new(), Vec::new());
+    for i in 0..=runs {
+        let started = Instant::now();
+        let batches = client.sql(sql).await?.collect().await?;
+        let a = started.elapsed();
+        let started = Instant::now();
+        let reference = ctx.sql(sql).await?.collect().await?;
+        let b = started.elapsed();
+        if i > 0 {
+            ours.push(a);
+            theirs.push(b);
+        }
+        our_rows = answers::rows(&batches)?;
+        their_rows = answers::rows(&reference)?;
+    }
+    let vs_duckdb = duckdb
+        .and_then(|d| d.answers.get(name))
+        .map(|expected| answers::same(&our_rows, expected));
+    Ok(Measured {
+        name: name.to_string(),
+        rows: our_rows.len(),
+        rask: Stats::of(&ours),
+        datafusion: Stats::of(&theirs),
+        duckdb: duckdb.and_then(|d| d.times.get(name).copied()),
+        vs_datafusion: answers::same(&our_rows, &their_rows),
+        vs_duckdb,
+    })
+}
+
+fn verdict(check: &Result<(), String>) -> String {
+    match check {
+        Ok(()) => "same".into(),
+        Err(e) => format!("DIFFERENT: {e}"),
+    }
+}
+
+fn print_row(m: &Measured) {
+    let duck = m
+        .duckdb
+        .map_or("-".to_string(), |d| format!("{:.1}", d.median));
+    println!(
+        "{}  rask {:8.1} ms ({:.1}–{:.1})  DataFusion {:8.1} ms ({:.1}–{:.1})  ratio {:5.2}  DuckDB {:>8} ms  {:>5} rows  vs DataFusion: {}  vs DuckDB: {}",
+        m.name,
+        m.rask.median,
+        m.rask.min,
+        m.rask.max,
+        m.datafusion.median,
+        m.datafusion.min,
+        m.datafusion.max,
+        m.rask.median / m.datafusion.median,
+        duck,
+        m.rows,
+        verdict(&m.vs_datafusion),
+        m.vs_duckdb.as_ref().map_or("-".into(), verdict),
+    );
+}
+
+fn print_summary(measured: &[Measured]) {
+    let total = |f: fn(&Measured) -> f64| measured.iter().map(f).sum::<f64>();
+    let (r, d) = (total(|m| m.rask.median), total(|m| m.datafusion.median));
+    let same_df = measured.iter().filter(|m| m.vs_datafusion.is_ok()).count();
+    let same_duck = measured
+        .iter()
+        .filter(|m| matches!(m.vs_duckdb, Some(Ok(()))))
+        .count();
+    println!(
+        "\nall {} queries: rask {r:.0} ms, DataFusion {d:.0} ms, ratio {:.2}; answers same as DataFusion's: {same_df}/{}, as DuckDB's: {same_duck}/{}",
+        measured.len(),
+        r / d,
+        measured.len(),
+        measured.iter().filter(|m| m.vs_duckdb.is_some()).count()
+    );
+}
+
+fn to_json(sf: f64, threads: usize, measured: &[Measured]) -> String {
+    let rows: Vec<String> = measured
+        .iter()
+        .map(|m| {
+            format!(
+                "    {{\"query\": \"{}\", \"rows\": {}, \"rask_ms\": {:.2}, \"datafusion_ms\": {:.2}, \"duckdb_ms\": {}, \"ratio\": {:.3}, \"same_as_datafusion\": {}, \"same_as_duckdb\": {}}}",
+                m.name,
+                m.rows,
+                m.rask.median,
+                m.datafusion.median,
+                m.duckdb.map_or("null".into(), |d| format!("{:.2}", d.median)),
+                m.rask.median / m.datafusion.median,
+                m.vs_datafusion.is_ok(),
+                m.vs_duckdb.as_ref().map_or("null".into(), |c| c.is_ok().to_string()),
+            )
+        })
+        .collect();
+    format!(
+        "{{\n  \"suite\": \"tpch\",\n  \"scale_factor\": {sf},\n  \"threads\": {threads},\n  \"queries\": [\n{}\n  ]\n}}\n",
+        rows.join(",\n")
+    )
+}
+
+/// DuckDB's answers and times, by query.
+struct DuckDb {
+    answers: std::collections::HashMap<String, Vec<Vec<String>>>,
+    times: std::collections::HashMap<String, Stats>,
+}
+
+/// Runs `benches/peers/tpch_duckdb.py`; `None` when DuckDB is not installed.
+fn duckdb_answers(
+    dir: &Path,
+    queries: &Path,
+    data: &Path,
+    runs: usize,
+    threads: usize,
+) -> Result<Option<DuckDb>, Box<dyn std::error::Error>> {
+    let installed = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        println!("DuckDB: not installed (pip install duckdb), skipped");
+        return Ok(None);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/tpch_duckdb.py");
+    let out = data.join("tpch-duckdb-answers");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(dir)
+        .arg(queries)
+        .arg(&out)
+        .arg(runs.to_string())
+        .arg(threads.to_string())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("DuckDB failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    let mut duck = DuckDb {
+        answers: Default::default(),
+        times: Default::default(),
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, median, min, max] = fields[..] else {
+            continue;
+        };
+        let ms = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
+        duck.times.insert(
+            name.to_string(),
+            Stats {
+                median: ms(median),
+                min: ms(min),
+                max: ms(max),
+            },
+        );
+        let csv = std::fs::read_to_string(out.join(format!("{name}.csv")))?;
+        duck.answers.insert(name.to_string(), parse_csv(&csv));
+    }
+    Ok(Some(duck))
+}
+
+/// Rows of a CSV file as Python's `csv` module writes them.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let mut row = Vec::new();
+        let mut field = String::new();
+        let mut quoted = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    field.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => row.push(std::mem::take(&mut field)),
+                (c, _) => field.push(c),
+            }
+        }
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
