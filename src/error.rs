@@ -49,6 +49,10 @@ pub enum Error {
     #[error("{0}")]
     Task(std::sync::Arc<crate::scheduler::TaskError>),
 
+    /// A task's value is not of the type it was read as.
+    #[error("{0}")]
+    Value(#[from] crate::exec::ValueError),
+
     /// A finished result is no longer held by any worker.
     #[error("the result of {0} was lost with its worker")]
     Lost(crate::Key),

@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod comm;
+pub mod dashboard;
 pub mod datasets;
 mod error;
 pub mod exec;

@@ -86,7 +86,8 @@ pub struct SchedulerArgs {
     #[arg(long, default_value_t = 8786)]
     pub port: u16,
 
-    /// Where the dashboard is served, e.g. :8787.
+    /// Where the dashboard is served, e.g. :8787 (the scheduler's host) or
+    /// HOST:PORT; a port in use falls back to a free one, with a warning.
     #[arg(long, default_value = ":8787")]
     pub dashboard_address: String,
 

@@ -23,17 +23,13 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
     let options = SchedulerOptions {
         host: args.host.clone(),
         port: args.port,
-        dashboard: None,
+        dashboard: Some(args.dashboard_address.clone()),
         security: run.security.security(),
         heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
     };
-    let dashboard = args.dashboard_address.clone();
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
-        tracing::warn!(
-            "dashboard: not served yet by this version (--dashboard-address {dashboard})"
-        );
         node.run_until(stop(watch_stdin)).await?;
         tracing::info!("scheduler stopped");
         Ok::<_, rask::Error>(())

@@ -45,7 +45,8 @@ pub struct SchedulerOptions {
     pub host: String,
     /// The port (0 for any free one).
     pub port: u16,
-    /// The dashboard's address, shown to clients.
+    /// Where to serve the dashboard (`:8787`, `HOST:PORT`; a taken port falls
+    /// back to a free one); `None` for no dashboard.
     pub dashboard: Option<String>,
     /// Token and TLS.
     pub security: Security,
@@ -71,6 +72,7 @@ pub struct SchedulerNode {
     state: Arc<SchedulerState>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     served: Mutex<Option<tokio::task::JoinHandle<Result<()>>>>,
+    dashboard: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What the control streams share.
@@ -103,10 +105,25 @@ impl SchedulerNode {
         let address = listener
             .local_addr()
             .map_err(|e| Error::Comm(e.to_string()))?;
+        let dashboard = match &options.dashboard {
+            Some(wanted) => {
+                let (host, port) = crate::dashboard::parse_address(wanted, &options.host)?;
+                Some(crate::dashboard::bind(&host, port).await?)
+            }
+            None => None,
+        };
+        let link = match &dashboard {
+            Some(listener) => Some(crate::dashboard::link(
+                listener
+                    .local_addr()
+                    .map_err(|e| Error::Comm(e.to_string()))?,
+            )),
+            None => None,
+        };
         let state = Arc::new(SchedulerState {
             server: SchedulerServer::new(),
             address: address.to_string(),
-            dashboard: options.dashboard.clone(),
+            dashboard: link.clone(),
             heartbeat_timeout: options.heartbeat_timeout,
             workers: RwLock::default(),
             clients: Mutex::default(),
@@ -126,14 +143,25 @@ impl SchedulerNode {
             let _ = stopped.await;
         }));
         tracing::info!("scheduler at {address}");
-        if let Some(dashboard) = &options.dashboard {
-            tracing::info!("dashboard at {dashboard}");
+        let dashboard = dashboard.map(|listener| {
+            let view = Arc::new(Arc::clone(&state)) as Arc<dyn crate::dashboard::ClusterView>;
+            tokio::spawn(async move {
+                if let Err(e) =
+                    crate::dashboard::serve(listener, view, std::future::pending()).await
+                {
+                    tracing::error!("{e}");
+                }
+            })
+        });
+        if let Some(link) = &link {
+            tracing::info!("dashboard at {link}");
         }
         Ok(Self {
             address,
             state,
             stop: Mutex::new(Some(stop)),
             served: Mutex::new(Some(served)),
+            dashboard: Mutex::new(dashboard),
         })
     }
 
@@ -171,6 +199,9 @@ impl SchedulerNode {
     pub fn stop(&self) {
         if let Some(stop) = self.stop.lock().take() {
             let _ = stop.send(());
+        }
+        if let Some(dashboard) = self.dashboard.lock().take() {
+            dashboard.abort();
         }
     }
 }
@@ -395,6 +426,12 @@ fn with_log(error: &TaskError, log: &[String]) -> TaskError {
             source: Arc::new(with_log(source, log)),
         },
         other => other.clone(),
+    }
+}
+
+impl crate::dashboard::ClusterView for Arc<SchedulerState> {
+    fn info(&self) -> ClusterInfo {
+        SchedulerState::info(self)
     }
 }
 

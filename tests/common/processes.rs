@@ -176,7 +176,15 @@ impl ProcessCluster {
         (nworkers, nthreads): (usize, usize),
         [extra, scheduler_extra, worker_extra]: [&[&str]; 3],
     ) -> Self {
-        let mut args = vec!["scheduler", "--port", "0", "--watch-stdin"];
+        // Free ports for the scheduler and its dashboard: tests run side by side.
+        let mut args = vec![
+            "scheduler",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--watch-stdin",
+        ];
         args.extend(extra);
         args.extend(scheduler_extra);
         let scheduler = Process::start_program(program, "scheduler", dir, &args, &[]);

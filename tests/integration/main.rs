@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod dashboard;
 mod functions;
 #[path = "../common/processes.rs"]
 mod processes;
