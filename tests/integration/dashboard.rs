@@ -29,6 +29,13 @@ fn get(address: &str, path: &str) -> (String, String) {
     (status, body.to_string())
 }
 
+/// The dashboard's link, as the scheduler logged it.
+fn dashboard_link(scheduler: &Process) -> String {
+    let logged = scheduler.wait_for("dashboard at ");
+    let link = logged.rsplit("dashboard at ").next().unwrap_or_default();
+    link.trim().to_string()
+}
+
 /// `http://HOST:PORT/status` → `HOST:PORT`.
 fn host_port(link: &str) -> String {
     link.trim_start_matches("http://")
@@ -40,13 +47,8 @@ fn host_port(link: &str) -> String {
 fn the_dashboard_serves_the_cluster_and_its_workers() {
     let root = repository_root();
     let cluster = ProcessCluster::start(&root, 2, 1, &[]);
-    let logged = cluster.scheduler.wait_for("dashboard at http://127.0.0.1:");
-    let link = logged
-        .rsplit("dashboard at ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let link = dashboard_link(&cluster.scheduler);
+    assert!(link.starts_with("http://127.0.0.1:"), "{link}");
     let address = host_port(&link);
 
     assert_eq!(
@@ -101,13 +103,7 @@ fn a_taken_dashboard_port_falls_back_to_a_free_one_with_a_warning() {
     );
     let warning = scheduler.wait_for("is already in use");
     assert!(warning.contains(&format!("port {port}")), "{warning}");
-    let logged = scheduler.wait_for("dashboard at ");
-    let link = logged
-        .rsplit("dashboard at ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let link = dashboard_link(&scheduler);
     assert!(!link.contains(&format!(":{port}/")), "{link}");
     assert_eq!(get(&host_port(&link), "/health").1, "ok");
 }
