@@ -213,10 +213,7 @@ impl Client {
         &self,
         value: T,
     ) -> Result<Future> {
-        let key = scatter_key::<T>();
-        self.connection
-            .scatter(key, exec::Value::new(value), false)
-            .await
+        self.place(value, false).await
     }
 
     /// [`scatter`](Self::scatter) onto every worker: for a value many tasks read.
@@ -224,10 +221,18 @@ impl Client {
         &self,
         value: T,
     ) -> Result<Future> {
+        self.place(value, true).await
+    }
+
+    /// Scatters `value` under a fresh key, on one worker or on all (`broadcast`).
+    async fn place<T: serde::Serialize + Send + Sync + 'static>(
+        &self,
+        value: T,
+        broadcast: bool,
+    ) -> Result<Future> {
         let key = scatter_key::<T>();
-        self.connection
-            .scatter(key, exec::Value::new(value), true)
-            .await
+        let value = exec::Value::new(value);
+        self.connection.scatter(key, value, broadcast).await
     }
 
     /// Waits for every future and returns their data, in order; or the error

@@ -114,7 +114,7 @@ async fn measure(
     duckdb: Option<&DuckDb>,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let (mut our_rows, mut their_rows) = (Vec::new(), Vec::new());
+    let (mut last_ours, mut last_theirs) = (Vec::new(), Vec::new());
     for i in 0..=runs {
         let started = Instant::now();
         let batches = client.sql(sql).await?.collect().await?;
@@ -126,9 +126,11 @@ async fn measure(
             ours.push(a);
             theirs.push(b);
         }
-        our_rows = answers::rows(&batches)?;
-        their_rows = answers::rows(&reference)?;
+        (last_ours, last_theirs) = (batches, reference);
     }
+    // Answers are formatted once, from the last run of each side.
+    let our_rows = answers::rows(&last_ours)?;
+    let their_rows = answers::rows(&last_theirs)?;
     let vs_duckdb = duckdb
         .and_then(|d| d.answers.get(name))
         .map(|expected| answers::same(&our_rows, expected));
