@@ -7,13 +7,14 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
 use std::fmt;
 use std::sync::Arc;
 
-use super::query_planner::ClusterExec;
+use super::query_planner::{ClusterExec, cut};
 use crate::planner::StageGraph;
 use crate::{Error, Result};
 
@@ -71,9 +72,11 @@ impl DataFrame {
         let frame = self.inner.clone();
         let config = Arc::new(frame.task_ctx().session_config().clone());
         let plan = crate::error::catch_panics(frame.create_physical_plan()).await??;
-        match plan.downcast_ref::<ClusterExec>() {
+        match cluster_exec(&plan) {
             Some(exec) => Ok(exec.graph().clone()),
-            None => StageGraph::cut(plan, config).map_err(|e| Error::Config(e.to_string())),
+            None => cut(plan, config)
+                .map(|(graph, _)| graph)
+                .map_err(|e| Error::Config(e.to_string())),
         }
     }
 
@@ -82,10 +85,14 @@ impl DataFrame {
     pub async fn structure(&self) -> Result<Structure> {
         let graph = self.stages().await?;
         let last = graph.stages.len() - 1;
+        let npartitions = match graph.merge() {
+            Some(_) => 1,
+            None => graph.final_stage().partitions(),
+        };
         Ok(Structure {
             schema: self.schema(),
-            npartitions: graph.final_stage().partitions(),
-            operation: graph.operation(last).to_string(),
+            npartitions,
+            operation: graph.merge().unwrap_or(graph.operation(last)).to_string(),
             tasks: graph.task_count(),
         })
     }
@@ -94,6 +101,14 @@ impl DataFrame {
     pub fn into_datafusion(self) -> datafusion::dataframe::DataFrame {
         self.inner
     }
+}
+
+/// The cluster node of `plan`: its root, or under the merge the client runs.
+fn cluster_exec(plan: &Arc<dyn ExecutionPlan>) -> Option<&ClusterExec> {
+    plan.downcast_ref::<ClusterExec>().or_else(|| {
+        let child = plan.children().into_iter().next()?;
+        child.downcast_ref::<ClusterExec>()
+    })
 }
 
 /// A [`DataFrame`]'s shape and cost, displayed as Dask displays a dataframe.

@@ -1,6 +1,7 @@
-//! Where tasks that call user functions may run: only on workers that announced
-//! every registered function they call. A task no worker can run is refused
-//! before it is submitted, naming the function.
+//! Tasks that call user functions run only on workers that announced every
+//! registered function they call (the scheduler matches them by name, so a
+//! worker restarted under a new id serves them too). A task no worker can run
+//! is refused before it is submitted, naming the function.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::WorkerInfo;
-use crate::scheduler::WorkerId;
 use crate::udf::Registry;
 
 /// The registry's scalar UDFs that `plan` calls.
@@ -33,14 +33,15 @@ pub(crate) fn udfs_in(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -> BTr
     found
 }
 
-/// The workers a task calling `names` may run on: `None` when any may (all
-/// announced them, or it calls none); `Err` names a function no worker has.
-pub(crate) fn workers_with(
+/// Checks that some worker carries every function of `names` (the scheduler
+/// then runs the task only on such workers); `Err` names a function no worker
+/// has, or says that none has them all.
+pub(crate) fn check_carried(
     names: &BTreeSet<String>,
     workers: &[WorkerInfo],
-) -> Result<Option<Vec<WorkerId>>, crate::Error> {
+) -> Result<(), crate::Error> {
     if names.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     if let Some(missing) = names
         .iter()
@@ -52,25 +53,23 @@ pub(crate) fn workers_with(
             workers.len()
         )));
     }
-    let able: Vec<WorkerId> = workers
+    if !workers
         .iter()
-        .filter(|w| names.iter().all(|n| w.functions.contains(n)))
-        .map(|w| w.id)
-        .collect();
-    if able.is_empty() {
+        .any(|w| names.iter().all(|n| w.functions.contains(n)))
+    {
         let list = names.iter().cloned().collect::<Vec<_>>().join(", ");
         return Err(crate::Error::Config(format!(
             "no worker of the cluster carries all of {list} at once"
         )));
     }
-    Ok((able.len() < workers.len()).then_some(able))
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn worker(id: WorkerId, functions: &[&str]) -> WorkerInfo {
+    fn worker(id: crate::scheduler::WorkerId, functions: &[&str]) -> WorkerInfo {
         WorkerInfo {
             id,
             name: format!("w{id}"),
@@ -82,18 +81,25 @@ mod tests {
     }
 
     #[test]
-    fn tasks_go_where_their_functions_are() {
+    fn a_function_no_worker_carries_is_refused() {
         let names: BTreeSet<String> = ["square".to_string()].into();
         let all = [worker(0, &["square"]), worker(1, &["square", "add"])];
-        assert_eq!(workers_with(&names, &all).unwrap(), None);
+        assert!(check_carried(&names, &all).is_ok());
         let some = [worker(0, &[]), worker(1, &["square"])];
-        assert_eq!(workers_with(&names, &some).unwrap(), Some(vec![1]));
-        let err = workers_with(&names, &[worker(0, &["add"])]).unwrap_err();
+        assert!(check_carried(&names, &some).is_ok());
+        let both: BTreeSet<String> = ["square".to_string(), "add".to_string()].into();
+        let apart = [worker(0, &["add"]), worker(1, &["square"])];
+        let err = check_carried(&both, &apart).unwrap_err();
+        assert!(
+            err.to_string().contains("carries all of add, square"),
+            "{err}"
+        );
+        let err = check_carried(&names, &[worker(0, &["add"])]).unwrap_err();
         assert!(
             err.to_string()
                 .contains("function square is not registered on any of the 1 workers"),
             "{err}"
         );
-        assert_eq!(workers_with(&BTreeSet::new(), &[]).unwrap(), None);
+        assert!(check_carried(&BTreeSet::new(), &[]).is_ok());
     }
 }

@@ -31,7 +31,7 @@ use crate::planner::{Location, StageGraph};
 use crate::{Error, Key, Result, exec};
 pub(crate) use connection::ClusterLink;
 use connection::Connection;
-pub(crate) use functions::workers_with;
+pub(crate) use functions::check_carried;
 use query_planner::ClusterQueryPlanner;
 pub(crate) use query_planner::tasks as stage_tasks;
 
@@ -184,7 +184,9 @@ impl Client {
     /// Starts computing `df` on the cluster; the future's data is the whole
     /// result, in one bucket (a `finalize` task gathers the final partitions).
     pub async fn compute(&self, df: &DataFrame) -> Result<Future> {
-        let graph = df.stages().await?;
+        let mut graph = df.stages().await?;
+        // The result is gathered on the cluster: its final merge runs there too.
+        graph.restore_final_merge();
         let mut tasks = self.connection.cluster().tasks(&graph)?;
         let finals = graph.keys(graph.stages.len() - 1);
         let key = Key::new(format!("finalize-{}", graph.token));

@@ -20,7 +20,10 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::explain::ExplainExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
+    ReplaceChildrenOptions,
+};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
 use parking_lot::Mutex;
@@ -29,8 +32,8 @@ use super::connection::Connection;
 use super::{Future, functions, subqueries};
 use crate::comm::{EncodedJob, EncodedStage};
 use crate::key::Key;
-use crate::planner::StageGraph;
-use crate::scheduler::{TaskSpec, WorkerId};
+use crate::planner::{StageGraph, Uncuttable};
+use crate::scheduler::TaskSpec;
 use crate::udf::Registry;
 use crate::worker::{Job, StageJob};
 
@@ -55,22 +58,26 @@ impl ClusterQueryPlanner {
         plan: Arc<dyn ExecutionPlan>,
         config: &Arc<SessionConfig>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let graph = match StageGraph::cut(Arc::clone(&plan), Arc::clone(config)) {
-            Ok(graph) => graph,
+        let (graph, merge) = match cut(Arc::clone(&plan), Arc::clone(config)) {
+            Ok(cut) => cut,
             Err(e) => {
                 tracing::debug!("running in the client: {e}");
                 return Ok(plan);
             }
         };
-        let placement = self.placement(&graph)?;
+        let functions = self.functions(&graph)?;
         match self.connection.cluster().tasks(&graph) {
             Ok(mut tasks) => {
-                restrict(&mut tasks, &graph, &placement);
-                Ok(Arc::new(ClusterExec::new(
-                    graph,
-                    tasks,
-                    Arc::clone(&self.connection),
-                )))
+                needs(&mut tasks, &graph, &functions);
+                let cluster: Arc<dyn ExecutionPlan> =
+                    Arc::new(ClusterExec::new(graph, tasks, Arc::clone(&self.connection)));
+                match merge {
+                    Some(merge) => merge.replace_children(
+                        vec![cluster],
+                        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+                    ),
+                    None => Ok(cluster),
+                }
             }
             Err(e) => {
                 // A plan the workers cannot be sent (a node without a wire form).
@@ -80,17 +87,18 @@ impl ClusterQueryPlanner {
         }
     }
 
-    /// For each stage, the workers that may run it: those carrying the
-    /// registered UDFs it calls. Refuses a stage no worker can run.
-    fn placement(&self, graph: &StageGraph) -> Result<Vec<Option<Vec<WorkerId>>>> {
+    /// For each stage, the registered UDFs it calls. Refuses a stage no
+    /// worker can run.
+    fn functions(&self, graph: &StageGraph) -> Result<Vec<Vec<String>>> {
         let workers = self.connection.cluster().info().workers;
         graph
             .stages
             .iter()
             .map(|stage| {
                 let names = functions::udfs_in(&stage.plan, &self.registry);
-                functions::workers_with(&names, &workers)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))
+                functions::check_carried(&names, &workers)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                Ok(names.into_iter().collect())
             })
             .collect()
     }
@@ -118,8 +126,8 @@ impl QueryPlanner for ClusterQueryPlanner {
                 return Ok(plan);
             };
             let inner = planner.create_physical_plan(&explain.plan, session).await?;
-            let stages = match StageGraph::cut(inner, config) {
-                Ok(graph) => graph.to_string(),
+            let stages = match cut(inner, config) {
+                Ok((graph, _)) => graph.to_string(),
                 Err(e) => format!("runs in the client: {e}"),
             };
             let mut rows = exec.stringified_plans().to_vec();
@@ -138,13 +146,24 @@ impl QueryPlanner for ClusterQueryPlanner {
     }
 }
 
-/// Restricts the tasks of `graph` (as [`tasks`] orders them: stage by stage,
-/// partition by partition) to the workers `placement` allows for their stage.
-fn restrict(tasks: &mut [TaskSpec], graph: &StageGraph, placement: &[Option<Vec<WorkerId>>]) {
+/// `plan` cut into stages for the cluster, with the final merge the client
+/// runs over the last stage's outputs, if there is one.
+pub(crate) fn cut(
+    plan: Arc<dyn ExecutionPlan>,
+    config: Arc<SessionConfig>,
+) -> std::result::Result<(StageGraph, Option<Arc<dyn ExecutionPlan>>), Uncuttable> {
+    let mut graph = StageGraph::cut(plan, config)?;
+    let merge = graph.take_final_merge();
+    Ok((graph, merge))
+}
+
+/// Marks the tasks of `graph` (as [`tasks`] orders them: stage by stage,
+/// partition by partition) with the functions their stage calls.
+fn needs(tasks: &mut [TaskSpec], graph: &StageGraph, functions: &[Vec<String>]) {
     let mut tasks = tasks.iter_mut();
-    for (stage, workers) in graph.stages.iter().zip(placement) {
+    for (stage, names) in graph.stages.iter().zip(functions) {
         for task in tasks.by_ref().take(stage.partitions()) {
-            task.workers.clone_from(workers);
+            task.functions.clone_from(names);
         }
     }
 }
@@ -221,6 +240,7 @@ impl ClusterExec {
         let submitted = futures.get_or_insert_with(|| {
             let tasks = std::mem::take(&mut *self.tasks.lock());
             let wanted = self.graph.keys(self.graph.stages.len() - 1);
+            tracing::debug!(token = %self.graph.token, tasks = tasks.len(), "submitting");
             self.connection
                 .submit(tasks, wanted)
                 .into_iter()
@@ -284,6 +304,7 @@ impl ExecutionPlan for ClusterExec {
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             // The batches are ours now: the cluster may release the result.
             let batches: Vec<_> = data.batches().cloned().collect();
+            tracing::debug!(partition, "final partition fetched");
             drop(future);
             Ok(futures::stream::iter(batches.into_iter().map(Ok)))
         });

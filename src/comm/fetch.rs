@@ -1,4 +1,9 @@
 //! [`FlightFetcher`]: fetches results from workers of other processes over Flight.
+//!
+//! Fetches run on the runtime the fetcher was made on (a process's I/O runtime),
+//! whichever runtime asks: a worker's task slots run CPU-bound DataFusion code
+//! that seldom yields, and a connection driven from there would answer HTTP/2
+//! pings and flow-control updates only between polls of a busy task.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +30,8 @@ pub(crate) struct FlightFetcher {
 #[derive(Default)]
 struct Inner {
     security: Security,
+    /// Where connections and fetches run; the caller's runtime when `None`.
+    io: Option<tokio::runtime::Handle>,
     addresses: RwLock<HashMap<WorkerId, String>>,
     clients: Mutex<HashMap<String, FlightServiceClient<Channel>>>,
 }
@@ -40,11 +47,13 @@ impl std::fmt::Debug for FlightFetcher {
 }
 
 impl FlightFetcher {
-    /// A fetcher presenting `security`'s token.
+    /// A fetcher presenting `security`'s token, doing its I/O on the current
+    /// tokio runtime (if there is one).
     pub fn new(security: Security) -> Self {
         Self {
             inner: Arc::new(Inner {
                 security,
+                io: tokio::runtime::Handle::try_current().ok(),
                 ..Inner::default()
             }),
         }
@@ -62,20 +71,25 @@ impl FlightFetcher {
             .collect()
     }
 
-    /// Bucket `bucket` (or all) of `key` from `worker`.
+    /// Bucket `bucket` (or all) of each of `keys` from `worker`, in one
+    /// request: the batches of each key, in the order asked.
     pub async fn fetch_from(
         &self,
         worker: WorkerId,
-        key: Key,
+        keys: Vec<Key>,
         bucket: Option<usize>,
-    ) -> Result<Vec<RecordBatch>, String> {
+    ) -> Result<Vec<Vec<RecordBatch>>, String> {
         let ticket = FetchTicket {
-            key,
+            keys,
             bucket: bucket.map(|b| b as u32),
         };
-        let security = &self.inner.security;
-        self.with_client(worker, |mut client| async move {
-            super::flight::fetch(&mut client, security, &ticket).await
+        let this = self.clone();
+        self.on_io(async move {
+            let security = &this.inner.security;
+            this.with_client(worker, |mut client| async move {
+                super::flight::fetch(&mut client, security, &ticket).await
+            })
+            .await
         })
         .await
     }
@@ -88,11 +102,30 @@ impl FlightFetcher {
         key: Key,
         batch: RecordBatch,
     ) -> Result<(), String> {
-        let security = &self.inner.security;
-        self.with_client(worker, |mut client| async move {
-            super::flight::put(&mut client, security, &key, batch).await
+        let this = self.clone();
+        self.on_io(async move {
+            let security = &this.inner.security;
+            this.with_client(worker, |mut client| async move {
+                super::flight::put(&mut client, security, &key, batch).await
+            })
+            .await
         })
         .await
+    }
+
+    /// Runs `call` on the I/O runtime and waits for it; dropping the wait
+    /// (an aborted task) aborts the call.
+    async fn on_io<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = Result<T, String>> + Send + 'static,
+    ) -> Result<T, String> {
+        let Some(io) = &self.inner.io else {
+            return call.await;
+        };
+        let task = io.spawn(call);
+        let _abort = AbortOnDrop(task.abort_handle());
+        task.await
+            .map_err(|e| format!("the transfer was cancelled: {e}"))?
     }
 
     /// Runs `call` with the connection to `worker`, connecting first if need be;
@@ -138,11 +171,20 @@ impl RemoteSource for FlightFetcher {
     fn fetch(
         &self,
         worker: u64,
-        key: &Key,
+        keys: &[Key],
         bucket: Option<usize>,
-    ) -> BoxFuture<'static, Result<Vec<RecordBatch>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<Vec<RecordBatch>>, String>> {
         let this = self.clone();
-        let key = key.clone();
-        Box::pin(async move { this.fetch_from(worker, key, bucket).await })
+        let keys = keys.to_vec();
+        Box::pin(async move { this.fetch_from(worker, keys, bucket).await })
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -18,6 +19,8 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -241,7 +244,7 @@ pub(crate) async fn fetch(
     client: &mut FlightServiceClient<Channel>,
     security: &Security,
     ticket: &FetchTicket,
-) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, String> {
+) -> Result<Vec<Vec<RecordBatch>>, String> {
     let request = security.authorize(Ticket {
         ticket: wire::encode(ticket).into(),
     });
@@ -249,10 +252,26 @@ pub(crate) async fn fetch(
     let frames = response
         .into_inner()
         .map_err(arrow_flight::error::FlightError::from);
-    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames)
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())
+    let mut decoded = FlightDataDecoder::new(frames);
+    let mut keys: Vec<Vec<RecordBatch>> = Vec::with_capacity(ticket.keys.len());
+    while let Some(message) = decoded.next().await {
+        match message.map_err(|e| e.to_string())?.payload {
+            DecodedPayload::Schema(_) => keys.push(Vec::new()),
+            DecodedPayload::RecordBatch(batch) => match keys.last_mut() {
+                Some(batches) => batches.push(batch),
+                None => return Err("a batch came before its schema".into()),
+            },
+            DecodedPayload::None => {}
+        }
+    }
+    if keys.len() != ticket.keys.len() {
+        return Err(format!(
+            "asked for {} results, received {}",
+            ticket.keys.len(),
+            keys.len()
+        ));
+    }
+    Ok(keys)
 }
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
@@ -278,22 +297,36 @@ impl FlightService for FlightNode {
         };
         let ticket: FetchTicket = wire::decode(&request.get_ref().ticket, "ticket")
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let data = results
-            .find(&ticket.key)
-            .ok_or_else(|| Status::not_found(format!("{} is not held here", ticket.key)))?;
-        let batches = match (&*data, ticket.bucket) {
-            (TaskData::Value(value), _) => vec![value.to_batch().map_err(|e| {
-                Status::failed_precondition(format!("{} cannot be sent: {e}", ticket.key))
-            })?],
-            (data, Some(bucket)) => data
-                .bucket(bucket as usize)
-                .map(<[_]>::to_vec)
-                .unwrap_or_default(),
-            (data, None) => data.batches().cloned().collect(),
-        };
-        let frames = FlightDataEncoderBuilder::new()
-            .with_dictionary_handling(DictionaryHandling::Resend)
-            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+        // Each key's batches follow a schema message of their own, which marks
+        // where the key starts (an empty schema for a key with no batches).
+        let mut frames = Vec::with_capacity(ticket.keys.len());
+        for key in &ticket.keys {
+            let data = results
+                .find(key)
+                .ok_or_else(|| Status::not_found(format!("{key} is not held here")))?;
+            let batches = match (&*data, ticket.bucket) {
+                (TaskData::Value(value), _) => vec![value.to_batch().map_err(|e| {
+                    Status::failed_precondition(format!("{key} cannot be sent: {e}"))
+                })?],
+                (data, Some(bucket)) => data
+                    .bucket(bucket as usize)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+                (data, None) => data.batches().cloned().collect(),
+            };
+            let schema = batches
+                .first()
+                .or_else(|| data.batches().next())
+                .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
+            frames.push(
+                FlightDataEncoderBuilder::new()
+                    .with_schema(schema)
+                    .with_dictionary_handling(DictionaryHandling::Resend)
+                    .build(futures::stream::iter(batches.into_iter().map(Ok))),
+            );
+        }
+        let frames = futures::stream::iter(frames)
+            .flatten()
             .map_err(Status::from);
         Ok(Response::new(frames.boxed()))
     }

@@ -19,7 +19,7 @@ use super::flight::{self, open_control};
 use super::wire::{
     EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome,
 };
-use crate::client::{ClusterInfo, ClusterLink, workers_with};
+use crate::client::{ClusterInfo, ClusterLink, check_carried};
 use crate::exec::{RemoteInput, StageInput, TaskData, Value};
 use crate::key::{Key, KeySet};
 use crate::planner::StageGraph;
@@ -104,8 +104,9 @@ impl RemoteCluster {
         }
     }
 
-    /// `tasks` as they travel, each function call restricted to the workers
-    /// that carry its function; `Err` names the first that cannot travel.
+    /// `tasks` as they travel, each function call to run on the workers that
+    /// carry its function; `Err` names the first that cannot travel or that no
+    /// worker carries.
     fn encode(&self, tasks: Vec<TaskSpec>) -> Result<Vec<EncodedTask>> {
         let workers = self.shared.info.read().workers.clone();
         tasks
@@ -117,21 +118,20 @@ impl RemoteCluster {
                         return Err(Error::Comm(format!("task {} has nothing to run", task.key)));
                     }
                 };
-                let mut allowed = task.workers;
-                if let EncodedJob::Function { name, .. } = &job
-                    && let Some(able) = workers_with(&[name.clone()].into(), &workers)?
-                {
-                    allowed = Some(match allowed {
-                        Some(asked) => asked.into_iter().filter(|w| able.contains(w)).collect(),
-                        None => able,
-                    });
+                let mut functions = task.functions;
+                if let EncodedJob::Function { name, .. } = &job {
+                    check_carried(&[name.clone()].into(), &workers)?;
+                    if !functions.contains(name) {
+                        functions.push(name.clone());
+                    }
                 }
                 Ok(EncodedTask {
                     key: task.key,
                     dependencies: task.dependencies,
                     priority: task.priority,
                     retries: task.retries,
-                    workers: allowed,
+                    workers: task.workers,
+                    functions,
                     job,
                 })
             })

@@ -270,6 +270,7 @@ impl SchedulerState {
         let endpoint = RemoteWorker {
             id,
             nthreads: info.nthreads,
+            functions: Arc::new(info.functions.iter().cloned().collect()),
             outbox,
             state: Arc::downgrade(self),
         };
@@ -517,6 +518,7 @@ fn task_spec(task: EncodedTask) -> TaskSpec {
     spec.priority = task.priority;
     spec.retries = task.retries;
     spec.workers = task.workers;
+    spec.functions = task.functions;
     spec
 }
 
@@ -525,6 +527,7 @@ fn task_spec(task: EncodedTask) -> TaskSpec {
 struct RemoteWorker {
     id: WorkerId,
     nthreads: usize,
+    functions: Arc<std::collections::BTreeSet<String>>,
     outbox: mpsc::UnboundedSender<ToWorker>,
     state: std::sync::Weak<SchedulerState>,
 }
@@ -536,6 +539,10 @@ impl WorkerEndpoint for RemoteWorker {
 
     fn nthreads(&self) -> usize {
         self.nthreads
+    }
+
+    fn functions(&self) -> Option<Arc<std::collections::BTreeSet<String>>> {
+        Some(Arc::clone(&self.functions))
     }
 
     fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {

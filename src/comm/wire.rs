@@ -205,6 +205,8 @@ pub struct EncodedTask {
     pub retries: u32,
     /// The workers it may run on; `None` for any.
     pub workers: Option<Vec<WorkerId>>,
+    /// The registered functions it calls: it runs on workers carrying them.
+    pub functions: Vec<String>,
     /// What it does.
     pub job: EncodedJob,
 }
@@ -257,12 +259,14 @@ pub struct WorkerDeath {
 /// The Flight action type of a [`WorkerDeath`].
 pub const WORKER_DIED: &str = "worker-died";
 
-/// Names a result to fetch with Flight `do_get`.
+/// Names results to fetch with one Flight `do_get`: the batches of each key
+/// in turn (a reader of one bucket of many producers on the same worker asks
+/// for them all at once).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FetchTicket {
-    /// The result.
-    pub key: Key,
-    /// One bucket of it, or all.
+    /// The results.
+    pub keys: Vec<Key>,
+    /// One bucket of each, or all.
     pub bucket: Option<u32>,
 }
 

@@ -111,13 +111,14 @@ pub struct RemoteInput {
 
 /// Fetches results from workers in other processes.
 pub trait RemoteSource: std::fmt::Debug + Send + Sync {
-    /// The batches of `key` held by `worker`: bucket `bucket`, or all of them.
+    /// The batches of each of `keys` held by `worker`, key by key: bucket
+    /// `bucket` of each, or all of them.
     fn fetch(
         &self,
         worker: u64,
-        key: &Key,
+        keys: &[Key],
         bucket: Option<usize>,
-    ) -> BoxFuture<'static, Result<Vec<RecordBatch>, String>>;
+    ) -> BoxFuture<'static, Result<Vec<Vec<RecordBatch>>, String>>;
 }
 
 /// An input that could not be fetched from any worker said to hold it: the
@@ -156,8 +157,12 @@ impl RemoteInput {
             message: "no worker holds it".into(),
         };
         for &worker in &self.holders {
-            match self.source.fetch(worker, &self.key, bucket).await {
-                Ok(batches) => return Ok(batches),
+            match self
+                .source
+                .fetch(worker, std::slice::from_ref(&self.key), bucket)
+                .await
+            {
+                Ok(mut keys) => return Ok(keys.pop().unwrap_or_default()),
                 Err(message) => {
                     last = FetchError {
                         key: self.key.clone(),
@@ -171,6 +176,32 @@ impl RemoteInput {
     }
 }
 
+impl RemoteInput {
+    /// Bucket `bucket` (or all) of each of `inputs`, input by input, in one
+    /// request to `worker` (which holds them all; the inputs share a source,
+    /// as those of one process do). If that request fails, each input is read
+    /// on its own from all its holders, so a failure names the input that
+    /// could not be read.
+    pub async fn read_many(
+        worker: u64,
+        inputs: &[&RemoteInput],
+        bucket: Option<usize>,
+    ) -> Result<Vec<Vec<RecordBatch>>, FetchError> {
+        let Some(first) = inputs.first() else {
+            return Ok(Vec::new());
+        };
+        let keys: Vec<Key> = inputs.iter().map(|r| r.key.clone()).collect();
+        if let Ok(batches) = first.source.fetch(worker, &keys, bucket).await {
+            return Ok(batches);
+        }
+        let mut batches = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            batches.push(input.read(bucket).await?);
+        }
+        Ok(batches)
+    }
+}
+
 impl StageInput {
     /// The batches of bucket `bucket`, or all of them when `None`.
     pub async fn read(&self, bucket: Option<usize>) -> Result<Vec<RecordBatch>, FetchError> {
@@ -181,6 +212,50 @@ impl StageInput {
             }),
             StageInput::Remote(remote) => remote.read(bucket).await,
         }
+    }
+
+    /// Bucket `bucket` (or all) of each of `inputs`, in their order: those in
+    /// this process in place, those held by the same worker (their first
+    /// holder) in one request, every worker's at the same time.
+    pub async fn read_each(
+        inputs: &[StageInput],
+        bucket: Option<usize>,
+    ) -> Result<Vec<RecordBatch>, FetchError> {
+        let mut by_worker: Vec<(u64, Vec<usize>)> = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            if let StageInput::Remote(remote) = input {
+                let worker = remote.holders.first().copied().unwrap_or(u64::MAX);
+                match by_worker.iter_mut().find(|(w, _)| *w == worker) {
+                    Some((_, group)) => group.push(i),
+                    None => by_worker.push((worker, vec![i])),
+                }
+            }
+        }
+        let remote = |i: usize| match &inputs[i] {
+            StageInput::Remote(remote) => Some(remote),
+            StageInput::Held(_) => None,
+        };
+        let fetches = by_worker.iter().map(|(worker, group)| {
+            let group: Vec<&RemoteInput> = group.iter().filter_map(|&i| remote(i)).collect();
+            async move { RemoteInput::read_many(*worker, &group, bucket).await }
+        });
+        let mut fetched: Vec<Option<Vec<RecordBatch>>> = vec![None; inputs.len()];
+        for ((_, group), batches) in by_worker
+            .iter()
+            .zip(futures::future::try_join_all(fetches).await?)
+        {
+            for (&i, batches) in group.iter().zip(batches) {
+                fetched[i] = Some(batches);
+            }
+        }
+        let mut out = Vec::new();
+        for (input, fetched) in inputs.iter().zip(fetched) {
+            match fetched {
+                Some(batches) => out.extend(batches),
+                None => out.extend(input.read(bucket).await?),
+            }
+        }
+        Ok(out)
     }
 
     /// The whole input as task data: as held, or fetched into one bucket.

@@ -4,6 +4,7 @@
 //! scheduler runs plan fragments) builds its session with [`session::new_context`],
 //! so they agree on the functions, the object stores and the configuration.
 
+mod compact;
 mod data;
 mod leaf;
 pub mod object_stores;
@@ -12,6 +13,7 @@ mod stage_read;
 mod stage_task;
 mod value;
 
+pub use compact::compact;
 pub use data::{FetchError, RemoteInput, RemoteSource, StageInput, TaskData, TaskInputs};
 pub(crate) use leaf::leaf_node_methods;
 pub use object_stores::ObjectStores;

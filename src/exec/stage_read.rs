@@ -13,8 +13,13 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{StageInput, TaskInputs};
 
-/// Inputs of one partition fetched from other processes at the same time.
-const CONCURRENT_FETCHES: usize = 16;
+/// Inputs read together, at most: those of one worker among them in one
+/// request. Enough to make one round trip of many small results, few enough
+/// that a reader of a large shuffle still streams.
+const INPUTS_PER_WINDOW: usize = 16;
+
+/// Windows of inputs in flight at the same time.
+const CONCURRENT_WINDOWS: usize = 2;
 
 /// How a reader's partitions map onto the producers' outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,16 +127,19 @@ impl ExecutionPlan for StageReadExec {
                 internal_datafusion_err!("StageReadExec runs only inside a rask task")
             })?;
         let sources = self.sources(partition, &inputs)?;
-        // Inputs in this process are read in place; others are fetched as the
-        // stream is polled, several at once, and yielded in producer order.
-        let batches = futures::stream::iter(sources)
-            .map(|(source, bucket)| async move {
-                source
-                    .read(bucket)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))
-            })
-            .buffered(CONCURRENT_FETCHES)
+        // Inputs are yielded in producer order, a window at a time: in this
+        // process read in place, others fetched as the stream is polled, those
+        // of one worker in a window in one request.
+        let bucket = sources.first().and_then(|(_, b)| *b);
+        let inputs: Vec<StageInput> = sources.into_iter().map(|(s, _)| s).collect();
+        let windows: Vec<Vec<StageInput>> = inputs
+            .chunks(INPUTS_PER_WINDOW)
+            .map(<[_]>::to_vec)
+            .collect();
+        let batches = futures::stream::iter(windows)
+            .map(move |window| async move { StageInput::read_each(&window, bucket).await })
+            .buffered(CONCURRENT_WINDOWS)
+            .map_err(|e| DataFusionError::External(Box::new(e)))
             .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
             .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(

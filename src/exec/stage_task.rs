@@ -11,7 +11,7 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
 
-use super::{TaskData, TaskInputs};
+use super::{TaskData, TaskInputs, compact};
 
 /// How a stage's output is laid out for the stage reading it.
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ impl StagePlan {
             StageOutput::Whole => {
                 let mut batches = Vec::new();
                 while let Some(batch) = stream.next().await {
-                    batches.push(batch?);
+                    batches.push(compact(batch?)?);
                 }
                 Ok(TaskData::Batches(vec![batches]))
             }
@@ -105,7 +105,7 @@ impl StagePlan {
                 while let Some(batch) = stream.next().await {
                     partitioner.partition(batch?, |bucket, part| {
                         if part.num_rows() > 0 {
-                            buckets[bucket].push(part);
+                            buckets[bucket].push(compact(part)?);
                         }
                         Ok(())
                     })?;

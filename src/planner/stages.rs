@@ -13,7 +13,11 @@
 //!   [`ReadMode::Whole`] reader whose partition `i` is producer `i`'s output;
 //! - below the build (left) side of joins that collect it (`CollectLeft` hash
 //!   joins, cross joins, nested-loop joins): the build side is computed once, and
-//!   every task of the join reads it.
+//!   every task of the join reads it. A collecting join that also emits build
+//!   rows once every probe partition is done (left, full, left semi / anti /
+//!   mark joins) counts those partitions in shared state that tasks in other
+//!   processes cannot see, so its probe side is merged first and the join runs
+//!   as one task.
 //!
 //! What remains above the last cut is the final stage. One task runs one
 //! partition of a stage; its key is `<operation>-<token>-<partition>`, the
@@ -23,14 +27,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::common::Result;
+use datafusion::common::{JoinType, Result};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
 };
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
-use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use datafusion::prelude::SessionConfig;
 
 use crate::exec::{ReadMode, StageOutput, StagePlan, StageReadExec};
@@ -44,6 +48,10 @@ pub struct StageGraph {
     /// Names this query's tasks.
     pub token: String,
     operations: Vec<String>,
+    /// The merge stage the client runs over the final stage's outputs, if it
+    /// was taken off ([`take_final_merge`](Self::take_final_merge)), with its
+    /// operation.
+    merge: Option<(Arc<StagePlan>, String)>,
 }
 
 /// Why a plan cannot be cut into stages.
@@ -82,7 +90,47 @@ impl StageGraph {
             stages: cutter.stages,
             token,
             operations,
+            merge: None,
         })
+    }
+
+    /// Takes off a final stage that only merges the partitions of the stage
+    /// below it (a `CoalescePartitionsExec` or `SortPreservingMergeExec` over
+    /// the whole outputs of its tasks), and returns that merge: the client runs
+    /// it over the partitions it fetches, saving a task and a round trip
+    /// through a worker. The stage below becomes the final stage.
+    pub fn take_final_merge(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
+        let n = self.stages.len();
+        let last = self.stages.last()?;
+        let plan = &last.plan;
+        let merges = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
+        let reads_below = plan.children().as_slice().first().is_some_and(|child| {
+            child
+                .downcast_ref::<StageReadExec>()
+                .is_some_and(|r| r.mode() == ReadMode::Whole && r.stage() + 2 == n)
+        });
+        if n < 2 || !merges || plan.children().len() != 1 || !reads_below {
+            return None;
+        }
+        let merge = Arc::clone(plan);
+        let stage = self.stages.pop()?;
+        let operation = self.operations.pop()?;
+        self.merge = Some((stage, operation));
+        Some(merge)
+    }
+
+    /// Puts back the merge stage [`take_final_merge`](Self::take_final_merge)
+    /// took off, for a result computed whole on the cluster.
+    pub fn restore_final_merge(&mut self) {
+        if let Some((stage, operation)) = self.merge.take() {
+            self.stages.push(stage);
+            self.operations.push(operation);
+        }
+    }
+
+    /// The operation of the merge the client runs, if it was taken off.
+    pub fn merge(&self) -> Option<&str> {
+        self.merge.as_ref().map(|(_, operation)| operation.as_str())
     }
 
     /// The stage whose tasks produce the query's result.
@@ -159,6 +207,9 @@ impl fmt::Display for StageGraph {
                 if n == 1 { "" } else { "s" },
             )?;
         }
+        if let Some(merge) = self.merge() {
+            writeln!(f, "  then {merge} in the client")?;
+        }
         Ok(())
     }
 }
@@ -190,6 +241,7 @@ impl Cutter {
             );
             return Ok(reader(stage, ReadMode::Bucket, repartition));
         }
+        let plan = with_one_probe_partition(plan)?;
         let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
         if children.is_empty() {
             return Ok(plan);
@@ -240,6 +292,46 @@ impl Cutter {
         self.stages.push(Arc::new(stage));
         id
     }
+}
+
+/// `plan` with its probe side merged into one partition if it is a collecting
+/// join that emits build rows after its last probe partition (see the module
+/// docs); as it is otherwise.
+fn with_one_probe_partition(
+    plan: Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>, Uncuttable> {
+    let join_type = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+        (*join.partition_mode() == PartitionMode::CollectLeft).then(|| *join.join_type())
+    } else {
+        plan.downcast_ref::<NestedLoopJoinExec>()
+            .map(|join| *join.join_type())
+    };
+    let emits_at_end = join_type.is_some_and(|t| {
+        matches!(
+            t,
+            JoinType::Left
+                | JoinType::LeftAnti
+                | JoinType::LeftSemi
+                | JoinType::LeftMark
+                | JoinType::Full
+        )
+    });
+    let children = plan.children();
+    if !emits_at_end
+        || children.len() != 2
+        || children[1].output_partitioning().partition_count() <= 1
+    {
+        return Ok(plan);
+    }
+    let merged: Arc<dyn ExecutionPlan> =
+        Arc::new(CoalescePartitionsExec::new(Arc::clone(children[1])));
+    let left = Arc::clone(children[0]);
+    let operator = plan.name().to_string();
+    #[allow(deprecated)]
+    plan.with_new_children(vec![left, merged])
+        .map_err(|e| Uncuttable {
+            operator: format!("{operator} ({e})"),
+        })
 }
 
 /// A reader of `stage` standing in for `replaced`.

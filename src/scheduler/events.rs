@@ -1,5 +1,6 @@
 //! What goes into the scheduler ([`Event`]) and what comes out ([`Decision`]).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,6 +21,10 @@ pub struct TaskSpec {
     pub retries: u32,
     /// Workers the task may run on; `None` for any.
     pub workers: Option<Vec<WorkerId>>,
+    /// Registered functions the task calls (its stage's UDFs, its task
+    /// function): it runs only on workers that carry them all, whenever
+    /// they join.
+    pub functions: Vec<String>,
     /// What the task does; the scheduler hands it to the worker running the
     /// task, and lets go of it when the task is forgotten.
     pub job: Option<Arc<Job>>,
@@ -34,6 +39,7 @@ impl TaskSpec {
             priority: 0,
             retries: 0,
             workers: None,
+            functions: Vec::new(),
             job: None,
         }
     }
@@ -178,6 +184,9 @@ pub enum Event {
         worker: WorkerId,
         /// Its task slots.
         nthreads: usize,
+        /// The registered functions it carries; `None` when it carries every
+        /// one the cluster knows (a worker of the client's own process).
+        functions: Option<Arc<BTreeSet<String>>>,
     },
     /// A worker left or died, with everything it held.
     WorkerRemoved {

@@ -33,6 +33,11 @@ pub trait WorkerEndpoint: Send + Sync {
     fn id(&self) -> WorkerId;
     /// Its task slots.
     fn nthreads(&self) -> usize;
+    /// The registered functions it carries; `None` (the default) for every
+    /// one the cluster knows, as a worker sharing the client's registry.
+    fn functions(&self) -> Option<Arc<std::collections::BTreeSet<String>>> {
+        None
+    }
     /// Runs `job` as task `key`, reading `inputs`.
     fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>);
     /// Drops the worker's copy of `key`.
@@ -181,11 +186,12 @@ impl EventLoop {
             }
             Message::AddWorker(worker) => {
                 let (id, nthreads) = (worker.id(), worker.nthreads());
-                self.workers.insert(id, worker);
                 let event = Event::WorkerAdded {
                     worker: id,
                     nthreads,
+                    functions: worker.functions(),
                 };
+                self.workers.insert(id, worker);
                 self.core.handle_into(event, &mut decisions);
             }
             Message::RemoveWorker(worker) => {

@@ -1,6 +1,6 @@
 //! The scheduler's record of each task and each worker.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -60,6 +60,8 @@ pub(super) struct Task {
     pub priority: Priority,
     pub retries_left: u32,
     pub restrictions: Option<Vec<WorkerId>>,
+    /// Registered functions it calls (see [`TaskSpec::functions`](super::TaskSpec)).
+    pub functions: Box<[String]>,
     /// False for scattered data: there is nothing to recompute it from.
     pub recomputable: bool,
     /// Workers that died while running this task.
@@ -256,6 +258,8 @@ impl Clients {
 #[derive(Debug, Default)]
 pub(super) struct Worker {
     pub nthreads: usize,
+    /// The registered functions it carries; `None` for all.
+    pub functions: Option<Arc<BTreeSet<String>>>,
     pub processing: HashSet<TaskId, foldhash::fast::RandomState>,
     /// Results held (the tasks know where their results are: `Task::who_has`).
     pub in_memory: usize,
@@ -263,6 +267,15 @@ pub(super) struct Worker {
 }
 
 impl Worker {
+    /// Whether the worker can run `task`: it is allowed and carries its functions.
+    pub fn can_run(&self, id: WorkerId, task: &Task) -> bool {
+        task.restrictions.as_ref().is_none_or(|r| r.contains(&id))
+            && self
+                .functions
+                .as_ref()
+                .is_none_or(|carried| task.functions.iter().all(|f| carried.contains(f)))
+    }
+
     /// Counts a result of `nbytes` now held.
     pub fn hold(&mut self, nbytes: u64) {
         self.in_memory += 1;

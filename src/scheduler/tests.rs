@@ -30,7 +30,11 @@ fn runs(decisions: &[Decision]) -> Vec<(WorkerId, String)> {
 fn with_workers(workers: &[(WorkerId, usize)]) -> Scheduler {
     let mut s = Scheduler::new();
     for &(worker, nthreads) in workers {
-        s.handle(Event::WorkerAdded { worker, nthreads });
+        s.handle(Event::WorkerAdded {
+            worker,
+            nthreads,
+            functions: None,
+        });
     }
     s
 }
@@ -111,6 +115,28 @@ fn dependents_run_where_their_inputs_are() {
         key: key("b-1")
     }));
     assert_eq!(s.task(&key("b-1")).unwrap().state, TaskState::Released);
+}
+
+#[test]
+fn readers_of_small_inputs_spread_over_workers() {
+    // Five small inputs spread over two workers, unevenly: the two readers of
+    // all five should not queue on one worker for the sake of a few bytes.
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let inputs = ["i-0", "i-1", "i-2", "i-3", "i-4"];
+    let mut tasks: Vec<TaskSpec> = inputs.iter().map(|k| spec(k, &[])).collect();
+    tasks.push(spec("r-0", &inputs));
+    tasks.push(spec("r-1", &inputs));
+    let mut pending = runs(&submit(&mut s, 1, tasks, &["r-0", "r-1"]));
+    let mut readers = Vec::new();
+    while let Some((worker, k)) = pending.pop() {
+        if k.starts_with("r-") {
+            readers.push(worker);
+        } else {
+            pending.extend(runs(&finish(&mut s, worker, &k)));
+        }
+    }
+    readers.sort_unstable();
+    assert_eq!(readers, [1, 2]);
 }
 
 #[test]
@@ -308,6 +334,7 @@ fn a_task_that_kills_three_workers_errs_naming_them() {
         s.handle(Event::WorkerAdded {
             worker: w,
             nthreads: 1,
+            functions: None,
         });
     }
     submit(&mut s, 1, vec![spec("boom-1", &[])], &["boom-1"]);
@@ -336,8 +363,41 @@ fn restricted_tasks_wait_for_their_worker() {
     let d = s.handle(Event::WorkerAdded {
         worker: 9,
         nthreads: 1,
+        functions: None,
     });
     assert_eq!(runs(&d), [(9, "a-1".into())]);
+}
+
+#[test]
+fn tasks_calling_functions_wait_for_a_worker_that_carries_them() {
+    let carries = |names: &[&str]| Some(Arc::new(names.iter().map(|n| n.to_string()).collect()));
+    let mut s = Scheduler::new();
+    s.handle(Event::WorkerAdded {
+        worker: 1,
+        nthreads: 1,
+        functions: carries(&[]),
+    });
+    let mut t = spec("square-1", &[]);
+    t.functions = vec!["square".into()];
+    let d = submit(&mut s, 1, vec![t], &["square-1"]);
+    assert!(runs(&d).is_empty(), "worker 1 does not carry square");
+    // A worker restarted under a new id carries it: the task runs there.
+    let d = s.handle(Event::WorkerAdded {
+        worker: 7,
+        nthreads: 1,
+        functions: carries(&["square", "add"]),
+    });
+    assert_eq!(runs(&d), [(7, "square-1".into())]);
+    // A worker sharing the client's registry carries everything.
+    let mut t = spec("square-2", &[]);
+    t.functions = vec!["square".into()];
+    s.handle(Event::WorkerAdded {
+        worker: 8,
+        nthreads: 1,
+        functions: None,
+    });
+    let d = submit(&mut s, 1, vec![t], &["square-2"]);
+    assert_eq!(runs(&d), [(8, "square-2".into())]);
 }
 
 // ----- a simulated cluster, for property tests --------------------------------------------
@@ -442,6 +502,7 @@ impl Cluster {
         self.event(Event::WorkerAdded {
             worker: id,
             nthreads,
+            functions: None,
         });
     }
 

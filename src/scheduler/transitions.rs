@@ -97,7 +97,11 @@ impl Scheduler {
                     self.erred(worker, id, error);
                 }
             }
-            Event::WorkerAdded { worker, nthreads } => self.add_worker(worker, nthreads),
+            Event::WorkerAdded {
+                worker,
+                nthreads,
+                functions,
+            } => self.add_worker(worker, nthreads, functions),
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::FutureReleased { client, key } => self.unwant(client, &key, false),
             Event::ClientRemoved { client } => self.remove_client(client),
@@ -182,6 +186,7 @@ impl Scheduler {
                 priority: (-spec.priority, self.generation, self.order),
                 retries_left: spec.retries,
                 restrictions: spec.workers,
+                functions: spec.functions.into(),
                 recomputable: true,
                 died_on: Vec::new(),
                 job: spec.job,
@@ -270,6 +275,7 @@ impl Scheduler {
                 priority: (0, 0, self.order),
                 retries_left: 0,
                 restrictions: None,
+                functions: Box::default(),
                 recomputable: false,
                 died_on: Vec::new(),
                 job: None,
@@ -408,9 +414,15 @@ impl Scheduler {
         }
     }
 
-    fn add_worker(&mut self, worker: WorkerId, nthreads: usize) {
+    fn add_worker(
+        &mut self,
+        worker: WorkerId,
+        nthreads: usize,
+        functions: Option<Arc<BTreeSet<String>>>,
+    ) {
         self.workers.entry(worker).or_insert_with(|| Worker {
             nthreads: nthreads.max(1),
+            functions,
             ..Worker::default()
         });
         // Tasks that had nowhere to run may have somewhere now.
@@ -635,8 +647,9 @@ impl Scheduler {
         }
     }
 
-    /// The best worker for a task with inputs: one with a free thread if any, then
-    /// the fewest input bytes to fetch, then the lowest load.
+    /// The best worker for a task with inputs: one with a free thread if any,
+    /// then the one where it would start soonest, counting the input bytes to
+    /// fetch and the tasks already there (each worth [`QUEUED_TASK_BYTES`]).
     fn decide_worker(&self, id: TaskId) -> Option<WorkerId> {
         let task = self.tasks.get(id)?;
         self.allowed_workers(task)
@@ -648,7 +661,8 @@ impl Scheduler {
                     .filter(|d| !d.who_has.contains(&worker))
                     .map(|d| d.nbytes)
                     .sum();
-                ((w.is_saturated(), transfer, OrderedLoad(w.load())), worker)
+                let cost = transfer as f64 + w.load() * QUEUED_TASK_BYTES;
+                ((w.is_saturated(), OrderedLoad(cost)), worker)
             })
             .min_by(|a, b| a.0.cmp(&b.0))
             .map(|(_, worker)| worker)
@@ -660,7 +674,7 @@ impl Scheduler {
     ) -> impl Iterator<Item = (WorkerId, &'a Worker)> + 'a {
         self.workers
             .iter()
-            .filter(move |(id, _)| task.restrictions.as_ref().is_none_or(|r| r.contains(id)))
+            .filter(move |(id, w)| w.can_run(**id, task))
             .map(|(id, w)| (*id, w))
     }
 
@@ -862,6 +876,12 @@ impl Scheduler {
 /// Loads compared as numbers (they are never NaN).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedLoad(f64);
+
+/// What a task queued ahead on a thread weighs against moving input bytes when
+/// placing a task: about what a link moves in the time of a short task (a
+/// millisecond at 1 GB/s). Small inputs then do not pile every reader onto the
+/// worker holding a few more of them; large ones still draw tasks to their data.
+const QUEUED_TASK_BYTES: f64 = 1024.0 * 1024.0;
 
 impl PartialOrd for OrderedLoad {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {

@@ -217,6 +217,7 @@ impl Slots {
             inputs,
             abort,
         } = task;
+        let started = std::time::Instant::now();
         let result = match &*job {
             Job::Function(function) => match self.fetch_all(&inputs).await {
                 Ok(args) => call(function, &args),
@@ -247,7 +248,13 @@ impl Slots {
         Some(match result {
             Ok(data) => {
                 let nbytes = data.nbytes();
-                tracing::debug!(%key, rows = data.batches().map(|b| b.num_rows()).sum::<usize>(), nbytes, "task finished");
+                tracing::debug!(
+                    %key,
+                    rows = data.batches().map(|b| b.num_rows()).sum::<usize>(),
+                    nbytes,
+                    micros = started.elapsed().as_micros() as u64,
+                    "task finished"
+                );
                 self.store.insert(key.clone(), Arc::new(data));
                 Event::TaskFinished {
                     worker: id,
@@ -302,14 +309,16 @@ impl Slots {
         }
     }
 
-    /// Reads every input whole, in order.
+    /// Reads every input whole, in order; those held elsewhere are fetched
+    /// at the same time.
     async fn fetch_all(&self, inputs: &[Input]) -> Result<Vec<Arc<TaskData>>, Failure> {
-        let mut out = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let data = self.input(input)?.data().await;
-            out.push(data.map_err(|e| Failure::fetch(e.key, e.worker))?);
-        }
-        Ok(out)
+        let sources = inputs
+            .iter()
+            .map(|input| self.input(input))
+            .collect::<Result<Vec<_>, _>>()?;
+        futures::future::try_join_all(sources.iter().map(StageInput::data))
+            .await
+            .map_err(|e| Failure::fetch(e.key, e.worker))
     }
 
     /// Where an input can be read: in this process, or from a remote holder.

@@ -40,12 +40,17 @@ async fn the_groupby_is_cut_into_stages_at_the_exchanges() {
     let client = cluster(1, 2);
     let graph = client.explain(GROUPBY).await.unwrap();
     let tasks: Vec<usize> = graph.stages.iter().map(|s| s.partitions()).collect();
-    // 30 partial aggregates, 2 final aggregates (hash exchange into 2), 1 merge.
-    assert_eq!(tasks, [30, 2, 1], "{graph}");
-    assert_eq!(graph.task_count(), 33);
+    // 30 partial aggregates, 2 final aggregates (hash exchange into 2); the
+    // client merges the 2 sorted results as it fetches them.
+    assert_eq!(tasks, [30, 2], "{graph}");
+    assert_eq!(graph.task_count(), 32);
     let text = graph.to_string();
-    assert!(text.starts_with("3 stages, 33 tasks\n"), "{text}");
+    assert!(text.starts_with("2 stages, 32 tasks\n"), "{text}");
     assert!(text.contains("30 tasks → hash(name@0) into 2"), "{text}");
+    assert!(
+        text.ends_with("then sort-preserving-merge in the client\n"),
+        "{text}"
+    );
     let key = graph.key(0, 7);
     assert_eq!(key.operation(), "aggregate");
     assert!(key.as_str().ends_with("-7"));
@@ -195,7 +200,8 @@ async fn the_dataframe_display_shows_partitions_and_tasks() {
         .structure()
         .await
         .unwrap();
-    assert_eq!((grouped.npartitions, grouped.tasks), (1, 33));
+    assert_eq!((grouped.npartitions, grouped.tasks), (1, 32));
+    assert_eq!(grouped.operation, "sort-preserving-merge");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
