@@ -34,7 +34,9 @@ pub mod scheduler;
 pub mod udf;
 pub mod worker;
 
-pub use client::{Client, Config, DataFrame, Future, FutureStatus, LocalCluster, TaskGraph};
+pub use client::{
+    Agg, Client, Config, DataFrame, Future, FutureStatus, How, LocalCluster, TaskGraph,
+};
 pub use error::{Error, Result};
 pub use key::Key;
 

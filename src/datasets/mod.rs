@@ -5,4 +5,4 @@
 
 pub mod timeseries;
 
-pub use timeseries::{TimeseriesFunction, TimeseriesSpec};
+pub use timeseries::{TimeseriesFunction, TimeseriesSpec, TimeseriesTable};

@@ -4,6 +4,7 @@
 mod cli;
 mod cluster;
 mod dashboard;
+mod dataframe;
 mod functions;
 #[path = "../common/processes.rs"]
 mod processes;

@@ -59,32 +59,37 @@ async fn shared_queries_match_duckdb() {
     let queries = queries(&text);
     assert_eq!(queries.len(), 5, "queries.sql has five numbered queries");
     for (n, sql) in queries {
-        let expected = std::fs::read_to_string(data.join(format!("expected/{n}.csv"))).unwrap();
-        let mut expected = expected.lines();
-        let header: Vec<&str> = expected.next().unwrap().split(',').collect();
-        let expected: Vec<Vec<&str>> = expected.map(|l| l.split(',').collect()).collect();
-
         let frame = client
             .sql(&sql)
             .await
             .unwrap_or_else(|e| panic!("query {n}: {e}"));
-        let names: Vec<String> = frame
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        assert_eq!(names, header, "query {n}: column names");
-        let batches = frame.collect().await.unwrap();
-        let rows = rask::output::format_rows(&batches).unwrap();
-        assert_eq!(rows.len(), expected.len(), "query {n}: row count");
-        for (i, (ours, theirs)) in rows.iter().zip(&expected).enumerate() {
-            for (a, b) in ours.iter().zip(theirs) {
-                assert!(
-                    same_value(a, b),
-                    "query {n}, row {i}: rask {ours:?}, DuckDB {theirs:?}"
-                );
-            }
+        assert_matches_duckdb(&n, frame).await;
+    }
+}
+
+/// Checks `frame`'s column names and rows against DuckDB's answer to query `n`.
+pub(crate) async fn assert_matches_duckdb(n: &str, frame: rask::DataFrame) {
+    let data = shared_data();
+    let expected = std::fs::read_to_string(data.join(format!("expected/{n}.csv"))).unwrap();
+    let mut expected = expected.lines();
+    let header: Vec<&str> = expected.next().unwrap().split(',').collect();
+    let expected: Vec<Vec<&str>> = expected.map(|l| l.split(',').collect()).collect();
+    let names: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, header, "query {n}: column names");
+    let batches = frame.collect().await.unwrap();
+    let rows = rask::output::format_rows(&batches).unwrap();
+    assert_eq!(rows.len(), expected.len(), "query {n}: row count");
+    for (i, (ours, theirs)) in rows.iter().zip(&expected).enumerate() {
+        for (a, b) in ours.iter().zip(theirs) {
+            assert!(
+                same_value(a, b),
+                "query {n}, row {i}: rask {ours:?}, DuckDB {theirs:?}"
+            );
         }
     }
 }

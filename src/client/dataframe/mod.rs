@@ -1,4 +1,19 @@
-//! [`DataFrame`]: a lazy query result.
+//! [`DataFrame`]: a lazy query, built from SQL or from Dask-style calls.
+//!
+//! Every operation returns a new frame over a bigger DataFusion logical plan;
+//! nothing runs until [`collect`](DataFrame::collect) (or `compute`, `head`,
+//! `to_parquet`, …), when the plan is cut into stages and run on the cluster
+//! like any SQL query.
+
+mod groupby;
+mod operations;
+mod sources;
+mod structure;
+
+pub use groupby::{Agg, GroupBy};
+pub use operations::How;
+pub use sources::TimeseriesBuilder;
+pub use structure::Structure;
 
 use std::panic::AssertUnwindSafe;
 
@@ -11,7 +26,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
-use std::fmt;
 use std::sync::Arc;
 
 use super::query_planner::{ClusterExec, cut};
@@ -109,47 +123,4 @@ fn cluster_exec(plan: &Arc<dyn ExecutionPlan>) -> Option<&ClusterExec> {
         let child = plan.children().into_iter().next()?;
         child.downcast_ref::<ClusterExec>()
     })
-}
-
-/// A [`DataFrame`]'s shape and cost, displayed as Dask displays a dataframe.
-#[derive(Debug, Clone)]
-pub struct Structure {
-    /// Columns and types.
-    pub schema: SchemaRef,
-    /// Partitions of the result.
-    pub npartitions: usize,
-    /// The last operation (`aggregate`, `timeseries`, …).
-    pub operation: String,
-    /// Tasks it takes to compute.
-    pub tasks: usize,
-}
-
-impl fmt::Display for Structure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields = self.schema.fields();
-        let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
-        let types: Vec<String> = fields
-            .iter()
-            .map(|f| f.data_type().to_string().to_lowercase())
-            .collect();
-        let widths: Vec<usize> = names
-            .iter()
-            .zip(&types)
-            .map(|(n, t)| n.len().max(t.len()))
-            .collect();
-        let row = |cells: &[String]| {
-            cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        writeln!(f, "rask DataFrame Structure:")?;
-        writeln!(f, "{}", row(&names).trim_end())?;
-        writeln!(f, "{}", row(&types).trim_end())?;
-        writeln!(f, "npartitions={}", self.npartitions)?;
-        let s = if self.tasks == 1 { "" } else { "s" };
-        write!(f, "rask Name: {}, {} task{s}", self.operation, self.tasks)
-    }
 }

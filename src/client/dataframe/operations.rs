@@ -1,0 +1,267 @@
+//! The Dask-style operations of a [`DataFrame`]: each returns a new lazy frame
+//! (or, for `head`, `compute` and the writers, runs it).
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::JoinType;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::logical_expr::{Expr, Partitioning, ScalarUDF, col};
+
+use super::DataFrame;
+use super::groupby::GroupBy;
+use crate::output::{self, Format};
+use crate::{Error, Result};
+
+/// How [`DataFrame::merge`] joins, as pandas' `how=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// Rows with a match on both sides.
+    Inner,
+    /// Every row of the left side.
+    Left,
+    /// Every row of the right side.
+    Right,
+    /// Every row of both sides.
+    Outer,
+}
+
+/// A column name as DataFusion's `col` reads it: quoted, so case and dots are kept.
+fn column(name: &str) -> Expr {
+    col(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+/// Column `name` of the join side `table` (`left` or `right`).
+fn side(table: &str, name: &str) -> Expr {
+    Expr::Column(datafusion::common::Column::new(Some(table), name))
+}
+
+impl DataFrame {
+    /// Runs `f` on the DataFusion frame underneath, as a new frame.
+    pub(super) fn map(
+        self,
+        f: impl FnOnce(
+            datafusion::dataframe::DataFrame,
+        ) -> datafusion::error::Result<datafusion::dataframe::DataFrame>,
+    ) -> Result<DataFrame> {
+        Ok(DataFrame::new(f(self.inner)?))
+    }
+
+    /// Groups rows by the values of `keys`, for [`GroupBy::agg`].
+    pub fn groupby<'a>(self, keys: impl IntoIterator<Item = &'a str>) -> GroupBy {
+        GroupBy::new(self, keys.into_iter().map(str::to_string).collect())
+    }
+
+    /// Only the columns `names`, in that order.
+    pub fn select<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Result<DataFrame> {
+        let exprs: Vec<Expr> = names.into_iter().map(column).collect();
+        self.map(|df| df.select(exprs))
+    }
+
+    /// Columns computed by `exprs`.
+    pub fn select_exprs(self, exprs: Vec<Expr>) -> Result<DataFrame> {
+        self.map(|df| df.select(exprs))
+    }
+
+    /// The same columns, those named in `renames` (`(old, new)`) renamed.
+    pub fn rename<'a>(
+        self,
+        renames: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<DataFrame> {
+        let mut frame = self.inner;
+        for (old, new) in renames {
+            if frame.schema().index_of_column_by_name(None, old).is_none() {
+                return Err(Error::Config(format!("rename: there is no column {old:?}")));
+            }
+            frame = frame.with_column_renamed(format!("\"{old}\""), new)?;
+        }
+        Ok(DataFrame::new(frame))
+    }
+
+    /// Aggregates the whole frame into one row, as [`GroupBy::agg`] does per group.
+    pub fn agg<'a>(self, specs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<DataFrame> {
+        self.groupby([]).agg(specs)
+    }
+
+    /// The first `n` rows, lazily (see [`head`](Self::head) to compute them).
+    pub fn limit(self, n: usize) -> Result<DataFrame> {
+        self.map(|df| df.limit(0, Some(n)))
+    }
+
+    /// The rows for which `predicate` is true.
+    pub fn filter(self, predicate: Expr) -> Result<DataFrame> {
+        self.map(|df| df.filter(predicate))
+    }
+
+    /// Adds (or replaces) column `name`, computed by `expr` (pandas' `assign`).
+    pub fn assign(self, name: &str, expr: Expr) -> Result<DataFrame> {
+        self.map(|df| df.with_column(name, expr))
+    }
+
+    /// `udf` applied to every value of `column`, as a one-column frame named
+    /// after the column (Dask's `df.x.apply(f)`). The UDF's types come from its
+    /// signature ([`crate::udf::scalar`]); nulls stay null.
+    pub fn apply(self, column_name: &str, udf: &ScalarUDF) -> Result<DataFrame> {
+        let expr = udf.call(vec![column(column_name)]).alias(column_name);
+        self.map(|df| df.select(vec![expr]))
+    }
+
+    /// The distinct values of `column_name`, in one column (Dask's `unique`).
+    pub fn unique(self, column_name: &str) -> Result<DataFrame> {
+        let expr = column(column_name);
+        self.map(|df| df.select(vec![expr])?.distinct())
+    }
+
+    /// The distinct rows.
+    pub fn drop_duplicates(self) -> Result<DataFrame> {
+        self.map(|df| df.distinct())
+    }
+
+    /// Rows sorted by `by`, each ascending or not, nulls last.
+    pub fn sort_values<'a>(
+        self,
+        by: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> Result<DataFrame> {
+        let order = by
+            .into_iter()
+            .map(|(name, ascending)| column(name).sort(ascending, false))
+            .collect();
+        self.map(|df| df.sort(order))
+    }
+
+    /// Rows sorted by `index` (Dask's `set_index` sorts by the new index;
+    /// the column stays a column).
+    pub fn set_index(self, index: &str) -> Result<DataFrame> {
+        self.sort_values([(index, true)])
+    }
+
+    /// The same rows spread round-robin over `n` partitions.
+    pub fn repartition(self, n: usize) -> Result<DataFrame> {
+        if n == 0 {
+            return Err(Error::Config(
+                "repartition needs at least one partition".into(),
+            ));
+        }
+        self.map(|df| df.repartition(Partitioning::RoundRobinBatch(n)))
+    }
+
+    /// Joins with `right` on columns of the same names (pandas' `merge(on=..)`):
+    /// the key columns once, then the other columns of both sides, those of
+    /// the right whose names the left has too suffixed `_right`.
+    pub fn merge<'a>(
+        self,
+        right: DataFrame,
+        on: impl IntoIterator<Item = &'a str>,
+        how: How,
+    ) -> Result<DataFrame> {
+        let on: Vec<&str> = on.into_iter().collect();
+        let left_names: Vec<String> = self
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let right_names: Vec<String> = right
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut exprs: Vec<Expr> = left_names
+            .iter()
+            .map(|name| {
+                let key = on.contains(&name.as_str());
+                let value = match how {
+                    How::Right if key => side("right", name),
+                    How::Outer if key => datafusion::functions::expr_fn::coalesce(vec![
+                        side("left", name),
+                        side("right", name),
+                    ]),
+                    _ => side("left", name),
+                };
+                value.alias(name)
+            })
+            .collect();
+        for name in right_names.iter().filter(|n| !on.contains(&n.as_str())) {
+            let alias = if left_names.contains(name) {
+                format!("{name}_right")
+            } else {
+                name.clone()
+            };
+            exprs.push(side("right", name).alias(alias));
+        }
+        self.join(right, &on, &on, how)?.select_exprs(exprs)
+    }
+
+    /// Joins with `right` where `left_on` equals `right_on`, column by column.
+    pub fn join(
+        self,
+        right: DataFrame,
+        left_on: &[&str],
+        right_on: &[&str],
+        how: How,
+    ) -> Result<DataFrame> {
+        if left_on.len() != right_on.len() || left_on.is_empty() {
+            return Err(Error::Config(format!(
+                "a join needs as many left columns as right ones, and one at least: got {} and {}",
+                left_on.len(),
+                right_on.len()
+            )));
+        }
+        let join_type = match how {
+            How::Inner => JoinType::Inner,
+            How::Left => JoinType::Left,
+            How::Right => JoinType::Right,
+            How::Outer => JoinType::Full,
+        };
+        let on: Vec<Expr> = left_on
+            .iter()
+            .zip(right_on)
+            .map(|(l, r)| side("left", l).eq(side("right", r)))
+            .collect();
+        // Sides are told apart by table: a column of the same name on both
+        // sides is qualified by the side it comes from.
+        let right = right.inner.alias("right")?;
+        self.map(|df| df.alias("left")?.join_on(right, join_type, on))
+    }
+
+    /// The first `n` rows, computed.
+    pub async fn head(self, n: usize) -> Result<Vec<RecordBatch>> {
+        self.limit(n)?.collect().await
+    }
+
+    /// The whole result, computed (Dask's `compute`).
+    pub async fn compute(self) -> Result<Vec<RecordBatch>> {
+        self.collect().await
+    }
+
+    /// The result as an aligned table with a `rows × columns` footer, as the
+    /// REPL shows it (long results elided in the middle past `maxrows`).
+    pub async fn to_table(self, maxrows: Option<usize>) -> Result<String> {
+        let schema = self.schema();
+        let batches = self.collect().await?;
+        output::to_string(Format::Table, schema, &batches, maxrows)
+    }
+
+    /// Rows of the result.
+    pub async fn count(self) -> Result<usize> {
+        let frame = crate::error::catch_panics(self.inner.count()).await??;
+        Ok(frame)
+    }
+
+    /// Writes the result as Parquet files under `path` (a folder), one a partition.
+    pub async fn to_parquet(self, path: &str) -> Result<()> {
+        let write = self
+            .inner
+            .write_parquet(path, DataFrameWriteOptions::new(), None);
+        crate::error::catch_panics(write).await??;
+        Ok(())
+    }
+
+    /// Writes the result as CSV files with a header under `path` (a folder).
+    pub async fn to_csv(self, path: &str) -> Result<()> {
+        let write = self
+            .inner
+            .write_csv(path, DataFrameWriteOptions::new(), None);
+        crate::error::catch_panics(write).await??;
+        Ok(())
+    }
+}

@@ -1,0 +1,49 @@
+//! [`Structure`]: a [`DataFrame`](super::DataFrame)'s columns, partitions and
+//! tasks, displayed as Dask displays a dataframe.
+
+use std::fmt;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+/// A [`DataFrame`]'s shape and cost, displayed as Dask displays a dataframe.
+#[derive(Debug, Clone)]
+pub struct Structure {
+    /// Columns and types.
+    pub schema: SchemaRef,
+    /// Partitions of the result.
+    pub npartitions: usize,
+    /// The last operation (`aggregate`, `timeseries`, …).
+    pub operation: String,
+    /// Tasks it takes to compute.
+    pub tasks: usize,
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = self.schema.fields();
+        let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+        let types: Vec<String> = fields
+            .iter()
+            .map(|f| f.data_type().to_string().to_lowercase())
+            .collect();
+        let widths: Vec<usize> = names
+            .iter()
+            .zip(&types)
+            .map(|(n, t)| n.len().max(t.len()))
+            .collect();
+        let row = |cells: &[String]| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        writeln!(f, "rask DataFrame Structure:")?;
+        writeln!(f, "{}", row(&names).trim_end())?;
+        writeln!(f, "{}", row(&types).trim_end())?;
+        writeln!(f, "npartitions={}", self.npartitions)?;
+        let s = if self.tasks == 1 { "" } else { "s" };
+        write!(f, "rask Name: {}, {} task{s}", self.operation, self.tasks)
+    }
+}

@@ -1,0 +1,373 @@
+//! The Dask-style DataFrame API, each operation checked against an answer
+//! computed another way: DuckDB's answers on data Dask wrote
+//! (`../shared/data`), or the same query written in SQL.
+
+use rask::arrow::record_batch::RecordBatch;
+use rask::datafusion::prelude::{col, lit};
+use rask::{Client, DataFrame, How, LocalCluster};
+
+use crate::shared_data::assert_matches_duckdb;
+use crate::support::{repository_root, shared_data};
+
+fn cluster() -> Client {
+    LocalCluster::builder()
+        .n_workers(2)
+        .threads_per_worker(1)
+        .build()
+        .unwrap()
+        .client()
+        .unwrap()
+}
+
+fn csv(batches: &[RecordBatch]) -> Vec<String> {
+    rask::output::format_rows(batches)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.join(","))
+        .collect()
+}
+
+async fn rows(frame: DataFrame) -> Vec<String> {
+    csv(&frame.collect().await.unwrap())
+}
+
+async fn sql_rows(client: &Client, sql: &str) -> Vec<String> {
+    rows(client.sql(sql).await.unwrap()).await
+}
+
+async fn two_days(client: &Client) -> DataFrame {
+    let path = shared_data().join("timeseries-2days/");
+    client
+        .read_parquet(&path.display().to_string())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataframe_calls_answer_the_shared_queries_as_duckdb_does() {
+    let client = cluster();
+    // 1: SELECT name, max(x) AS max_x, avg(y) AS avg_y … GROUP BY name ORDER BY name
+    let q1 = two_days(&client)
+        .await
+        .groupby(["name"])
+        .agg([("x", "max"), ("y", "mean")])
+        .unwrap()
+        .rename([("x", "max_x"), ("y", "avg_y")])
+        .unwrap();
+    assert_matches_duckdb("1", q1).await;
+    // 2: count(*) AS n WHERE x > 0, by name
+    let q2 = two_days(&client)
+        .await
+        .filter(col("x").gt(lit(0.0)))
+        .unwrap()
+        .groupby(["name"])
+        .size()
+        .unwrap()
+        .rename([("size", "n")])
+        .unwrap();
+    assert_matches_duckdb("2", q2).await;
+    // 3: SELECT DISTINCT name ORDER BY name
+    let q3 = two_days(&client)
+        .await
+        .unique("name")
+        .unwrap()
+        .sort_values([("name", true)])
+        .unwrap();
+    assert_matches_duckdb("3", q3).await;
+    // 4: name, id, y ORDER BY y DESC, id LIMIT 3
+    let q4 = two_days(&client)
+        .await
+        .select(["name", "id", "y"])
+        .unwrap()
+        .sort_values([("y", false), ("id", true)])
+        .unwrap()
+        .limit(3)
+        .unwrap();
+    assert_matches_duckdb("4", q4).await;
+    // 5: count(*) AS c, sum(id) AS s, avg(x + y) AS m
+    let q5 = two_days(&client)
+        .await
+        .assign("xy", col("x") + col("y"))
+        .unwrap()
+        .agg([("id", "size"), ("id", "sum"), ("xy", "mean")])
+        .unwrap()
+        .rename([("size", "c"), ("id_sum", "s"), ("xy", "m")])
+        .unwrap();
+    assert_matches_duckdb("5", q5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aggregation_matches_its_sql() {
+    let client = cluster();
+    let df = client.timeseries().end("2000-01-04").build().unwrap();
+    let ours = df
+        .groupby(["name"])
+        .agg([
+            ("x", "count"),
+            ("x", "size"),
+            ("x", "sum"),
+            ("x", "min"),
+            ("x", "max"),
+            ("x", "mean"),
+            ("y", "std"),
+            ("y", "var"),
+            ("id", "nunique"),
+        ])
+        .unwrap();
+    let names: Vec<String> = ours
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "name", "x_count", "size", "x_sum", "x_min", "x_max", "x_mean", "y_std", "y_var", "id"
+        ]
+    );
+    let expected = sql_rows(
+        &client,
+        "SELECT name, count(x), count(*), sum(x), min(x), max(x), avg(x), stddev(y), var_samp(y), count(DISTINCT id) \
+         FROM timeseries('2000-01-01', '2000-01-04') GROUP BY name ORDER BY name",
+    )
+    .await;
+    assert_eq!(rows(ours).await, expected);
+    // First and last are order-dependent; over one partition, they are its ends.
+    let one = client.timeseries().end("2000-01-02").build().unwrap();
+    let ends = rows(one.agg([("id", "first"), ("id", "last")]).unwrap()).await;
+    let expected = sql_rows(
+        &client,
+        "SELECT first_value(id), last_value(id) FROM timeseries('2000-01-01', '2000-01-02')",
+    )
+    .await;
+    assert_eq!(ends, expected);
+    let unknown = client
+        .timeseries()
+        .build()
+        .unwrap()
+        .agg([("x", "median")])
+        .unwrap_err();
+    assert!(
+        unknown
+            .to_string()
+            .contains("unknown aggregation \"median\""),
+        "{unknown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_and_column_operations_match_their_sql() {
+    let client = cluster();
+    let week = || client.timeseries().end("2000-01-08").build().unwrap();
+    let sql = |body: &str| format!("{body} FROM timeseries('2000-01-01', '2000-01-08')");
+
+    let assigned = week()
+        .assign("z", col("x") * col("y"))
+        .unwrap()
+        .filter(col("z").gt(lit(0.5)))
+        .unwrap()
+        .select(["name", "id", "z"])
+        .unwrap()
+        .sort_values([("id", true), ("z", false)])
+        .unwrap();
+    let expected = sql_rows(
+        &client,
+        &(sql("SELECT name, id, x * y AS z") + " WHERE x * y > 0.5 ORDER BY id, z DESC"),
+    )
+    .await;
+    assert_eq!(rows(assigned).await, expected);
+
+    let square = rask::udf::scalar("square", |x: f64| x * x);
+    let applied = week()
+        .apply("x", &square)
+        .unwrap()
+        .agg([("x", "sum")])
+        .unwrap();
+    let expected = sql_rows(&client, &sql("SELECT sum(x * x)")).await;
+    assert_eq!(rows(applied).await, expected);
+
+    let head = week()
+        .sort_values([("id", true)])
+        .unwrap()
+        .head(5)
+        .await
+        .unwrap();
+    let expected = sql_rows(&client, &(sql("SELECT *") + " ORDER BY id LIMIT 5")).await;
+    assert_eq!(csv(&head), expected);
+
+    let deduplicated = week()
+        .select(["name"])
+        .unwrap()
+        .drop_duplicates()
+        .unwrap()
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(deduplicated, 26);
+
+    let spread = week().repartition(3).unwrap();
+    assert_eq!(spread.clone().count().await.unwrap(), 7 * 86_400);
+    let indexed = week().set_index("x").unwrap().head(1).await.unwrap();
+    let expected = sql_rows(&client, &(sql("SELECT *") + " ORDER BY x LIMIT 1")).await;
+    assert_eq!(csv(&indexed), expected);
+    assert!(week().repartition(0).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_joins_like_pandas() {
+    let client = cluster();
+    let people = client
+        .read_csv(
+            &repository_root()
+                .join("sample_data/people.csv")
+                .display()
+                .to_string(),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = people
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert!(names.contains(&"name".to_string()), "{names:?}");
+    let counts = client
+        .timeseries()
+        .end("2000-01-02")
+        .build()
+        .unwrap()
+        .groupby(["name"])
+        .size()
+        .unwrap();
+    let merged = people
+        .clone()
+        .merge(counts.clone(), ["name"], How::Inner)
+        .unwrap();
+    let merged_names: Vec<String> = merged
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        merged_names.iter().filter(|n| *n == "name").count(),
+        1,
+        "{merged_names:?}"
+    );
+    assert_eq!(merged_names.last().map(String::as_str), Some("size"));
+    let ours = rows(merged.sort_values([("name", true)]).unwrap()).await;
+    let path = repository_root().join("sample_data/people.csv");
+    client
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE people STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            path.display()
+        ))
+        .await
+        .unwrap();
+    let columns = names
+        .iter()
+        .map(|n| format!("p.\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let expected = sql_rows(
+        &client,
+        &format!(
+            "SELECT {columns}, c.size FROM people p JOIN \
+             (SELECT name, count(*) AS size FROM timeseries('2000-01-01', '2000-01-02') GROUP BY name) c \
+             ON p.name = c.name ORDER BY p.name"
+        ),
+    )
+    .await;
+    assert_eq!(ours, expected);
+    assert!(!ours.is_empty());
+    let left = people.merge(counts, ["name"], How::Left).unwrap();
+    let expected_left = sql_rows(&client, "SELECT count(*) FROM people").await;
+    assert_eq!(vec![left.count().await.unwrap().to_string()], expected_left);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_start_from_files_generators_and_batches_and_write_files() {
+    let client = cluster();
+    let built = client
+        .timeseries()
+        .start("2000-01-02")
+        .end("2000-01-03")
+        .freq("10s")
+        .partition_freq("6h")
+        .seed(7)
+        .build()
+        .unwrap();
+    assert_eq!(built.structure().await.unwrap().npartitions, 4);
+    let expected = sql_rows(
+        &client,
+        "SELECT * FROM timeseries('2000-01-02', '2000-01-03', '10s', '6h', 7) ORDER BY timestamp",
+    )
+    .await;
+    let ours = built.sort_values([("timestamp", true)]).unwrap();
+    let batches = ours.collect().await.unwrap();
+    assert_eq!(csv(&batches), expected);
+
+    let bad = client.timeseries().freq("often").build().unwrap_err();
+    assert!(bad.to_string().contains("freq"), "{bad}");
+    let empty = client
+        .timeseries()
+        .start("2000-02-01")
+        .end("2000-01-01")
+        .build()
+        .unwrap_err();
+    assert!(empty.to_string().contains("must be after start"), "{empty}");
+
+    // Written and read back, as Parquet and as CSV.
+    let dir = tempfile::tempdir().unwrap();
+    let from_batches = client.from_batches(batches.clone()).unwrap();
+    let parquet = dir.path().join("parquet");
+    from_batches
+        .clone()
+        .to_parquet(&parquet.display().to_string())
+        .await
+        .unwrap();
+    let back = client
+        .read_parquet(&parquet.display().to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(back.sort_values([("timestamp", true)]).unwrap()).await,
+        expected
+    );
+    let csv_dir = dir.path().join("csv");
+    from_batches
+        .select(["name", "id"])
+        .unwrap()
+        .to_csv(&csv_dir.display().to_string())
+        .await
+        .unwrap();
+    let back = client
+        .read_csv(&csv_dir.display().to_string())
+        .await
+        .unwrap();
+    assert_eq!(back.count().await.unwrap(), 8640);
+
+    let json = client
+        .read_json(
+            &repository_root()
+                .join("sample_data/orders.json")
+                .display()
+                .to_string(),
+        )
+        .await
+        .unwrap();
+    let lines = std::fs::read_to_string(repository_root().join("sample_data/orders.json"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    assert_eq!(json.count().await.unwrap(), lines);
+    let missing = client.read_parquet("/no/such/folder/").await.unwrap_err();
+    assert!(
+        missing.to_string().contains("/no/such/folder/"),
+        "{missing}"
+    );
+    assert!(client.from_batches(Vec::new()).is_err());
+}
