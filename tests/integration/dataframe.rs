@@ -114,12 +114,7 @@ async fn every_aggregation_matches_its_sql() {
             ("id", "nunique"),
         ])
         .unwrap();
-    let names: Vec<String> = ours
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let names: Vec<String> = ours.columns();
     assert_eq!(
         names,
         [
@@ -226,12 +221,7 @@ async fn merge_joins_like_pandas() {
         )
         .await
         .unwrap();
-    let names: Vec<String> = people
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let names: Vec<String> = people.columns();
     assert!(names.contains(&"name".to_string()), "{names:?}");
     let counts = client
         .timeseries()
@@ -245,12 +235,7 @@ async fn merge_joins_like_pandas() {
         .clone()
         .merge(counts.clone(), ["name"], How::Inner)
         .unwrap();
-    let merged_names: Vec<String> = merged
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let merged_names: Vec<String> = merged.columns();
     assert_eq!(
         merged_names.iter().filter(|n| *n == "name").count(),
         1,

@@ -74,12 +74,7 @@ pub(crate) async fn assert_matches_duckdb(n: &str, frame: rask::DataFrame) {
     let mut expected = expected.lines();
     let header: Vec<&str> = expected.next().unwrap().split(',').collect();
     let expected: Vec<Vec<&str>> = expected.map(|l| l.split(',').collect()).collect();
-    let names: Vec<String> = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let names: Vec<String> = frame.columns();
     assert_eq!(names, header, "query {n}: column names");
     let batches = frame.collect().await.unwrap();
     let rows = rask::output::format_rows(&batches).unwrap();

@@ -4,6 +4,21 @@
 //! nothing runs until [`collect`](DataFrame::collect) (or `compute`, `head`,
 //! `to_parquet`, …), when the plan is cut into stages and run on the cluster
 //! like any SQL query.
+//!
+//! ```no_run
+//! use rask::datafusion::prelude::{col, lit};
+//!
+//! # async fn demo() -> rask::Result<()> {
+//! let client = rask::Client::local()?;
+//! let df = client.timeseries().end("2000-01-08").build()?;
+//! let by_name = df.clone().groupby(["name"]).agg([("x", "max"), ("y", "mean"), ("y", "std")])?;
+//! println!("{}", by_name.to_table(None).await?); // columns name, x, y_mean, y_std
+//! let square = rask::udf::scalar("square", |x: f64| x * x);
+//! let squares = df.clone().apply("x", &square)?; // Dask's df.x.apply(f)
+//! let positive = df.assign("z", col("x") * col("y"))?.filter(col("z").gt(lit(0)))?;
+//! let top = positive.sort_values([("z", false)])?.head(5).await?;
+//! # Ok(()) }
+//! ```
 
 mod groupby;
 mod operations;
@@ -47,6 +62,15 @@ impl DataFrame {
     /// The columns and types the result will have.
     pub fn schema(&self) -> SchemaRef {
         self.inner.schema().inner().clone()
+    }
+
+    /// The column names, in order (pandas' `df.columns`).
+    pub fn columns(&self) -> Vec<String> {
+        self.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
 
     /// The logical plan.

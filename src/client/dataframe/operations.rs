@@ -153,18 +153,8 @@ impl DataFrame {
         how: How,
     ) -> Result<DataFrame> {
         let on: Vec<&str> = on.into_iter().collect();
-        let left_names: Vec<String> = self
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let right_names: Vec<String> = right
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let left_names: Vec<String> = self.columns();
+        let right_names: Vec<String> = right.columns();
         let mut exprs: Vec<Expr> = left_names
             .iter()
             .map(|name| {
