@@ -18,7 +18,13 @@
 //! (`Client::connect_with_registry`, `TaskGraph::call`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use rask::arrow::array::{ArrayRef, Float64Array};
+use rask::arrow::compute::kernels::numeric::mul;
+use rask::arrow::datatypes::{DataType, Field, Schema};
+use rask::arrow::error::ArrowError;
+use rask::arrow::record_batch::RecordBatch;
 use rask::udf::{self, Registry};
 
 /// `x²`, for SQL and dataframe expressions.
@@ -45,6 +51,28 @@ fn checked_half(n: &i64) -> Result<i64, String> {
     }
 }
 
+/// A partition function: the batch with a column `z = x * y` added (the
+/// walkthrough's `map_partitions`).
+pub fn with_z(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| ArrowError::SchemaError(format!("with_z needs a column {name}")))
+    };
+    let (x, y) = (column("x")?, column("y")?);
+    let z: ArrayRef = if batch.num_rows() == 0 {
+        Arc::new(Float64Array::from(Vec::<f64>::new()))
+    } else {
+        mul(&x, &y)?
+    };
+    let mut fields = batch.schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("z", DataType::Float64, true)));
+    let mut columns = batch.columns().to_vec();
+    columns.push(z);
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
 /// Ends the worker process at once, as a segfault or the kernel's OOM killer
 /// would: to see the cluster cope (the nanny restarts the worker, the task is
 /// retried elsewhere, and after three deaths it errs with the last log lines).
@@ -61,6 +89,7 @@ pub fn registry() -> Registry {
         .with_function("seven", seven)
         .with_try_function("checked_half", checked_half)
         .with_function("crash", crash)
+        .with_partition(udf::partition("with_z", with_z))
 }
 
 fn main() -> ExitCode {

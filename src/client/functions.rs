@@ -10,14 +10,21 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::exec::MapPartitionsExec;
+
 use super::WorkerInfo;
 use crate::udf::Registry;
 
-/// The registry's scalar UDFs that `plan` calls.
+/// The registry's scalar UDFs and partition functions that `plan` calls.
 pub(crate) fn udfs_in(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     // Walking plans and expressions cannot fail: the closures never err.
     let _ = plan.apply(|node| {
+        if let Some(map) = node.downcast_ref::<MapPartitionsExec>()
+            && registry.partition(map.function().name()).is_some()
+        {
+            found.insert(map.function().name().to_string());
+        }
         node.apply_expressions(&mut |expr| {
             expr.apply(|e| {
                 if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>()

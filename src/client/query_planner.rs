@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 use super::connection::Connection;
 use super::{Future, functions, subqueries};
 use crate::comm::{EncodedJob, EncodedStage};
+use crate::exec::MapPartitionsPlanner;
 use crate::key::Key;
 use crate::planner::{StageGraph, Uncuttable};
 use crate::scheduler::TaskSpec;
@@ -117,7 +118,8 @@ impl QueryPlanner for ClusterQueryPlanner {
         logical: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let planner = DefaultPhysicalPlanner::default();
+        let planner =
+            DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(MapPartitionsPlanner)]);
         let plan = planner.create_physical_plan(logical, session).await?;
         let config = Arc::new(session.config().clone());
         if let LogicalPlan::Explain(explain) = logical {

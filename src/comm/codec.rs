@@ -39,7 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{EncodedJob, EncodedStage};
 use crate::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
-use crate::exec::{ReadMode, StageOutput, StagePlan, StageReadExec};
+use crate::exec::{MapPartitionsExec, ReadMode, StageOutput, StagePlan, StageReadExec};
+use crate::udf::Registry;
 use crate::worker::Job;
 
 /// Encodes and decodes rask's plan nodes for `datafusion-proto`.
@@ -67,6 +68,12 @@ enum Node {
         seed: u64,
         projection: Vec<u32>,
         fetch: Option<u64>,
+    },
+    /// A partition function, by registered name, with the schema it returns.
+    MapPartitions {
+        name: String,
+        /// `protobuf::Schema` bytes.
+        schema: Vec<u8>,
     },
 }
 
@@ -116,6 +123,12 @@ impl PhysicalExtensionCodec for RaskCodec {
                 projection: scan.projection().iter().map(|&i| i as u32).collect(),
                 fetch: scan.fetch().map(|f| f as u64),
             }
+        } else if let Some(map) = node.downcast_ref::<MapPartitionsExec>() {
+            let schema = protobuf::Schema::try_from(map.schema().as_ref())?;
+            Node::MapPartitions {
+                name: map.function().name().to_string(),
+                schema: schema.encode_to_vec(),
+            }
         } else {
             return Err(DataFusionError::NotImplemented(format!(
                 "{} cannot be sent to another process",
@@ -129,7 +142,7 @@ impl PhysicalExtensionCodec for RaskCodec {
     fn try_decode(
         &self,
         buf: &[u8],
-        _inputs: &[Arc<dyn ExecutionPlan>],
+        inputs: &[Arc<dyn ExecutionPlan>],
         ctx: &TaskContext,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -206,6 +219,27 @@ impl PhysicalExtensionCodec for RaskCodec {
                     Some(&projection),
                     fetch,
                 )?))
+            }
+            Node::MapPartitions { name, schema } => {
+                let [input] = inputs else {
+                    return Err(proto_err("map_partitions takes one input"));
+                };
+                let function = ctx
+                    .session_config()
+                    .get_extension::<Registry>()
+                    .and_then(|registry| registry.partition(&name).cloned())
+                    .ok_or_else(|| {
+                        DataFusionError::Plan(format!(
+                            "the partition function {name} is not registered on this worker"
+                        ))
+                    })?;
+                let schema = protobuf::Schema::decode(schema.as_slice()).map_err(proto_err)?;
+                let schema = Arc::new(Schema::try_from(&schema)?);
+                Ok(Arc::new(MapPartitionsExec::new(
+                    Arc::clone(input),
+                    function,
+                    schema,
+                )))
             }
         }
     }

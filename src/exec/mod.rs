@@ -7,6 +7,7 @@
 mod compact;
 mod data;
 mod leaf;
+mod map_partitions;
 pub mod object_stores;
 pub mod session;
 mod stage_read;
@@ -16,6 +17,7 @@ mod value;
 pub use compact::compact;
 pub use data::{FetchError, RemoteInput, RemoteSource, StageInput, TaskData, TaskInputs};
 pub(crate) use leaf::leaf_node_methods;
+pub use map_partitions::{MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
 pub use object_stores::ObjectStores;
 pub use session::new_context;
 pub use stage_read::{ReadMode, StageReadExec};

@@ -27,6 +27,8 @@ pub fn new_context(
     let mut session = SessionConfig::new()
         .with_target_partitions(config.total_threads().max(1))
         .with_information_schema(true);
+    // Plans decoded here find the partition functions by name.
+    session = session.with_extension(Arc::new(config.registry.clone()));
     if let Some(batch_size) = config.batch_size {
         session = session.with_batch_size(batch_size);
     }

@@ -23,6 +23,7 @@
 //! ```
 
 mod function;
+mod partition;
 mod scalar;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 
 pub use function::{Fallible, Infallible, TaskFunction};
+pub use partition::{PartitionFn, partition};
 pub use scalar::{ScalarFn, SqlArg, SqlResult, scalar};
 
 use crate::worker::{FunctionJob, TaskFn};
@@ -42,6 +44,7 @@ use crate::worker::{FunctionJob, TaskFn};
 pub struct Registry {
     scalars: Arc<BTreeMap<String, ScalarUDF>>,
     functions: Arc<BTreeMap<String, Registered>>,
+    partitions: Arc<BTreeMap<String, PartitionFn>>,
 }
 
 /// A task function as registered.
@@ -110,6 +113,24 @@ impl Registry {
         self
     }
 
+    /// Adds a partition function (for `map_partitions` on workers of other
+    /// processes); a later one of the same name replaces it.
+    pub fn add_partition(&mut self, function: PartitionFn) -> &mut Self {
+        Arc::make_mut(&mut self.partitions).insert(function.name().to_string(), function);
+        self
+    }
+
+    /// [`add_partition`](Self::add_partition), by value.
+    pub fn with_partition(mut self, function: PartitionFn) -> Self {
+        self.add_partition(function);
+        self
+    }
+
+    /// The partition function `name`.
+    pub fn partition(&self, name: &str) -> Option<&PartitionFn> {
+        self.partitions.get(name)
+    }
+
     fn insert(&mut self, name: &str, arity: usize, code: TaskFn) -> &mut Self {
         Arc::make_mut(&mut self.functions).insert(name.to_string(), Registered { arity, code });
         self
@@ -133,12 +154,14 @@ impl Registry {
         })
     }
 
-    /// Every name, scalar UDFs and task functions, sorted: what a worker announces.
+    /// Every name, scalar UDFs, task and partition functions, sorted: what a
+    /// worker announces.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .scalars
             .keys()
             .chain(self.functions.keys())
+            .chain(self.partitions.keys())
             .cloned()
             .collect();
         names.sort();
@@ -152,6 +175,7 @@ impl fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("scalars", &self.scalars.keys().collect::<Vec<_>>())
             .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .field("partitions", &self.partitions.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -161,6 +185,7 @@ impl PartialEq for Registry {
     fn eq(&self, other: &Self) -> bool {
         self.scalars.keys().eq(other.scalars.keys())
             && self.functions.keys().eq(other.functions.keys())
+            && self.partitions.keys().eq(other.partitions.keys())
     }
 }
 

@@ -43,7 +43,9 @@ impl Process {
         command
             .current_dir(dir)
             .args(args)
-            .env("RUST_LOG", "info")
+            // Workers also log each stage plan they decode, so tests can see
+            // where a plan ran.
+            .env("RUST_LOG", "info,rask::comm::worker_node=debug")
             .env_remove("RASK_AUTH_TOKEN")
             .env_remove("RASK_SCHEDULER")
             // Closed when the test process ends, however it ends: the

@@ -6,6 +6,7 @@ use rask::arrow::record_batch::RecordBatch;
 use rask::datafusion::prelude::{col, lit};
 use rask::{Client, DataFrame, How, LocalCluster};
 
+use crate::functions::custom_worker::with_z;
 use crate::shared_data::assert_matches_duckdb;
 use crate::support::{repository_root, shared_data};
 
@@ -355,4 +356,84 @@ async fn frames_start_from_files_generators_and_batches_and_write_files() {
         "{missing}"
     );
     assert!(client.from_batches(Vec::new()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_partitions_runs_in_the_tasks_of_its_input() {
+    let client = cluster();
+    let function = rask::udf::partition("with_z", with_z);
+    let mapped = client
+        .timeseries()
+        .build()
+        .unwrap()
+        .map_partitions(&function)
+        .unwrap();
+    assert_eq!(mapped.columns(), ["timestamp", "id", "name", "x", "y", "z"]);
+    let structure = mapped.structure().await.unwrap();
+    assert_eq!((structure.npartitions, structure.tasks), (30, 30));
+    assert!(
+        structure
+            .to_string()
+            .ends_with("rask Name: map-partitions, 30 tasks"),
+        "{structure}"
+    );
+    let sums = mapped
+        .clone()
+        .groupby(["name"])
+        .agg([("z", "sum")])
+        .unwrap();
+    let expected = sql_rows(
+        &client,
+        "SELECT name, sum(x * y) FROM timeseries() GROUP BY name ORDER BY name",
+    )
+    .await;
+    assert_eq!(rows(sums).await, expected);
+    assert_eq!(mapped.count().await.unwrap(), 2_592_000);
+
+    // An error on data fails the query with the function's name and message.
+    let picky = rask::udf::partition("picky", |batch: RecordBatch| {
+        if batch.num_rows() > 0 {
+            Err(format!("{} rows is too many", batch.num_rows()))
+        } else {
+            Ok(batch)
+        }
+    });
+    let df = client.timeseries().end("2000-01-02").build().unwrap();
+    let err = df
+        .clone()
+        .map_partitions(&picky)
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("map_partitions picky: "), "{err}");
+    assert!(err.to_string().contains("rows is too many"), "{err}");
+    // A panic too; the workers live on.
+    let panicky = rask::udf::partition("panicky", |batch: RecordBatch| {
+        if batch.num_rows() > 0 {
+            panic!("no rows wanted");
+        }
+        Ok::<_, String>(batch)
+    });
+    let err = df
+        .clone()
+        .map_partitions(&panicky)
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("map_partitions panicky: panicked: no rows wanted"),
+        "{err}"
+    );
+    assert_eq!(df.clone().count().await.unwrap(), 86_400);
+    // One that fails on an empty batch cannot say what it returns: refused at once.
+    let hopeless =
+        rask::udf::partition("hopeless", |_: RecordBatch| Err::<RecordBatch, _>("never"));
+    let err = df.map_partitions(&hopeless).unwrap_err();
+    assert!(
+        err.to_string().contains("map_partitions hopeless: never"),
+        "{err}"
+    );
 }

@@ -17,7 +17,7 @@ use crate::support::{rask, repository_root, run, sql_error};
 
 #[allow(dead_code)]
 #[path = "../../cli/examples/custom_worker.rs"]
-mod custom_worker;
+pub(crate) mod custom_worker;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("a runtime")
@@ -100,6 +100,38 @@ fn custom_workers_run_registered_udfs_and_task_functions_by_name() {
         );
         let err = graph.call(&registry, "nope", &[]).unwrap_err();
         assert!(err.to_string().contains("no task function nope"), "{err}");
+
+        // A registered partition function runs on the workers, by name.
+        let with_z = registry.partition("with_z").expect("with_z is registered");
+        let sums = client
+            .timeseries()
+            .end("2000-01-03")
+            .build()
+            .unwrap()
+            .map_partitions(with_z)
+            .unwrap()
+            .groupby(["name"])
+            .agg([("z", "sum")])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let local = Client::local().unwrap();
+        let expected = local
+            .sql("SELECT name, sum(x * y) AS z FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name ORDER BY name")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            rask::output::format_rows(&sums).unwrap(),
+            rask::output::format_rows(&expected).unwrap()
+        );
+        assert!(
+            cluster.workers.count("MapPartitionsExec: with_z") > 0,
+            "the workers ran with_z"
+        );
     });
 }
 

@@ -4,7 +4,12 @@
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::logical_expr::{Expr, Partitioning, ScalarUDF, col};
+use std::sync::Arc;
+
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Partitioning, ScalarUDF, col};
+
+use crate::exec::MapPartitionsNode;
+use crate::udf::PartitionFn;
 
 use super::DataFrame;
 use super::groupby::GroupBy;
@@ -102,6 +107,22 @@ impl DataFrame {
     pub fn apply(self, column_name: &str, udf: &ScalarUDF) -> Result<DataFrame> {
         let expr = udf.call(vec![column(column_name)]).alias(column_name);
         self.map(|df| df.select(vec![expr]))
+    }
+
+    /// `function` over every batch of every partition (Dask's
+    /// `map_partitions`), in the tasks that make them: no extra stage. The
+    /// output columns are declared on the function or found by running it on
+    /// an empty batch. On workers of other processes it runs by name: register
+    /// it in their binary's registry ([`Registry::with_partition`](crate::udf::Registry::with_partition)).
+    pub fn map_partitions(self, function: &PartitionFn) -> Result<DataFrame> {
+        let (state, plan) = self.inner.into_parts();
+        let node = MapPartitionsNode::try_new(plan, function.clone())?;
+        let plan = LogicalPlan::Extension(Extension {
+            node: Arc::new(node),
+        });
+        Ok(DataFrame::new(datafusion::dataframe::DataFrame::new(
+            state, plan,
+        )))
     }
 
     /// The distinct values of `column_name`, in one column (Dask's `unique`).
