@@ -246,6 +246,11 @@ pub struct QueryArgs {
     /// Show the stages and task counts each query would run as, instead of running it.
     #[arg(long)]
     pub explain: bool,
+
+    /// Also write each query's task graph to this file: SVG, or Graphviz DOT
+    /// when it ends in `.dot` (with several queries, the last one's).
+    #[arg(long, value_name = "FILE")]
+    pub visualize: Option<PathBuf>,
 }
 
 /// How many rows the table view shows.

@@ -11,6 +11,7 @@ use crate::runner::{Outcome, Runner, print_error};
 /// Returns whether everything succeeded.
 pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
     runner.explain = args.explain;
+    runner.visualize = args.visualize.clone();
     if args.commands.is_empty() && args.files.is_empty() {
         print_error("nothing to run: give SQL with -c \"SQL\" or a file with -f FILE");
         return false;

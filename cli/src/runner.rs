@@ -22,6 +22,8 @@ pub struct Runner {
     pub timing: bool,
     /// Print each query's stages and task counts instead of running it.
     pub explain: bool,
+    /// Where to write each query's task graph, if anywhere.
+    pub visualize: Option<std::path::PathBuf>,
 }
 
 /// How running a piece of SQL ended.
@@ -43,6 +45,7 @@ impl Runner {
             maxrows: args.maxrows.0,
             timing: args.timing,
             explain: false,
+            visualize: None,
         }
     }
 
@@ -78,6 +81,11 @@ impl Runner {
         }
         let started = Instant::now();
         let frame = self.client.sql(sql).await?;
+        if let Some(path) = &self.visualize
+            && !frame.logical_plan().schema().fields().is_empty()
+        {
+            frame.visualize(path).await?;
+        }
         let mut stream = frame.stream().await?;
         let stdout = Stdout::default();
         let closed = stdout.closed.clone();

@@ -214,7 +214,7 @@ impl ExecutionPlan for MapPartitionsExec {
         let batches = input.map(move |batch| {
             let out = function
                 .call(batch?)
-                .map_err(|message| DataFusionError::Execution(message))?;
+                .map_err(DataFusionError::Execution)?;
             if out.schema().fields() != expected.fields() {
                 return Err(DataFusionError::Execution(format!(
                     "map_partitions {}: returned columns {:?}, not the {:?} it returned for an empty batch (declare them with PartitionFn::with_schema)",

@@ -6,6 +6,7 @@
 
 pub mod script;
 pub mod stages;
+mod visualize;
 
 use std::fmt;
 
@@ -13,6 +14,7 @@ use datafusion::error::DataFusionError;
 
 pub use script::{Statement, split_statements};
 pub use stages::{StageGraph, Uncuttable};
+pub use visualize::MAX_DRAWN_TASKS;
 
 /// A position in SQL text: 1-based line and column (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -437,3 +437,59 @@ async fn map_partitions_runs_in_the_tasks_of_its_input() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visualize_draws_every_task_coloured_by_operation() {
+    let client = cluster();
+    let grouped = client
+        .timeseries()
+        .build()
+        .unwrap()
+        .groupby(["name"])
+        .agg([("x", "max"), ("y", "mean")])
+        .unwrap();
+    let explained = grouped.explain().await.unwrap();
+    assert!(explained.starts_with("2 stages, 32 tasks"), "{explained}");
+    let dir = tempfile::tempdir().unwrap();
+    let svg_path = dir.path().join("graph.svg");
+    grouped.visualize(&svg_path).await.unwrap();
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("<circle").count(), 32, "one circle a task");
+    // 30 partial aggregates all feed both final aggregates; those feed the client.
+    assert_eq!(svg.matches("<line").count(), 30 * 2 + 2);
+    assert!(
+        svg.contains("aggregate × 30") && svg.contains("sort × 2"),
+        "{svg}"
+    );
+    assert!(svg.contains("sort-preserving-merge in the client"), "{svg}");
+    let colours: std::collections::BTreeSet<&str> = svg
+        .split("<circle")
+        .skip(1)
+        .filter_map(|c| c.split("fill=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(colours.len(), 2, "one colour per operation: {colours:?}");
+
+    let dot_path = dir.path().join("graph.dot");
+    grouped.visualize(&dot_path).await.unwrap();
+    let dot = std::fs::read_to_string(&dot_path).unwrap();
+    assert!(dot.starts_with("digraph tasks {"), "{dot}");
+    assert_eq!(dot.matches("shape=circle").count(), 32);
+    assert_eq!(dot.matches(" -> ").count(), 30 * 2 + 2);
+
+    // The same from the command line.
+    let out = dir.path().join("query.svg");
+    crate::support::run(crate::support::rask().args([
+        "query",
+        "--visualize",
+        &out.display().to_string(),
+        "-c",
+        "SELECT name, max(x), avg(y) FROM timeseries() GROUP BY name ORDER BY name",
+    ]))
+    .success();
+    let drawn = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(drawn.matches("<circle").count(), 32);
+}

@@ -118,6 +118,20 @@ impl DataFrame {
         }
     }
 
+    /// The stages and tasks this frame runs as, one line a stage (what
+    /// `EXPLAIN` adds after DataFusion's plans).
+    pub async fn explain(&self) -> Result<String> {
+        Ok(self.stages().await?.to_string())
+    }
+
+    /// Writes the task graph to `path`: Graphviz DOT when it ends in `.dot`,
+    /// otherwise a standalone SVG (no Graphviz needed), one colour per
+    /// operation.
+    pub async fn visualize(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let graph = self.stages().await?;
+        write_graph(&graph, path.as_ref())
+    }
+
     /// What the result will look like and what computing it takes, as Dask's
     /// `df` display shows: columns and types, partitions, operation and tasks.
     pub async fn structure(&self) -> Result<Structure> {
@@ -139,6 +153,18 @@ impl DataFrame {
     pub fn into_datafusion(self) -> datafusion::dataframe::DataFrame {
         self.inner
     }
+}
+
+/// Writes `graph` to `path`, as DOT or SVG by its extension.
+pub fn write_graph(graph: &StageGraph, path: &std::path::Path) -> Result<()> {
+    let text = match path.extension().and_then(|e| e.to_str()) {
+        Some("dot" | "gv") => graph.to_dot(),
+        _ => graph.to_svg(),
+    };
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The cluster node of `plan`: its root, or under the merge the client runs.
