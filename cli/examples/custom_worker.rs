@@ -27,10 +27,8 @@ use rask::arrow::error::ArrowError;
 use rask::arrow::record_batch::RecordBatch;
 use rask::udf::{self, Registry};
 
-/// `x²`, for SQL and dataframe expressions.
-fn square(x: f64) -> f64 {
-    x * x
-}
+#[path = "../../examples/walkthrough/functions.rs"]
+mod walkthrough;
 
 /// A task function: the sum of two task results.
 fn add(a: &i64, b: &i64) -> i64 {
@@ -81,10 +79,10 @@ fn crash() -> i64 {
     std::process::abort()
 }
 
-/// The functions this binary's workers carry.
+/// The functions this binary's workers carry: the walkthrough's
+/// (`examples/walkthrough.rs`) and the ones below.
 pub fn registry() -> Registry {
-    Registry::new()
-        .with_scalar(udf::scalar("square", square))
+    walkthrough::registry()
         .with_function("add", add)
         .with_function("seven", seven)
         .with_try_function("checked_half", checked_half)

@@ -244,19 +244,24 @@ impl ProcessCluster {
 }
 
 /// The example worker binary `cli/examples/custom_worker.rs` (built on
-/// `rask_cli::main_with`), built beside the tests: `cargo test` and nextest
-/// build the examples with the test targets.
+/// `rask_cli::main_with`).
 pub fn custom_worker_binary() -> std::path::PathBuf {
+    example_binary("custom_worker")
+}
+
+/// The example program `name`, built beside the tests: `cargo test` and
+/// nextest build the examples with the test targets.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/<test>-… → target/<profile>/examples/custom_worker
+    // target/<profile>/deps/<test>-… → target/<profile>/examples/<name>
     let path = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("custom_worker"))
+        .map(|profile| profile.join("examples").join(name))
         .expect("a target folder");
     assert!(
         path.exists(),
-        "{} is missing: build it with `cargo build -p rask-cli --examples`",
+        "{} is missing: build it with `cargo build --workspace --examples`",
         path.display()
     );
     path

@@ -272,3 +272,55 @@ fn scattered_values_are_read_where_they_live_and_lost_clearly_with_their_worker(
         assert_eq!(kept.get::<i64>().unwrap(), &122);
     });
 }
+
+/// What the walkthrough example prints, on whichever cluster it ran.
+fn assert_walkthrough_output(stdout: &str) {
+    for expected in [
+        "rask Name: timeseries, 30 tasks",
+        "rask Name: sort-preserving-merge, 32 tasks",
+        "2 stages, 32 tasks",
+        "| Alice   |",
+        "5 rows × 3 columns",
+        "x2\n",
+        "rask Name: map-partitions, 30 tasks",
+        "big_string",
+        "937-Charlie",
+        "2592000 rows × 8 columns",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_walkthrough_example_runs_on_the_local_cluster_and_on_workers_of_other_processes() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let example = crate::processes::example_binary("walkthrough");
+    let local = run(std::process::Command::new(&example).current_dir(dir.path())).success();
+    assert_walkthrough_output(&local.stdout);
+    let svg = std::fs::read_to_string(dir.path().join("walkthrough-groupby.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 32);
+
+    let root = repository_root();
+    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);
+    cluster.scheduler.wait_for("registered:");
+    let remote = run(std::process::Command::new(&example)
+        .current_dir(dir.path())
+        .args(["--scheduler", &cluster.address]))
+    .success();
+    assert_walkthrough_output(&remote.stdout);
+    assert!(
+        remote.stdout.contains(&cluster.address),
+        "{}",
+        remote.stdout
+    );
+    assert!(
+        cluster
+            .workers
+            .count("MapPartitionsExec: my_multi_function")
+            > 0,
+        "the workers ran my_multi_function"
+    );
+}
