@@ -215,6 +215,8 @@ async fn walkthrough(
         );
     }
 
+    dataframe_udfs(runs, &client).await?;
+
     // The same groupby on a cluster of processes: a scheduler and two workers
     // sharing the same cores (`threads / 2` threads each), against bare DataFusion.
     let per_worker = (threads / 2).max(1);
@@ -247,6 +249,63 @@ async fn walkthrough(
         rate / 1e6
     );
     Ok(())
+}
+
+/// The walkthrough's `apply` and `map_partitions` on the month, each against
+/// the plain rask frame it stands for, in the same run.
+async fn dataframe_udfs(
+    runs: usize,
+    client: &rask::Client,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use rask::datafusion::prelude::col;
+    let square = rask::udf::scalar("square", |x: f64| x * x);
+    let month = || client.timeseries().build();
+    let applied =
+        || -> rask::Result<rask::DataFrame> { month()?.apply("x", &square)?.agg([("x", "sum")]) };
+    let native = || -> rask::Result<rask::DataFrame> {
+        month()?
+            .select_exprs(vec![(col("x") * col("x")).alias("x")])?
+            .agg([("x", "sum")])
+    };
+    let (a, n) = alternate_frames(runs, applied, native).await?;
+    println!();
+    report_pair(
+        "apply(x, square) then sum, vs the expression x * x (rask, in process)",
+        ("apply", &a),
+        ("x * x", &n),
+    );
+    let identity = rask::udf::partition("identity", |batch| Ok::<_, String>(batch));
+    let mapped = || month()?.map_partitions(&identity);
+    let (m, p) = alternate_frames(runs, mapped, month).await?;
+    report_pair(
+        "map_partitions(identity), every row to the client, vs the plain frame (rask, in process)",
+        ("map_partitions", &m),
+        ("plain", &p),
+    );
+    Ok(())
+}
+
+/// Collects the frames `a` and `b` make alternately, `runs` times after one
+/// warm-up each; returns their times.
+async fn alternate_frames(
+    runs: usize,
+    a: impl Fn() -> rask::Result<rask::DataFrame>,
+    b: impl Fn() -> rask::Result<rask::DataFrame>,
+) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for i in 0..=runs {
+        let started = Instant::now();
+        a()?.collect().await?;
+        let ta = started.elapsed();
+        let started = Instant::now();
+        b()?.collect().await?;
+        let tb = started.elapsed();
+        if i > 0 {
+            first.push(ta);
+            second.push(tb);
+        }
+    }
+    Ok((first, second))
 }
 
 /// Runs `sql` on `client` and on `ctx` alternately, `runs` times after one
@@ -424,17 +483,24 @@ impl Stats {
 }
 
 fn report(what: &str, ours: &[Duration], theirs: &[Duration]) {
-    let (r, d) = (Stats::of(ours), Stats::of(theirs));
+    report_pair(what, ("rask", ours), ("DataFusion", theirs));
+}
+
+/// Two timings of the same work, their medians and ranges, and the ratio of
+/// the first to the second.
+fn report_pair(what: &str, (a_name, a): (&str, &[Duration]), (b_name, b): (&str, &[Duration])) {
+    let (r, d) = (Stats::of(a), Stats::of(b));
     println!("{what}");
+    let width = a_name.len().max(b_name.len()).max(10);
     println!(
-        "  rask        median {:8.1} ms   ({:.1} – {:.1})",
+        "  {a_name:<width$}  median {:8.1} ms   ({:.1} – {:.1})",
         r.median, r.min, r.max
     );
     println!(
-        "  DataFusion  median {:8.1} ms   ({:.1} – {:.1})",
+        "  {b_name:<width$}  median {:8.1} ms   ({:.1} – {:.1})",
         d.median, d.min, d.max
     );
-    println!("  ratio rask / DataFusion: {:.3}", r.median / d.median);
+    println!("  ratio {a_name} / {b_name}: {:.3}", r.median / d.median);
 }
 
 /// Generates every partition of `spec` on this thread; returns rows per second.
