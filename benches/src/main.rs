@@ -274,7 +274,7 @@ async fn dataframe_udfs(
         ("apply", &a),
         ("x * x", &n),
     );
-    let identity = rask::udf::partition("identity", |batch| Ok::<_, String>(batch));
+    let identity = rask::udf::partition("identity", Ok::<_, String>);
     let mapped = || month()?.map_partitions(&identity);
     let (m, p) = alternate_frames(runs, mapped, month).await?;
     report_pair(

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use datafusion::prelude::SessionContext;
 
 pub use config::Config;
-pub use dataframe::{Agg, DataFrame, GroupBy, How, Structure, TimeseriesBuilder, write_graph};
+pub use dataframe::{Agg, DataFrame, GroupBy, How, Structure, TimeseriesBuilder};
 pub use future::{Future, FutureStatus};
 pub use info::{ClusterInfo, WorkerInfo, format_bytes};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};

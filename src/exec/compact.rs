@@ -21,44 +21,36 @@ const SLACK: usize = 64 * 1024;
 /// buffer than its rows use copied into buffers of its own; other columns
 /// as they are (nested types are left alone).
 pub fn compact(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let wasteful = |column: &ArrayRef| match column.data_type() {
-        DataType::Utf8View => {
-            let a = column.as_string_view();
-            wasteful_views(
-                a.data_buffers().iter().map(|b| b.len()).sum(),
-                a.total_buffer_bytes_used(),
-            )
-        }
-        DataType::BinaryView => {
-            let a = column.as_binary_view();
-            wasteful_views(
-                a.data_buffers().iter().map(|b| b.len()).sum(),
-                a.total_buffer_bytes_used(),
-            )
-        }
-        _ => false,
-    };
-    if !batch.columns().iter().any(wasteful) {
+    let compacted: Vec<Option<ArrayRef>> = batch.columns().iter().map(compacted).collect();
+    if compacted.iter().all(Option::is_none) {
         return Ok(batch);
     }
-    let columns: Vec<ArrayRef> = batch
-        .columns()
-        .iter()
-        .map(|column| match column.data_type() {
-            DataType::Utf8View if wasteful(column) => {
-                Arc::new(column.as_string_view().gc()) as ArrayRef
-            }
-            DataType::BinaryView if wasteful(column) => {
-                Arc::new(column.as_binary_view().gc()) as ArrayRef
-            }
-            _ => Arc::clone(column),
-        })
+    let columns = compacted
+        .into_iter()
+        .zip(batch.columns())
+        .map(|(new, old)| new.unwrap_or_else(|| Arc::clone(old)))
         .collect();
     RecordBatch::try_new(batch.schema(), columns)
 }
 
-fn wasteful_views(allocated: usize, used: usize) -> bool {
-    allocated > 2 * used + SLACK
+/// `column` copied into fresh buffers, if it is a view array wasting them.
+fn compacted(column: &ArrayRef) -> Option<ArrayRef> {
+    let wasteful = |buffers: &[datafusion::arrow::buffer::Buffer], used: usize| {
+        buffers.iter().map(|b| b.len()).sum::<usize>() > 2 * used + SLACK
+    };
+    match column.data_type() {
+        DataType::Utf8View => {
+            let a = column.as_string_view();
+            wasteful(a.data_buffers(), a.total_buffer_bytes_used())
+                .then(|| Arc::new(a.gc()) as ArrayRef)
+        }
+        DataType::BinaryView => {
+            let a = column.as_binary_view();
+            wasteful(a.data_buffers(), a.total_buffer_bytes_used())
+                .then(|| Arc::new(a.gc()) as ArrayRef)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

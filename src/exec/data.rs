@@ -174,9 +174,7 @@ impl RemoteInput {
         }
         Err(last)
     }
-}
 
-impl RemoteInput {
     /// Bucket `bucket` (or all) of each of `inputs`, input by input, in one
     /// request to `worker` (which holds them all; the inputs share a source,
     /// as those of one process do). If that request fails, each input is read
@@ -221,30 +219,29 @@ impl StageInput {
         inputs: &[StageInput],
         bucket: Option<usize>,
     ) -> Result<Vec<RecordBatch>, FetchError> {
-        let mut by_worker: Vec<(u64, Vec<usize>)> = Vec::new();
+        // Remote inputs by first holder: their positions, and the inputs.
+        let mut by_worker: Vec<(u64, Vec<usize>, Vec<&RemoteInput>)> = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
             if let StageInput::Remote(remote) = input {
                 let worker = remote.holders.first().copied().unwrap_or(u64::MAX);
-                match by_worker.iter_mut().find(|(w, _)| *w == worker) {
-                    Some((_, group)) => group.push(i),
-                    None => by_worker.push((worker, vec![i])),
+                match by_worker.iter_mut().find(|(w, _, _)| *w == worker) {
+                    Some((_, positions, group)) => {
+                        positions.push(i);
+                        group.push(remote);
+                    }
+                    None => by_worker.push((worker, vec![i], vec![remote])),
                 }
             }
         }
-        let remote = |i: usize| match &inputs[i] {
-            StageInput::Remote(remote) => Some(remote),
-            StageInput::Held(_) => None,
-        };
-        let fetches = by_worker.iter().map(|(worker, group)| {
-            let group: Vec<&RemoteInput> = group.iter().filter_map(|&i| remote(i)).collect();
-            async move { RemoteInput::read_many(*worker, &group, bucket).await }
-        });
+        let fetches = by_worker
+            .iter()
+            .map(|(worker, _, group)| RemoteInput::read_many(*worker, group, bucket));
         let mut fetched: Vec<Option<Vec<RecordBatch>>> = vec![None; inputs.len()];
-        for ((_, group), batches) in by_worker
+        for ((_, positions, _), batches) in by_worker
             .iter()
             .zip(futures::future::try_join_all(fetches).await?)
         {
-            for (&i, batches) in group.iter().zip(batches) {
+            for (&i, batches) in positions.iter().zip(batches) {
                 fetched[i] = Some(batches);
             }
         }

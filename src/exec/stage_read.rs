@@ -62,23 +62,20 @@ impl StageReadExec {
         self.mode
     }
 
-    /// What partition `partition` reads: each input and the bucket of it (`None`
-    /// for all of it).
+    /// What partition `partition` reads: the inputs, and the bucket of each
+    /// (`None` for all of it).
     fn sources(
         &self,
         partition: usize,
         inputs: &TaskInputs,
-    ) -> Result<Vec<(StageInput, Option<usize>)>> {
+    ) -> Result<(Vec<StageInput>, Option<usize>)> {
         let outputs = inputs.stage(self.stage).ok_or_else(|| {
             internal_datafusion_err!("the inputs of stage {} are missing", self.stage)
         })?;
         Ok(match self.mode {
-            ReadMode::Bucket => outputs
-                .iter()
-                .map(|o| (o.clone(), Some(partition)))
-                .collect(),
+            ReadMode::Bucket => (outputs.to_vec(), Some(partition)),
             ReadMode::Whole => match outputs.get(partition) {
-                Some(output) => vec![(output.clone(), None)],
+                Some(output) => (vec![output.clone()], None),
                 None => return exec_err!("stage {} has no partition {partition}", self.stage),
             },
         })
@@ -126,12 +123,10 @@ impl ExecutionPlan for StageReadExec {
             .ok_or_else(|| {
                 internal_datafusion_err!("StageReadExec runs only inside a rask task")
             })?;
-        let sources = self.sources(partition, &inputs)?;
+        let (inputs, bucket) = self.sources(partition, &inputs)?;
         // Inputs are yielded in producer order, a window at a time: in this
         // process read in place, others fetched as the stream is polled, those
         // of one worker in a window in one request.
-        let bucket = sources.first().and_then(|(_, b)| *b);
-        let inputs: Vec<StageInput> = sources.into_iter().map(|(s, _)| s).collect();
         let windows: Vec<Vec<StageInput>> = inputs
             .chunks(INPUTS_PER_WINDOW)
             .map(<[_]>::to_vec)

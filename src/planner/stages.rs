@@ -101,15 +101,15 @@ impl StageGraph {
     /// through a worker. The stage below becomes the final stage.
     pub fn take_final_merge(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
         let n = self.stages.len();
-        let last = self.stages.last()?;
-        let plan = &last.plan;
+        let plan = &self.stages.last()?.plan;
         let merges = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
-        let reads_below = plan.children().as_slice().first().is_some_and(|child| {
-            child
+        let reads_below = match plan.children().as_slice() {
+            [child] => child
                 .downcast_ref::<StageReadExec>()
-                .is_some_and(|r| r.mode() == ReadMode::Whole && r.stage() + 2 == n)
-        });
-        if n < 2 || !merges || plan.children().len() != 1 || !reads_below {
+                .is_some_and(|r| r.mode() == ReadMode::Whole && r.stage() + 2 == n),
+            _ => false,
+        };
+        if !merges || !reads_below {
             return None;
         }
         let merge = Arc::clone(plan);

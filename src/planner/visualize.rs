@@ -46,10 +46,8 @@ impl StageGraph {
     fn edges(&self, input: usize, reader: usize, all_to_all: bool, partition: usize) -> Vec<usize> {
         let n = self.stages[input].partitions();
         let readers = self.stages[reader].partitions();
-        if all_to_all {
-            (0..n).collect()
-        } else if readers == 1 {
-            // One task reading a whole stage (a merge, a collected build side).
+        // A shuffle, or one task reading a whole stage (a merge, a build side).
+        if all_to_all || readers == 1 {
             (0..n).collect()
         } else {
             vec![partition.min(n.saturating_sub(1))]

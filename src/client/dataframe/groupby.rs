@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use datafusion::functions_aggregate::expr_fn as f;
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::logical_expr::{Expr, lit};
 
 use super::DataFrame;
 use crate::{Error, Result};
@@ -71,7 +71,7 @@ impl Agg {
 
     /// The aggregate expression over `column`.
     pub fn of(self, column: &str) -> Expr {
-        let c = col(column_ref(column));
+        let c = super::column(column);
         match self {
             Agg::Count => f::count(c),
             Agg::Size => f::count(lit(1)),
@@ -116,11 +116,6 @@ impl FromStr for Agg {
                 ))
             })
     }
-}
-
-/// A column name as DataFusion's `col` reads it: quoted, so case and dots are kept.
-fn column_ref(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A [`DataFrame`] grouped by key columns, waiting for its aggregations.
@@ -171,7 +166,7 @@ impl GroupBy {
 
     /// Aggregates with DataFusion expressions (`max(col("x")).alias("top")`).
     pub fn aggregate(self, exprs: Vec<Expr>) -> Result<DataFrame> {
-        let keys: Vec<Expr> = self.keys.iter().map(|k| col(column_ref(k))).collect();
+        let keys: Vec<Expr> = self.keys.iter().map(|k| super::column(k)).collect();
         let order: Vec<_> = keys.iter().map(|k| k.clone().sort(true, false)).collect();
         // Sorted by the keys, as Dask's groupby results are.
         self.frame.map(|df| {

@@ -136,15 +136,18 @@ impl DataFrame {
     /// `df` display shows: columns and types, partitions, operation and tasks.
     pub async fn structure(&self) -> Result<Structure> {
         let graph = self.stages().await?;
-        let last = graph.stages.len() - 1;
-        let npartitions = match graph.merge() {
-            Some(_) => 1,
-            None => graph.final_stage().partitions(),
+        // A merge in the client makes one partition of the final stage's.
+        let (npartitions, operation) = match graph.merge() {
+            Some(merge) => (1, merge),
+            None => (
+                graph.final_stage().partitions(),
+                graph.operation(graph.stages.len() - 1),
+            ),
         };
         Ok(Structure {
             schema: self.schema(),
             npartitions,
-            operation: graph.merge().unwrap_or(graph.operation(last)).to_string(),
+            operation: operation.to_string(),
             tasks: graph.task_count(),
         })
     }
@@ -155,8 +158,14 @@ impl DataFrame {
     }
 }
 
+/// Column `name` as an expression, quoted so case and dots are kept
+/// (DataFusion's `col` would lower-case `Name` and split `a.b`).
+fn column(name: &str) -> datafusion::logical_expr::Expr {
+    datafusion::logical_expr::col(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
 /// Writes `graph` to `path`, as DOT or SVG by its extension.
-pub fn write_graph(graph: &StageGraph, path: &std::path::Path) -> Result<()> {
+fn write_graph(graph: &StageGraph, path: &std::path::Path) -> Result<()> {
     let text = match path.extension().and_then(|e| e.to_str()) {
         Some("dot" | "gv") => graph.to_dot(),
         _ => graph.to_svg(),

@@ -1,19 +1,18 @@
 //! The Dask-style operations of a [`DataFrame`]: each returns a new lazy frame
 //! (or, for `head`, `compute` and the writers, runs it).
 
+use std::sync::Arc;
+
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrameWriteOptions;
-use std::sync::Arc;
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Partitioning, ScalarUDF};
 
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Partitioning, ScalarUDF, col};
-
-use crate::exec::MapPartitionsNode;
-use crate::udf::PartitionFn;
-
-use super::DataFrame;
 use super::groupby::GroupBy;
+use super::{DataFrame, column};
+use crate::exec::MapPartitionsNode;
 use crate::output::{self, Format};
+use crate::udf::PartitionFn;
 use crate::{Error, Result};
 
 /// How [`DataFrame::merge`] joins, as pandas' `how=`.
@@ -27,11 +26,6 @@ pub enum How {
     Right,
     /// Every row of both sides.
     Outer,
-}
-
-/// A column name as DataFusion's `col` reads it: quoted, so case and dots are kept.
-fn column(name: &str) -> Expr {
-    col(format!("\"{}\"", name.replace('"', "\"\"")))
 }
 
 /// Column `name` of the join side `table` (`left` or `right`).

@@ -111,19 +111,13 @@ impl Client {
         let read = self
             .session()
             .read_parquet(path, ParquetReadOptions::default());
-        let frame = crate::error::catch_panics(read)
-            .await?
-            .map_err(|e| read_error(path, e))?;
-        Ok(DataFrame::new(frame))
+        read_frame(path, read).await
     }
 
     /// CSV files with a header row (types inferred), as [`read_parquet`](Self::read_parquet) finds them.
     pub async fn read_csv(&self, path: &str) -> Result<DataFrame> {
         let read = self.session().read_csv(path, CsvReadOptions::new());
-        let frame = crate::error::catch_panics(read)
-            .await?
-            .map_err(|e| read_error(path, e))?;
-        Ok(DataFrame::new(frame))
+        read_frame(path, read).await
     }
 
     /// Newline-delimited JSON files, as [`read_parquet`](Self::read_parquet) finds them.
@@ -133,10 +127,7 @@ impl Client {
             ..JsonReadOptions::default()
         };
         let read = self.session().read_json(path, options);
-        let frame = crate::error::catch_panics(read)
-            .await?
-            .map_err(|e| read_error(path, e))?;
-        Ok(DataFrame::new(frame))
+        read_frame(path, read).await
     }
 
     /// A frame over batches already in memory (one partition per batch).
@@ -151,7 +142,13 @@ impl Client {
     }
 }
 
-/// `error`, saying which path could not be read.
-fn read_error(path: &str, error: datafusion::error::DataFusionError) -> Error {
-    Error::Config(format!("cannot read {path}: {error}"))
+/// The frame `reading` makes of `path`; its error says which path could not be read.
+async fn read_frame(
+    path: &str,
+    reading: impl Future<Output = datafusion::error::Result<datafusion::dataframe::DataFrame>>,
+) -> Result<DataFrame> {
+    let frame = crate::error::catch_panics(reading)
+        .await?
+        .map_err(|e| Error::Config(format!("cannot read {path}: {e}")))?;
+    Ok(DataFrame::new(frame))
 }
