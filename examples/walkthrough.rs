@@ -1,5 +1,6 @@
 //! The walkthrough's dataframe half, step by step, as Dask users run it:
-//! a lazy timeseries, a groupby-agg, an `apply`, a `map_partitions`.
+//! a lazy timeseries, a groupby-agg (persisted, then queried again), an
+//! `apply`, a `map_partitions`.
 //!
 //! ```text
 //! cargo run --release --example walkthrough                          # the local cluster
@@ -14,7 +15,7 @@
 mod functions;
 
 use rask::Client;
-use rask::datafusion::prelude::col;
+use rask::datafusion::prelude::{col, lit};
 
 #[tokio::main]
 async fn main() -> rask::Result<()> {
@@ -53,12 +54,27 @@ async fn main() -> rask::Result<()> {
         .await?;
     println!("task graph written to walkthrough-groupby.svg\n");
 
-    // Computed on the cluster.
-    let some_groupby_agg_computed = some_groupby_agg_operation.limit(5)?;
+    // Computed on the cluster, and kept there: later queries read the
+    // result in the workers' memory instead of computing it again.
+    let some_groupby_agg_computed = some_groupby_agg_operation.persist().await?;
+    println!(
+        "some_groupby_agg_computed\n{}\n",
+        some_groupby_agg_computed.structure().await?
+    );
     println!(
         "some_groupby_agg_computed.head()\n{}\n",
-        some_groupby_agg_computed.to_table(None).await?
+        some_groupby_agg_computed
+            .clone()
+            .limit(5)?
+            .to_table(None)
+            .await?
     );
+    let positive_y = some_groupby_agg_computed.filter(col("y").gt(lit(0.0)))?;
+    println!(
+        "groups with a positive mean y\n{}\n",
+        positive_y.structure().await?
+    );
+    println!("{}", positive_y.to_table(None).await?);
 
     // df['x2'] = df['x'].apply(lambda val: val**2), typed: no meta= guess.
     let square = rask::udf::scalar("square", functions::square);

@@ -109,6 +109,11 @@ impl LocalCluster {
         self.server.task_count()
     }
 
+    /// How many tasks have finished on this cluster since it started.
+    pub fn tasks_finished(&self) -> u64 {
+        self.server.tasks_finished()
+    }
+
     /// How many results the workers hold, all together.
     pub fn results_held(&self) -> usize {
         self.peers.results_held()

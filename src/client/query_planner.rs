@@ -66,6 +66,10 @@ impl ClusterQueryPlanner {
                 return Ok(plan);
             }
         };
+        if graph.only_reads_persisted() {
+            // The client reads the persisted partitions itself: no task to run.
+            return Ok(plan);
+        }
         let functions = self.functions(&graph)?;
         match self.connection.cluster().tasks(&graph) {
             Ok(mut tasks) => {
@@ -207,6 +211,33 @@ pub(crate) fn tasks(graph: &StageGraph, encoded: Option<&[Arc<EncodedStage>]>) -
     tasks
 }
 
+/// The tasks of `tasks` that `key` needs, itself included, in their order.
+fn needed_by(tasks: &[TaskSpec], key: &Key) -> Vec<TaskSpec> {
+    let index: crate::key::KeyMap<usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.key.clone(), i))
+        .collect();
+    let mut needed = vec![false; tasks.len()];
+    let mut stack: Vec<usize> = index.get(key).copied().into_iter().collect();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut needed[i], true) {
+            continue;
+        }
+        stack.extend(
+            tasks[i]
+                .dependencies
+                .iter()
+                .filter_map(|d| index.get(d).copied()),
+        );
+    }
+    tasks
+        .iter()
+        .zip(needed)
+        .filter_map(|(t, n)| n.then(|| t.clone()))
+        .collect()
+}
+
 /// A query running on the cluster, as one DataFusion node: partition `i` is the
 /// result of the final stage's task `i`.
 pub(crate) struct ClusterExec {
@@ -217,6 +248,9 @@ pub(crate) struct ClusterExec {
     properties: Arc<PlanProperties>,
     /// The futures of the final tasks once submitted; each partition takes its own.
     futures: Mutex<Option<Vec<Option<Future>>>>,
+    /// Whether each partition submits only the tasks it needs, when it is
+    /// run, rather than the first submitting the whole graph.
+    by_partition: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterExec {
@@ -228,7 +262,30 @@ impl ClusterExec {
             connection,
             properties,
             futures: Mutex::new(None),
+            by_partition: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// From now on, running a partition submits only the tasks that partition
+    /// needs (for `head`, which may not need them all).
+    pub fn submit_by_partition(&self) {
+        self.by_partition
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The futures of every final partition, submitting the graph the first time.
+    pub fn futures(&self) -> Vec<Future> {
+        (0..self.graph.final_stage().partitions())
+            .filter_map(|p| self.future(p))
+            .collect()
+    }
+
+    /// Submits the tasks final partition `partition` needs (known ones are
+    /// skipped by the scheduler) and returns its future.
+    fn submit_partition(&self, partition: usize) -> Option<Future> {
+        let key = self.graph.key(self.graph.stages.len() - 1, partition);
+        let needed = needed_by(&self.tasks.lock(), &key);
+        self.connection.submit(needed, vec![key]).pop()
     }
 
     /// The graph this node runs.
@@ -238,6 +295,9 @@ impl ClusterExec {
 
     /// The future of final partition `partition`, submitting the graph the first time.
     fn future(&self, partition: usize) -> Option<Future> {
+        if self.by_partition.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.submit_partition(partition);
+        }
         let mut futures = self.futures.lock();
         let submitted = futures.get_or_insert_with(|| {
             let tasks = std::mem::take(&mut *self.tasks.lock());

@@ -9,6 +9,7 @@ mod data;
 mod leaf;
 mod map_partitions;
 pub mod object_stores;
+mod persisted;
 pub mod session;
 mod stage_read;
 mod stage_task;
@@ -19,6 +20,7 @@ pub use data::{FetchError, RemoteInput, RemoteSource, StageInput, TaskData, Task
 pub(crate) use leaf::leaf_node_methods;
 pub use map_partitions::{MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
 pub use object_stores::ObjectStores;
+pub use persisted::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};
 pub use session::new_context;
 pub use stage_read::{ReadMode, StageReadExec};
 pub use stage_task::{StageOutput, StagePlan};

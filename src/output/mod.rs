@@ -97,12 +97,16 @@ pub fn to_string(
     maxrows: Option<usize>,
 ) -> Result<String> {
     let mut buffer = Vec::new();
-    let mut sink = sink(format, schema, maxrows, &mut buffer);
+    write_all(sink(format, schema, maxrows, &mut buffer), batches)?;
+    Ok(String::from_utf8_lossy(&buffer).into_owned())
+}
+
+/// Writes `batches` to `sink` and finishes it; returns the rows written.
+pub fn write_all(mut sink: Box<dyn ResultSink + '_>, batches: &[RecordBatch]) -> Result<u64> {
     for batch in batches {
         sink.write_batch(batch)?;
     }
-    sink.finish()?;
-    Ok(String::from_utf8_lossy(&buffer).into_owned())
+    sink.finish()
 }
 
 fn io_error(e: std::io::Error) -> crate::Error {

@@ -30,6 +30,8 @@ pub struct TableSink<W: Write> {
     tail: VecDeque<RecordBatch>,
     tail_rows: usize,
     total: u64,
+    /// Columns that are the frame's index, left out of the footer's count.
+    index_columns: usize,
 }
 
 impl<W: Write> TableSink<W> {
@@ -44,7 +46,16 @@ impl<W: Write> TableSink<W> {
             tail: VecDeque::new(),
             tail_rows: 0,
             total: 0,
+            index_columns: 0,
         }
+    }
+
+    /// Counts `n` columns as the frame's index, not as columns, in the
+    /// footer (`2592000 rows × 7 columns` for a timeseries with its
+    /// `timestamp` index, as pandas counts).
+    pub fn with_index_columns(mut self, n: usize) -> Self {
+        self.index_columns = n;
+        self
     }
 
     fn keep(&mut self, batch: &RecordBatch) {
@@ -127,7 +138,8 @@ impl<W: Write> ResultSink for TableSink<W> {
         }
         let total = self.total;
         writeln!(self.out, "{table}").map_err(super::io_error)?;
-        writeln!(self.out, "{}", footer(total, columns)).map_err(super::io_error)?;
+        let counted = columns.saturating_sub(self.index_columns);
+        writeln!(self.out, "{}", footer(total, counted)).map_err(super::io_error)?;
         self.out.flush().map_err(super::io_error)?;
         Ok(total)
     }

@@ -13,7 +13,7 @@ use std::fmt;
 use datafusion::error::DataFusionError;
 
 pub use script::{Statement, split_statements};
-pub use stages::{StageGraph, Uncuttable};
+pub use stages::{PERSISTED_STAGES, StageGraph, Uncuttable};
 pub use visualize::MAX_DRAWN_TASKS;
 
 /// A position in SQL text: 1-based line and column (columns count characters).

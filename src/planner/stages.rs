@@ -19,6 +19,10 @@
 //!   processes cannot see, so its probe side is merged first and the join runs
 //!   as one task.
 //!
+//! - at scans of persisted partitions ([`PersistedExec`]): a reader of their
+//!   keys replaces the scan, numbered from [`PERSISTED_STAGES`] up, so the
+//!   tasks above read the partitions where they are held.
+//!
 //! What remains above the last cut is the final stage. One task runs one
 //! partition of a stage; its key is `<operation>-<token>-<partition>`, the
 //! operation being the stage's root operator (`aggregate-3f9c1a2b-7`).
@@ -37,7 +41,9 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use datafusion::prelude::SessionConfig;
 
-use crate::exec::{ReadMode, StageOutput, StagePlan, StageReadExec};
+use crate::exec::{
+    PersistedExec, PersistedPartitions, ReadMode, StageOutput, StagePlan, StageReadExec,
+};
 use crate::key::Key;
 
 /// A query cut into stages, producers before consumers; the last is the final stage.
@@ -52,7 +58,15 @@ pub struct StageGraph {
     /// was taken off ([`take_final_merge`](Self::take_final_merge)), with its
     /// operation.
     merge: Option<(Arc<StagePlan>, String)>,
+    /// Persisted partitions the stages read: input `PERSISTED_STAGES + i` is
+    /// `persisted[i]`. Holding them keeps them on the cluster while the
+    /// query runs.
+    persisted: Vec<Arc<dyn PersistedPartitions>>,
 }
+
+/// The input number of the first persisted input a stage reads (stages
+/// proper are numbered from 0).
+pub const PERSISTED_STAGES: usize = 1 << 20;
 
 /// Why a plan cannot be cut into stages.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +90,7 @@ impl StageGraph {
     ) -> Result<StageGraph, Uncuttable> {
         let mut cutter = Cutter {
             stages: Vec::new(),
+            persisted: Vec::new(),
             config,
         };
         let root = cutter.cut(plan)?;
@@ -91,7 +106,51 @@ impl StageGraph {
             token,
             operations,
             merge: None,
+            persisted: cutter.persisted,
         })
+    }
+
+    /// The persisted partitions the stages read, in input order.
+    pub fn persisted(&self) -> &[Arc<dyn PersistedPartitions>] {
+        &self.persisted
+    }
+
+    /// The persisted partitions behind input `input`, if it is not a stage.
+    pub fn persisted_input(&self, input: usize) -> Option<&Arc<dyn PersistedPartitions>> {
+        input
+            .checked_sub(PERSISTED_STAGES)
+            .and_then(|i| self.persisted.get(i))
+    }
+
+    /// Whether the query only reads persisted partitions as they are, or
+    /// merges them (a persisted frame computed or displayed alone): the
+    /// client then reads them itself, and no task runs.
+    pub fn only_reads_persisted(&self) -> bool {
+        let [stage] = self.stages.as_slice() else {
+            return false;
+        };
+        let mut node = Arc::clone(&stage.plan);
+        loop {
+            if let Some(read) = node.downcast_ref::<StageReadExec>() {
+                return read.stage() >= PERSISTED_STAGES;
+            }
+            let projects_columns = node
+                .downcast_ref::<datafusion::physical_plan::projection::ProjectionExec>()
+                .is_some_and(|p| {
+                    p.expr().iter().all(|e| {
+                        e.expr
+                            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                            .is_some()
+                    })
+                });
+            let merges =
+                node.is::<CoalescePartitionsExec>() || node.is::<SortPreservingMergeExec>();
+            let child = node.children().first().map(|c| Arc::clone(*c));
+            match child {
+                Some(child) if projects_columns || merges => node = child,
+                _ => return false,
+            }
+        }
     }
 
     /// Takes off a final stage that only merges the partitions of the stage
@@ -159,8 +218,12 @@ impl StageGraph {
         format!("{}{stage:02x}", self.token)
     }
 
-    /// The keys of every task of `stage`, in partition order.
+    /// The keys of every task of `stage`, in partition order; for a
+    /// persisted input, the keys of its partitions.
     pub fn keys(&self, stage: usize) -> Vec<Key> {
+        if let Some(persisted) = self.persisted_input(stage) {
+            return persisted.keys().to_vec();
+        }
         (0..self.stages[stage].partitions())
             .map(|p| self.key(stage, p))
             .collect()
@@ -170,6 +233,14 @@ impl StageGraph {
 impl fmt::Display for StageGraph {
     /// One line per stage: its tasks, what it reads and how its output is laid out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.only_reads_persisted() {
+            let partitions: usize = self.persisted.iter().map(|p| p.keys().len()).sum();
+            return writeln!(
+                f,
+                "no tasks: the client reads {partitions} persisted partition{}",
+                if partitions == 1 { "" } else { "s" }
+            );
+        }
         let tasks = self.task_count();
         writeln!(
             f,
@@ -194,7 +265,14 @@ impl fmt::Display for StageGraph {
                 let inputs: Vec<String> = stage
                     .inputs
                     .iter()
-                    .map(|s| format!("stage {}", s + 1))
+                    .map(|&s| match self.persisted_input(s) {
+                        Some(p) => format!(
+                            "persisted {} ({} partitions)",
+                            p.operation(),
+                            p.keys().len()
+                        ),
+                        None => format!("stage {}", s + 1),
+                    })
                     .collect();
                 format!(", reads {}", inputs.join(" and "))
             };
@@ -216,6 +294,7 @@ impl fmt::Display for StageGraph {
 
 struct Cutter {
     stages: Vec<Arc<StagePlan>>,
+    persisted: Vec<Arc<dyn PersistedPartitions>>,
     config: Arc<SessionConfig>,
 }
 
@@ -240,6 +319,10 @@ impl Cutter {
                 StageOutput::Partitioned(repartition.partitioning().clone()),
             );
             return Ok(reader(stage, ReadMode::Bucket, repartition));
+        }
+        if let Some(scan) = plan.downcast_ref::<PersistedExec>() {
+            let input = self.persisted_input(scan.partitions());
+            return Ok(reader(input, ReadMode::Whole, scan));
         }
         let plan = with_one_probe_partition(plan)?;
         let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
@@ -283,6 +366,22 @@ impl Cutter {
             .map_err(|e| Uncuttable {
                 operator: format!("{operator} ({e})"),
             })
+    }
+
+    /// The input number of `partitions`, the same each time they are read.
+    fn persisted_input(&mut self, partitions: &Arc<dyn PersistedPartitions>) -> usize {
+        let i = match self
+            .persisted
+            .iter()
+            .position(|p| std::ptr::addr_eq(Arc::as_ptr(p), Arc::as_ptr(partitions)))
+        {
+            Some(i) => i,
+            None => {
+                self.persisted.push(Arc::clone(partitions));
+                self.persisted.len() - 1
+            }
+        };
+        PERSISTED_STAGES + i
     }
 
     /// Adds a stage running `plan`; returns its number.

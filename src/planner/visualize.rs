@@ -2,15 +2,18 @@
 //! operation) and a self-contained SVG laid out here, stage by stage, so no
 //! Graphviz install is needed (Dask's `visualize` needs one).
 //!
-//! Past [`MAX_DRAWN_TASKS`] tasks a stage is drawn as one box with its task
-//! count, and edges join stages instead of tasks.
+//! Persisted partitions the query reads are drawn below its stages, with
+//! their state: in memory (a dark ring), still computing (faded, dashed) or
+//! erred (red). Past [`MAX_DRAWN_TASKS`] tasks a row is drawn as one box with
+//! its task count, and edges join rows instead of tasks.
 
 use std::fmt::Write;
 
 use datafusion::common::tree_node::TreeNode;
 
 use super::StageGraph;
-use crate::exec::ReadMode;
+use crate::exec::{PartitionState, ReadMode};
+use crate::key::Key;
 
 /// Tasks of one stage drawn one by one, at most.
 pub const MAX_DRAWN_TASKS: usize = 64;
@@ -20,193 +23,308 @@ const PALETTE: [&str; 8] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f",
 ];
 
-impl StageGraph {
-    /// The colour of stage `stage`'s operation.
-    fn colour(&self, stage: usize) -> &'static str {
-        let operation = self.operation(stage);
-        let first = (0..self.stages.len())
-            .position(|s| self.operation(s) == operation)
-            .unwrap_or(stage);
-        PALETTE[first % PALETTE.len()]
+/// The fill of an erred partition.
+const ERRED: &str = "#d62728";
+
+/// One row of the drawing: a stage's tasks, or persisted partitions.
+struct Row {
+    /// `aggregate`, or `persisted aggregate`.
+    label: String,
+    operation: String,
+    /// Names the row's box past [`MAX_DRAWN_TASKS`].
+    id: String,
+    keys: Vec<Key>,
+    /// For persisted partitions, where each stands.
+    states: Option<Vec<PartitionState>>,
+    /// Rows read, each with whether the read is all-to-all (a shuffle).
+    reads: Vec<(usize, bool)>,
+}
+
+impl Row {
+    fn len(&self) -> usize {
+        self.keys.len()
     }
 
-    /// For each stage it reads, whether the read is all-to-all (a shuffle).
-    fn reads(&self, stage: usize) -> Vec<(usize, bool)> {
-        let mut reads = Vec::new();
-        let _ = self.stages[stage].plan.apply(|node| {
-            if let Some(read) = node.downcast_ref::<crate::exec::StageReadExec>() {
-                reads.push((read.stage(), read.mode() == ReadMode::Bucket));
-            }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        });
-        reads
+    fn drawn(&self) -> usize {
+        self.len().min(MAX_DRAWN_TASKS)
     }
 
-    /// Task `partition` of stage `reader` reads which tasks of stage `input`.
+    fn big(&self) -> bool {
+        self.len() > MAX_DRAWN_TASKS
+    }
+
+    fn state(&self, partition: usize) -> Option<PartitionState> {
+        self.states.as_ref()?.get(partition).copied()
+    }
+
+    /// The DOT node of `partition` (the row's box past the limit).
+    fn node(&self, partition: usize) -> String {
+        if self.big() {
+            self.id.clone()
+        } else {
+            self.keys[partition].to_string()
+        }
+    }
+}
+
+/// The rows of a graph, bottom up: persisted inputs, then the stages.
+struct Layout {
+    rows: Vec<Row>,
+    colours: Vec<&'static str>,
+}
+
+impl Layout {
+    fn new(graph: &StageGraph) -> Self {
+        let persisted = graph.persisted();
+        let row_of = |input: usize| match graph.persisted_input(input) {
+            Some(_) => input - super::stages::PERSISTED_STAGES,
+            None => persisted.len() + input,
+        };
+        let mut rows: Vec<Row> = persisted
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Row {
+                label: format!("persisted {}", p.operation()),
+                operation: p.operation().to_string(),
+                id: format!("persisted-{i}"),
+                keys: p.keys().to_vec(),
+                states: Some((0..p.keys().len()).map(|k| p.state(k)).collect()),
+                reads: Vec::new(),
+            })
+            .collect();
+        // A query that only reads persisted partitions runs no task.
+        let stages = if graph.only_reads_persisted() {
+            &[][..]
+        } else {
+            &graph.stages[..]
+        };
+        for (s, stage) in stages.iter().enumerate() {
+            let mut reads = Vec::new();
+            let _ = stage.plan.apply(|node| {
+                if let Some(read) = node.downcast_ref::<crate::exec::StageReadExec>() {
+                    reads.push((row_of(read.stage()), read.mode() == ReadMode::Bucket));
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            });
+            rows.push(Row {
+                label: graph.operation(s).to_string(),
+                operation: graph.operation(s).to_string(),
+                id: format!("{}-{s}", graph.operation(s)),
+                keys: graph.keys(s),
+                states: None,
+                reads,
+            });
+        }
+        let colours = (0..rows.len())
+            .map(|r| {
+                let first = rows
+                    .iter()
+                    .position(|row| row.operation == rows[r].operation)
+                    .unwrap_or(r);
+                PALETTE[first % PALETTE.len()]
+            })
+            .collect();
+        Layout { rows, colours }
+    }
+
+    /// Task `partition` of row `reader` reads which partitions of row `input`.
     fn edges(&self, input: usize, reader: usize, all_to_all: bool, partition: usize) -> Vec<usize> {
-        let n = self.stages[input].partitions();
-        let readers = self.stages[reader].partitions();
+        let n = self.rows[input].len();
         // A shuffle, or one task reading a whole stage (a merge, a build side).
-        if all_to_all || readers == 1 {
+        if all_to_all || self.rows[reader].len() == 1 {
             (0..n).collect()
         } else {
             vec![partition.min(n.saturating_sub(1))]
         }
     }
 
+    /// The fill of `partition` of row `row`.
+    fn fill(&self, row: usize, partition: usize) -> &'static str {
+        match self.rows[row].state(partition) {
+            Some(PartitionState::Erred) => ERRED,
+            _ => self.colours[row],
+        }
+    }
+
+    /// Extra SVG attributes for a partition's state.
+    fn svg_state(&self, row: usize, partition: usize) -> &'static str {
+        match self.rows[row].state(partition) {
+            Some(PartitionState::Memory) => " stroke=\"#222\" stroke-width=\"3\"",
+            Some(PartitionState::Computing) => {
+                " fill-opacity=\"0.35\" stroke=\"#555\" stroke-dasharray=\"3 2\""
+            }
+            Some(PartitionState::Erred) | None => "",
+        }
+    }
+
+    /// Extra DOT attributes for a partition's state.
+    fn dot_state(&self, row: usize, partition: usize) -> &'static str {
+        match self.rows[row].state(partition) {
+            Some(PartitionState::Memory) => ", color=\"#222222\", penwidth=3",
+            Some(PartitionState::Computing) => ", style=\"filled,dashed\", fontcolor=black",
+            Some(PartitionState::Erred) | None => "",
+        }
+    }
+
+    /// A word for a partition's state, for tooltips.
+    fn state_word(&self, row: usize, partition: usize) -> &'static str {
+        match self.rows[row].state(partition) {
+            Some(PartitionState::Memory) => " (in memory)",
+            Some(PartitionState::Computing) => " (computing)",
+            Some(PartitionState::Erred) => " (erred)",
+            None => "",
+        }
+    }
+}
+
+impl StageGraph {
     /// The graph in Graphviz DOT.
     pub fn to_dot(&self) -> String {
+        let layout = Layout::new(self);
         let mut out = String::from(
             "digraph tasks {\n  rankdir=BT;\n  node [style=filled, fontcolor=white, fontname=\"sans-serif\"];\n",
         );
-        for (s, stage) in self.stages.iter().enumerate() {
-            let colour = self.colour(s);
-            let n = stage.partitions();
-            if n > MAX_DRAWN_TASKS {
+        for (r, row) in layout.rows.iter().enumerate() {
+            if row.big() {
                 let _ = writeln!(
                     out,
-                    "  \"{}\" [label=\"{} ×{n}\", shape=box, fillcolor=\"{colour}\"];",
-                    self.stage_name(s),
-                    self.operation(s)
+                    "  \"{}\" [label=\"{} ×{}\", shape=box, fillcolor=\"{}\"{}];",
+                    row.id,
+                    row.label,
+                    row.len(),
+                    layout.fill(r, 0),
+                    layout.dot_state(r, 0)
                 );
-            } else {
-                for p in 0..n {
-                    let _ = writeln!(
-                        out,
-                        "  \"{}\" [label=\"{}\", shape=circle, fillcolor=\"{colour}\"];",
-                        self.key(s, p),
-                        p
-                    );
-                }
+                continue;
+            }
+            for p in 0..row.len() {
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" [label=\"{p}\", shape=circle, fillcolor=\"{}\"{}];",
+                    row.keys[p],
+                    layout.fill(r, p),
+                    layout.dot_state(r, p)
+                );
             }
         }
-        for (s, stage) in self.stages.iter().enumerate() {
-            for (input, all_to_all) in self.reads(s) {
-                let big = stage.partitions() > MAX_DRAWN_TASKS
-                    || self.stages[input].partitions() > MAX_DRAWN_TASKS;
-                if big {
+        for (r, row) in layout.rows.iter().enumerate() {
+            for &(input, all_to_all) in &row.reads {
+                if row.big() || layout.rows[input].big() {
                     let _ = writeln!(
                         out,
                         "  \"{}\" -> \"{}\";",
-                        self.node(input, 0),
-                        self.node(s, 0)
+                        layout.rows[input].node(0),
+                        row.node(0)
                     );
                     continue;
                 }
-                for p in 0..stage.partitions() {
-                    for i in self.edges(input, s, all_to_all, p) {
+                for p in 0..row.len() {
+                    for i in layout.edges(input, r, all_to_all, p) {
                         let _ = writeln!(
                             out,
                             "  \"{}\" -> \"{}\";",
-                            self.key(input, i),
-                            self.key(s, p)
+                            layout.rows[input].keys[i], row.keys[p]
                         );
                     }
                 }
             }
         }
-        if let Some(merge) = self.merge() {
-            let last = self.stages.len() - 1;
+        if let (Some(merge), Some(last)) = (self.merge(), layout.rows.last()) {
             let _ = writeln!(
                 out,
                 "  \"client\" [label=\"{merge}\", shape=box, fillcolor=\"#555555\"];"
             );
-            for p in 0..self.stages[last].partitions().min(MAX_DRAWN_TASKS) {
-                let _ = writeln!(out, "  \"{}\" -> \"client\";", self.node(last, p));
+            for p in 0..last.drawn() {
+                let _ = writeln!(out, "  \"{}\" -> \"client\";", last.node(p));
             }
         }
         out.push_str("}\n");
         out
     }
 
-    fn stage_name(&self, stage: usize) -> String {
-        format!("{}-{}", self.operation(stage), stage)
-    }
-
-    /// The DOT node of task `partition` of `stage` (its stage's box past the limit).
-    fn node(&self, stage: usize, partition: usize) -> String {
-        if self.stages[stage].partitions() > MAX_DRAWN_TASKS {
-            self.stage_name(stage)
-        } else {
-            self.key(stage, partition).to_string()
-        }
-    }
-
     /// The graph as a standalone SVG: a row per stage from the bottom up, a
-    /// circle per task coloured by operation, a legend of operations.
+    /// circle per task coloured by operation, a label per row.
     pub fn to_svg(&self) -> String {
         const GAP: f64 = 28.0;
         const ROW: f64 = 90.0;
         const R: f64 = 9.0;
-        let drawn = |s: usize| self.stages[s].partitions().min(MAX_DRAWN_TASKS);
-        let widest = (0..self.stages.len()).map(drawn).max().unwrap_or(1).max(1);
-        let width = (widest as f64 * GAP + 260.0).max(420.0);
-        let rows = self.stages.len() + usize::from(self.merge().is_some());
-        let height = rows as f64 * ROW + 40.0;
-        let centre = |s: usize, p: usize| {
-            let n = drawn(s) as f64;
+        let layout = Layout::new(self);
+        let rows = &layout.rows;
+        let widest = rows.iter().map(Row::drawn).max().unwrap_or(1).max(1);
+        let width = (widest as f64 * GAP + 300.0).max(420.0);
+        let height = (rows.len() + usize::from(self.merge().is_some())) as f64 * ROW + 40.0;
+        let label_x = 40.0 + widest as f64 * GAP + 10.0;
+        let centre = |r: usize, p: usize| {
+            let n = rows[r].drawn() as f64;
             let x = 40.0 + (widest as f64 - n) * GAP / 2.0 + p as f64 * GAP;
-            let y = height - 40.0 - s as f64 * ROW;
+            let y = height - 40.0 - r as f64 * ROW;
             (x, y)
+        };
+        let line = |svg: &mut String, (x1, y1): (f64, f64), (x2, y2): (f64, f64)| {
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{x1:.1}\" y1=\"{y1:.1}\" x2=\"{x2:.1}\" y2=\"{y2:.1}\" stroke=\"#bbb\" stroke-width=\"0.6\"/>"
+            );
         };
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
         );
-        for (s, stage) in self.stages.iter().enumerate() {
-            for (input, all_to_all) in self.reads(s) {
-                for p in 0..drawn(s) {
-                    for i in self.edges(input, s, all_to_all, p) {
-                        if i >= drawn(input) {
-                            continue;
+        for (r, row) in rows.iter().enumerate() {
+            for &(input, all_to_all) in &row.reads {
+                for p in 0..row.drawn() {
+                    for i in layout.edges(input, r, all_to_all, p) {
+                        if i < rows[input].drawn() {
+                            line(&mut svg, centre(input, i), centre(r, p));
                         }
-                        let ((x1, y1), (x2, y2)) = (centre(input, i), centre(s, p));
-                        let _ = writeln!(
-                            svg,
-                            "<line x1=\"{x1:.1}\" y1=\"{y1:.1}\" x2=\"{x2:.1}\" y2=\"{y2:.1}\" stroke=\"#bbb\" stroke-width=\"0.6\"/>"
-                        );
                     }
                 }
             }
-            let colour = self.colour(s);
-            for p in 0..drawn(s) {
-                let (x, y) = centre(s, p);
+            for p in 0..row.drawn() {
+                let (x, y) = centre(r, p);
                 let _ = writeln!(
                     svg,
-                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{R}\" fill=\"{colour}\"><title>{}</title></circle>",
-                    self.key(s, p)
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{R}\" fill=\"{}\"{}><title>{}{}</title></circle>",
+                    layout.fill(r, p),
+                    layout.svg_state(r, p),
+                    row.keys[p],
+                    layout.state_word(r, p)
                 );
             }
-            let (_, y) = centre(s, 0);
-            let more = if stage.partitions() > MAX_DRAWN_TASKS {
+            let (_, y) = centre(r, 0);
+            let more = if row.big() {
                 format!(" (first {MAX_DRAWN_TASKS} drawn)")
             } else {
                 String::new()
             };
+            let held = match &row.states {
+                Some(states) => {
+                    let memory = states
+                        .iter()
+                        .filter(|s| **s == PartitionState::Memory)
+                        .count();
+                    format!(", {memory} in memory")
+                }
+                None => String::new(),
+            };
             let _ = writeln!(
                 svg,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{} × {}{more}</text>",
-                40.0 + widest as f64 * GAP + 10.0,
+                "<text x=\"{label_x:.1}\" y=\"{:.1}\" fill=\"{}\">{} × {}{held}{more}</text>",
                 y + 4.0,
-                self.operation(s),
-                stage.partitions()
+                layout.colours[r],
+                row.label,
+                row.len()
             );
         }
-        if let Some(merge) = self.merge() {
-            let last = self.stages.len() - 1;
+        if let (Some(merge), Some(last)) = (self.merge(), rows.len().checked_sub(1)) {
             let (x, y) = (40.0 + (widest as f64 - 1.0) * GAP / 2.0, 40.0);
-            for p in 0..drawn(last) {
-                let (x1, y1) = centre(last, p);
-                let _ = writeln!(
-                    svg,
-                    "<line x1=\"{x1:.1}\" y1=\"{y1:.1}\" x2=\"{x:.1}\" y2=\"{y:.1}\" stroke=\"#bbb\" stroke-width=\"0.6\"/>"
-                );
+            for p in 0..rows[last].drawn() {
+                line(&mut svg, centre(last, p), (x, y));
             }
             let _ = writeln!(
                 svg,
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"18\" height=\"18\" fill=\"#555\"/><text x=\"{:.1}\" y=\"{:.1}\">{merge} in the client</text>",
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"18\" height=\"18\" fill=\"#555\"/><text x=\"{label_x:.1}\" y=\"{:.1}\">{merge} in the client</text>",
                 x - 9.0,
                 y - 9.0,
-                40.0 + widest as f64 * GAP + 10.0,
                 y + 4.0
             );
         }

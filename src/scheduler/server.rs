@@ -130,6 +130,13 @@ impl SchedulerServer {
         count
     }
 
+    /// How many tasks have finished since the scheduler started.
+    pub fn tasks_finished(&self) -> u64 {
+        let count = self.shared.state.lock().core.tasks_finished();
+        self.drain();
+        count
+    }
+
     /// What the scheduler knows of `worker`: its load and holdings.
     pub fn worker(&self, worker: WorkerId) -> Option<super::WorkerStatus> {
         let status = self.shared.state.lock().core.worker(worker);

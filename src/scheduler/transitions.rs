@@ -29,6 +29,8 @@ pub struct Scheduler {
     unrunnable: BTreeSet<(Priority, TaskId)>,
     generation: u64,
     order: u64,
+    /// Tasks that have finished since the scheduler started, all clients together.
+    finished_total: u64,
     out: Vec<Decision>,
     /// Scratch space, kept to save allocations per task.
     scratch: Scratch,
@@ -129,6 +131,11 @@ impl Scheduler {
     /// How many tasks the scheduler knows.
     pub fn task_count(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// How many tasks have finished since the scheduler started.
+    pub fn tasks_finished(&self) -> u64 {
+        self.finished_total
     }
 
     /// The state of `worker`.
@@ -324,6 +331,7 @@ impl Scheduler {
             }
         }
         task.state = TaskState::Memory;
+        self.finished_total += 1;
         // Copies recorded while it ran (data scattered under its key) give way.
         for holder in std::mem::take(&mut task.who_has) {
             if let Some(w) = self.workers.get_mut(&holder) {

@@ -23,7 +23,7 @@ fn wait_until_empty(client: &Client) {
 }
 
 /// Waits until `cluster`'s workers hold no results.
-fn wait_until_cluster_empty(cluster: &LocalCluster) {
+pub(crate) fn wait_until_cluster_empty(cluster: &LocalCluster) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while cluster.results_held() > 0 {
         assert!(

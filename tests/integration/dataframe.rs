@@ -493,3 +493,163 @@ async fn visualize_draws_every_task_coloured_by_operation() {
     let drawn = std::fs::read_to_string(&out).unwrap();
     assert_eq!(drawn.matches("<circle").count(), 32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisted_partitions_stay_on_the_workers_and_later_queries_reuse_them() {
+    let client = cluster();
+    let local = std::sync::Arc::clone(client.local_cluster().unwrap());
+    let grouped = || {
+        client
+            .timeseries()
+            .build()
+            .unwrap()
+            .groupby(["name"])
+            .agg([("x", "max"), ("y", "mean")])
+            .unwrap()
+    };
+    let expected = sql_rows(
+        &client,
+        "SELECT name, max(x) AS x, avg(y) AS y FROM timeseries() GROUP BY name ORDER BY name",
+    )
+    .await;
+
+    let persisted = grouped().persist().await.unwrap();
+    assert_eq!(persisted.index(), ["name"]);
+    let structure = persisted.structure().await.unwrap();
+    assert_eq!(
+        (structure.npartitions, structure.tasks),
+        (1, 0),
+        "{structure}"
+    );
+    assert!(
+        persisted.explain().await.unwrap().starts_with("no tasks"),
+        "{}",
+        persisted.explain().await.unwrap()
+    );
+    // Computed alone, it runs no task: the client reads the two partitions.
+    let computed = rows(persisted.clone()).await;
+    let finished = local.tasks_finished();
+    assert_eq!(computed, expected, "sorted by name as the groupby was");
+    assert_eq!(rows(persisted.clone()).await, expected);
+    assert_eq!(local.tasks_finished(), finished, "no task ran for it");
+    assert!(local.results_held() >= 2, "its partitions are held");
+
+    // A query on it reads them in place: 2 tasks instead of 32.
+    let filter = || col("x").gt(lit(0.9999)).and(col("y").lt(lit(0.0)));
+    let derived = persisted.clone().filter(filter()).unwrap();
+    let fresh = grouped().filter(filter()).unwrap();
+    assert_eq!(fresh.structure().await.unwrap().tasks, 32);
+    assert_eq!(derived.structure().await.unwrap().tasks, 2);
+    let expected_filtered = sql_rows(
+        &client,
+        "SELECT * FROM (SELECT name, max(x) AS x, avg(y) AS y FROM timeseries() GROUP BY name) \
+         WHERE x > 0.9999 AND y < 0 ORDER BY name",
+    )
+    .await;
+    assert!(!expected_filtered.is_empty());
+    let finished = local.tasks_finished();
+    assert_eq!(rows(derived).await, expected_filtered);
+    assert_eq!(local.tasks_finished() - finished, 2);
+
+    // Drawn with their state: both partitions in memory.
+    let dir = tempfile::tempdir().unwrap();
+    let svg_path = dir.path().join("persisted.svg");
+    persisted.visualize(&svg_path).await.unwrap();
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.contains("persisted sort × 2, 2 in memory"), "{svg}");
+    assert_eq!(svg.matches("(in memory)</title>").count(), 2, "{svg}");
+    let dot_path = dir.path().join("persisted.dot");
+    persisted.visualize(&dot_path).await.unwrap();
+    let dot = std::fs::read_to_string(&dot_path).unwrap();
+    assert_eq!(dot.matches("penwidth=3").count(), 2, "{dot}");
+
+    // A persisted month: the groupby reads it instead of generating it again.
+    let month = client
+        .timeseries()
+        .build()
+        .unwrap()
+        .persist()
+        .await
+        .unwrap();
+    let from_month = month
+        .clone()
+        .groupby(["name"])
+        .agg([("x", "max"), ("y", "mean")])
+        .unwrap();
+    let graph = from_month.explain().await.unwrap();
+    assert!(
+        graph.contains("reads persisted timeseries (30 partitions)"),
+        "{graph}"
+    );
+    assert_eq!(rows(from_month).await, expected);
+    assert_eq!(month.count().await.unwrap(), 30 * 86_400);
+
+    // Once no frame holds them, the workers let them go.
+    drop(persisted);
+    crate::cluster::wait_until_cluster_empty(&local);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_computes_only_the_partitions_it_needs() {
+    let client = cluster();
+    let local = std::sync::Arc::clone(client.local_cluster().unwrap());
+    let month = || client.timeseries().build().unwrap();
+    let first = |n: usize| format!("SELECT * FROM timeseries() ORDER BY timestamp LIMIT {n}");
+
+    let expected = sql_rows(&client, &first(5)).await;
+    let finished = local.tasks_finished();
+    let head = month().head(5).await.unwrap();
+    assert_eq!(
+        local.tasks_finished() - finished,
+        1,
+        "the first partition only"
+    );
+    assert_eq!(csv(&head), expected);
+
+    // A day has 86,400 rows: 100,000 take two partitions.
+    let expected = sql_rows(&client, &first(100_000)).await;
+    let finished = local.tasks_finished();
+    let head = month().head(100_000).await.unwrap();
+    assert_eq!(local.tasks_finished() - finished, 2);
+    assert_eq!(csv(&head), expected);
+
+    // After a filter, partitions go on until there are enough rows.
+    let filtered = month()
+        .filter(col("name").eq(lit("Alice")))
+        .unwrap()
+        .head(10)
+        .await
+        .unwrap();
+    let expected = sql_rows(
+        &client,
+        "SELECT * FROM timeseries() WHERE name = 'Alice' ORDER BY timestamp LIMIT 10",
+    )
+    .await;
+    assert_eq!(csv(&filtered), expected);
+
+    // A sorted frame needs every partition's top rows.
+    let top = month()
+        .sort_values([("x", false)])
+        .unwrap()
+        .head(3)
+        .await
+        .unwrap();
+    let expected = sql_rows(
+        &client,
+        "SELECT * FROM timeseries() ORDER BY x DESC LIMIT 3",
+    )
+    .await;
+    assert_eq!(csv(&top), expected);
+
+    // More rows than there are: all of them.
+    let all = client
+        .timeseries()
+        .end("2000-01-02")
+        .freq("1h")
+        .build()
+        .unwrap()
+        .head(1000)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 24);
+}

@@ -279,13 +279,15 @@ fn assert_walkthrough_output(stdout: &str) {
         "rask Name: timeseries, 30 tasks",
         "rask Name: sort-preserving-merge, 32 tasks",
         "2 stages, 32 tasks",
+        "rask Name: sort-preserving-merge, 0 tasks",
         "| Alice   |",
-        "5 rows × 3 columns",
+        "5 rows × 2 columns",
+        "rask Name: sort-preserving-merge, 2 tasks",
         "x2\n",
         "rask Name: map-partitions, 30 tasks",
         "big_string",
         "937-Charlie",
-        "2592000 rows × 8 columns",
+        "2592000 rows × 7 columns",
     ] {
         assert!(
             stdout.contains(expected),

@@ -168,15 +168,16 @@ impl GroupBy {
     pub fn aggregate(self, exprs: Vec<Expr>) -> Result<DataFrame> {
         let keys: Vec<Expr> = self.keys.iter().map(|k| super::column(k)).collect();
         let order: Vec<_> = keys.iter().map(|k| k.clone().sort(true, false)).collect();
-        // Sorted by the keys, as Dask's groupby results are.
-        self.frame.map(|df| {
+        // Sorted by the keys, as Dask's groupby results are, which become the index.
+        let frame = self.frame.map(|df| {
             let grouped = df.aggregate(keys, exprs)?;
             if order.is_empty() {
                 Ok(grouped)
             } else {
                 grouped.sort(order)
             }
-        })
+        })?;
+        Ok(frame.with_index(self.keys))
     }
 
     /// Rows per group, in a column `size` (pandas' `groupby().size()`).

@@ -22,6 +22,7 @@
 
 mod groupby;
 mod operations;
+mod persist;
 mod sources;
 mod structure;
 
@@ -49,14 +50,60 @@ use crate::{Error, Result};
 
 /// A query that has been planned but not run. Nothing is computed until
 /// [`collect`](Self::collect) or [`stream`](Self::stream) is called.
+///
+/// As in pandas, some columns may be the frame's index (a timeseries'
+/// `timestamp`, the keys of a groupby, what `set_index` names). They stay
+/// ordinary columns for every operation; the index only changes how the
+/// frame is displayed: tables and structures count and list the other
+/// columns, as pandas does.
 #[derive(Debug, Clone)]
 pub struct DataFrame {
     inner: datafusion::dataframe::DataFrame,
+    index: Vec<String>,
 }
 
 impl DataFrame {
     pub(crate) fn new(inner: datafusion::dataframe::DataFrame) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            index: Vec::new(),
+        }
+    }
+
+    /// A frame over `inner` with this frame's index, as far as `inner` keeps
+    /// its columns.
+    pub(super) fn with_inner(&self, inner: datafusion::dataframe::DataFrame) -> Self {
+        Self {
+            inner,
+            index: self.index.clone(),
+        }
+        .retain_index()
+    }
+
+    /// The same frame, its index without the columns it no longer has.
+    fn retain_index(mut self) -> Self {
+        let schema = self.inner.schema();
+        self.index
+            .retain(|name| schema.index_of_column_by_name(None, name).is_some());
+        self
+    }
+
+    /// The same frame with `columns` as its index.
+    pub(crate) fn with_index(mut self, columns: Vec<String>) -> Self {
+        self.index = columns;
+        self
+    }
+
+    /// The columns that make the index (pandas' `df.index.names`); empty
+    /// when the frame has none.
+    pub fn index(&self) -> &[String] {
+        &self.index
+    }
+
+    /// The same frame without an index: every column counts as a column
+    /// (pandas' `reset_index`; nothing moves, as the index already is a column).
+    pub fn reset_index(self) -> DataFrame {
+        self.with_index(Vec::new())
     }
 
     /// The columns and types the result will have.
@@ -64,7 +111,8 @@ impl DataFrame {
         self.inner.schema().inner().clone()
     }
 
-    /// The column names, in order (pandas' `df.columns`).
+    /// The column names, in order, the index columns among them (unlike
+    /// pandas' `df.columns`, which leaves the index out).
     pub fn columns(&self) -> Vec<String> {
         self.schema()
             .fields()
@@ -144,11 +192,17 @@ impl DataFrame {
                 graph.operation(graph.stages.len() - 1),
             ),
         };
+        let tasks = if graph.only_reads_persisted() {
+            0
+        } else {
+            graph.task_count()
+        };
         Ok(Structure {
             schema: self.schema(),
+            index: self.index.clone(),
             npartitions,
             operation: operation.to_string(),
-            tasks: graph.task_count(),
+            tasks,
         })
     }
 

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Partitioning, Scala
 use super::groupby::GroupBy;
 use super::{DataFrame, column};
 use crate::exec::MapPartitionsNode;
-use crate::output::{self, Format};
+use crate::output;
 use crate::udf::PartitionFn;
 use crate::{Error, Result};
 
@@ -41,7 +41,12 @@ impl DataFrame {
             datafusion::dataframe::DataFrame,
         ) -> datafusion::error::Result<datafusion::dataframe::DataFrame>,
     ) -> Result<DataFrame> {
-        Ok(DataFrame::new(f(self.inner)?))
+        let DataFrame { inner, index } = self;
+        Ok(DataFrame {
+            inner: f(inner)?,
+            index,
+        }
+        .retain_index())
     }
 
     /// Groups rows by the values of `keys`, for [`GroupBy::agg`].
@@ -65,14 +70,18 @@ impl DataFrame {
         self,
         renames: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<DataFrame> {
-        let mut frame = self.inner;
+        let mut frame = self.inner.clone();
+        let mut index = self.index.clone();
         for (old, new) in renames {
             if frame.schema().index_of_column_by_name(None, old).is_none() {
                 return Err(Error::Config(format!("rename: there is no column {old:?}")));
             }
             frame = frame.with_column_renamed(format!("\"{old}\""), new)?;
+            for name in index.iter_mut().filter(|n| *n == old) {
+                *name = new.to_string();
+            }
         }
-        Ok(DataFrame::new(frame))
+        Ok(DataFrame::new(frame).with_index(index))
     }
 
     /// Aggregates the whole frame into one row, as [`GroupBy::agg`] does per group.
@@ -109,14 +118,12 @@ impl DataFrame {
     /// an empty batch. On workers of other processes it runs by name: register
     /// it in their binary's registry ([`Registry::with_partition`](crate::udf::Registry::with_partition)).
     pub fn map_partitions(self, function: &PartitionFn) -> Result<DataFrame> {
-        let (state, plan) = self.inner.into_parts();
+        let (state, plan) = self.inner.clone().into_parts();
         let node = MapPartitionsNode::try_new(plan, function.clone())?;
         let plan = LogicalPlan::Extension(Extension {
             node: Arc::new(node),
         });
-        Ok(DataFrame::new(datafusion::dataframe::DataFrame::new(
-            state, plan,
-        )))
+        Ok(self.with_inner(datafusion::dataframe::DataFrame::new(state, plan)))
     }
 
     /// The distinct values of `column_name`, in one column (Dask's `unique`).
@@ -142,10 +149,12 @@ impl DataFrame {
         self.map(|df| df.sort(order))
     }
 
-    /// Rows sorted by `index` (Dask's `set_index` sorts by the new index;
-    /// the column stays a column).
+    /// Rows sorted by `index`, which becomes the frame's index (Dask's
+    /// `set_index` sorts by the new index; in rask the column stays a column).
     pub fn set_index(self, index: &str) -> Result<DataFrame> {
-        self.sort_values([(index, true)])
+        Ok(self
+            .sort_values([(index, true)])?
+            .with_index(vec![index.to_string()]))
     }
 
     /// The same rows spread round-robin over `n` partitions.
@@ -228,11 +237,6 @@ impl DataFrame {
         self.map(|df| df.alias("left")?.join_on(right, join_type, on))
     }
 
-    /// The first `n` rows, computed.
-    pub async fn head(self, n: usize) -> Result<Vec<RecordBatch>> {
-        self.limit(n)?.collect().await
-    }
-
     /// The whole result, computed (Dask's `compute`).
     pub async fn compute(self) -> Result<Vec<RecordBatch>> {
         self.collect().await
@@ -242,8 +246,12 @@ impl DataFrame {
     /// REPL shows it (long results elided in the middle past `maxrows`).
     pub async fn to_table(self, maxrows: Option<usize>) -> Result<String> {
         let schema = self.schema();
+        let index = self.index.len();
         let batches = self.collect().await?;
-        output::to_string(Format::Table, schema, &batches, maxrows)
+        let mut text = Vec::new();
+        let sink = output::TableSink::new(schema, maxrows, &mut text).with_index_columns(index);
+        output::write_all(Box::new(sink), &batches)?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
     }
 
     /// Rows of the result.

@@ -94,7 +94,7 @@ impl TimeseriesBuilder {
             .client
             .session()
             .read_table(Arc::new(TimeseriesTable::new(spec)))?;
-        Ok(DataFrame::new(frame))
+        Ok(DataFrame::new(frame).with_index(vec!["timestamp".to_string()]))
     }
 }
 

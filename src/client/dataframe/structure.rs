@@ -8,8 +8,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 /// A [`DataFrame`]'s shape and cost, displayed as Dask displays a dataframe.
 #[derive(Debug, Clone)]
 pub struct Structure {
-    /// Columns and types.
+    /// Columns and types, the index among them.
     pub schema: SchemaRef,
+    /// The columns that are the index.
+    pub index: Vec<String>,
     /// Partitions of the result.
     pub npartitions: usize,
     /// The last operation (`aggregate`, `timeseries`, …).
@@ -20,7 +22,12 @@ pub struct Structure {
 
 impl fmt::Display for Structure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields = self.schema.fields();
+        let fields: Vec<_> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| !self.index.contains(f.name()))
+            .collect();
         let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
         let types: Vec<String> = fields
             .iter()
@@ -42,7 +49,11 @@ impl fmt::Display for Structure {
         writeln!(f, "rask DataFrame Structure:")?;
         writeln!(f, "{}", row(&names).trim_end())?;
         writeln!(f, "{}", row(&types).trim_end())?;
-        writeln!(f, "npartitions={}", self.npartitions)?;
+        write!(f, "npartitions={}", self.npartitions)?;
+        if !self.index.is_empty() {
+            write!(f, ", index={}", self.index.join(", "))?;
+        }
+        writeln!(f)?;
         let s = if self.tasks == 1 { "" } else { "s" };
         write!(f, "rask Name: {}, {} task{s}", self.operation, self.tasks)
     }
