@@ -45,6 +45,10 @@ enum Suite {
         /// Where the Parquet copy of the month is written once and reused.
         #[arg(long, default_value = "target/bench-data")]
         data: PathBuf,
+        /// Also run the same steps on Dask (`benches/peers/walkthrough_dask.py`,
+        /// needs `dask[distributed]` in `$RASK_PYTHON` or `python3`).
+        #[arg(long)]
+        peers: bool,
     },
     /// No-op function tasks through the local cluster: µs per task by graph shape and size.
     Scheduler {
@@ -108,7 +112,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             runs,
             threads,
             data,
-        } => runtime.block_on(walkthrough(runs, threads, &data)),
+            peers,
+        } => runtime.block_on(walkthrough(runs, threads, &data, peers)),
         Suite::Tpch {
             sf,
             runs,
@@ -156,6 +161,7 @@ async fn walkthrough(
     runs: usize,
     threads: usize,
     data: &Path,
+    peers: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let rask_bin = sibling("rask")?;
     let me = std::env::current_exe()?;
@@ -206,6 +212,8 @@ async fn walkthrough(
         ("Parquet month", groupby.as_str()),
         ("timeseries()", generated),
     ];
+    // rask's medians of the steps Dask also runs, in process.
+    let mut steps: Vec<(&str, Stats)> = Vec::new();
     for (what, sql) in queries {
         let (r, d) = alternate(runs, &client, &ctx, sql).await?;
         report(
@@ -213,9 +221,18 @@ async fn walkthrough(
             &r,
             &d,
         );
+        steps.push(("groupby", Stats::of(&r)));
     }
+    steps.remove(0); // Dask generates the month: compare with timeseries().
+    let unique = "SELECT DISTINCT name FROM timeseries()";
+    let (r, d) = alternate(runs, &client, &ctx, unique).await?;
+    report("unique names of the month, in process", &r, &d);
+    steps.push(("unique", Stats::of(&r)));
 
-    dataframe_udfs(runs, &client).await?;
+    steps.extend(dataframe_udfs(runs, &client).await?);
+    if peers {
+        dask_walkthrough(runs, threads, &steps)?;
+    }
 
     // The same groupby on a cluster of processes: a scheduler and two workers
     // sharing the same cores (`threads / 2` threads each), against bare DataFusion.
@@ -256,7 +273,7 @@ async fn walkthrough(
 async fn dataframe_udfs(
     runs: usize,
     client: &rask::Client,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<Vec<(&'static str, Stats)>, Box<dyn std::error::Error>> {
     use rask::datafusion::prelude::col;
     let square = rask::udf::scalar("square", |x: f64| x * x);
     let month = || client.timeseries().build();
@@ -282,7 +299,109 @@ async fn dataframe_udfs(
         ("map_partitions", &m),
         ("plain", &p),
     );
+    Ok(vec![
+        ("apply", Stats::of(&a)),
+        ("x*x", Stats::of(&n)),
+        ("map_partitions", Stats::of(&m)),
+        ("plain", Stats::of(&p)),
+    ])
+}
+
+/// Runs `benches/peers/walkthrough_dask.py` on 2 worker processes and prints
+/// its times next to rask's `steps`.
+fn dask_walkthrough(
+    runs: usize,
+    threads: usize,
+    steps: &[(&str, Stats)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let per_worker = (threads / 2).max(1);
+    let Some(dask) = peer_script(
+        "dask.distributed",
+        "walkthrough_dask.py",
+        &[runs.min(5).to_string(), "2".into(), per_worker.to_string()],
+    )?
+    else {
+        return Ok(());
+    };
+    println!(
+        "\nDask {} on a LocalCluster of 2 processes × {per_worker} thread(s), against rask in process ({threads} threads)",
+        dask.version
+    );
+    println!(
+        "  {:<16} {:>12} {:>12} {:>16}",
+        "step", "rask ms", "Dask ms", "Dask / rask"
+    );
+    for (step, ours) in steps {
+        if let Some(theirs) = dask.times.get(*step) {
+            println!(
+                "  {step:<16} {:>12.1} {:>12.1} {:>16.1}",
+                ours.median,
+                theirs.median,
+                theirs.median / ours.median
+            );
+        }
+    }
     Ok(())
+}
+
+/// What a peer script printed: its package's version and a time per step.
+struct PeerTimes {
+    version: String,
+    times: std::collections::HashMap<String, Stats>,
+}
+
+/// The Python that runs the peer scripts: `$RASK_PYTHON`, else `python3`.
+fn peer_python() -> String {
+    std::env::var("RASK_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Runs `benches/peers/<script>` with `args` if `module` imports; reads its
+/// `<step> <median> <min> <max>` lines. `None` (and a line saying so) when
+/// the module is not installed.
+fn peer_script(
+    module: &str,
+    script: &str,
+    args: &[String],
+) -> Result<Option<PeerTimes>, Box<dyn std::error::Error>> {
+    let python = peer_python();
+    let package = module.split('.').next().unwrap_or(module);
+    let version = Command::new(&python)
+        .args(["-c", &format!("import {module}, {package}; print({package}.__version__)")])
+        .stderr(Stdio::null())
+        .output();
+    let version = match version {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => {
+            println!("{module}: not installed in {python} (set RASK_PYTHON), skipped");
+            return Ok(None);
+        }
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(script);
+    let output = Command::new(&python).arg(&path).args(args).output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "{script} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let mut times = std::collections::HashMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, median, min, max] = fields[..] else {
+            continue;
+        };
+        let ms = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
+        times.insert(
+            name.to_string(),
+            Stats {
+                median: ms(median),
+                min: ms(min),
+                max: ms(max),
+            },
+        );
+    }
+    Ok(Some(PeerTimes { version, times }))
 }
 
 /// Collects the frames `a` and `b` make alternately, `runs` times after one

@@ -11,7 +11,6 @@ pub mod answers;
 pub mod data;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rask::datafusion::prelude::SessionContext;
@@ -227,49 +226,27 @@ fn duckdb_answers(
     runs: usize,
     threads: usize,
 ) -> Result<Option<DuckDb>, Box<dyn std::error::Error>> {
-    let installed = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        println!("DuckDB: not installed (pip install duckdb), skipped");
-        return Ok(None);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/tpch_duckdb.py");
     let out = data.join("tpch-duckdb-answers");
-    let output = Command::new("python3")
-        .arg(&script)
-        .arg(dir)
-        .arg(queries)
-        .arg(&out)
-        .arg(runs.to_string())
-        .arg(threads.to_string())
-        .output()?;
-    if !output.status.success() {
-        return Err(format!("DuckDB failed: {}", String::from_utf8_lossy(&output.stderr)).into());
-    }
-    let mut duck = DuckDb {
-        answers: Default::default(),
-        times: Default::default(),
+    let path = |p: &Path| p.display().to_string();
+    let args = [
+        path(dir),
+        path(queries),
+        path(&out),
+        runs.to_string(),
+        threads.to_string(),
+    ];
+    let Some(peer) = crate::peer_script("duckdb", "tpch_duckdb.py", &args)? else {
+        return Ok(None);
     };
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [name, median, min, max] = fields[..] else {
-            continue;
-        };
-        let ms = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-        duck.times.insert(
-            name.to_string(),
-            Stats {
-                median: ms(median),
-                min: ms(min),
-                max: ms(max),
-            },
-        );
+    let mut answers = std::collections::HashMap::new();
+    for name in peer.times.keys() {
         let csv = std::fs::read_to_string(out.join(format!("{name}.csv")))?;
-        duck.answers.insert(name.to_string(), parse_csv(&csv));
+        answers.insert(name.clone(), parse_csv(&csv));
     }
-    Ok(Some(duck))
+    Ok(Some(DuckDb {
+        answers,
+        times: peer.times,
+    }))
 }
 
 /// Rows of a CSV file as Python's `csv` module writes them.
