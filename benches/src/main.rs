@@ -366,7 +366,10 @@ fn peer_script(
     let python = peer_python();
     let package = module.split('.').next().unwrap_or(module);
     let version = Command::new(&python)
-        .args(["-c", &format!("import {module}, {package}; print({package}.__version__)")])
+        .args([
+            "-c",
+            &format!("import {module}, {package}; print({package}.__version__)"),
+        ])
         .stderr(Stdio::null())
         .output();
     let version = match version {
@@ -376,7 +379,9 @@ fn peer_script(
             return Ok(None);
         }
     };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(script);
     let output = Command::new(&python).arg(&path).args(args).output()?;
     if !output.status.success() {
         return Err(format!(

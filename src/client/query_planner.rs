@@ -234,7 +234,8 @@ fn needed_by(tasks: &[TaskSpec], key: &Key) -> Vec<TaskSpec> {
     tasks
         .iter()
         .zip(needed)
-        .filter_map(|(t, n)| n.then(|| t.clone()))
+        .filter(|(_, n)| *n)
+        .map(|(t, _)| t.clone())
         .collect()
 }
 

@@ -322,6 +322,18 @@ async fn frames_start_from_files_generators_and_batches_and_write_files() {
         rows(back.sort_values([("timestamp", true)]).unwrap()).await,
         expected
     );
+    // The same files by a glob, and by a file:// URL (an object store's).
+    for path in [
+        format!("{}/*.parquet", parquet.display()),
+        format!("file://{}/", parquet.display()),
+    ] {
+        let back = client.read_parquet(&path).await.unwrap();
+        assert_eq!(
+            rows(back.sort_values([("timestamp", true)]).unwrap()).await,
+            expected,
+            "{path}"
+        );
+    }
     let csv_dir = dir.path().join("csv");
     from_batches
         .select(["name", "id"])
@@ -408,6 +420,24 @@ async fn map_partitions_runs_in_the_tasks_of_its_input() {
         .unwrap_err();
     assert!(err.to_string().contains("map_partitions picky: "), "{err}");
     assert!(err.to_string().contains("rows is too many"), "{err}");
+    // Persisted, the error reaches every query reading it, and its drawing.
+    let failed = df
+        .clone()
+        .map_partitions(&picky)
+        .unwrap()
+        .persist()
+        .await
+        .unwrap();
+    let err = failed.clone().count().await.unwrap_err();
+    assert!(err.to_string().contains("rows is too many"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let dot_path = dir.path().join("failed.dot");
+    failed.visualize(&dot_path).await.unwrap();
+    let dot = std::fs::read_to_string(&dot_path).unwrap();
+    assert!(
+        dot.contains("fillcolor=\"#d62728\""),
+        "erred partitions are red: {dot}"
+    );
     // A panic too; the workers live on.
     let panicky = rask::udf::partition("panicky", |batch: RecordBatch| {
         if batch.num_rows() > 0 {
