@@ -12,7 +12,7 @@
 //! let client = rask::Client::local()?;
 //! let df = client.timeseries().end("2000-01-08").build()?;
 //! let by_name = df.clone().groupby(["name"]).agg([("x", "max"), ("y", "mean"), ("y", "std")])?;
-//! println!("{}", by_name.to_table(None).await?); // columns name, x, y_mean, y_std
+//! println!("{}", by_name.clone().to_table(None).await?); // columns name, x, y_mean, y_std
 //! let kept = by_name.persist().await?; // computed once, held by the workers
 //! let few = kept.filter(col("x").gt(lit(0.99)))?; // reads the held partitions: 2 tasks
 //! let square = rask::udf::scalar("square", |x: f64| x * x);
