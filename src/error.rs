@@ -53,6 +53,15 @@ pub enum Error {
     #[error("{0}")]
     Value(#[from] crate::exec::ValueError),
 
+    /// The value of a key could not be read as the type asked for.
+    #[error("cannot read the value of {key}: {source}")]
+    Decode {
+        /// The key.
+        key: crate::Key,
+        /// Why.
+        source: crate::exec::ValueError,
+    },
+
     /// A finished result is no longer held by any worker.
     #[error("the result of {0} was lost with its worker")]
     Lost(crate::Key),

@@ -35,7 +35,8 @@ pub mod udf;
 pub mod worker;
 
 pub use client::{
-    Agg, Client, Config, DataFrame, Future, FutureStatus, How, LocalCluster, TaskGraph,
+    Agg, Client, Config, DataFrame, Delayed, Function, Future, FutureStatus, How, LocalCluster,
+    TaskGraph, as_completed, gather, wait,
 };
 pub use error::{Error, Result};
 pub use key::Key;

@@ -30,6 +30,9 @@ use rask::udf::{self, Registry};
 #[path = "../../examples/walkthrough/functions.rs"]
 mod walkthrough;
 
+#[path = "../../examples/people/functions.rs"]
+mod people;
+
 /// A task function: the sum of two task results.
 fn add(a: &i64, b: &i64) -> i64 {
     a + b
@@ -80,9 +83,10 @@ fn crash() -> i64 {
 }
 
 /// The functions this binary's workers carry: the walkthrough's
-/// (`examples/walkthrough.rs`) and the ones below.
+/// (`examples/walkthrough.rs`, `examples/people.rs`) and the ones below.
 pub fn registry() -> Registry {
     walkthrough::registry()
+        .merged(people::registry())
         .with_function("add", add)
         .with_function("seven", seven)
         .with_try_function("checked_half", checked_half)

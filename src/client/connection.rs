@@ -52,6 +52,9 @@ pub(crate) trait ClusterLink: Send + Sync {
 
     /// The scheduler, its workers and its dashboard, as last heard.
     fn info(&self) -> ClusterInfo;
+
+    /// The key published as `name`, if one is.
+    fn published(&self, name: &str) -> BoxFuture<'static, crate::Result<Option<Key>>>;
 }
 
 static CLIENTS: AtomicU64 = AtomicU64::new(1);
@@ -232,6 +235,37 @@ impl Connection {
             }));
         }
         server.drain();
+    }
+
+    /// Keeps `key` computing even when no future of it is left.
+    pub fn fire_and_forget(&self, key: &Key) {
+        self.cluster
+            .send(Message::Event(Event::FireAndForget { key: key.clone() }));
+    }
+
+    /// Publishes `key` as `name`.
+    pub fn publish(&self, name: &str, key: &Key) {
+        self.cluster.send(Message::Event(Event::Publish {
+            name: name.to_string(),
+            key: key.clone(),
+        }));
+    }
+
+    /// Unpublishes `name`.
+    pub fn unpublish(&self, name: &str) {
+        self.cluster.send(Message::Event(Event::Unpublish {
+            name: name.to_string(),
+        }));
+    }
+
+    /// A future of the key published as `name`, wanted by this client.
+    pub async fn published(self: &Arc<Self>, name: &str) -> crate::Result<super::Future> {
+        let key = self
+            .cluster
+            .published(name)
+            .await?
+            .ok_or_else(|| crate::Error::Config(format!("nothing is published as {name:?}")))?;
+        Ok(self.submit(Vec::new(), vec![key]).remove(0))
     }
 
     /// Cancels `key` for this client.

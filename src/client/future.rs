@@ -79,6 +79,21 @@ impl Future {
         }
     }
 
+    /// The workers holding the result, once finished (Dask's `who_has`).
+    pub fn workers(&self) -> Vec<crate::scheduler::WorkerId> {
+        match self.slot.outcome() {
+            Some(Outcome::Finished { workers }) => workers,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Has the cluster compute the task even when no future of it is left,
+    /// then let go of the result (Dask's `fire_and_forget`): for tasks run
+    /// for their effects.
+    pub fn fire_and_forget(&self) {
+        self.connection.fire_and_forget(&self.key);
+    }
+
     /// Asks the cluster to stop computing this key for this client.
     pub fn cancel(&self) {
         self.connection.cancel(&self.key);
@@ -94,6 +109,25 @@ impl Future {
     /// Waits for the result, blocking the thread. Use `.await` in async code.
     pub fn result(&self) -> Result<Arc<TaskData>> {
         futures::executor::block_on(self.data())
+    }
+
+    /// Waits for the result and reads it as a `T` (a copy of the value the
+    /// task returned; decoded if it came from another process).
+    ///
+    /// ```no_run
+    /// # async fn demo(future: rask::Future) -> rask::Result<()> {
+    /// let total: f64 = future.value().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn value<T>(&self) -> Result<T>
+    where
+        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let data = self.data().await?;
+        data.get::<T>().cloned().map_err(|source| Error::Decode {
+            key: self.key.clone(),
+            source,
+        })
     }
 
     /// Waits for the result.

@@ -178,6 +178,11 @@ impl ClusterLink for LocalCluster {
                 .collect(),
         }
     }
+
+    fn published(&self, name: &str) -> BoxFuture<'static, Result<Option<Key>>> {
+        let key = self.server.published(name);
+        Box::pin(std::future::ready(Ok(key)))
+    }
 }
 
 impl std::fmt::Debug for LocalCluster {

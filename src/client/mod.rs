@@ -5,14 +5,18 @@
 //! [`DataFrame`] runs when it is collected or streamed: its physical plan is cut
 //! into stages and submitted to the scheduler as tasks (see `query_planner`).
 
+mod call;
 mod config;
 mod connection;
 mod dataframe;
+pub mod delayed;
 mod functions;
 mod future;
+mod futures_api;
 mod info;
 mod local_cluster;
 mod query_planner;
+mod scatter;
 mod subqueries;
 mod task_graph;
 
@@ -22,9 +26,12 @@ use datafusion::prelude::SessionContext;
 
 pub use config::Config;
 pub use dataframe::{Agg, DataFrame, GroupBy, How, Structure, TimeseriesBuilder};
+pub use delayed::{Argument, CallArgs, Delayed, Function, IntoArg};
 pub use future::{Future, FutureStatus};
+pub use futures_api::{Compute, as_completed, gather, wait};
 pub use info::{ClusterInfo, WorkerInfo, format_bytes};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
+pub use scatter::Scatter;
 pub use task_graph::TaskGraph;
 
 use crate::planner::{Location, StageGraph};
@@ -181,60 +188,9 @@ impl Client {
         self.sql(sql).await?.stages().await
     }
 
-    /// Starts computing `df` on the cluster; the future's data is the whole
-    /// result, in one bucket (a `finalize` task gathers the final partitions).
-    pub async fn compute(&self, df: &DataFrame) -> Result<Future> {
-        let mut graph = df.stages().await?;
-        // The result is gathered on the cluster: its final merge runs there too.
-        graph.restore_final_merge();
-        let mut tasks = self.connection.cluster().tasks(&graph)?;
-        let finals = graph.keys(graph.stages.len() - 1);
-        let key = Key::new(format!("finalize-{}", graph.token));
-        let spec = crate::scheduler::TaskSpec::new(key.clone(), finals)
-            .with_job(Arc::new(crate::worker::Job::Concat));
-        tasks.push(spec);
-        Ok(self.connection.submit(tasks, vec![key]).remove(0))
-    }
-
     /// Submits a graph of function tasks; returns futures of `wanted`, in order.
     pub fn submit_graph(&self, graph: TaskGraph, wanted: &[Key]) -> Vec<Future> {
         self.connection.submit(graph.tasks, wanted.to_vec())
-    }
-
-    /// Places `value` on one worker (round-robin over the cluster's threads) and
-    /// returns a finished future of it. Tasks that read it run where it is and
-    /// never receive it again; it counts in that worker's memory. It cannot be
-    /// recomputed: if its worker dies, it and what reads it err (`DataLost`).
-    ///
-    /// ```no_run
-    /// # async fn demo(client: rask::Client) -> rask::Result<()> {
-    /// let model = client.scatter(vec![1.5f64, -0.5]).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn scatter<T: serde::Serialize + Send + Sync + 'static>(
-        &self,
-        value: T,
-    ) -> Result<Future> {
-        self.place(value, false).await
-    }
-
-    /// [`scatter`](Self::scatter) onto every worker: for a value many tasks read.
-    pub async fn broadcast<T: serde::Serialize + Send + Sync + 'static>(
-        &self,
-        value: T,
-    ) -> Result<Future> {
-        self.place(value, true).await
-    }
-
-    /// Scatters `value` under a fresh key, on one worker or on all (`broadcast`).
-    async fn place<T: serde::Serialize + Send + Sync + 'static>(
-        &self,
-        value: T,
-        broadcast: bool,
-    ) -> Result<Future> {
-        let key = scatter_key::<T>();
-        let value = exec::Value::new(value);
-        self.connection.scatter(key, value, broadcast).await
     }
 
     /// Waits for every future and returns their data, in order; or the error
@@ -275,24 +231,6 @@ impl Client {
     pub fn session(&self) -> &SessionContext {
         &self.ctx
     }
-}
-
-/// A fresh key for a scattered `T`: `<type>-<token>`, as Dask names them.
-fn scatter_key<T>() -> Key {
-    static SCATTERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = std::any::type_name::<T>();
-    // `alloc::vec::Vec<f64>` → `Vec`
-    let short = name.split('<').next().unwrap_or(name);
-    let short: String = short
-        .rsplit("::")
-        .next()
-        .unwrap_or(short)
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == '_')
-        .collect();
-    let short = if short.is_empty() { "value" } else { &short };
-    let n = SCATTERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Key::new(format!("{short}-{:x}{n:08x}", std::process::id()))
 }
 
 /// An error in a script, placed in the script's own lines and columns.

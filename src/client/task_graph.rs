@@ -1,15 +1,13 @@
 //! [`TaskGraph`]: function tasks built up by the client, submitted at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::call::{CallInput, call_task, fresh_token};
 use crate::exec::TaskData;
 use crate::key::Key;
 use crate::scheduler::TaskSpec;
 use crate::udf::Registry;
-use crate::worker::{FunctionJob, Job};
-
-static TOKENS: AtomicU64 = AtomicU64::new(0);
+use crate::worker::FunctionJob;
 
 /// Tasks that call functions on each other's results. Build it, then hand it to
 /// [`Client::submit_graph`](super::Client::submit_graph).
@@ -73,28 +71,9 @@ impl TaskGraph {
 
     /// Adds a task running `job` on `inputs`, keyed `<name>-<token>`.
     fn push(&mut self, name: &str, inputs: &[Key], job: FunctionJob) -> Key {
-        let n = TOKENS.fetch_add(1, Ordering::Relaxed);
-        let key = Key::new(format!("{name}-{:x}{:08x}", std::process::id(), n));
-        // The scheduler sends each input once; an input passed twice is
-        // handed to the function twice.
-        let mut unique: Vec<Key> = Vec::with_capacity(inputs.len());
-        let positions: Vec<usize> = inputs
-            .iter()
-            .map(|k| match unique.iter().position(|u| u == k) {
-                Some(i) => i,
-                None => {
-                    unique.push(k.clone());
-                    unique.len() - 1
-                }
-            })
-            .collect();
-        let job = FunctionJob {
-            args: (unique.len() < inputs.len())
-                .then(|| positions.iter().map(|&p| p as u32).collect()),
-            ..job
-        };
-        self.tasks
-            .push(TaskSpec::new(key.clone(), unique).with_job(Arc::new(Job::Function(job))));
+        let key = Key::new(format!("{name}-{}", fresh_token()));
+        let args: Vec<CallInput> = inputs.iter().cloned().map(CallInput::Key).collect();
+        self.tasks.push(call_task(key.clone(), job, &args));
         key
     }
 

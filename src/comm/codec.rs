@@ -37,11 +37,13 @@ use datafusion_proto::protobuf;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use super::wire::{EncodedJob, EncodedStage};
+use super::wire::{EncodedJob, EncodedStage, WireArg};
 use crate::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
-use crate::exec::{MapPartitionsExec, ReadMode, StageOutput, StagePlan, StageReadExec};
+use crate::exec::{
+    MapPartitionsExec, ReadMode, StageOutput, StagePlan, StageReadExec, TaskData, Value,
+};
 use crate::udf::Registry;
-use crate::worker::Job;
+use crate::worker::{FunctionArg, Job};
 
 /// Encodes and decodes rask's plan nodes for `datafusion-proto`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -357,6 +359,40 @@ pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePl
     ))
 }
 
+/// A function's argument as it travels: a literal as its bytes.
+fn encode_arg(function: &str, arg: &FunctionArg) -> Result<WireArg> {
+    match arg {
+        FunctionArg::Input(i) => Ok(WireArg::Input(*i)),
+        FunctionArg::Literal(data) => {
+            let value = data.value_ref().ok_or_else(|| {
+                DataFusionError::Configuration(format!(
+                    "an argument of {function} is a table, which cannot travel with the call"
+                ))
+            })?;
+            let bytes = value.bytes().map_err(|e| {
+                DataFusionError::Configuration(format!(
+                    "an argument of {function} ({}) cannot be sent: {e}",
+                    value.type_name()
+                ))
+            })?;
+            Ok(WireArg::Literal {
+                type_name: value.type_name().to_string(),
+                bytes: bytes.to_vec(),
+            })
+        }
+    }
+}
+
+/// A function's argument as it arrived.
+pub fn decode_arg(arg: &WireArg) -> FunctionArg {
+    match arg {
+        WireArg::Input(i) => FunctionArg::Input(*i),
+        WireArg::Literal { type_name, bytes } => FunctionArg::Literal(Arc::new(TaskData::Value(
+            Value::encoded(Arc::from(bytes.as_slice()), type_name.clone()),
+        ))),
+    }
+}
+
 /// `job` as it travels to a worker of another process.
 pub fn encode_job(job: &Job) -> Result<EncodedJob> {
     Ok(match job {
@@ -364,7 +400,14 @@ pub fn encode_job(job: &Job) -> Result<EncodedJob> {
         Job::Concat => EncodedJob::Concat,
         Job::Function(function) if function.registered => EncodedJob::Function {
             name: function.name.to_string(),
-            args: function.args.as_deref().map(<[u32]>::to_vec),
+            args: match function.args.as_deref() {
+                Some(args) => Some(
+                    args.iter()
+                        .map(|arg| encode_arg(&function.name, arg))
+                        .collect::<Result<_>>()?,
+                ),
+                None => None,
+            },
         },
         Job::Function(function) => {
             return Err(DataFusionError::Configuration(format!(

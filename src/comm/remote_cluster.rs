@@ -43,6 +43,9 @@ struct Shared {
     pending: Mutex<KeySet>,
     /// Set when the client disconnects: the stream's end is then expected.
     closed: std::sync::atomic::AtomicBool,
+    /// Questions about published names awaiting their answer, by name.
+    lookups:
+        Mutex<std::collections::HashMap<String, Vec<tokio::sync::oneshot::Sender<Option<Key>>>>>,
 }
 
 impl RemoteCluster {
@@ -162,6 +165,12 @@ impl Shared {
             }
             ToClient::Workers(workers) => self.info.write().workers = workers,
             ToClient::Welcome(info) => *self.info.write() = info,
+            ToClient::Published { name, key } => {
+                let waiting = self.lookups.lock().remove(&name).unwrap_or_default();
+                for answer in waiting {
+                    let _ = answer.send(key.clone());
+                }
+            }
             ToClient::Close { reason } => tracing::warn!("the scheduler closes: {reason}"),
         }
     }
@@ -172,6 +181,8 @@ impl Shared {
             return;
         }
         tracing::warn!(%address, "lost the connection to the scheduler");
+        // Questions not answered now never will be.
+        self.lookups.lock().clear();
         let pending: Vec<Key> = self.pending.lock().drain().collect();
         for key in pending {
             let error = TaskError::Failed {
@@ -229,6 +240,15 @@ impl ClusterLink for RemoteCluster {
                     workers,
                     nbytes,
                 });
+            }
+            Message::Event(Event::FireAndForget { key }) => {
+                self.send(FromClient::FireAndForget { key });
+            }
+            Message::Event(Event::Publish { name, key }) => {
+                self.send(FromClient::Publish { name, key });
+            }
+            Message::Event(Event::Unpublish { name }) => {
+                self.send(FromClient::Unpublish { name });
             }
             Message::Event(other) => {
                 tracing::error!(
@@ -294,6 +314,27 @@ impl ClusterLink for RemoteCluster {
 
     fn info(&self) -> ClusterInfo {
         self.shared.info.read().clone()
+    }
+
+    fn published(&self, name: &str) -> BoxFuture<'static, Result<Option<Key>>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.shared
+            .lookups
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .push(answer);
+        self.send(FromClient::GetPublished {
+            name: name.to_string(),
+        });
+        let address = self.address.clone();
+        Box::pin(async move {
+            answered.await.map_err(|_| {
+                Error::Comm(format!(
+                    "the scheduler at {address} went away before answering"
+                ))
+            })
+        })
     }
 }
 

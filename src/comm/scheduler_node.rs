@@ -352,14 +352,24 @@ impl SchedulerState {
         tracing::info!(%peer, "client {id} connected");
 
         let state = Arc::clone(self);
+        let answers = self.clients.lock().get(&id).cloned();
         tokio::spawn(async move {
             let mut messages =
                 flight::messages::<FromClient>(incoming, "client message", peer.clone());
             while let Some(batch) = messages.next().await {
                 for message in batch {
-                    state
-                        .server
-                        .enqueue(Message::Event(client_event(id, message)));
+                    if let FromClient::GetPublished { name } = message {
+                        // Behind the messages before it, as they are handled now.
+                        state.server.drain();
+                        let key = state.server.published(&name);
+                        if let Some(answers) = &answers {
+                            let _ = answers.send(ToClient::Published { name, key });
+                        }
+                        continue;
+                    }
+                    if let Some(event) = client_event(id, message) {
+                        state.server.enqueue(Message::Event(event));
+                    }
                 }
                 state.server.drain();
             }
@@ -489,9 +499,9 @@ fn worker_event(worker: WorkerId, message: FromWorker) -> Option<Event> {
     }
 }
 
-/// A client's message as a core event.
-fn client_event(client: ClientId, message: FromClient) -> Event {
-    match message {
+/// A client's message as a core event; `None` for a question, answered apart.
+fn client_event(client: ClientId, message: FromClient) -> Option<Event> {
+    Some(match message {
         FromClient::Submit { tasks, wanted } => Event::GraphSubmitted {
             client,
             tasks: tasks.into_iter().map(task_spec).collect(),
@@ -509,7 +519,11 @@ fn client_event(client: ClientId, message: FromClient) -> Event {
             workers,
             nbytes,
         },
-    }
+        FromClient::FireAndForget { key } => Event::FireAndForget { key },
+        FromClient::Publish { name, key } => Event::Publish { name, key },
+        FromClient::Unpublish { name } => Event::Unpublish { name },
+        FromClient::GetPublished { .. } => return None,
+    })
 }
 
 fn task_spec(task: EncodedTask) -> TaskSpec {

@@ -90,9 +90,22 @@ pub enum EncodedJob {
     Function {
         /// The name.
         name: String,
-        /// Its arguments as positions among the task's inputs, when not the
-        /// inputs in order.
-        args: Option<Vec<u32>>,
+        /// Its arguments, when not the task's inputs in order.
+        args: Option<Vec<WireArg>>,
+    },
+}
+
+/// One argument of a function call, as it travels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WireArg {
+    /// Input `i` of the task.
+    Input(u32),
+    /// A value given with the call: its Rust type's name and postcard bytes.
+    Literal {
+        /// The type, as `Value::type_name` gives it.
+        type_name: String,
+        /// The value's bytes.
+        bytes: Vec<u8>,
     },
 }
 
@@ -190,6 +203,28 @@ pub enum FromClient {
         /// Its size.
         nbytes: u64,
     },
+    /// Compute `key` even if the client lets go of it.
+    FireAndForget {
+        /// The key.
+        key: Key,
+    },
+    /// Keep `key` under `name` for any client.
+    Publish {
+        /// The name.
+        name: String,
+        /// The key.
+        key: Key,
+    },
+    /// Stop publishing `name`.
+    Unpublish {
+        /// The name.
+        name: String,
+    },
+    /// Which key is published as `name`? Answered with [`ToClient::Published`].
+    GetPublished {
+        /// The name.
+        name: String,
+    },
 }
 
 /// A task as a client submits it over the network.
@@ -224,6 +259,13 @@ pub enum ToClient {
         key: Key,
         /// How.
         outcome: WireOutcome,
+    },
+    /// The answer to [`FromClient::GetPublished`].
+    Published {
+        /// The name asked for.
+        name: String,
+        /// The key published under it, if any.
+        key: Option<Key>,
     },
     /// The client is refused or the scheduler closes.
     Close {

@@ -263,7 +263,9 @@ impl TaskMaker {
             EncodedJob::Concat => Ok(Job::Concat),
             EncodedJob::Function { name, args } => match self.registry.function(name) {
                 Some((function, _)) => Ok(Job::Function(FunctionJob {
-                    args: args.as_deref().map(Arc::from),
+                    args: args
+                        .as_deref()
+                        .map(|args| args.iter().map(super::codec::decode_arg).collect()),
                     ..function
                 })),
                 None => Err(format!(

@@ -35,6 +35,14 @@ impl TaskData {
         }
     }
 
+    /// The value of a function task, if this is one.
+    pub fn value_ref(&self) -> Option<&Value> {
+        match self {
+            TaskData::Value(value) => Some(value),
+            TaskData::Batches(_) => None,
+        }
+    }
+
     /// The value of a function task, if it is a `T` made in this process.
     pub fn value<T: 'static>(&self) -> Option<&T> {
         match self {

@@ -15,6 +15,7 @@ use datafusion::error::DataFusionError;
 pub use script::{Statement, split_statements};
 pub use stages::{PERSISTED_STAGES, StageGraph, Uncuttable};
 pub use visualize::MAX_DRAWN_TASKS;
+pub(crate) use visualize::{Layout, Link, Row};
 
 /// A position in SQL text: 1-based line and column (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

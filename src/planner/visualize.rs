@@ -26,8 +26,20 @@ const PALETTE: [&str; 8] = [
 /// The fill of an erred partition.
 const ERRED: &str = "#d62728";
 
-/// One row of the drawing: a stage's tasks, or persisted partitions.
-struct Row {
+/// How a row's tasks read another row's.
+#[derive(Debug, Clone)]
+pub(crate) enum Link {
+    /// Every task reads every task (a shuffle, a merge).
+    AllToAll,
+    /// Task `i` reads task `i`.
+    Aligned,
+    /// Task `i` reads the tasks listed `i`th.
+    Explicit(Vec<Vec<usize>>),
+}
+
+/// One row of the drawing: a stage's tasks, persisted partitions, or calls of
+/// one function at one depth of a graph of calls.
+pub(crate) struct Row {
     /// `aggregate`, or `persisted aggregate`.
     label: String,
     operation: String,
@@ -36,11 +48,30 @@ struct Row {
     keys: Vec<Key>,
     /// For persisted partitions, where each stands.
     states: Option<Vec<PartitionState>>,
-    /// Rows read, each with whether the read is all-to-all (a shuffle).
-    reads: Vec<(usize, bool)>,
+    /// Rows read, each with how.
+    reads: Vec<(usize, Link)>,
 }
 
 impl Row {
+    /// A row of `keys`, labelled `operation` (and coloured by it), with their
+    /// states if they are known, reading rows below it by `reads`.
+    pub(crate) fn new(
+        operation: &str,
+        id: String,
+        keys: Vec<Key>,
+        states: Option<Vec<PartitionState>>,
+        reads: Vec<(usize, Link)>,
+    ) -> Self {
+        Row {
+            label: operation.to_string(),
+            operation: operation.to_string(),
+            id,
+            keys,
+            states,
+            reads,
+        }
+    }
+
     fn len(&self) -> usize {
         self.keys.len()
     }
@@ -67,14 +98,48 @@ impl Row {
     }
 }
 
-/// The rows of a graph, bottom up: persisted inputs, then the stages.
-struct Layout {
+/// Rows of tasks to draw, bottom up, each reading rows below it.
+pub(crate) struct Layout {
     rows: Vec<Row>,
     colours: Vec<&'static str>,
+    /// The merge the client runs over the top row, if any.
+    merge: Option<String>,
 }
 
 impl Layout {
-    fn new(graph: &StageGraph) -> Self {
+    /// The drawing of `rows`, coloured by operation.
+    pub(crate) fn new(rows: Vec<Row>, merge: Option<String>) -> Self {
+        let colours = (0..rows.len())
+            .map(|r| {
+                let first = rows
+                    .iter()
+                    .position(|row| row.operation == rows[r].operation)
+                    .unwrap_or(r);
+                PALETTE[first % PALETTE.len()]
+            })
+            .collect();
+        Layout {
+            rows,
+            colours,
+            merge,
+        }
+    }
+
+    /// Writes the drawing to `path`: Graphviz DOT when it ends in `.dot` or
+    /// `.gv`, otherwise SVG.
+    pub(crate) fn write(&self, path: &std::path::Path) -> crate::Result<()> {
+        let text = match path.extension().and_then(|e| e.to_str()) {
+            Some("dot" | "gv") => self.to_dot(),
+            _ => self.to_svg(),
+        };
+        std::fs::write(path, text).map_err(|source| crate::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// A graph of stages: persisted inputs, then the stages.
+    fn of_stages(graph: &StageGraph) -> Self {
         let persisted = graph.persisted();
         let row_of = |input: usize| match graph.persisted_input(input) {
             Some(_) => input - super::stages::PERSISTED_STAGES,
@@ -100,9 +165,16 @@ impl Layout {
         };
         for (s, stage) in stages.iter().enumerate() {
             let mut reads = Vec::new();
+            let readers = stage.partitions();
             let _ = stage.plan.apply(|node| {
                 if let Some(read) = node.downcast_ref::<crate::exec::StageReadExec>() {
-                    reads.push((row_of(read.stage()), read.mode() == ReadMode::Bucket));
+                    // A shuffle, or one task reading a whole stage (a merge, a build side).
+                    let link = if read.mode() == ReadMode::Bucket || readers == 1 {
+                        Link::AllToAll
+                    } else {
+                        Link::Aligned
+                    };
+                    reads.push((row_of(read.stage()), link));
                 }
                 Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
             });
@@ -115,26 +187,16 @@ impl Layout {
                 reads,
             });
         }
-        let colours = (0..rows.len())
-            .map(|r| {
-                let first = rows
-                    .iter()
-                    .position(|row| row.operation == rows[r].operation)
-                    .unwrap_or(r);
-                PALETTE[first % PALETTE.len()]
-            })
-            .collect();
-        Layout { rows, colours }
+        Layout::new(rows, graph.merge().map(str::to_string))
     }
 
-    /// Task `partition` of row `reader` reads which partitions of row `input`.
-    fn edges(&self, input: usize, reader: usize, all_to_all: bool, partition: usize) -> Vec<usize> {
+    /// Task `partition` of a row reads which tasks of row `input`, by `link`.
+    fn edges(&self, input: usize, link: &Link, partition: usize) -> Vec<usize> {
         let n = self.rows[input].len();
-        // A shuffle, or one task reading a whole stage (a merge, a build side).
-        if all_to_all || self.rows[reader].len() == 1 {
-            (0..n).collect()
-        } else {
-            vec![partition.min(n.saturating_sub(1))]
+        match link {
+            Link::AllToAll => (0..n).collect(),
+            Link::Aligned => vec![partition.min(n.saturating_sub(1))],
+            Link::Explicit(lists) => lists.get(partition).cloned().unwrap_or_default(),
         }
     }
 
@@ -178,9 +240,28 @@ impl Layout {
 }
 
 impl StageGraph {
+    /// Writes the graph to `path`: Graphviz DOT when it ends in `.dot` or
+    /// `.gv`, otherwise a standalone SVG.
+    pub fn write_drawing(&self, path: &std::path::Path) -> crate::Result<()> {
+        Layout::of_stages(self).write(path)
+    }
+
     /// The graph in Graphviz DOT.
     pub fn to_dot(&self) -> String {
-        let layout = Layout::new(self);
+        Layout::of_stages(self).to_dot()
+    }
+
+    /// The graph as a standalone SVG: a row per stage from the bottom up, a
+    /// circle per task coloured by operation, a label per row.
+    pub fn to_svg(&self) -> String {
+        Layout::of_stages(self).to_svg()
+    }
+}
+
+impl Layout {
+    /// The drawing in Graphviz DOT.
+    pub(crate) fn to_dot(&self) -> String {
+        let layout = self;
         let mut out = String::from(
             "digraph tasks {\n  rankdir=BT;\n  node [style=filled, fontcolor=white, fontname=\"sans-serif\"];\n",
         );
@@ -207,8 +288,9 @@ impl StageGraph {
                 );
             }
         }
-        for (r, row) in layout.rows.iter().enumerate() {
-            for &(input, all_to_all) in &row.reads {
+        for row in &layout.rows {
+            for (input, link) in &row.reads {
+                let input = *input;
                 if row.big() || layout.rows[input].big() {
                     let _ = writeln!(
                         out,
@@ -219,7 +301,7 @@ impl StageGraph {
                     continue;
                 }
                 for p in 0..row.len() {
-                    for i in layout.edges(input, r, all_to_all, p) {
+                    for i in layout.edges(input, link, p) {
                         let _ = writeln!(
                             out,
                             "  \"{}\" -> \"{}\";",
@@ -229,7 +311,7 @@ impl StageGraph {
                 }
             }
         }
-        if let (Some(merge), Some(last)) = (self.merge(), layout.rows.last()) {
+        if let (Some(merge), Some(last)) = (&self.merge, layout.rows.last()) {
             let _ = writeln!(
                 out,
                 "  \"client\" [label=\"{merge}\", shape=box, fillcolor=\"#555555\"];"
@@ -242,17 +324,17 @@ impl StageGraph {
         out
     }
 
-    /// The graph as a standalone SVG: a row per stage from the bottom up, a
-    /// circle per task coloured by operation, a label per row.
-    pub fn to_svg(&self) -> String {
+    /// The drawing as a standalone SVG: a row of circles per row, bottom up,
+    /// coloured by operation, a label per row.
+    pub(crate) fn to_svg(&self) -> String {
         const GAP: f64 = 28.0;
         const ROW: f64 = 90.0;
         const R: f64 = 9.0;
-        let layout = Layout::new(self);
+        let layout = self;
         let rows = &layout.rows;
         let widest = rows.iter().map(Row::drawn).max().unwrap_or(1).max(1);
         let width = (widest as f64 * GAP + 300.0).max(420.0);
-        let height = (rows.len() + usize::from(self.merge().is_some())) as f64 * ROW + 40.0;
+        let height = (rows.len() + usize::from(self.merge.is_some())) as f64 * ROW + 40.0;
         let label_x = 40.0 + widest as f64 * GAP + 10.0;
         let centre = |r: usize, p: usize| {
             let n = rows[r].drawn() as f64;
@@ -270,9 +352,10 @@ impl StageGraph {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
         );
         for (r, row) in rows.iter().enumerate() {
-            for &(input, all_to_all) in &row.reads {
+            for (input, link) in &row.reads {
+                let input = *input;
                 for p in 0..row.drawn() {
-                    for i in layout.edges(input, r, all_to_all, p) {
+                    for i in layout.edges(input, link, p) {
                         if i < rows[input].drawn() {
                             line(&mut svg, centre(input, i), centre(r, p));
                         }
@@ -315,7 +398,7 @@ impl StageGraph {
                 row.len()
             );
         }
-        if let (Some(merge), Some(last)) = (self.merge(), rows.len().checked_sub(1)) {
+        if let (Some(merge), Some(last)) = (&self.merge, rows.len().checked_sub(1)) {
             let (x, y) = (40.0 + (widest as f64 - 1.0) * GAP / 2.0, 40.0);
             for p in 0..rows[last].drawn() {
                 line(&mut svg, centre(last, p), (x, y));

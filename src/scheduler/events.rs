@@ -212,6 +212,25 @@ pub enum Event {
         /// The keys.
         keys: Vec<Key>,
     },
+    /// `key` is computed even if no future of it is left, then let go of
+    /// (Dask's `fire_and_forget`).
+    FireAndForget {
+        /// The key.
+        key: Key,
+    },
+    /// `key` is kept under `name` for any client to ask for, until unpublished
+    /// (Dask's `publish_dataset`); a name published again moves to the new key.
+    Publish {
+        /// The name.
+        name: String,
+        /// The key.
+        key: Key,
+    },
+    /// `name` is no longer published; its key goes when nothing else needs it.
+    Unpublish {
+        /// The name.
+        name: String,
+    },
 }
 
 /// Where an input of a task can be read.

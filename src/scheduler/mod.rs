@@ -30,6 +30,12 @@ pub use transitions::Scheduler;
 /// Identifies a client (a holder of futures) of the scheduler.
 pub type ClientId = u64;
 
+/// The holder of keys computed with no future left (`Event::FireAndForget`).
+pub const FIRE_AND_FORGET: ClientId = u64::MAX;
+
+/// The holder of published keys (`Event::Publish`).
+pub const PUBLISHED: ClientId = u64::MAX - 1;
+
 /// Identifies a worker.
 pub type WorkerId = u64;
 

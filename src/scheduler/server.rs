@@ -130,6 +130,13 @@ impl SchedulerServer {
         count
     }
 
+    /// The key published as `name`.
+    pub fn published(&self, name: &str) -> Option<Key> {
+        let key = self.shared.state.lock().core.published(name);
+        self.drain();
+        key
+    }
+
     /// How many tasks have finished since the scheduler started.
     pub fn tasks_finished(&self) -> u64 {
         let count = self.shared.state.lock().core.tasks_finished();

@@ -96,6 +96,72 @@ fn root_tasks_queue_until_a_worker_has_room() {
 }
 
 #[test]
+fn fire_and_forget_tasks_run_with_no_future_then_go() {
+    let mut s = with_workers(&[(1, 1)]);
+    submit(
+        &mut s,
+        7,
+        vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
+        &["b-1"],
+    );
+    s.handle(Event::FireAndForget { key: key("b-1") });
+    s.handle(Event::FutureReleased {
+        client: 7,
+        key: key("b-1"),
+    });
+    // Still wanted: a runs, then b.
+    let d = finish(&mut s, 1, "a-1");
+    assert_eq!(runs(&d), [(1, "b-1".into())]);
+    let d = finish(&mut s, 1, "b-1");
+    assert!(
+        d.contains(&Decision::Forget { key: key("b-1") }),
+        "done, nobody holds it: {d:?}"
+    );
+    assert_eq!(s.task_count(), 0);
+    // A task already done is not held on to.
+    submit(&mut s, 7, vec![spec("c-1", &[])], &["c-1"]);
+    finish(&mut s, 1, "c-1");
+    s.handle(Event::FireAndForget { key: key("c-1") });
+    s.handle(Event::FutureReleased {
+        client: 7,
+        key: key("c-1"),
+    });
+    assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn published_keys_outlive_their_clients_until_unpublished() {
+    let mut s = with_workers(&[(1, 1)]);
+    submit(&mut s, 7, vec![spec("a-1", &[])], &["a-1"]);
+    finish(&mut s, 1, "a-1");
+    s.handle(Event::Publish {
+        name: "model".into(),
+        key: key("a-1"),
+    });
+    s.handle(Event::ClientRemoved { client: 7 });
+    assert_eq!(s.published("model"), Some(key("a-1")));
+    assert_eq!(s.task(&key("a-1")).unwrap().state, TaskState::Memory);
+    // Another client asks for it.
+    let d = submit(&mut s, 8, vec![], &["a-1"]);
+    assert!(d.contains(&Decision::Report {
+        client: 8,
+        key: key("a-1"),
+        outcome: Outcome::Finished { workers: vec![1] }
+    }));
+    s.handle(Event::Unpublish {
+        name: "model".into(),
+    });
+    assert_eq!(s.published("model"), None);
+    assert_eq!(s.published_names(), Vec::<String>::new());
+    assert!(s.task(&key("a-1")).is_some(), "client 8 still holds it");
+    s.handle(Event::FutureReleased {
+        client: 8,
+        key: key("a-1"),
+    });
+    assert_eq!(s.task_count(), 0);
+}
+
+#[test]
 fn dependents_run_where_their_inputs_are() {
     let mut s = with_workers(&[(1, 1), (2, 1)]);
     let d = submit(

@@ -11,8 +11,8 @@ use smallvec::SmallVec;
 use super::queue::RootQueue;
 use super::state::{Clients, IdSet, Priority, Task, TaskId, Tasks, Worker};
 use super::{
-    ClientId, Decision, Event, Input, Key, Outcome, TaskError, TaskSpec, TaskState, TaskStatus,
-    WorkerId, WorkerStatus,
+    ClientId, Decision, Event, FIRE_AND_FORGET, Input, Key, Outcome, PUBLISHED, TaskError,
+    TaskSpec, TaskState, TaskStatus, WorkerId, WorkerStatus,
 };
 
 /// A task that has taken down this many workers errs instead of running again.
@@ -31,6 +31,8 @@ pub struct Scheduler {
     order: u64,
     /// Tasks that have finished since the scheduler started, all clients together.
     finished_total: u64,
+    /// Published keys by name.
+    published: BTreeMap<String, Key>,
     out: Vec<Decision>,
     /// Scratch space, kept to save allocations per task.
     scratch: Scratch,
@@ -90,7 +92,10 @@ impl Scheduler {
                 key,
                 nbytes,
             } => match self.tasks.id(&key) {
-                Some(id) => self.finished(worker, id, nbytes),
+                Some(id) => {
+                    self.finished(worker, id, nbytes);
+                    self.forget_fired(id);
+                }
                 // Forgotten while it ran: nobody wants the result.
                 None => self.release_on(worker, key, None),
             },
@@ -107,6 +112,9 @@ impl Scheduler {
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::FutureReleased { client, key } => self.unwant(client, &key, false),
             Event::ClientRemoved { client } => self.remove_client(client),
+            Event::FireAndForget { key } => self.fire_and_forget(&key),
+            Event::Publish { name, key } => self.publish(name, key),
+            Event::Unpublish { name } => self.unpublish(&name),
             Event::Cancel { client, keys } => {
                 for key in keys {
                     self.unwant(client, &key, true);
@@ -497,6 +505,61 @@ impl Scheduler {
         }
     }
 
+    /// Keeps `key` wanted until it is done, whoever else lets go of it.
+    fn fire_and_forget(&mut self, key: &Key) {
+        let Some(task) = self.tasks.id(key).and_then(|id| self.tasks.get_mut(id)) else {
+            return;
+        };
+        if task.state.is_pending() || task.state == TaskState::Released {
+            task.wanted_by.insert(FIRE_AND_FORGET);
+        }
+    }
+
+    /// A task is done: the fire-and-forget holder lets go of it.
+    fn forget_fired(&mut self, id: TaskId) {
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if task.wanted_by.remove(&FIRE_AND_FORGET) {
+            self.settle(id);
+        }
+    }
+
+    fn publish(&mut self, name: String, key: Key) {
+        let Some(task) = self.tasks.id(&key).and_then(|id| self.tasks.get_mut(id)) else {
+            return;
+        };
+        task.wanted_by.insert(PUBLISHED);
+        if let Some(old) = self.published.insert(name, key.clone())
+            && old != key
+        {
+            self.release_published(&old);
+        }
+    }
+
+    fn unpublish(&mut self, name: &str) {
+        if let Some(key) = self.published.remove(name) {
+            self.release_published(&key);
+        }
+    }
+
+    /// `key` lost a name: let go of it if no other name holds it.
+    fn release_published(&mut self, key: &Key) {
+        if !self.published.values().any(|k| k == key) {
+            self.unwant(PUBLISHED, key, false);
+        }
+    }
+
+    /// The key published as `name`.
+    pub fn published(&self, name: &str) -> Option<Key> {
+        self.published.get(name).cloned()
+    }
+
+    /// The published names, sorted.
+    pub fn published_names(&self) -> Vec<String> {
+        self.published.keys().cloned().collect()
+    }
+
     fn unwant(&mut self, client: ClientId, key: &Key, cancel: bool) {
         let Some(id) = self.tasks.id(key) else {
             return;
@@ -783,6 +846,8 @@ impl Scheduler {
                     outcome: Outcome::Erred(Arc::clone(&e)),
                 });
             }
+            // Done: a fire-and-forget holder lets go (settled below).
+            task.wanted_by.remove(&FIRE_AND_FORGET);
             settle.extend_from_slice(&task.dependencies);
             settle.push(t);
             let Some(task) = self.tasks.get(t) else {

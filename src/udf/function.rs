@@ -26,6 +26,8 @@ pub struct Fallible(PhantomData<()>);
 /// up to six arguments, each `&A` with `A: Deserialize`, returning a `Serialize`
 /// value (`Infallible`) or a `Result` of one (`Fallible`).
 pub trait TaskFunction<Args, Kind>: Send + Sync + 'static {
+    /// What a call's value is (the `T` of a fallible function's `Result<T, E>`).
+    type Output;
     /// The number of arguments.
     fn arity() -> usize;
     /// The function as workers call it, on its arguments' data.
@@ -69,6 +71,7 @@ macro_rules! task_function {
             R: Serialize + Send + Sync + 'static,
             $($arg: DeserializeOwned + Send + Sync + 'static,)*
         {
+            type Output = R;
             fn arity() -> usize {
                 $n
             }

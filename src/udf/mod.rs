@@ -126,6 +126,18 @@ impl Registry {
         self
     }
 
+    /// This registry with everything `other` holds added; `other`'s wins a
+    /// name both have.
+    pub fn merged(mut self, other: Registry) -> Self {
+        Arc::make_mut(&mut self.scalars)
+            .extend(other.scalars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Arc::make_mut(&mut self.functions)
+            .extend(other.functions.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Arc::make_mut(&mut self.partitions)
+            .extend(other.partitions.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self
+    }
+
     /// The partition function `name`.
     pub fn partition(&self, name: &str) -> Option<&PartitionFn> {
         self.partitions.get(name)

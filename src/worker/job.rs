@@ -33,10 +33,19 @@ pub struct FunctionJob {
     /// Whether it is a registry's function, which workers of other processes
     /// look up by name; a bare closure runs only in this process.
     pub registered: bool,
-    /// The function's arguments as positions among the task's inputs, when
-    /// they are not the inputs themselves in order (an input passed twice is
-    /// sent once and handed over twice).
-    pub args: Option<Arc<[u32]>>,
+    /// The function's arguments, when they are not the task's inputs in
+    /// order: inputs by position (an input passed twice is sent once and
+    /// handed over twice) and values that travel with the task.
+    pub args: Option<Arc<[FunctionArg]>>,
+}
+
+/// One argument of a function call.
+#[derive(Debug, Clone)]
+pub enum FunctionArg {
+    /// Input `i` of the task (the result of its dependency `i`).
+    Input(u32),
+    /// A value given with the call.
+    Literal(Arc<TaskData>),
 }
 
 impl FunctionJob {
@@ -52,12 +61,15 @@ impl FunctionJob {
 
     /// Calls the function on the task's `inputs`.
     pub fn call(&self, inputs: &[Arc<TaskData>]) -> Result<TaskData, String> {
-        let Some(positions) = &self.args else {
+        let Some(args) = &self.args else {
             return (self.function)(inputs);
         };
-        let args = positions
+        let args = args
             .iter()
-            .map(|&i| inputs.get(i as usize).cloned())
+            .map(|arg| match arg {
+                FunctionArg::Input(i) => inputs.get(*i as usize).cloned(),
+                FunctionArg::Literal(value) => Some(Arc::clone(value)),
+            })
             .collect::<Option<Vec<_>>>()
             .ok_or("an input was not sent")?;
         (self.function)(&args)

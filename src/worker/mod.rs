@@ -20,7 +20,7 @@ use datafusion::prelude::SessionContext;
 use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
 
-pub use job::{FunctionJob, Job, StageJob, TaskFn};
+pub use job::{FunctionArg, FunctionJob, Job, StageJob, TaskFn};
 pub use store::{Budget, DataStore, Peers};
 
 use crate::exec::{FetchError, StageInput, TaskData, TaskInputs};

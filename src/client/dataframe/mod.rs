@@ -179,7 +179,7 @@ impl DataFrame {
     /// operation.
     pub async fn visualize(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let graph = self.stages().await?;
-        write_graph(&graph, path.as_ref())
+        graph.write_drawing(path.as_ref())
     }
 
     /// What the result will look like and what computing it takes, as Dask's
@@ -218,18 +218,6 @@ impl DataFrame {
 /// (DataFusion's `col` would lower-case `Name` and split `a.b`).
 fn column(name: &str) -> datafusion::logical_expr::Expr {
     datafusion::logical_expr::col(format!("\"{}\"", name.replace('"', "\"\"")))
-}
-
-/// Writes `graph` to `path`, as DOT or SVG by its extension.
-fn write_graph(graph: &StageGraph, path: &std::path::Path) -> Result<()> {
-    let text = match path.extension().and_then(|e| e.to_str()) {
-        Some("dot" | "gv") => graph.to_dot(),
-        _ => graph.to_svg(),
-    };
-    std::fs::write(path, text).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// The cluster node of `plan`: its root, or under the merge the client runs.
