@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod general_compute;
 mod tpch;
 
 use clap::{Parser, Subcommand};
@@ -88,6 +89,20 @@ enum Suite {
         #[arg(long, value_delimiter = ',')]
         queries: Vec<usize>,
     },
+    /// The walkthrough's general compute: 650 delayed calls, no-op task
+    /// throughput, scatter; local cluster and 2 worker processes (and Dask
+    /// with --peers).
+    Futures {
+        /// Runs per measurement.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// No-op tasks submitted and gathered per run.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Also run Dask (`benches/peers/people_dask.py`).
+        #[arg(long)]
+        peers: bool,
+    },
     /// The baseline: run SQL on a plain DataFusion SessionContext, print CSV.
     #[command(hide = true)]
     DatafusionSql {
@@ -102,7 +117,21 @@ fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    // Started as a cluster process of the futures suite.
+    if let Some(code) = general_compute::as_rask() {
+        return code;
+    }
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rask-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -130,6 +159,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             only: queries,
         })),
         Suite::DatafusionSql { sql, threads } => runtime.block_on(datafusion_sql(&sql, threads)),
+        Suite::Futures { runs, tasks, peers } => {
+            runtime.block_on(general_compute::run(general_compute::Options {
+                runs,
+                tasks,
+                peers,
+            }))
+        }
         Suite::Scheduler {
             sizes,
             threads,
@@ -703,10 +739,21 @@ impl ProcessCluster {
         nworkers: usize,
         nthreads: usize,
     ) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with_env(rask, nworkers, nthreads, &[])
+    }
+
+    /// [`start`](Self::start), the processes run with `env` set.
+    fn start_with_env(
+        rask: &Path,
+        nworkers: usize,
+        nthreads: usize,
+        env: &[(&str, &str)],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         use std::io::{BufRead, BufReader};
         let spawn = |args: &[&str]| {
             Command::new(rask)
                 .args(args)
+                .envs(env.iter().copied())
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())

@@ -74,6 +74,13 @@ pub fn with_z(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
+/// A task function that takes `ms` milliseconds: for tasks that must still
+/// be running when something happens to their worker.
+fn pause(ms: &u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(*ms));
+    *ms
+}
+
 /// Ends the worker process at once, as a segfault or the kernel's OOM killer
 /// would: to see the cluster cope (the nanny restarts the worker, the task is
 /// retried elsewhere, and after three deaths it errs with the last log lines).
@@ -91,6 +98,7 @@ pub fn registry() -> Registry {
         .with_function("seven", seven)
         .with_try_function("checked_half", checked_half)
         .with_function("crash", crash)
+        .with_function("pause", pause)
         .with_partition(udf::partition("with_z", with_z))
 }
 

@@ -38,6 +38,16 @@ pub(crate) trait ClusterLink: Send + Sync {
         workers: &[WorkerId],
     ) -> BoxFuture<'static, crate::Result<Arc<TaskData>>>;
 
+    /// The results of `keys`, each from one of its holders: those of one
+    /// worker in one request where the cluster can.
+    fn fetch_many(
+        &self,
+        keys: &[(Key, Vec<WorkerId>)],
+    ) -> BoxFuture<'static, crate::Result<Vec<Arc<TaskData>>>> {
+        let fetches: Vec<_> = keys.iter().map(|(k, w)| self.fetch(k, w)).collect();
+        Box::pin(futures::future::try_join_all(fetches))
+    }
+
     /// Stores `value` under `key` on each of `workers`.
     fn put(
         &self,
@@ -58,6 +68,9 @@ pub(crate) trait ClusterLink: Send + Sync {
 }
 
 static CLIENTS: AtomicU64 = AtomicU64::new(1);
+
+/// Results fetched together, at most, by [`Connection::gather`].
+const GATHER_CHUNK: usize = 4096;
 
 /// One client of a cluster. Futures share it; it keeps, per key, the
 /// [`KeySlot`] its futures share.
@@ -282,6 +295,32 @@ impl Connection {
         if let Some(slot) = slot {
             slot.settle(outcome);
         }
+    }
+
+    /// The data of every future, in order, once all are done; the error of
+    /// the first that failed.
+    pub async fn gather(&self, futures: &[super::Future]) -> crate::Result<Vec<Arc<TaskData>>> {
+        let mut holders = Vec::with_capacity(futures.len());
+        // Waiting for the last first wakes this about once, not once per future.
+        for future in futures.iter().rev() {
+            future.wait().await;
+        }
+        for future in futures {
+            match future.outcome() {
+                Some(Outcome::Finished { workers }) => {
+                    holders.push((future.key().clone(), workers))
+                }
+                Some(Outcome::Erred(e)) => return Err(crate::Error::Task(e)),
+                Some(Outcome::Cancelled) => return Err(crate::Error::Cancelled),
+                None => return Err(crate::Error::Comm(format!("{} is not done", future.key()))),
+            }
+        }
+        // Bounded requests: a very wide gather still streams.
+        let mut data = Vec::with_capacity(holders.len());
+        for chunk in holders.chunks(GATHER_CHUNK) {
+            data.extend(self.cluster.fetch_many(chunk).await?);
+        }
+        Ok(data)
     }
 
     /// The data of `key` from one of `workers`.

@@ -79,6 +79,16 @@ impl Future {
         }
     }
 
+    /// How the task ended, if it has.
+    pub(crate) fn outcome(&self) -> Option<Outcome> {
+        self.slot.outcome()
+    }
+
+    /// The client connection the future belongs to.
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+
     /// The workers holding the result, once finished (Dask's `who_has`).
     pub fn workers(&self) -> Vec<crate::scheduler::WorkerId> {
         match self.slot.outcome() {

@@ -189,10 +189,20 @@ pub async fn gather<T>(futures: &[Future]) -> Result<Vec<T>>
 where
     T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let mut values = Vec::with_capacity(futures.len());
-    for future in futures.iter().rev() {
-        values.push(future.value::<T>().await?);
-    }
-    values.reverse();
-    Ok(values)
+    let Some(first) = futures.first() else {
+        return Ok(Vec::new());
+    };
+    let data = first.connection().gather(futures).await?;
+    futures
+        .iter()
+        .zip(data)
+        .map(|(future, data)| {
+            data.get::<T>()
+                .cloned()
+                .map_err(|source| crate::Error::Decode {
+                    key: future.key().clone(),
+                    source,
+                })
+        })
+        .collect()
 }

@@ -196,14 +196,7 @@ impl Client {
     /// Waits for every future and returns their data, in order; or the error
     /// of one that failed.
     pub async fn gather(&self, futures: &[Future]) -> Result<Vec<Arc<exec::TaskData>>> {
-        // Tasks mostly finish in the order they were submitted: waiting for the
-        // last first, this wakes up about once rather than once per future.
-        let mut out = Vec::with_capacity(futures.len());
-        for future in futures.iter().rev() {
-            out.push(future.data().await?);
-        }
-        out.reverse();
-        Ok(out)
+        self.connection.gather(futures).await
     }
 
     /// The configuration this client was made with.

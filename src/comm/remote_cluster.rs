@@ -274,6 +274,27 @@ impl ClusterLink for RemoteCluster {
         Box::pin(async move { input.data().await.map_err(|e| Error::Comm(e.to_string())) })
     }
 
+    fn fetch_many(
+        &self,
+        keys: &[(Key, Vec<WorkerId>)],
+    ) -> BoxFuture<'static, Result<Vec<Arc<TaskData>>>> {
+        let inputs: Vec<StageInput> = keys
+            .iter()
+            .map(|(key, workers)| {
+                StageInput::Remote(RemoteInput {
+                    key: key.clone(),
+                    holders: workers.clone(),
+                    source: Arc::new(self.fetcher.clone()),
+                })
+            })
+            .collect();
+        Box::pin(async move {
+            StageInput::data_each(&inputs)
+                .await
+                .map_err(|e| Error::Comm(e.to_string()))
+        })
+    }
+
     fn put(
         &self,
         key: &Key,

@@ -227,6 +227,18 @@ impl StageInput {
         inputs: &[StageInput],
         bucket: Option<usize>,
     ) -> Result<Vec<RecordBatch>, FetchError> {
+        Ok(Self::read_apart(inputs, bucket)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// [`read_each`](Self::read_each), each input's batches apart.
+    pub async fn read_apart(
+        inputs: &[StageInput],
+        bucket: Option<usize>,
+    ) -> Result<Vec<Vec<RecordBatch>>, FetchError> {
         // Remote inputs by first holder: their positions, and the inputs.
         let mut by_worker: Vec<(u64, Vec<usize>, Vec<&RemoteInput>)> = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
@@ -253,14 +265,28 @@ impl StageInput {
                 fetched[i] = Some(batches);
             }
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(inputs.len());
         for (input, fetched) in inputs.iter().zip(fetched) {
             match fetched {
-                Some(batches) => out.extend(batches),
-                None => out.extend(input.read(bucket).await?),
+                Some(batches) => out.push(batches),
+                None => out.push(input.read(bucket).await?),
             }
         }
         Ok(out)
+    }
+
+    /// Each of `inputs` whole, as task data: in place when held here, else
+    /// fetched, those of one worker in one request.
+    pub async fn data_each(inputs: &[StageInput]) -> Result<Vec<Arc<TaskData>>, FetchError> {
+        let batches = Self::read_apart(inputs, None).await?;
+        Ok(inputs
+            .iter()
+            .zip(batches)
+            .map(|(input, batches)| match input {
+                StageInput::Held(data) => Arc::clone(data),
+                StageInput::Remote(_) => Arc::new(TaskData::fetched(batches)),
+            })
+            .collect())
     }
 
     /// The whole input as task data: as held, or fetched into one bucket.

@@ -316,7 +316,7 @@ impl Slots {
             .iter()
             .map(|input| self.input(input))
             .collect::<Result<Vec<_>, _>>()?;
-        futures::future::try_join_all(sources.iter().map(StageInput::data))
+        StageInput::data_each(&sources)
             .await
             .map_err(|e| Failure::fetch(e.key, e.worker))
     }

@@ -326,3 +326,100 @@ fn the_walkthrough_example_runs_on_the_local_cluster_and_on_workers_of_other_pro
         "the workers ran my_multi_function"
     );
 }
+
+/// What the people example prints, on whichever cluster it ran.
+fn assert_people_output(stdout: &str) {
+    for expected in [
+        "list_of_people (26)",
+        "<Alice, 0.",
+        "delayed_operations[:10] (of 650)",
+        "Delayed('add_two_people-",
+        "<Future: ",
+        "all 650 computed in",
+        "scattered_list_of_people[:3] (of 26)",
+        "key: Person-",
+        "computed_add_operation[0].result()",
+        "predictions[0].result()",
+        "10 predictions, the same as the model's here",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_people_example_runs_on_the_local_cluster_and_on_workers_of_other_processes() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let example = crate::processes::example_binary("people");
+    let local = run(std::process::Command::new(&example).current_dir(dir.path())).success();
+    assert_people_output(&local.stdout);
+    let svg = std::fs::read_to_string(dir.path().join("people-add-two.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 10);
+    let svg = std::fs::read_to_string(dir.path().join("people-add-a-value.svg")).unwrap();
+    assert_eq!(
+        svg.matches("(in memory)</title>").count(),
+        10,
+        "scattered people"
+    );
+
+    let root = repository_root();
+    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);
+    cluster.scheduler.wait_for("registered:");
+    let remote = run(std::process::Command::new(&example)
+        .current_dir(dir.path())
+        .args(["--scheduler", &cluster.address]))
+    .success();
+    assert_people_output(&remote.stdout);
+    assert!(
+        remote.stdout.contains(&cluster.address),
+        "{}",
+        remote.stdout
+    );
+}
+
+#[test]
+fn a_map_survives_the_loss_of_a_worker_and_published_futures_cross_clients() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);
+    runtime().block_on(async {
+        let client = connect(&cluster.address).await;
+        let pause = client
+            .register("pause", |ms: &u64| *ms)
+            .expect("the workers carry pause");
+        // 40 calls of 50 ms over 2 workers: one dies a quarter of the way in.
+        let futures = pause.map((0..40u64).map(|i| (50 + i,)));
+        futures[5].wait().await;
+        crate::processes::kill_9(cluster.worker_pids()[0]);
+        let values: Vec<u64> = rask::gather(&futures).await.expect("all finish");
+        assert_eq!(values, (0..40u64).map(|i| 50 + i).collect::<Vec<_>>());
+        cluster.scheduler.wait_for("removed:");
+
+        // One client publishes, another, connected later, reads it.
+        let add = client.register("add", |a: &i64, b: &i64| a + b).unwrap();
+        let sum = add.submit((40i64, 2i64));
+        client.publish("answer", &sum);
+        sum.wait().await;
+        drop(sum);
+        let other = connect(&cluster.address).await;
+        let answer = other.get_published("answer").await.expect("published");
+        assert_eq!(answer.value::<i64>().await.unwrap(), 42);
+        let missing = other
+            .get_published("nothing")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nothing is published"), "{missing}");
+
+        // A function the workers do not carry is refused by name.
+        let err = client
+            .register("not_carried", |a: &i64| *a)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("function not_carried is not registered"),
+            "{err}"
+        );
+    });
+}

@@ -6,6 +6,7 @@ mod cluster;
 mod dashboard;
 mod dataframe;
 mod functions;
+mod futures;
 #[path = "../common/processes.rs"]
 mod processes;
 mod remote;
