@@ -40,7 +40,9 @@ fn noop(i: &u64) -> u64 {
     *i
 }
 
-/// The length of a scattered value, to read it in a task.
+/// The length of a scattered value, to read it in a task (its argument is
+/// the scattered type itself, as a task function's must be).
+#[allow(clippy::ptr_arg)]
 fn length(bytes: &Vec<u8>) -> usize {
     bytes.len()
 }

@@ -74,6 +74,16 @@ pub fn with_z(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
+/// A partition function with an argument: the rows whose `x` is above
+/// `threshold` (the result of a future, for `map_partitions_with`).
+pub fn x_above(batch: RecordBatch, threshold: &f64) -> Result<RecordBatch, ArrowError> {
+    let x = batch
+        .column_by_name("x")
+        .ok_or_else(|| ArrowError::SchemaError("x_above needs a column x".into()))?;
+    let above = rask::arrow::compute::kernels::cmp::gt(x, &Float64Array::new_scalar(*threshold))?;
+    rask::arrow::compute::filter_record_batch(&batch, &above)
+}
+
 /// A task function that takes `ms` milliseconds: for tasks that must still
 /// be running when something happens to their worker.
 fn pause(ms: &u64) -> u64 {
@@ -100,6 +110,7 @@ pub fn registry() -> Registry {
         .with_function("crash", crash)
         .with_function("pause", pause)
         .with_partition(udf::partition("with_z", with_z))
+        .with_partition(udf::partition_with("x_above", x_above))
 }
 
 fn main() -> ExitCode {

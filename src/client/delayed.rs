@@ -417,7 +417,7 @@ fn drawing<T>(delayed: &[Delayed<T>]) -> Layout {
                     key: future.key().clone(),
                     operation: operation_of(future.key()),
                     inputs: Vec::new(),
-                    state: Some(state_of(future)),
+                    state: Some(super::dataframe::future_state(Some(future))),
                 });
             }
         }
@@ -517,12 +517,4 @@ fn operation_of(key: &Key) -> String {
     text.rsplit_once('-')
         .map_or(text, |(name, _)| name)
         .to_string()
-}
-
-fn state_of(future: &Future) -> PartitionState {
-    match future.status() {
-        super::FutureStatus::Finished => PartitionState::Memory,
-        super::FutureStatus::Pending => PartitionState::Computing,
-        super::FutureStatus::Error | super::FutureStatus::Cancelled => PartitionState::Erred,
-    }
 }

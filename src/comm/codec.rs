@@ -40,7 +40,8 @@ use serde::{Deserialize, Serialize};
 use super::wire::{EncodedJob, EncodedStage, WireArg};
 use crate::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
 use crate::exec::{
-    MapPartitionsExec, ReadMode, StageOutput, StagePlan, StageReadExec, TaskData, Value,
+    MapArgument, MapPartitionsExec, ReadMode, StageOutput, StagePlan, StageReadExec, TaskData,
+    Value,
 };
 use crate::udf::Registry;
 use crate::worker::{FunctionArg, Job};
@@ -76,6 +77,8 @@ enum Node {
         name: String,
         /// `protobuf::Schema` bytes.
         schema: Vec<u8>,
+        /// The task input holding the function's argument, if it takes one.
+        argument: Option<u32>,
     },
 }
 
@@ -127,9 +130,20 @@ impl PhysicalExtensionCodec for RaskCodec {
             }
         } else if let Some(map) = node.downcast_ref::<MapPartitionsExec>() {
             let schema = protobuf::Schema::try_from(map.schema().as_ref())?;
+            let argument = match map.argument() {
+                None => None,
+                Some(MapArgument::Input(input)) => Some(*input as u32),
+                Some(MapArgument::Partitions(_)) => {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "map_partitions {}: an argument not cut into a task input cannot be sent",
+                        map.function().name()
+                    )));
+                }
+            };
             Node::MapPartitions {
                 name: map.function().name().to_string(),
                 schema: schema.encode_to_vec(),
+                argument,
             }
         } else {
             return Err(DataFusionError::NotImplemented(format!(
@@ -222,7 +236,11 @@ impl PhysicalExtensionCodec for RaskCodec {
                     fetch,
                 )?))
             }
-            Node::MapPartitions { name, schema } => {
+            Node::MapPartitions {
+                name,
+                schema,
+                argument,
+            } => {
                 let [input] = inputs else {
                     return Err(proto_err("map_partitions takes one input"));
                 };
@@ -237,10 +255,11 @@ impl PhysicalExtensionCodec for RaskCodec {
                     })?;
                 let schema = protobuf::Schema::decode(schema.as_slice()).map_err(proto_err)?;
                 let schema = Arc::new(Schema::try_from(&schema)?);
-                Ok(Arc::new(MapPartitionsExec::new(
+                Ok(Arc::new(MapPartitionsExec::with_argument(
                     Arc::clone(input),
                     function,
                     schema,
+                    argument.map(|input| MapArgument::Input(input as usize)),
                 )))
             }
         }

@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result, internal_err};
+use datafusion::common::{
+    DFSchema, DFSchemaRef, DataFusionError, Result, internal_datafusion_err, internal_err,
+};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
@@ -26,7 +29,9 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{PersistedPartitions, TaskData, TaskInputs};
 
 use crate::udf::PartitionFn;
 
@@ -36,28 +41,50 @@ pub struct MapPartitionsNode {
     input: LogicalPlan,
     function: PartitionFn,
     schema: DFSchemaRef,
+    /// The value passed to the function besides each batch: a future's result.
+    argument: Option<Arc<dyn PersistedPartitions>>,
 }
 
 impl MapPartitionsNode {
     /// The node, its output schema found from `function` (declared, or its
     /// result on an empty batch).
     pub fn try_new(input: LogicalPlan, function: PartitionFn) -> Result<Self> {
+        Self::try_with_argument(input, function, None)
+    }
+
+    /// The node with `argument` (its one partition the value, `sample` that
+    /// value as read now) passed to `function` besides each batch.
+    pub fn try_with_argument(
+        input: LogicalPlan,
+        function: PartitionFn,
+        argument: Option<(Arc<dyn PersistedPartitions>, Arc<TaskData>)>,
+    ) -> Result<Self> {
         let input_schema: SchemaRef = Arc::new(input.schema().as_arrow().clone());
         let output = function
-            .output_schema(&input_schema)
+            .output_schema(
+                &input_schema,
+                argument.as_ref().map(|(_, data)| data.as_ref()),
+            )
             .map_err(|e| DataFusionError::Plan(format!("cannot find what it returns: {e}")))?;
         let schema = Arc::new(DFSchema::try_from(output.as_ref().clone())?);
         Ok(Self {
             input,
             function,
             schema,
+            argument: argument.map(|(partitions, _)| partitions),
         })
+    }
+
+    fn argument_key(&self) -> Option<&crate::key::Key> {
+        self.argument.as_ref().and_then(|a| a.keys().first())
     }
 }
 
 impl PartialEq for MapPartitionsNode {
     fn eq(&self, other: &Self) -> bool {
-        self.function.name() == other.function.name() && self.input == other.input
+        self.function.name() == other.function.name()
+            && self.argument_key() == other.argument_key()
+            && self.input == other.input
     }
 }
 
@@ -112,8 +139,18 @@ impl UserDefinedLogicalNodeCore for MapPartitionsNode {
             input,
             function: self.function.clone(),
             schema: Arc::clone(&self.schema),
+            argument: self.argument.clone(),
         })
     }
+}
+
+/// Where a [`MapPartitionsExec`] reads its function's argument.
+#[derive(Debug, Clone)]
+pub enum MapArgument {
+    /// From the cluster, through the future behind it (a plan in the client).
+    Partitions(Arc<dyn PersistedPartitions>),
+    /// From the task's inputs, as input `i` (a plan cut into stages).
+    Input(usize),
 }
 
 /// Runs `function` on each batch of each partition of `input`.
@@ -122,11 +159,22 @@ pub struct MapPartitionsExec {
     input: Arc<dyn ExecutionPlan>,
     function: PartitionFn,
     properties: Arc<PlanProperties>,
+    argument: Option<MapArgument>,
 }
 
 impl MapPartitionsExec {
     /// `function` over `input`, producing batches of `schema`.
     pub fn new(input: Arc<dyn ExecutionPlan>, function: PartitionFn, schema: SchemaRef) -> Self {
+        Self::with_argument(input, function, schema, None)
+    }
+
+    /// [`new`](Self::new), the function also given `argument`'s value.
+    pub fn with_argument(
+        input: Arc<dyn ExecutionPlan>,
+        function: PartitionFn,
+        schema: SchemaRef,
+        argument: Option<MapArgument>,
+    ) -> Self {
         let partitions = input.output_partitioning().partition_count();
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -138,12 +186,28 @@ impl MapPartitionsExec {
             input,
             function,
             properties: Arc::new(properties),
+            argument,
         }
     }
 
     /// The function.
     pub fn function(&self) -> &PartitionFn {
         &self.function
+    }
+
+    /// Where the function's argument comes from, if it takes one.
+    pub fn argument(&self) -> Option<&MapArgument> {
+        self.argument.as_ref()
+    }
+
+    /// The same node reading its argument as task input `input`.
+    pub fn reading_argument_as(&self, input: usize) -> Self {
+        Self::with_argument(
+            Arc::clone(&self.input),
+            self.function.clone(),
+            self.schema(),
+            Some(MapArgument::Input(input)),
+        )
     }
 }
 
@@ -183,10 +247,11 @@ impl ExecutionPlan for MapPartitionsExec {
         let Some(input) = children.pop() else {
             return internal_err!("MapPartitionsExec takes one input");
         };
-        Ok(Arc::new(Self::new(
+        Ok(Arc::new(Self::with_argument(
             input,
             self.function.clone(),
             self.schema(),
+            self.argument.clone(),
         )))
     }
 
@@ -207,26 +272,80 @@ impl ExecutionPlan for MapPartitionsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let argument = self.argument_data(&context)?;
         let input = self.input.execute(partition, context)?;
         let function = self.function.clone();
         let schema = self.schema();
         let expected = Arc::clone(&schema);
-        let batches = input.map(move |batch| {
-            let out = function
-                .call(batch?)
-                .map_err(DataFusionError::Execution)?;
-            if out.schema().fields() != expected.fields() {
-                return Err(DataFusionError::Execution(format!(
-                    "map_partitions {}: returned columns {:?}, not the {:?} it returned for an empty batch (declare them with PartitionFn::with_schema)",
-                    function.name(),
-                    names(&out.schema()),
-                    names(&expected)
-                )));
-            }
-            Ok(out)
+        let batches = futures::stream::once(async move {
+            let argument = argument.await?;
+            Ok::<_, DataFusionError>(
+                input
+                    .map(move |batch| map_batch(&function, batch?, argument.as_deref(), &expected)),
+            )
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            batches.try_flatten(),
+        )))
     }
+}
+
+impl MapPartitionsExec {
+    /// The argument's value, read once per partition run (in place when this
+    /// process holds it).
+    fn argument_data(
+        &self,
+        context: &Arc<TaskContext>,
+    ) -> Result<futures::future::BoxFuture<'static, Result<Option<Arc<TaskData>>>>> {
+        Ok(match &self.argument {
+            None => Box::pin(std::future::ready(Ok(None))),
+            Some(MapArgument::Partitions(partitions)) => {
+                let data = partitions.data(0);
+                Box::pin(async move { data.await.map(Some) })
+            }
+            Some(MapArgument::Input(input)) => {
+                let inputs = context
+                    .session_config()
+                    .get_extension::<TaskInputs>()
+                    .ok_or_else(|| internal_datafusion_err!("the task's inputs are missing"))?;
+                let source = inputs
+                    .stage(*input)
+                    .and_then(|s| s.first().cloned())
+                    .ok_or_else(|| {
+                        internal_datafusion_err!("the argument input {input} is missing")
+                    })?;
+                Box::pin(async move {
+                    source
+                        .data()
+                        .await
+                        .map(Some)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))
+                })
+            }
+        })
+    }
+}
+
+/// `function` on one batch, its output checked against `expected`.
+fn map_batch(
+    function: &PartitionFn,
+    batch: RecordBatch,
+    argument: Option<&TaskData>,
+    expected: &SchemaRef,
+) -> Result<RecordBatch> {
+    let out = function
+        .call_with(batch, argument)
+        .map_err(DataFusionError::Execution)?;
+    if out.schema().fields() != expected.fields() {
+        return Err(DataFusionError::Execution(format!(
+            "map_partitions {}: returned columns {:?}, not the {:?} it returned for an empty batch (declare them with PartitionFn::with_schema)",
+            function.name(),
+            names(&out.schema()),
+            names(expected)
+        )));
+    }
+    Ok(out)
 }
 
 fn names(schema: &SchemaRef) -> Vec<String> {
@@ -255,10 +374,11 @@ impl ExtensionPlanner for MapPartitionsPlanner {
             return internal_err!("MapPartitions takes one input");
         };
         let schema = Arc::new(node.schema.as_arrow().clone());
-        Ok(Some(Arc::new(MapPartitionsExec::new(
+        Ok(Some(Arc::new(MapPartitionsExec::with_argument(
             Arc::clone(input),
             node.function.clone(),
             schema,
+            node.argument.clone().map(MapArgument::Partitions),
         ))))
     }
 }

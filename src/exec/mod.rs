@@ -18,7 +18,7 @@ mod value;
 pub use compact::compact;
 pub use data::{FetchError, RemoteInput, RemoteSource, StageInput, TaskData, TaskInputs};
 pub(crate) use leaf::leaf_node_methods;
-pub use map_partitions::{MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
+pub use map_partitions::{MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
 pub use object_stores::ObjectStores;
 pub use persisted::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};
 pub use session::new_context;

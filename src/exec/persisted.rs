@@ -23,6 +23,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::future::BoxFuture;
 
+use super::TaskData;
 use crate::key::Key;
 
 /// Where one persisted partition stands.
@@ -46,8 +47,14 @@ pub trait PersistedPartitions: Send + Sync + fmt::Debug {
     /// The operation that made them (`aggregate`, `timeseries`, …).
     fn operation(&self) -> &str;
 
+    /// Partition `partition`'s data, fetched from the cluster.
+    fn data(&self, partition: usize) -> BoxFuture<'static, Result<Arc<TaskData>>>;
+
     /// The batches of partition `partition`, fetched from the cluster.
-    fn read(&self, partition: usize) -> BoxFuture<'static, Result<Vec<RecordBatch>>>;
+    fn read(&self, partition: usize) -> BoxFuture<'static, Result<Vec<RecordBatch>>> {
+        let data = self.data(partition);
+        Box::pin(async move { Ok(data.await?.batches().cloned().collect()) })
+    }
 
     /// Where partition `partition` stands now.
     fn state(&self, partition: usize) -> PartitionState;

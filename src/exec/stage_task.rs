@@ -124,6 +124,12 @@ fn collect_inputs(plan: &dyn ExecutionPlan, inputs: &mut Vec<usize>) {
         }
         return;
     }
+    if let Some(map) = plan.downcast_ref::<super::MapPartitionsExec>()
+        && let Some(super::MapArgument::Input(input)) = map.argument()
+        && !inputs.contains(input)
+    {
+        inputs.push(*input);
+    }
     for child in plan.children() {
         collect_inputs(child.as_ref(), inputs);
     }

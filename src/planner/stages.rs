@@ -42,7 +42,8 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitio
 use datafusion::prelude::SessionConfig;
 
 use crate::exec::{
-    PersistedExec, PersistedPartitions, ReadMode, StageOutput, StagePlan, StageReadExec,
+    MapArgument, MapPartitionsExec, PersistedExec, PersistedPartitions, ReadMode, StageOutput,
+    StagePlan, StageReadExec,
 };
 use crate::key::Key;
 
@@ -324,6 +325,19 @@ impl Cutter {
             let input = self.persisted_input(scan.partitions());
             return Ok(reader(input, ReadMode::Whole, scan));
         }
+        // A map_partitions argument is read as an input of the task.
+        let plan = match plan
+            .downcast_ref::<MapPartitionsExec>()
+            .and_then(|m| match m.argument() {
+                Some(MapArgument::Partitions(p)) => Some((m, Arc::clone(p))),
+                _ => None,
+            }) {
+            Some((map, partitions)) => {
+                let input = self.persisted_input(&partitions);
+                Arc::new(map.reading_argument_as(input)) as Arc<dyn ExecutionPlan>
+            }
+            None => plan,
+        };
         let plan = with_one_probe_partition(plan)?;
         let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
         if children.is_empty() {

@@ -176,6 +176,11 @@ impl Layout {
                     };
                     reads.push((row_of(read.stage()), link));
                 }
+                if let Some(map) = node.downcast_ref::<crate::exec::MapPartitionsExec>()
+                    && let Some(crate::exec::MapArgument::Input(input)) = map.argument()
+                {
+                    reads.push((row_of(*input), Link::AllToAll));
+                }
                 Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
             });
             rows.push(Row {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 
 pub use function::{Fallible, Infallible, TaskFunction};
-pub use partition::{PartitionFn, partition};
+pub use partition::{PartitionFn, partition, partition_with};
 pub use scalar::{ScalarFn, SqlArg, SqlResult, scalar};
 
 use crate::worker::{FunctionJob, TaskFn};

@@ -412,6 +412,11 @@ fn a_map_survives_the_loss_of_a_worker_and_published_futures_cross_clients() {
             .to_string();
         assert!(missing.contains("nothing is published"), "{missing}");
 
+        // A future as the argument of a map_partitions, run by the workers.
+        let threshold = client.scatter(0.5f64).await.unwrap();
+        crate::futures::check_x_above(&client, &threshold).await;
+        assert!(cluster.workers.count("MapPartitionsExec: x_above") > 0);
+
         // A function the workers do not carry is refused by name.
         let err = client
             .register("not_carried", |a: &i64| *a)

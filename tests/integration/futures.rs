@@ -89,7 +89,7 @@ async fn delayed_calls_build_a_graph_that_runs_only_when_computed() {
     // Drawn: one node per call, an edge per input read.
     let dir = tempfile::tempdir().unwrap();
     let dot = dir.path().join("calls.dot");
-    delayed::visualize(&[twelve.clone()], &dot).unwrap();
+    delayed::visualize(std::slice::from_ref(&twelve), &dot).unwrap();
     let dot = std::fs::read_to_string(dot).unwrap();
     assert_eq!(dot.matches("shape=circle").count(), 3, "{dot}");
     assert_eq!(dot.matches(" -> ").count(), 2, "{dot}");
@@ -329,4 +329,54 @@ async fn scattered_values_go_round_robin_or_everywhere() {
         .unwrap();
     let lengths = length.map(people.iter().map(|p| (p, &everywhere)));
     assert_eq!(rask::gather::<f64>(&lengths).await.unwrap(), [1.5; 4]);
+}
+
+/// Three days of `timeseries()` through `x_above` with `threshold` (a future
+/// of 0.5): checked against the same count in SQL; returns the frame.
+pub(crate) async fn check_x_above(client: &Client, threshold: &rask::Future) -> rask::DataFrame {
+    let above = rask::udf::partition_with("x_above", crate::functions::custom_worker::x_above);
+    let days = client.timeseries().end("2000-01-04").build().unwrap();
+    let mapped = days.map_partitions_with(&above, threshold).await.unwrap();
+    let expected = client
+        .sql("SELECT count(*) FROM timeseries('2000-01-01', '2000-01-04') WHERE x > 0.5")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let expected = rask::output::format_rows(&expected).unwrap()[0][0].clone();
+    assert_eq!(mapped.clone().count().await.unwrap().to_string(), expected);
+    mapped
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_is_an_argument_of_map_partitions() {
+    let (_local, client) = cluster(2, 1);
+    let identity = client.register("identity", |x: &f64| *x).unwrap();
+    let threshold = identity.submit((0.5f64,));
+    let mapped = check_x_above(&client, &threshold).await;
+    let graph = mapped.explain().await.unwrap();
+    assert!(
+        graph.contains("reads persisted argument (1 partitions)"),
+        "{graph}"
+    );
+    // A function without an argument, or the wrong argument type, is refused clearly.
+    let days = || client.timeseries().end("2000-01-04").build().unwrap();
+    let plain = rask::udf::partition("plain", Ok::<_, String>);
+    let err = days()
+        .map_partitions_with(&plain, &threshold)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("plain takes no argument"), "{err}");
+    let text = client
+        .register("text", |s: &String| s.clone())
+        .unwrap()
+        .submit(("a".to_string(),));
+    let above = rask::udf::partition_with("x_above", crate::functions::custom_worker::x_above);
+    let err = days()
+        .map_partitions_with(&above, &text)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("its argument: cannot read"), "{err}");
 }

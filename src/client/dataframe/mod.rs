@@ -30,6 +30,7 @@ mod structure;
 
 pub use groupby::{Agg, GroupBy};
 pub use operations::How;
+pub(crate) use persist::future_state;
 pub use sources::TimeseriesBuilder;
 pub use structure::Structure;
 

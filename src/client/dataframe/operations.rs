@@ -126,6 +126,34 @@ impl DataFrame {
         Ok(self.with_inner(datafusion::dataframe::DataFrame::new(state, plan)))
     }
 
+    /// [`map_partitions`](Self::map_partitions) with a function that also
+    /// takes `argument`'s value (from [`udf::partition_with`](crate::udf::partition_with)):
+    /// Dask's `df.map_partitions(f, future)`. Each task reads the value where
+    /// it is held, decoded once per process; the value is also read now, to
+    /// find what the function returns unless it declares it.
+    pub async fn map_partitions_with(
+        self,
+        function: &PartitionFn,
+        argument: &crate::Future,
+    ) -> Result<DataFrame> {
+        if !function.takes_argument() {
+            return Err(Error::Config(format!(
+                "map_partitions_with: {} takes no argument (make it with udf::partition_with)",
+                function.name()
+            )));
+        }
+        let sample = argument.data().await?;
+        let input: Arc<dyn crate::exec::PersistedPartitions> =
+            Arc::new(super::persist::FutureInput::new(argument));
+        let (state, plan) = self.inner.clone().into_parts();
+        let node =
+            MapPartitionsNode::try_with_argument(plan, function.clone(), Some((input, sample)))?;
+        let plan = LogicalPlan::Extension(Extension {
+            node: Arc::new(node),
+        });
+        Ok(self.with_inner(datafusion::dataframe::DataFrame::new(state, plan)))
+    }
+
     /// The distinct values of `column_name`, in one column (Dask's `unique`).
     pub fn unique(self, column_name: &str) -> Result<DataFrame> {
         let expr = column(column_name);

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 
 use super::{DataFrame, cluster_exec, column};
 use crate::client::{Future, FutureStatus};
-use crate::exec::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};
+use crate::exec::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable, TaskData};
 use crate::key::Key;
 use crate::{Error, Result};
 
@@ -37,29 +37,78 @@ impl PersistedPartitions for Persisted {
         &self.operation
     }
 
-    fn read(
+    fn data(
         &self,
         partition: usize,
-    ) -> BoxFuture<'static, datafusion::error::Result<Vec<RecordBatch>>> {
-        let future = self.futures.get(partition).cloned();
-        Box::pin(async move {
-            let future = future.ok_or_else(|| {
-                DataFusionError::Internal(format!("no persisted partition {partition}"))
-            })?;
-            let data = future
-                .data()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            Ok(data.batches().cloned().collect())
-        })
+    ) -> BoxFuture<'static, datafusion::error::Result<Arc<TaskData>>> {
+        future_data(self.futures.get(partition).cloned(), partition)
     }
 
     fn state(&self, partition: usize) -> PartitionState {
-        match self.futures.get(partition).map(Future::status) {
-            Some(FutureStatus::Finished) => PartitionState::Memory,
-            Some(FutureStatus::Pending) => PartitionState::Computing,
-            Some(FutureStatus::Error | FutureStatus::Cancelled) | None => PartitionState::Erred,
+        future_state(self.futures.get(partition))
+    }
+}
+
+/// The data of `future` (partition `partition` of something persisted).
+pub(crate) fn future_data(
+    future: Option<Future>,
+    partition: usize,
+) -> BoxFuture<'static, datafusion::error::Result<Arc<TaskData>>> {
+    Box::pin(async move {
+        let future = future.ok_or_else(|| {
+            DataFusionError::Internal(format!("no persisted partition {partition}"))
+        })?;
+        future
+            .data()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    })
+}
+
+/// Where `future`'s task stands, as a drawing shows it.
+pub(crate) fn future_state(future: Option<&Future>) -> PartitionState {
+    match future.map(Future::status) {
+        Some(FutureStatus::Finished) => PartitionState::Memory,
+        Some(FutureStatus::Pending) => PartitionState::Computing,
+        Some(FutureStatus::Error | FutureStatus::Cancelled) | None => PartitionState::Erred,
+    }
+}
+
+/// A future as a one-partition input of a query: the argument of a
+/// `map_partitions_with`.
+#[derive(Debug)]
+pub(crate) struct FutureInput {
+    keys: [Key; 1],
+    future: Future,
+}
+
+impl FutureInput {
+    pub(crate) fn new(future: &Future) -> Self {
+        Self {
+            keys: [future.key().clone()],
+            future: future.clone(),
         }
+    }
+}
+
+impl PersistedPartitions for FutureInput {
+    fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    fn operation(&self) -> &str {
+        "argument"
+    }
+
+    fn data(
+        &self,
+        partition: usize,
+    ) -> BoxFuture<'static, datafusion::error::Result<Arc<TaskData>>> {
+        future_data((partition == 0).then(|| self.future.clone()), partition)
+    }
+
+    fn state(&self, _partition: usize) -> PartitionState {
+        future_state(Some(&self.future))
     }
 }
 
