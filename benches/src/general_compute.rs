@@ -178,25 +178,33 @@ async fn measure(
 
     let noop = client.register("noop", noop)?;
     let mut times = Vec::new();
+    let mut split = (Vec::new(), Vec::new());
     for run in 0..=options.runs.min(5) {
         let started = Instant::now();
         let futures = noop.map((0..options.tasks as u64).map(|i| (i,)));
+        let submitted = started.elapsed();
+        rask::wait(&futures).await;
+        let done = started.elapsed();
         let values: Vec<u64> = rask::gather(&futures).await?;
         let elapsed = started.elapsed();
         assert_eq!(values.len(), options.tasks);
         drop(futures);
         if run > 0 {
             times.push(elapsed);
+            split.0.push(submitted);
+            split.1.push(done);
         }
         // Let the cluster forget the run before the next.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let noops = Stats::of(&times);
     println!(
-        "  {} no-op submit + gather:         median {:8.1} ms, {:.0} tasks/s",
+        "  {} no-op submit + gather:         median {:8.1} ms, {:.0} tasks/s (submitted after {:.1} ms, all done after {:.1} ms)",
         options.tasks,
         noops.median,
-        options.tasks as f64 / (noops.median / 1e3)
+        options.tasks as f64 / (noops.median / 1e3),
+        Stats::of(&split.0).median,
+        Stats::of(&split.1).median,
     );
 
     let size = 100 << 20;
