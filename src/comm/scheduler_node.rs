@@ -489,10 +489,15 @@ fn check_version(who: &str, version: u32, peer: &str) -> Result<(), Status> {
 /// A worker's report as a core event.
 fn worker_event(worker: WorkerId, message: FromWorker) -> Option<Event> {
     match message {
-        FromWorker::Finished { key, nbytes } => Some(Event::TaskFinished {
+        FromWorker::Finished {
+            key,
+            nbytes,
+            micros,
+        } => Some(Event::TaskFinished {
             worker,
             key,
             nbytes,
+            micros,
         }),
         FromWorker::Erred { key, error } => Some(Event::TaskErred { worker, key, error }),
         FromWorker::Heartbeat { .. } => None,

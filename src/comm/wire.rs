@@ -155,6 +155,8 @@ pub enum FromWorker {
         key: Key,
         /// Its size.
         nbytes: u64,
+        /// How long it ran, in microseconds.
+        micros: u64,
     },
     /// A task failed.
     Erred {

@@ -299,7 +299,16 @@ impl TaskMaker {
 /// A worker event as a message to the scheduler.
 fn report(event: Event) -> Option<FromWorker> {
     match event {
-        Event::TaskFinished { key, nbytes, .. } => Some(FromWorker::Finished { key, nbytes }),
+        Event::TaskFinished {
+            key,
+            nbytes,
+            micros,
+            ..
+        } => Some(FromWorker::Finished {
+            key,
+            nbytes,
+            micros,
+        }),
         Event::TaskErred { key, error, .. } => Some(FromWorker::Erred { key, error }),
         _ => None,
     }

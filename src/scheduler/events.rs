@@ -168,6 +168,8 @@ pub enum Event {
         key: Key,
         /// Size of the result.
         nbytes: u64,
+        /// How long it ran, in microseconds.
+        micros: u64,
     },
     /// A task failed on a worker.
     TaskErred {

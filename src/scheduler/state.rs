@@ -288,12 +288,9 @@ impl Worker {
         self.nbytes = self.nbytes.saturating_sub(nbytes);
     }
 
-    /// Whether the worker has as many tasks as it should hold: two per thread,
-    /// so a thread finishing a task finds the next one waiting instead of waiting
-    /// on the scheduler, while root tasks still don't run far ahead of the tasks
-    /// that consume their output.
-    pub fn is_saturated(&self) -> bool {
-        self.processing.len() >= 2 * self.nthreads
+    /// Whether the worker holds `per_thread` tasks for each of its threads.
+    pub fn is_saturated(&self, per_thread: usize) -> bool {
+        self.processing.len() >= per_thread * self.nthreads
     }
 
     /// Tasks per thread.

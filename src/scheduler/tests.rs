@@ -71,6 +71,7 @@ fn finish(s: &mut Scheduler, worker: WorkerId, k: &str) -> Vec<Decision> {
         worker,
         key: key(k),
         nbytes: 10,
+        micros: 5_000,
     })
 }
 
@@ -159,6 +160,39 @@ fn published_keys_outlive_their_clients_until_unpublished() {
         key: key("a-1"),
     });
     assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn short_root_tasks_run_further_ahead() {
+    let mut s = with_workers(&[(1, 1)]);
+    let specs: Vec<TaskSpec> = (0..40).map(|i| spec(&format!("noop-{i}"), &[])).collect();
+    let names: Vec<String> = (0..40).map(|i| format!("noop-{i}")).collect();
+    let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+    let d = submit(&mut s, 7, specs, &wanted);
+    assert_eq!(
+        runs(&d).len(),
+        2,
+        "two per thread while their length is unknown"
+    );
+    let mut sent = 2;
+    for i in 0..4 {
+        let d = s.handle(Event::TaskFinished {
+            worker: 1,
+            key: key(&format!("noop-{i}")),
+            nbytes: 8,
+            micros: 20,
+        });
+        sent += runs(&d).len();
+    }
+    // Four short ones seen: the worker may hold 16 a thread.
+    assert_eq!(sent - 4, 16, "{sent}");
+    // Tasks of a name not known to be short still go two at a time.
+    let mut other = with_workers(&[(1, 1)]);
+    let names: Vec<String> = (0..10).map(|i| format!("slow-{i}")).collect();
+    let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+    let specs = names.iter().map(|n| spec(n, &[])).collect();
+    let d = submit(&mut other, 7, specs, &wanted);
+    assert_eq!(runs(&d).len(), 2);
 }
 
 #[test]
@@ -644,6 +678,7 @@ impl Cluster {
             worker,
             key,
             nbytes: 8,
+            micros: 5_000,
         });
     }
 

@@ -18,6 +18,52 @@ use super::{
 /// A task that has taken down this many workers errs instead of running again.
 const MAX_WORKER_DEATHS: usize = 3;
 
+/// Root tasks a worker holds per thread: one running, one waiting, so a thread
+/// finishing a task finds the next one, while root tasks still don't run far
+/// ahead of the tasks that consume their output.
+const TASKS_PER_THREAD: usize = 2;
+
+/// Root tasks a worker holds per thread when they are short (see
+/// [`Durations::is_short`]): enough that a thread does not wait on round trips
+/// to the scheduler between them.
+const SHORT_TASKS_PER_THREAD: usize = 16;
+
+/// Tasks of a name that runs this long or less, on average, are short.
+const SHORT_TASK_MICROS: u64 = 500;
+
+/// How long tasks run, by the name before their key's first `-` (the
+/// function, or the operation of a stage: `add_two_people`, `aggregate`).
+#[derive(Debug, Default)]
+struct Durations(std::collections::HashMap<String, (u64, u64)>);
+
+impl Durations {
+    fn name(key: &Key) -> &str {
+        let text = key.as_str();
+        text.split_once('-').map_or(text, |(name, _)| name)
+    }
+
+    fn record(&mut self, key: &Key, micros: u64) {
+        let name = Self::name(key);
+        match self.0.get_mut(name) {
+            Some((n, total)) => {
+                *n += 1;
+                *total += micros;
+            }
+            None => {
+                self.0.insert(name.to_string(), (1, micros));
+            }
+        }
+    }
+
+    /// Whether tasks named as `key` is have run short, on average, at least
+    /// four times.
+    fn is_short(&self, key: &Key) -> bool {
+        self.0
+            .get(Self::name(key))
+            .is_some_and(|&(n, total)| n >= 4 && total / n <= SHORT_TASK_MICROS)
+    }
+}
+
 /// The scheduler state machine. See the [module docs](super).
 #[derive(Debug, Default)]
 pub struct Scheduler {
@@ -33,6 +79,8 @@ pub struct Scheduler {
     finished_total: u64,
     /// Published keys by name.
     published: BTreeMap<String, Key>,
+    /// How long tasks run, by function or operation.
+    durations: Durations,
     out: Vec<Decision>,
     /// Scratch space, kept to save allocations per task.
     scratch: Scratch,
@@ -91,8 +139,10 @@ impl Scheduler {
                 worker,
                 key,
                 nbytes,
+                micros,
             } => match self.tasks.id(&key) {
                 Some(id) => {
+                    self.durations.record(&key, micros);
                     self.finished(worker, id, nbytes);
                     self.forget_fired(id);
                 }
@@ -733,7 +783,10 @@ impl Scheduler {
                     .map(|d| d.nbytes)
                     .sum();
                 let cost = transfer as f64 + w.load() * QUEUED_TASK_BYTES;
-                ((w.is_saturated(), OrderedLoad(cost)), worker)
+                (
+                    (w.is_saturated(TASKS_PER_THREAD), OrderedLoad(cost)),
+                    worker,
+                )
             })
             .min_by(|a, b| a.0.cmp(&b.0))
             .map(|(_, worker)| worker)
@@ -782,7 +835,12 @@ impl Scheduler {
     /// Sends queued root tasks to workers with free threads, best first.
     fn fill_slots(&mut self) {
         let mut blocked = Vec::new();
-        while !self.queue.is_empty() && !self.workers.values().all(Worker::is_saturated) {
+        while !self.queue.is_empty()
+            && !self
+                .workers
+                .values()
+                .all(|w| w.is_saturated(SHORT_TASKS_PER_THREAD))
+        {
             let Some((priority, id)) = self.queue.pop() else {
                 break;
             };
@@ -792,11 +850,19 @@ impl Scheduler {
             if task.state != TaskState::Queued || task.priority != priority {
                 continue;
             }
+            // Short tasks may run further ahead: a thread finishing one finds
+            // the next waiting instead of waiting a round trip for it.
+            let per_thread = if self.durations.is_short(&task.key) {
+                SHORT_TASKS_PER_THREAD
+            } else {
+                TASKS_PER_THREAD
+            };
             let free = self
                 .allowed_workers(task)
-                .filter(|(_, w)| !w.is_saturated())
+                .filter(|(_, w)| !w.is_saturated(per_thread))
                 .min_by(|a, b| OrderedLoad(a.1.load()).cmp(&OrderedLoad(b.1.load())))
                 .map(|(worker, _)| worker);
+            let unrestricted = self.allowed_workers(task).count() == self.workers.len();
             match free {
                 Some(worker) => self.assign(id, worker),
                 None if self.allowed_workers(task).next().is_none() => {
@@ -804,6 +870,12 @@ impl Scheduler {
                         task.state = TaskState::Released;
                         self.unrunnable.insert((priority, id));
                     }
+                }
+                // Every worker is as busy as this task allows: so they are
+                // for the (mostly alike) tasks queued behind it.
+                None if unrestricted => {
+                    blocked.push((priority, id));
+                    break;
                 }
                 None => blocked.push((priority, id)),
             }

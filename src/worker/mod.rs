@@ -260,6 +260,7 @@ impl Slots {
                     worker: id,
                     key,
                     nbytes,
+                    micros: started.elapsed().as_micros() as u64,
                 }
             }
             Err(Failure::Fetch(error)) => Event::TaskErred {
