@@ -162,10 +162,17 @@ fn published_keys_outlive_their_clients_until_unpublished() {
     assert_eq!(s.task_count(), 0);
 }
 
+/// A root task calling a function.
+fn call_spec(k: &str) -> TaskSpec {
+    let noop: crate::worker::TaskFn = Arc::new(|_| Ok(crate::exec::TaskData::local_value((), 0)));
+    let job = crate::worker::FunctionJob::new("noop", noop, false);
+    spec(k, &[]).with_job(Arc::new(crate::worker::Job::Function(job)))
+}
+
 #[test]
-fn short_root_tasks_run_further_ahead() {
+fn short_function_calls_run_further_ahead() {
     let mut s = with_workers(&[(1, 1)]);
-    let specs: Vec<TaskSpec> = (0..40).map(|i| spec(&format!("noop-{i}"), &[])).collect();
+    let specs: Vec<TaskSpec> = (0..40).map(|i| call_spec(&format!("noop-{i}"))).collect();
     let names: Vec<String> = (0..40).map(|i| format!("noop-{i}")).collect();
     let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
     let d = submit(&mut s, 7, specs, &wanted);
@@ -186,13 +193,38 @@ fn short_root_tasks_run_further_ahead() {
     }
     // Four short ones seen: the worker may hold 16 a thread.
     assert_eq!(sent - 4, 16, "{sent}");
-    // Tasks of a name not known to be short still go two at a time.
-    let mut other = with_workers(&[(1, 1)]);
+    // Calls of a name not known to be short still go two at a time, and so
+    // do query stages, however short.
     let names: Vec<String> = (0..10).map(|i| format!("slow-{i}")).collect();
     let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
-    let specs = names.iter().map(|n| spec(n, &[])).collect();
-    let d = submit(&mut other, 7, specs, &wanted);
-    assert_eq!(runs(&d).len(), 2);
+    let d = submit(
+        &mut s,
+        7,
+        names.iter().map(|n| call_spec(n)).collect(),
+        &wanted,
+    );
+    assert_eq!(runs(&d).len(), 0, "the worker is full of short ones");
+    let mut stages = with_workers(&[(1, 1)]);
+    let names: Vec<String> = (0..10).map(|i| format!("aggregate-{i}")).collect();
+    let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+    submit(
+        &mut stages,
+        7,
+        names.iter().map(|n| spec(n, &[])).collect(),
+        &wanted,
+    );
+    let mut sent = 0;
+    for i in 0..6 {
+        let d = stages.handle(Event::TaskFinished {
+            worker: 1,
+            key: key(&format!("aggregate-{i}")),
+            nbytes: 8,
+            micros: 20,
+        });
+        assert_eq!(runs(&d).len(), 1, "after aggregate-{i}: {:?}", runs(&d));
+        sent += runs(&d).len();
+    }
+    assert_eq!(sent, 6, "one in for each one out");
 }
 
 #[test]

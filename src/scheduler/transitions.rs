@@ -23,9 +23,9 @@ const MAX_WORKER_DEATHS: usize = 3;
 /// ahead of the tasks that consume their output.
 const TASKS_PER_THREAD: usize = 2;
 
-/// Root tasks a worker holds per thread when they are short (see
-/// [`Durations::is_short`]): enough that a thread does not wait on round trips
-/// to the scheduler between them.
+/// Root tasks a worker holds per thread when they are short function calls
+/// (see [`Durations::is_short`]): enough that a thread does not wait on round
+/// trips to the scheduler between them.
 const SHORT_TASKS_PER_THREAD: usize = 16;
 
 /// Tasks of a name that runs this long or less, on average, are short.
@@ -850,9 +850,11 @@ impl Scheduler {
             if task.state != TaskState::Queued || task.priority != priority {
                 continue;
             }
-            // Short tasks may run further ahead: a thread finishing one finds
-            // the next waiting instead of waiting a round trip for it.
-            let per_thread = if self.durations.is_short(&task.key) {
+            // Short function calls may run further ahead: a thread finishing
+            // one finds the next waiting instead of waiting a round trip for
+            // it. Query stages keep to two, not to run ahead of their readers.
+            let is_call = task.job.as_deref().is_some_and(crate::worker::Job::is_call);
+            let per_thread = if is_call && self.durations.is_short(&task.key) {
                 SHORT_TASKS_PER_THREAD
             } else {
                 TASKS_PER_THREAD

@@ -23,6 +23,17 @@ pub enum Job {
     Encoded(crate::comm::EncodedJob),
 }
 
+impl Job {
+    /// Whether it calls a function (here or, encoded, in another process),
+    /// rather than running part of a query.
+    pub fn is_call(&self) -> bool {
+        matches!(
+            self,
+            Job::Function(_) | Job::Encoded(crate::comm::EncodedJob::Function { .. })
+        )
+    }
+}
+
 /// A function called on the data of the task's dependencies.
 #[derive(Clone)]
 pub struct FunctionJob {
