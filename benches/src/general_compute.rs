@@ -111,6 +111,15 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         copies.median,
         gb_per_s(size, copies.median)
     );
+    let encodes = timed(options.runs.min(5), || {
+        let value = rask::exec::Value::new(source.clone());
+        std::hint::black_box(value.bytes()?);
+        Ok(())
+    })?;
+    println!(
+        "copy + postcard encoding of the 100 MB value (what a remote scatter starts with): {:.2} ms",
+        encodes.median
+    );
 
     if options.peers
         && let Some(dask) = peer_script(

@@ -39,7 +39,7 @@ pub(crate) fn pure_token(name: &str, args: &[CallInput]) -> Result<String, Strin
             CallInput::Key(key) => key.as_str().hash(&mut hasher),
             CallInput::Literal(data) => {
                 let value = data.value_ref().ok_or("a table argument")?;
-                value.bytes()?.hash(&mut hasher);
+                value.bytes()?.as_slice().hash(&mut hasher);
             }
         }
     }

@@ -406,9 +406,12 @@ fn encode_arg(function: &str, arg: &FunctionArg) -> Result<WireArg> {
 pub fn decode_arg(arg: &WireArg) -> FunctionArg {
     match arg {
         WireArg::Input(i) => FunctionArg::Input(*i),
-        WireArg::Literal { type_name, bytes } => FunctionArg::Literal(Arc::new(TaskData::Value(
-            Value::encoded(Arc::from(bytes.as_slice()), type_name.clone()),
-        ))),
+        WireArg::Literal { type_name, bytes } => {
+            FunctionArg::Literal(Arc::new(TaskData::Value(Value::encoded(
+                datafusion::arrow::buffer::Buffer::from(bytes.as_slice()),
+                type_name.clone(),
+            ))))
+        }
     }
 }
 

@@ -72,6 +72,15 @@ pub(crate) struct FlightNode {
     pub control: Option<Arc<dyn ControlPlane>>,
 }
 
+/// HTTP/2 flow-control windows: bytes a peer may send before it waits for
+/// the receiver's go-ahead. The protocol's default (64 KiB) makes a large
+/// result or scatter wait on a round trip every 64 KiB.
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// The largest HTTP/2 frame the server accepts (the default is 16 KiB).
+const MAX_FRAME: u32 = 1 << 20;
+
 /// Serves `node` on `listener` until `shutdown` resolves.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -84,6 +93,9 @@ pub(crate) async fn serve(
         .max_encoding_message_size(MAX_MESSAGE);
     let mut builder = Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .max_frame_size(Some(MAX_FRAME))
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = tls {
@@ -125,6 +137,8 @@ pub(crate) async fn connect(
     let mut endpoint = Endpoint::from_shared(format!("{}://{address}", security.scheme()))
         .map_err(|e| unreachable(e.to_string()))?
         .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(20))

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{Array, LargeBinaryArray};
+use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::Serialize;
@@ -38,7 +39,7 @@ struct Inner {
     /// Turns `live` into bytes; `None` for a value that cannot leave its process.
     encoder: Option<Encoder>,
     /// The bytes: made on first need, or as the value arrived.
-    bytes: OnceLock<Result<Arc<[u8]>, String>>,
+    bytes: OnceLock<Result<Buffer, String>>,
     /// The Rust type's name, for errors.
     type_name: String,
     nbytes: u64,
@@ -61,6 +62,9 @@ impl Value {
     /// first needed there.
     pub fn new<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
         let encoder: Encoder = |any| {
+            if let Some(bytes) = any.downcast_ref::<Vec<u8>>() {
+                return Ok(encode_bytes(bytes));
+            }
             let value = any
                 .downcast_ref::<T>()
                 .ok_or_else(|| format!("not a {}", std::any::type_name::<T>()))?;
@@ -93,7 +97,7 @@ impl Value {
     }
 
     /// A value as it arrived from another process: `bytes` of type `type_name`.
-    pub fn encoded(bytes: Arc<[u8]>, type_name: String) -> Self {
+    pub fn encoded(bytes: Buffer, type_name: String) -> Self {
         let nbytes = bytes.len() as u64;
         let cell = OnceLock::new();
         let _ = cell.set(Ok(bytes));
@@ -143,14 +147,20 @@ impl Value {
             Some(Err(e)) => return Err(error(e.clone())),
             None => return Err(error("it has no bytes".into())),
         };
-        let decoded: T = postcard::from_bytes(bytes).map_err(|e| error(e.to_string()))?;
-        let live = self.0.live.get_or_init(|| Arc::new(decoded));
+        let decoded: AnyValue = match decode_bytes(bytes) {
+            Some(raw) if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<u8>>() => {
+                Arc::new(raw.to_vec())
+            }
+            _ => Arc::new(postcard::from_bytes::<T>(bytes).map_err(|e| error(e.to_string()))?),
+        };
+        let live = self.0.live.get_or_init(|| decoded);
         live.downcast_ref()
             .ok_or_else(|| error("it was decoded as another type first".into()))
     }
 
-    /// The value's bytes, encoding it on first use.
-    pub fn bytes(&self) -> Result<Arc<[u8]>, String> {
+    /// The value's bytes, encoding it on first use (shared, not copied, by
+    /// every reader: the batch that carries it over Flight among them).
+    pub fn bytes(&self) -> Result<Buffer, String> {
         self.0
             .bytes
             .get_or_init(|| {
@@ -160,7 +170,7 @@ impl Value {
                      (Registry::function) to send its values to other processes"
                         .to_string()
                 })?;
-                encoder(live.as_ref()).map(Arc::from)
+                encoder(live.as_ref()).map(Buffer::from_vec)
             })
             .clone()
     }
@@ -171,7 +181,8 @@ impl Value {
         let metadata = HashMap::from([(VALUE_MARK.to_string(), self.0.type_name.clone())]);
         let schema = Schema::new(vec![Field::new("value", DataType::LargeBinary, false)])
             .with_metadata(metadata);
-        let column = LargeBinaryArray::from_vec(vec![&bytes[..]]);
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(vec![0i64, bytes.len() as i64]));
+        let column = LargeBinaryArray::try_new(offsets, bytes, None).map_err(|e| e.to_string())?;
         RecordBatch::try_new(Arc::new(schema), vec![Arc::new(column)]).map_err(|e| e.to_string())
     }
 
@@ -184,8 +195,48 @@ impl Value {
             .column(0)
             .as_any()
             .downcast_ref::<LargeBinaryArray>()?;
-        (column.len() == 1).then(|| Self::encoded(Arc::from(column.value(0)), type_name))
+        if column.len() != 1 {
+            return None;
+        }
+        // The value's bytes where they arrived, not copied.
+        let offsets = column.value_offsets();
+        let (start, end) = (offsets[0] as usize, offsets[1] as usize);
+        let bytes = column.values().slice_with_length(start, end - start);
+        Some(Self::encoded(bytes, type_name))
     }
+}
+
+/// A byte buffer as postcard encodes a `Vec<u8>` (its length as a varint,
+/// then the bytes), with one copy instead of a call per byte.
+fn encode_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 10);
+    let mut n = bytes.len() as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The bytes of a postcard-encoded `Vec<u8>`, if `encoded` is one.
+fn decode_bytes(encoded: &[u8]) -> Option<&[u8]> {
+    let (mut len, mut shift, mut at) = (0u64, 0u32, 0usize);
+    loop {
+        let byte = *encoded.get(at)?;
+        len |= u64::from(byte & 0x7f) << shift;
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    let rest = &encoded[at..];
+    (rest.len() as u64 == len).then_some(rest)
 }
 
 /// A type's name without module paths (`alloc::vec::Vec<app::Person>` →
@@ -216,6 +267,22 @@ impl fmt::Debug for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_buffers_encode_as_postcard_does_with_one_copy() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            assert_eq!(encode_bytes(&bytes), postcard::to_allocvec(&bytes).unwrap());
+            let value = Value::new(bytes.clone());
+            let arrived = Value::encoded(value.bytes().unwrap(), value.type_name().into());
+            assert_eq!(arrived.get::<Vec<u8>>().unwrap(), &bytes);
+        }
+        assert_eq!(
+            decode_bytes(&[3, 1, 2]),
+            None,
+            "a length that does not match"
+        );
+    }
 
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Person {
