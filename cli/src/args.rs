@@ -36,6 +36,15 @@ pub enum Command {
     /// One worker process, as a nanny starts it.
     #[command(hide = true)]
     WorkerProcess(WorkerProcessArgs),
+    /// Print the workers of the scheduler at HOST:PORT: what each holds and does.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The scheduler, HOST:PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub scheduler: String,
 }
 
 /// Token and TLS, shared by every command that talks to a cluster.
@@ -207,6 +216,11 @@ pub struct RunArgs {
     /// Print how long each statement took (on standard error).
     #[arg(long, global = true)]
     pub timing: bool,
+
+    /// Draw no progress bar (one is drawn on standard error while a query
+    /// runs, when that is a terminal).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
 
     /// Threads per worker of the embedded cluster [default: the machine's cores].
     #[arg(long, global = true)]

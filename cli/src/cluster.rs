@@ -18,6 +18,9 @@ use tokio::sync::watch;
 
 use crate::args::{RunArgs, SchedulerArgs, WorkerArgs, WorkerProcessArgs, WorkerSettings};
 
+/// The environment variable that tells a worker process its nanny's pid.
+const NANNY_VARIABLE: &str = "RASK_NANNY_PID";
+
 /// Runs a scheduler until Ctrl-C or SIGTERM.
 pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool {
     let options = SchedulerOptions {
@@ -146,6 +149,7 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<bool>) {
             // The token goes by environment, not argument: `ps` shows arguments.
             child.env(TOKEN_VARIABLE, token);
         }
+        child.env(NANNY_VARIABLE, std::process::id().to_string());
         let mut child = match child.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -252,6 +256,9 @@ pub fn worker_process(
         security: run.security.security(),
         heartbeat: Duration::from_secs_f64(settings.heartbeat.max(0.05)),
         registry,
+        nanny: std::env::var(NANNY_VARIABLE)
+            .ok()
+            .and_then(|pid| pid.parse().ok()),
     };
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(run_worker(options, stop(watch_stdin)));

@@ -4,13 +4,18 @@
 //! - [`args`]: the flags;
 //! - [`runner`]: runs statements and prints their results (shared by both modes);
 //! - [`query`]: `rask query -f job.sql` / `-c "SQL"`;
-//! - [`repl`]: `rask` / `rask sql`, interactive or fed through a pipe.
+//! - [`repl`]: `rask` / `rask sql`, interactive or fed through a pipe;
+//! - [`progress`]: the progress bar both draw on a terminal;
+//! - [`status`]: `rask status HOST:8786`, the workers table;
+//! - [`cluster`]: `rask scheduler` and `rask worker`.
 
 pub mod args;
 pub mod cluster;
+pub mod progress;
 pub mod query;
 pub mod repl;
 pub mod runner;
+pub mod status;
 
 use std::process::ExitCode;
 
@@ -63,6 +68,7 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         Some(Command::WorkerProcess(args)) => {
             return exit(cluster::worker_process(&runtime, args, &cli.run, registry));
         }
+        Some(Command::Status(args)) => return exit(status::run(&runtime, args, &cli.run)),
         _ => {}
     }
     let client = match runtime.block_on(client_for(&cli.run, registry)) {

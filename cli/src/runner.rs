@@ -12,6 +12,7 @@ use rask::planner::{Location, split_statements};
 use rask::{Client, Error};
 
 use crate::args::RunArgs;
+use crate::progress::ProgressBar;
 
 /// Runs SQL on a client and prints results to standard output, errors and
 /// timings to standard error.
@@ -24,6 +25,9 @@ pub struct Runner {
     pub explain: bool,
     /// Where to write each query's task graph, if anywhere.
     pub visualize: Option<std::path::PathBuf>,
+    /// Draw a progress bar on standard error while a query runs (when it is
+    /// a terminal).
+    pub progress: bool,
 }
 
 /// How running a piece of SQL ended.
@@ -46,6 +50,7 @@ impl Runner {
             timing: args.timing,
             explain: false,
             visualize: None,
+            progress: std::io::stderr().is_terminal() && !args.no_progress,
         }
     }
 
@@ -80,6 +85,14 @@ impl Runner {
             return Ok(());
         }
         let started = Instant::now();
+        // Dropped (wiping its line) when the statement ends, however it ends.
+        let _bar = match self.progress {
+            true => Some(ProgressBar::start(
+                self.client.clone(),
+                self.client.progress().await.unwrap_or_default(),
+            )),
+            false => None,
+        };
         let frame = self.client.sql(sql).await?;
         if let Some(path) = &self.visualize
             && !frame.logical_plan().schema().fields().is_empty()

@@ -27,6 +27,10 @@ pub struct Config {
     /// Scalar UDFs and task functions, usable from SQL, dataframes and tasks;
     /// workers in this process carry them too. Default: none.
     pub registry: crate::udf::Registry,
+    /// Where a local cluster serves its dashboard (`HOST:PORT`, `:PORT`; port 0
+    /// for any free one, a taken port falls back to a free one); `None` for
+    /// none. Default: a free port of 127.0.0.1.
+    pub dashboard: Option<String>,
 }
 
 impl Default for Config {
@@ -38,6 +42,7 @@ impl Default for Config {
             memory_limit: None,
             local_directory: None,
             registry: crate::udf::Registry::default(),
+            dashboard: Some("127.0.0.1:0".into()),
         }
     }
 }

@@ -63,8 +63,8 @@ pub(crate) trait ClusterLink: Send + Sync {
     /// The scheduler, its workers and its dashboard, as last heard.
     fn info(&self) -> ClusterInfo;
 
-    /// The key published as `name`, if one is.
-    fn published(&self, name: &str) -> BoxFuture<'static, crate::Result<Option<Key>>>;
+    /// The scheduler's answer to `question`.
+    fn ask(&self, question: super::Question) -> BoxFuture<'static, crate::Result<super::Answer>>;
 }
 
 static CLIENTS: AtomicU64 = AtomicU64::new(1);
@@ -273,12 +273,32 @@ impl Connection {
 
     /// A future of the key published as `name`, wanted by this client.
     pub async fn published(self: &Arc<Self>, name: &str) -> crate::Result<super::Future> {
-        let key = self
+        let answer = self
             .cluster
-            .published(name)
-            .await?
-            .ok_or_else(|| crate::Error::Config(format!("nothing is published as {name:?}")))?;
+            .ask(super::Question::Published(name.to_string()))
+            .await?;
+        let super::Answer::Published(Some(key)) = answer else {
+            return Err(crate::Error::Config(format!(
+                "nothing is published as {name:?}"
+            )));
+        };
         Ok(self.submit(Vec::new(), vec![key]).remove(0))
+    }
+
+    /// How far each group of tasks on the cluster has come.
+    pub async fn progress(&self) -> crate::Result<Vec<crate::scheduler::GroupProgress>> {
+        match self.cluster.ask(super::Question::Progress).await? {
+            super::Answer::Progress(groups) => Ok(groups),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// What each worker holds and does now.
+    pub async fn workers(&self) -> crate::Result<Vec<super::WorkerState>> {
+        match self.cluster.ask(super::Question::Workers).await? {
+            super::Answer::Workers(workers) => Ok(workers),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Cancels `key` for this client.
@@ -333,4 +353,9 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.cluster.send(Message::Disconnect(self.id));
     }
+}
+
+/// The error for an answer to another question.
+fn unexpected(answer: super::Answer) -> crate::Error {
+    crate::Error::Comm(format!("the scheduler answered another question: {answer:?}"))
 }

@@ -84,6 +84,9 @@ mod tests {
             nthreads: 1,
             memory_limit: None,
             functions: functions.iter().map(|f| f.to_string()).collect(),
+            local_directory: String::new(),
+            pid: None,
+            nanny: None,
         }
     }
 

@@ -4,7 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scheduler::WorkerId;
+use crate::scheduler::{GroupProgress, WorkerId, WorkerStatus};
+use crate::worker::WorkerMetrics;
 
 /// The scheduler, its workers and its dashboard, as the client last heard.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,70 @@ pub struct WorkerInfo {
     pub memory_limit: Option<u64>,
     /// The scalar UDFs and task functions it carries, by name.
     pub functions: Vec<String>,
+    /// Where it spills.
+    pub local_directory: String,
+    /// Its process id (`None` in process).
+    pub pid: Option<u32>,
+    /// The process id of the nanny that keeps it running, if one does.
+    pub nanny: Option<u32>,
+}
+
+/// A worker now: as registered, what it reports of itself, and what the
+/// scheduler counts of it. A row of the dashboard's and `rask status`'s tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerState {
+    /// As registered.
+    pub info: WorkerInfo,
+    /// As it last reported.
+    pub metrics: WorkerMetrics,
+    /// Tasks the scheduler sent it that have not finished.
+    pub processing: usize,
+    /// Results it holds, as the scheduler counts them.
+    pub in_memory: usize,
+    /// Seconds since it was last heard from (`None` in process: always).
+    pub last_seen: Option<f64>,
+}
+
+impl WorkerState {
+    /// A worker's row: `info` as registered, `metrics` as reported, `status`
+    /// as the scheduler counts it, heard from `last_seen` seconds ago.
+    pub fn new(
+        info: WorkerInfo,
+        metrics: WorkerMetrics,
+        status: Option<WorkerStatus>,
+        last_seen: Option<f64>,
+    ) -> Self {
+        let (processing, in_memory) = status.map_or((0, 0), |s| (s.processing, s.in_memory));
+        Self {
+            info,
+            metrics,
+            processing,
+            in_memory,
+            last_seen,
+        }
+    }
+}
+
+/// What a client can ask its scheduler, besides submitting work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Question {
+    /// Which key is published under this name?
+    Published(String),
+    /// How far has each group of tasks come?
+    Progress,
+    /// What are the workers doing?
+    Workers,
+}
+
+/// The scheduler's answer to a [`Question`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Answer {
+    /// The key published under the name, if any.
+    Published(Option<crate::key::Key>),
+    /// Every group's progress.
+    Progress(Vec<GroupProgress>),
+    /// Every worker's state.
+    Workers(Vec<WorkerState>),
 }
 
 /// The scheduler address of an in-process cluster.
@@ -103,6 +168,9 @@ mod tests {
             nthreads,
             memory_limit: Some(1 << 30),
             functions: Vec::new(),
+            local_directory: "/tmp".into(),
+            pid: None,
+            nanny: None,
         };
         let info = ClusterInfo {
             scheduler: "127.0.0.1:8786".into(),

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::connection::ClusterLink;
-use super::{ClusterInfo, Config, WorkerInfo};
+use super::{Answer, ClusterInfo, Config, Question, WorkerInfo, WorkerState};
 use crate::exec::{self, TaskData, Value};
 use crate::key::Key;
 use crate::planner::StageGraph;
 use crate::scheduler::{Message, SchedulerServer, TaskSpec, WorkerId};
-use crate::worker::{EventSink, Peers, Worker};
+use crate::worker::{EventSink, Peers, Worker, WorkerMetrics};
 use crate::{Error, Result};
 
 /// A scheduler thread and workers in this process. Results pass between them
@@ -25,6 +25,16 @@ pub struct LocalCluster {
     server: SchedulerServer,
     peers: Arc<Peers>,
     config: Config,
+    view: Arc<LocalView>,
+    /// Stops the dashboard when dropped.
+    _dashboard: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// What the local cluster's dashboard and its questions read.
+struct LocalView {
+    server: SchedulerServer,
+    peers: Arc<Peers>,
+    info: ClusterInfo,
 }
 
 /// Sizes a [`LocalCluster`]; defaults come from [`Config::default`].
@@ -86,10 +96,28 @@ impl LocalCluster {
                 .map_err(io)?;
             server.send(Message::AddWorker(Arc::new(worker)));
         }
+        let dashboard = match &config.dashboard {
+            Some(address) => Some(crate::dashboard::bind_address(address, "127.0.0.1")?),
+            None => None,
+        };
+        let view = Arc::new(LocalView {
+            server: server.clone(),
+            peers: Arc::clone(&peers),
+            info: local_info(&config, dashboard.as_ref().map(|(_, link)| link.clone())),
+        });
+        let stop = match dashboard {
+            Some((listener, _)) => Some(crate::dashboard::serve_in_thread(
+                listener,
+                Arc::clone(&view) as Arc<dyn crate::dashboard::ClusterView>,
+            )?),
+            None => None,
+        };
         Ok(Arc::new(Self {
             server,
             peers,
             config,
+            view,
+            _dashboard: stop,
         }))
     }
 
@@ -162,26 +190,85 @@ impl ClusterLink for LocalCluster {
     }
 
     fn info(&self) -> ClusterInfo {
-        let memory_limit = self.config.memory_limit.map(|m| m as u64);
-        ClusterInfo {
-            scheduler: super::info::IN_PROCESS.into(),
-            dashboard: None,
-            workers: (0..self.config.workers)
-                .map(|id| WorkerInfo {
-                    id: id as WorkerId,
-                    name: format!("local-{id}"),
-                    address: super::info::IN_PROCESS.into(),
-                    nthreads: self.config.threads,
-                    memory_limit,
-                    functions: self.config.registry.names(),
-                })
-                .collect(),
-        }
+        self.view.info.clone()
     }
 
-    fn published(&self, name: &str) -> BoxFuture<'static, Result<Option<Key>>> {
-        let key = self.server.published(name);
-        Box::pin(std::future::ready(Ok(key)))
+    fn ask(&self, question: Question) -> BoxFuture<'static, Result<Answer>> {
+        let answer = match question {
+            Question::Published(name) => Answer::Published(self.server.published(&name)),
+            Question::Progress => Answer::Progress(self.server.progress()),
+            Question::Workers => Answer::Workers(self.view.worker_states()),
+        };
+        Box::pin(std::future::ready(Ok(answer)))
+    }
+}
+
+/// The local cluster as its clients and dashboard see it.
+fn local_info(config: &Config, dashboard: Option<String>) -> ClusterInfo {
+    let memory_limit = config.memory_limit.map(|m| m as u64);
+    let local_directory = config
+        .local_directory
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .display()
+        .to_string();
+    ClusterInfo {
+        scheduler: super::info::IN_PROCESS.into(),
+        dashboard,
+        workers: (0..config.workers)
+            .map(|id| WorkerInfo {
+                id: id as WorkerId,
+                name: format!("local-{id}"),
+                address: super::info::IN_PROCESS.into(),
+                nthreads: config.threads,
+                memory_limit,
+                functions: config.registry.names(),
+                local_directory: local_directory.clone(),
+                pid: None,
+                nanny: None,
+            })
+            .collect(),
+    }
+}
+
+impl LocalView {
+    /// Every worker now, read from its store and the scheduler; what the
+    /// workers moved since the last look goes into the task stream.
+    fn worker_states(&self) -> Vec<WorkerState> {
+        self.info
+            .workers
+            .iter()
+            .map(|info| {
+                let status = self.server.worker(info.id);
+                let metrics = match self.peers.store(info.id) {
+                    Some(store) => {
+                        self.server
+                            .note_marks(info.id, store.activity().take_marks());
+                        let mut metrics = store.metrics(0);
+                        // Sent to the worker and not running: queued there.
+                        let processing = status.as_ref().map_or(0, |s| s.processing as u64);
+                        metrics.ready = processing.saturating_sub(metrics.executing);
+                        metrics
+                    }
+                    None => WorkerMetrics::default(),
+                };
+                WorkerState::new(info.clone(), metrics, status, None)
+            })
+            .collect()
+    }
+}
+
+impl crate::dashboard::ClusterView for LocalView {
+    fn info(&self) -> ClusterInfo {
+        self.info.clone()
+    }
+
+    fn workers(&self) -> Vec<WorkerState> {
+        self.worker_states()
+    }
+
+    fn scheduler(&self) -> &SchedulerServer {
+        &self.server
     }
 }
 

@@ -29,7 +29,7 @@ pub use dataframe::{Agg, DataFrame, GroupBy, How, Structure, TimeseriesBuilder};
 pub use delayed::{Argument, CallArgs, Delayed, Function, IntoArg};
 pub use future::{Future, FutureStatus};
 pub use futures_api::{Compute, as_completed, gather, wait};
-pub use info::{ClusterInfo, WorkerInfo, format_bytes};
+pub use info::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState, format_bytes};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 pub use scatter::Scatter;
 pub use task_graph::TaskGraph;
@@ -176,6 +176,19 @@ impl Client {
     /// The dashboard's address, when the scheduler serves one.
     pub fn dashboard_link(&self) -> Option<String> {
         self.info().dashboard
+    }
+
+    /// How far each group of tasks on the cluster has come: the live groups in
+    /// the order they started (a query's stages, a function's calls), then
+    /// those that ended lately. What progress bars draw.
+    pub async fn progress(&self) -> Result<Vec<crate::scheduler::GroupProgress>> {
+        self.connection.progress().await
+    }
+
+    /// Every worker now: as registered, what it holds and does, and when it
+    /// was last heard from. What `rask status` prints.
+    pub async fn workers(&self) -> Result<Vec<WorkerState>> {
+        self.connection.workers().await
     }
 
     /// The in-process cluster this client runs on; `None` for a remote one.

@@ -19,6 +19,7 @@ use super::wire::{FetchTicket, Holder};
 use crate::exec::RemoteSource;
 use crate::key::Key;
 use crate::scheduler::WorkerId;
+use crate::worker::Activity;
 
 /// Knows where workers serve their results and keeps one connection to each.
 /// Cheap to clone: clones share the connections.
@@ -34,6 +35,8 @@ struct Inner {
     io: Option<tokio::runtime::Handle>,
     addresses: RwLock<HashMap<WorkerId, String>>,
     clients: Mutex<HashMap<String, FlightServiceClient<Channel>>>,
+    /// Where a worker counts what it fetches; `None` for a client.
+    activity: Option<Arc<Activity>>,
 }
 
 impl std::fmt::Debug for FlightFetcher {
@@ -59,6 +62,18 @@ impl FlightFetcher {
         }
     }
 
+    /// [`new`](Self::new), counting fetches in a worker's `activity`.
+    pub fn for_worker(security: Security, activity: Arc<Activity>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                security,
+                io: tokio::runtime::Handle::try_current().ok(),
+                activity: Some(activity),
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Notes where `holders` serve; returns their ids.
     pub fn learn(&self, holders: Vec<Holder>) -> Vec<WorkerId> {
         let mut addresses = self.inner.addresses.write();
@@ -79,19 +94,34 @@ impl FlightFetcher {
         keys: Vec<Key>,
         bucket: Option<usize>,
     ) -> Result<Vec<Vec<RecordBatch>>, String> {
+        let what = match keys.as_slice() {
+            [key] => key.to_string(),
+            keys => format!("{} results", keys.len()),
+        };
         let ticket = FetchTicket {
             keys,
             bucket: bucket.map(|b| b as u32),
         };
+        let transfer = self.inner.activity.as_deref().map(Activity::transfer);
         let this = self.clone();
-        self.on_io(async move {
-            let security = &this.inner.security;
-            this.with_client(worker, |mut client| async move {
-                super::flight::fetch(&mut client, security, &ticket).await
+        let fetched = self
+            .on_io(async move {
+                let security = &this.inner.security;
+                this.with_client(worker, |mut client| async move {
+                    super::flight::fetch(&mut client, security, &ticket).await
+                })
+                .await
             })
-            .await
-        })
-        .await
+            .await?;
+        if let Some(transfer) = transfer {
+            let nbytes = fetched
+                .iter()
+                .flatten()
+                .map(|b| b.get_array_memory_size() as u64)
+                .sum();
+            transfer.done(format!("{what} from worker {worker}"), nbytes);
+        }
+        Ok(fetched)
     }
 
     /// Stores `batch` (a value, as [`Value::to_batch`](crate::exec::Value::to_batch)

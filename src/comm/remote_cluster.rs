@@ -19,7 +19,7 @@ use super::flight::{self, open_control};
 use super::wire::{
     EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome,
 };
-use crate::client::{ClusterInfo, ClusterLink, check_carried};
+use crate::client::{Answer, ClusterInfo, ClusterLink, Question, check_carried};
 use crate::exec::{RemoteInput, StageInput, TaskData, Value};
 use crate::key::{Key, KeySet};
 use crate::planner::StageGraph;
@@ -43,9 +43,10 @@ struct Shared {
     pending: Mutex<KeySet>,
     /// Set when the client disconnects: the stream's end is then expected.
     closed: std::sync::atomic::AtomicBool,
-    /// Questions about published names awaiting their answer, by name.
-    lookups:
-        Mutex<std::collections::HashMap<String, Vec<tokio::sync::oneshot::Sender<Option<Key>>>>>,
+    /// Questions awaiting their answer, by number.
+    questions: Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Answer>>>,
+    /// The number of the next question.
+    next_question: std::sync::atomic::AtomicU64,
 }
 
 impl RemoteCluster {
@@ -165,10 +166,9 @@ impl Shared {
             }
             ToClient::Workers(workers) => self.info.write().workers = workers,
             ToClient::Welcome(info) => *self.info.write() = info,
-            ToClient::Published { name, key } => {
-                let waiting = self.lookups.lock().remove(&name).unwrap_or_default();
-                for answer in waiting {
-                    let _ = answer.send(key.clone());
+            ToClient::Answer { id, answer } => {
+                if let Some(waiting) = self.questions.lock().remove(&id) {
+                    let _ = waiting.send(answer);
                 }
             }
             ToClient::Close { reason } => tracing::warn!("the scheduler closes: {reason}"),
@@ -182,7 +182,7 @@ impl Shared {
         }
         tracing::warn!(%address, "lost the connection to the scheduler");
         // Questions not answered now never will be.
-        self.lookups.lock().clear();
+        self.questions.lock().clear();
         let pending: Vec<Key> = self.pending.lock().drain().collect();
         for key in pending {
             let error = TaskError::Failed {
@@ -337,17 +337,14 @@ impl ClusterLink for RemoteCluster {
         self.shared.info.read().clone()
     }
 
-    fn published(&self, name: &str) -> BoxFuture<'static, Result<Option<Key>>> {
+    fn ask(&self, question: Question) -> BoxFuture<'static, Result<Answer>> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.shared
-            .lookups
-            .lock()
-            .entry(name.to_string())
-            .or_default()
-            .push(answer);
-        self.send(FromClient::GetPublished {
-            name: name.to_string(),
-        });
+        let id = self
+            .shared
+            .next_question
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.questions.lock().insert(id, answer);
+        self.send(FromClient::Ask { id, question });
         let address = self.address.clone();
         Box::pin(async move {
             answered.await.map_err(|_| {

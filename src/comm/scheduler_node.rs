@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_flight::FlightData;
 use futures::StreamExt;
@@ -29,7 +29,8 @@ use super::wire::{
     EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
     ToWorker, WireOutcome, WorkerDeath,
 };
-use crate::client::{ClusterInfo, WorkerInfo, format_bytes};
+use crate::client::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState, format_bytes};
+use crate::worker::WorkerMetrics;
 use crate::key::{Key, KeySet};
 use crate::scheduler::{
     ClientId, Event, Input, Message, Outcome, Released, SchedulerServer, TaskError, TaskSpec,
@@ -82,6 +83,8 @@ struct SchedulerState {
     dashboard: Option<String>,
     heartbeat_timeout: Duration,
     workers: RwLock<BTreeMap<WorkerId, WorkerInfo>>,
+    /// What each worker last reported of itself, and when.
+    reported: Mutex<HashMap<WorkerId, (WorkerMetrics, Instant)>>,
     clients: Mutex<HashMap<ClientId, mpsc::UnboundedSender<ToClient>>>,
     /// Each worker's process id, from its registration.
     pids: Mutex<HashMap<WorkerId, u32>>,
@@ -105,20 +108,12 @@ impl SchedulerNode {
         let address = listener
             .local_addr()
             .map_err(|e| Error::Comm(e.to_string()))?;
-        let dashboard = match &options.dashboard {
+        let (dashboard, link) = match &options.dashboard {
             Some(wanted) => {
-                let (host, port) = crate::dashboard::parse_address(wanted, &options.host)?;
-                Some(crate::dashboard::bind(&host, port).await?)
+                let (listener, link) = crate::dashboard::bind_address(wanted, &options.host)?;
+                (Some(listener), Some(link))
             }
-            None => None,
-        };
-        let link = match &dashboard {
-            Some(listener) => Some(crate::dashboard::link(
-                listener
-                    .local_addr()
-                    .map_err(|e| Error::Comm(e.to_string()))?,
-            )),
-            None => None,
+            None => (None, None),
         };
         let state = Arc::new(SchedulerState {
             server: SchedulerServer::new(),
@@ -126,6 +121,7 @@ impl SchedulerNode {
             dashboard: link.clone(),
             heartbeat_timeout: options.heartbeat_timeout,
             workers: RwLock::default(),
+            reported: Mutex::default(),
             clients: Mutex::default(),
             pids: Mutex::default(),
             deaths: Mutex::default(),
@@ -253,6 +249,9 @@ impl SchedulerState {
             nthreads: registration.nthreads.max(1),
             memory_limit: registration.memory_limit,
             functions: registration.functions.clone(),
+            local_directory: registration.local_directory.clone(),
+            pid: Some(registration.pid),
+            nanny: registration.nanny,
         };
         let _ = outbox.send(ToWorker::Welcome { id });
         tracing::info!(
@@ -266,6 +265,9 @@ impl SchedulerState {
             registration.pid,
         );
         self.workers.write().insert(id, info.clone());
+        self.reported
+            .lock()
+            .insert(id, (WorkerMetrics::default(), Instant::now()));
         self.pids.lock().insert(id, registration.pid);
         let endpoint = RemoteWorker {
             id,
@@ -283,10 +285,21 @@ impl SchedulerState {
             let why = loop {
                 match tokio::time::timeout(state.heartbeat_timeout, messages.next()).await {
                     Ok(Some(batch)) => {
+                        if let Some(last) = state.reported.lock().get_mut(&id) {
+                            last.1 = Instant::now();
+                        }
                         for message in batch {
                             tracing::trace!(worker = id, ?message, "from worker");
-                            if let Some(event) = worker_event(id, message) {
-                                state.server.enqueue(Message::Event(event));
+                            match message {
+                                FromWorker::Heartbeat { metrics, marks } => {
+                                    state.server.note_marks(id, marks);
+                                    state.reported.lock().insert(id, (metrics, Instant::now()));
+                                }
+                                message => {
+                                    if let Some(event) = worker_event(id, message) {
+                                        state.server.enqueue(Message::Event(event));
+                                    }
+                                }
                             }
                         }
                         state.server.drain();
@@ -298,6 +311,7 @@ impl SchedulerState {
                 }
             };
             let info = state.workers.write().remove(&id);
+            state.reported.lock().remove(&id);
             let name = info.map(|i| i.name).unwrap_or_default();
             let lost = state.server.worker(id).map_or(String::new(), |w| {
                 format!(
@@ -358,12 +372,12 @@ impl SchedulerState {
                 flight::messages::<FromClient>(incoming, "client message", peer.clone());
             while let Some(batch) = messages.next().await {
                 for message in batch {
-                    if let FromClient::GetPublished { name } = message {
+                    if let FromClient::Ask { id, question } = message {
                         // Behind the messages before it, as they are handled now.
                         state.server.drain();
-                        let key = state.server.published(&name);
+                        let answer = state.answer(question);
                         if let Some(answers) = &answers {
-                            let _ = answers.send(ToClient::Published { name, key });
+                            let _ = answers.send(ToClient::Answer { id, answer });
                         }
                         continue;
                     }
@@ -382,6 +396,31 @@ impl SchedulerState {
 }
 
 impl SchedulerState {
+    /// Every worker now: as registered, as it last reported, as the core counts it.
+    fn worker_states(&self) -> Vec<WorkerState> {
+        let reported = self.reported.lock();
+        self.workers
+            .read()
+            .values()
+            .map(|info| {
+                let (metrics, seen) = reported
+                    .get(&info.id)
+                    .map_or((WorkerMetrics::default(), None), |(m, at)| {
+                        (m.clone(), Some(at.elapsed().as_secs_f64()))
+                    });
+                WorkerState::new(info.clone(), metrics, self.server.worker(info.id), seen)
+            })
+            .collect()
+    }
+
+    fn answer(&self, question: Question) -> Answer {
+        match question {
+            Question::Published(name) => Answer::Published(self.server.published(&name)),
+            Question::Progress => Answer::Progress(self.server.progress()),
+            Question::Workers => Answer::Workers(self.worker_states()),
+        }
+    }
+
     /// How worker `worker` ended and its last log lines, as its nanny reported
     /// them; waits a little for the report, which races the worker's removal.
     async fn last_words(&self, worker: WorkerId) -> Vec<String> {
@@ -443,6 +482,14 @@ fn with_log(error: &TaskError, log: &[String]) -> TaskError {
 impl crate::dashboard::ClusterView for Arc<SchedulerState> {
     fn info(&self) -> ClusterInfo {
         SchedulerState::info(self)
+    }
+
+    fn workers(&self) -> Vec<WorkerState> {
+        self.worker_states()
+    }
+
+    fn scheduler(&self) -> &SchedulerServer {
+        &self.server
     }
 }
 
@@ -527,7 +574,7 @@ fn client_event(client: ClientId, message: FromClient) -> Option<Event> {
         FromClient::FireAndForget { key } => Event::FireAndForget { key },
         FromClient::Publish { name, key } => Event::Publish { name, key },
         FromClient::Unpublish { name } => Event::Unpublish { name },
-        FromClient::GetPublished { .. } => return None,
+        FromClient::Ask { .. } => return None,
     })
 }
 

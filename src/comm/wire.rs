@@ -12,12 +12,13 @@ use arrow_flight::FlightData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ClusterInfo, WorkerInfo};
+use crate::client::{Answer, ClusterInfo, Question, WorkerInfo};
 use crate::key::Key;
-use crate::scheduler::{TaskError, WorkerId};
+use crate::scheduler::{Mark, TaskError, WorkerId};
+use crate::worker::WorkerMetrics;
 
 /// The version of this protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The first message of a control stream: who is connecting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +51,8 @@ pub struct Registration {
     pub pid: u32,
     /// The functions it can run, by registered name.
     pub functions: Vec<String>,
+    /// The process id of the nanny that started it, if one did.
+    pub nanny: Option<u32>,
 }
 
 /// A query stage encoded for workers in other processes; shared by the jobs of
@@ -165,14 +168,12 @@ pub enum FromWorker {
         /// Why.
         error: TaskError,
     },
-    /// Alive, with how busy.
+    /// Alive, with what it holds and does, and what it moved since the last one.
     Heartbeat {
-        /// Bytes of results held in memory.
-        stored: u64,
-        /// Bytes of results spilled to disk.
-        spilled: u64,
-        /// Results held.
-        results: u64,
+        /// Its state now.
+        metrics: WorkerMetrics,
+        /// Transfers and spills since the last heartbeat.
+        marks: Vec<Mark>,
     },
 }
 
@@ -222,10 +223,12 @@ pub enum FromClient {
         /// The name.
         name: String,
     },
-    /// Which key is published as `name`? Answered with [`ToClient::Published`].
-    GetPublished {
-        /// The name.
-        name: String,
+    /// A question, answered with [`ToClient::Answer`] of the same `id`.
+    Ask {
+        /// Numbers the question among the client's.
+        id: u64,
+        /// What it asks.
+        question: Question,
     },
 }
 
@@ -262,12 +265,12 @@ pub enum ToClient {
         /// How.
         outcome: WireOutcome,
     },
-    /// The answer to [`FromClient::GetPublished`].
-    Published {
-        /// The name asked for.
-        name: String,
-        /// The key published under it, if any.
-        key: Option<Key>,
+    /// The answer to [`FromClient::Ask`] `id`.
+    Answer {
+        /// The question's number.
+        id: u64,
+        /// The answer.
+        answer: Answer,
     },
     /// The client is refused or the scheduler closes.
     Close {

@@ -52,6 +52,8 @@ pub struct WorkerOptions {
     pub heartbeat: Duration,
     /// The UDFs and task functions it carries (and announces).
     pub registry: Registry,
+    /// The process id of the nanny that started it, if one did.
+    pub nanny: Option<u32>,
 }
 
 /// Results past this fraction of the memory limit go to disk (as Dask's `spill`).
@@ -73,9 +75,6 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         .local_addr()
         .map_err(|e| Error::Comm(e.to_string()))?
         .to_string();
-    let fetcher = FlightFetcher::new(options.security.clone());
-    let peers = Arc::new(Peers::with_remote(Arc::new(fetcher.clone())));
-    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let store = Arc::new(match options.memory_limit {
         Some(limit) => DataStore::with_budget(Budget {
             limit: limit as u64,
@@ -85,6 +84,10 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         }),
         None => DataStore::default(),
     });
+    let fetcher =
+        FlightFetcher::for_worker(options.security.clone(), Arc::clone(store.activity()));
+    let peers = Arc::new(Peers::with_remote(Arc::new(fetcher.clone())));
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let node = FlightNode {
         security: options.security.clone(),
         results: Some(Arc::clone(&peers)),
@@ -117,6 +120,7 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         local_directory: options.local_directory.display().to_string(),
         pid,
         functions: options.registry.names(),
+        nanny: options.nanny,
     };
     let mut client = flight::connect(&options.scheduler, &options.security).await?;
     let (outbox, mut incoming) =
@@ -160,9 +164,10 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         store,
     )
     .map_err(|e| Error::Comm(format!("cannot start the worker's threads: {e}")))?;
+    let worker = Arc::new(worker);
     let heartbeats = tokio::spawn(heartbeat(
         outbox.clone(),
-        Arc::clone(worker.store()),
+        Arc::clone(&worker),
         options.heartbeat,
     ));
     let mut tasks = TaskMaker {
@@ -314,19 +319,15 @@ fn report(event: Event) -> Option<FromWorker> {
     }
 }
 
-/// Tells the scheduler every `every` that the worker lives, and how full it is.
-async fn heartbeat(
-    outbox: mpsc::UnboundedSender<FromWorker>,
-    store: Arc<crate::worker::DataStore>,
-    every: Duration,
-) {
+/// Tells the scheduler every `every` that the worker lives, what it holds and
+/// does, and what it moved since the last time.
+async fn heartbeat(outbox: mpsc::UnboundedSender<FromWorker>, worker: Arc<Worker>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
         let message = FromWorker::Heartbeat {
-            stored: store.memory(),
-            spilled: store.spilled(),
-            results: store.len() as u64,
+            metrics: worker.metrics(),
+            marks: worker.store().activity().take_marks(),
         };
         if outbox.send(message).is_err() {
             return;

@@ -1,35 +1,52 @@
-//! The dashboard: a web page and a JSON API the scheduler serves over HTTP
-//! (`--dashboard-address`, `:8787` by default), as Dask's does.
+//! The dashboard: web pages and a JSON API the scheduler serves over HTTP
+//! (`--dashboard-address`, `:8787` by default; a local cluster on a free port),
+//! as Dask's does.
 //!
-//! Everything it shows comes from a [`ClusterView`]: the scheduler process
-//! hands it one, and the page asks for it when it is opened and once a second
-//! after. Assets are embedded in the binary: clusters are often offline.
+//! Everything it shows comes from a [`ClusterView`]: the scheduler's
+//! [`SchedulerServer`] (progress, task stream, graph, tasks) and the workers'
+//! state. Reading costs the scheduler little: progress is counted as tasks
+//! change state, the task stream sits behind a lock of its own, and a graph
+//! past [`GRAPH_TASKS`] tasks is drawn by group. Pages get their updates pushed
+//! by server-sent events ([`api`]). Assets are embedded in the binary:
+//! clusters are often offline.
 //!
-//! - `/status`: the cluster and its workers (the page);
-//! - `/api/v1/info`: the scheduler, dashboard and workers, as JSON;
-//! - `/api/v1/workers`: the workers alone;
-//! - `/health`: `ok` while the scheduler serves.
+//! Pages: `/status` (task stream, progress, memory), `/workers`, `/graph`,
+//! `/info` with `/info/worker/{id}` and `/info/task/{key}`. The API behind them
+//! is under `/api/v1/`; `/health` answers `ok`, `/metrics` speaks Prometheus.
+
+mod api;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::{Html, IntoResponse, Redirect};
+use axum::http::header;
+use axum::response::{Html, Redirect};
 use axum::routing::get;
-use tokio::net::TcpListener;
 
-use crate::client::{ClusterInfo, WorkerInfo};
+use crate::client::{ClusterInfo, WorkerState};
+use crate::scheduler::SchedulerServer;
 use crate::{Error, Result};
+
+/// Past this many tasks the graph page shows groups, not tasks.
+pub const GRAPH_TASKS: usize = 2_000;
 
 /// What the dashboard shows, read when a page or the API asks.
 pub trait ClusterView: Send + Sync + 'static {
-    /// The cluster as it is now.
+    /// The scheduler, its dashboard and the workers as registered.
     fn info(&self) -> ClusterInfo;
+    /// Every worker now.
+    fn workers(&self) -> Vec<WorkerState>;
+    /// The scheduler: progress, task stream, graph and tasks.
+    fn scheduler(&self) -> &SchedulerServer;
 }
 
-/// The page, embedded.
-const STATUS_PAGE: &str = include_str!("status.html");
+/// The page (one for all paths: its script draws the one asked for), its
+/// script and its style, embedded.
+const PAGE: &str = include_str!("assets/page.html");
+const SCRIPT: &str = include_str!("assets/dashboard.js");
+const STYLE: &str = include_str!("assets/dashboard.css");
 
 /// Where `address` (`:8787`, `HOST:PORT`) asks to serve, with `host` for a
 /// missing host.
@@ -50,36 +67,81 @@ pub fn parse_address(address: &str, host: &str) -> Result<(String, u16)> {
 
 /// Binds `host:port`, or, when that port is taken, any free port of `host`
 /// (with a warning that names it, as Dask does).
-pub async fn bind(host: &str, port: u16) -> Result<TcpListener> {
-    match TcpListener::bind((host, port)).await {
-        Ok(listener) => Ok(listener),
+pub fn bind(host: &str, port: u16) -> Result<std::net::TcpListener> {
+    let listener = match std::net::TcpListener::bind((host, port)) {
+        Ok(listener) => listener,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && port != 0 => {
-            let listener = TcpListener::bind((host, 0))
-                .await
+            let listener = std::net::TcpListener::bind((host, 0))
                 .map_err(|e| Error::Config(format!("cannot serve the dashboard on {host}: {e}")))?;
             if let Ok(chosen) = listener.local_addr() {
                 tracing::warn!(
                     "port {port} is already in use (another cluster?); the dashboard is served on {chosen} instead"
                 );
             }
-            Ok(listener)
+            listener
         }
-        Err(e) => Err(Error::Config(format!(
-            "cannot serve the dashboard on {host}:{port}: {e}"
-        ))),
-    }
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "cannot serve the dashboard on {host}:{port}: {e}"
+            )));
+        }
+    };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Config(format!("cannot serve the dashboard: {e}")))?;
+    Ok(listener)
 }
 
-/// Serves the dashboard of `view` on `listener` until `shutdown` resolves.
+/// Binds where `address` asks (see [`parse_address`] and [`bind`]); the
+/// listener and the dashboard's link.
+pub fn bind_address(address: &str, host: &str) -> Result<(std::net::TcpListener, String)> {
+    let (host, port) = parse_address(address, host)?;
+    let listener = bind(&host, port)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Comm(format!("the dashboard's address: {e}")))?;
+    Ok((listener, link(local)))
+}
+
+/// Serves the dashboard of `view` on `listener` (from [`bind`]) until
+/// `shutdown` resolves.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     view: Arc<dyn ClusterView>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| Error::Comm(format!("cannot serve the dashboard: {e}")))?;
     axum::serve(listener, router(view))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::Comm(format!("the dashboard stopped: {e}")))
+}
+
+/// Serves the dashboard of `view` on `listener` from a thread of its own,
+/// until the returned sender is dropped: for a cluster with no runtime of its
+/// own to serve from (the local cluster).
+pub fn serve_in_thread(
+    listener: std::net::TcpListener,
+    view: Arc<dyn ClusterView>,
+) -> Result<tokio::sync::oneshot::Sender<()>> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Comm(format!("cannot start the dashboard: {e}")))?;
+    std::thread::Builder::new()
+        .name("rask-dashboard".into())
+        .spawn(move || {
+            let served = runtime.block_on(serve(listener, view, async move {
+                let _ = stopped.await;
+            }));
+            if let Err(e) = served {
+                tracing::error!("{e}");
+            }
+        })
+        .map_err(|e| Error::Comm(format!("cannot start the dashboard: {e}")))?;
+    Ok(stop)
 }
 
 /// The dashboard's link for a listener at `address`.
@@ -88,22 +150,27 @@ pub fn link(address: SocketAddr) -> String {
 }
 
 fn router(view: Arc<dyn ClusterView>) -> Router {
+    let page = || async { Html(PAGE) };
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/status") }))
-        .route("/status", get(|| async { Html(STATUS_PAGE) }))
+        .route("/status", get(page))
+        .route("/workers", get(page))
+        .route("/graph", get(page))
+        .route("/info", get(page))
+        .route("/info/worker/{id}", get(page))
+        .route("/info/task/{key}", get(page))
+        .route(
+            "/assets/dashboard.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }),
+        )
+        .route(
+            "/assets/dashboard.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css")], STYLE) }),
+        )
         .route("/health", get(|| async { "ok" }))
-        .route("/api/v1/info", get(info))
-        .route("/api/v1/workers", get(workers))
-        .with_state(view)
-}
-
-async fn info(State(view): State<Arc<dyn ClusterView>>) -> impl IntoResponse {
-    axum::Json(view.info())
-}
-
-async fn workers(State(view): State<Arc<dyn ClusterView>>) -> impl IntoResponse {
-    let workers: Vec<WorkerInfo> = view.info().workers;
-    axum::Json(workers)
+        .route("/metrics", get(metrics::metrics))
+        .merge(api::routes())
+        .with_state(Arc::new(api::Dashboard::new(view)))
 }
 
 #[cfg(test)]
@@ -126,11 +193,11 @@ mod tests {
         assert!(err.contains("\"http\" is not a port"), "{err}");
     }
 
-    #[tokio::test]
-    async fn a_taken_port_falls_back_to_a_free_one() {
-        let taken = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    #[test]
+    fn a_taken_port_falls_back_to_a_free_one() {
+        let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = taken.local_addr().unwrap().port();
-        let other = bind("127.0.0.1", port).await.unwrap();
+        let other = bind("127.0.0.1", port).unwrap();
         assert_ne!(other.local_addr().unwrap().port(), port);
     }
 }

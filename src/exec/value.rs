@@ -70,11 +70,12 @@ impl Value {
                 .ok_or_else(|| format!("not a {}", std::any::type_name::<T>()))?;
             postcard::to_allocvec(value).map_err(|e| e.to_string())
         };
+        let nbytes = encoded_size(&value);
         Self::made(
             Arc::new(value),
             Some(encoder),
             std::any::type_name::<T>(),
-            std::mem::size_of::<T>() as u64,
+            nbytes,
         )
     }
 
@@ -220,6 +221,19 @@ fn encode_bytes(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The bytes `value` takes encoded, which is what a worker counts it as
+/// holding: for its heap data as well as its inline part. One pass over the
+/// value, writing nothing; a `Vec<u8>` is measured without one.
+fn encoded_size<T: Serialize + 'static>(value: &T) -> u64 {
+    if let Some(bytes) = (value as &dyn Any).downcast_ref::<Vec<u8>>() {
+        let varint = (64 - (bytes.len() as u64 | 1).leading_zeros()).div_ceil(7);
+        return bytes.len() as u64 + u64::from(varint);
+    }
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .map_or(std::mem::size_of::<T>() as u64, |n| n as u64)
+        .max(std::mem::size_of::<T>() as u64)
+}
+
 /// The bytes of a postcard-encoded `Vec<u8>`, if `encoded` is one.
 fn decode_bytes(encoded: &[u8]) -> Option<&[u8]> {
     let (mut len, mut shift, mut at) = (0u64, 0u32, 0usize);
@@ -276,7 +290,11 @@ mod tests {
             let value = Value::new(bytes.clone());
             let arrived = Value::encoded(value.bytes().unwrap(), value.type_name().into());
             assert_eq!(arrived.get::<Vec<u8>>().unwrap(), &bytes);
+            // Counted as what it takes encoded, in the process that made it too.
+            assert_eq!(value.nbytes(), arrived.nbytes(), "{len} bytes");
         }
+        let floats = Value::new(vec![1.5f64; 1000]);
+        assert_eq!(floats.nbytes(), 8000 + 2);
         assert_eq!(
             decode_bytes(&[3, 1, 2]),
             None,

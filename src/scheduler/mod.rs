@@ -14,17 +14,21 @@
 //! *forgotten*: removed entirely.
 
 mod events;
+mod progress;
 mod queue;
 mod server;
 mod state;
+mod stream;
 mod transitions;
 
 pub use crate::key::Key;
 pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
+pub use progress::{GroupProgress, group_name};
+pub use stream::{BARS_KEPT, Bar, BarKind, Mark};
 pub use server::{
     Message, Released, ReportSink, SchedulerServer, WeakSchedulerServer, WorkerEndpoint,
 };
-pub use state::{TaskState, TaskStatus, WorkerStatus};
+pub use state::{TaskDetail, TaskNode, TaskState, TaskStatus, WorkerStatus};
 pub use transitions::Scheduler;
 
 /// Identifies a client (a holder of futures) of the scheduler.

@@ -15,7 +15,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{ClientId, Decision, Event, Input, Outcome, Scheduler, WorkerId};
+use super::stream::{Bar, Mark, TaskStream};
+use super::{
+    ClientId, Decision, Event, GroupProgress, Input, Outcome, Scheduler, TaskDetail, TaskNode,
+    WorkerId,
+};
 use crate::key::{Key, KeySet};
 use crate::worker::Job;
 
@@ -70,6 +74,8 @@ pub struct SchedulerServer {
 struct Shared {
     inbox: Mutex<VecDeque<Message>>,
     state: Mutex<EventLoop>,
+    /// Apart from the state, so that reading it never holds the scheduler up.
+    stream: Mutex<TaskStream>,
 }
 
 impl SchedulerServer {
@@ -107,6 +113,7 @@ impl SchedulerServer {
                 if batch.is_empty() {
                     break;
                 }
+                self.note(&batch);
                 for message in batch {
                     state.handle(message, &mut dropped);
                 }
@@ -120,6 +127,66 @@ impl SchedulerServer {
                 return;
             }
         }
+    }
+
+    /// Notes the tasks that ended and the workers that came or went in the
+    /// task stream.
+    fn note(&self, batch: &VecDeque<Message>) {
+        let mut stream = self.shared.stream.lock();
+        let now = stream.now();
+        for message in batch {
+            match message {
+                Message::Event(Event::TaskFinished {
+                    worker,
+                    key,
+                    micros,
+                    ..
+                }) => stream.task(*worker, key, *micros, false, now),
+                Message::Event(Event::TaskErred { worker, key, .. }) => {
+                    stream.task(*worker, key, 0, true, now)
+                }
+                Message::AddWorker(worker) => stream.add_worker(worker.id(), worker.nthreads()),
+                Message::RemoveWorker(worker) => stream.remove_worker(*worker),
+                _ => {}
+            }
+        }
+    }
+
+    /// Adds what `worker` reports it moved (transfers, spills) to the task stream.
+    pub fn note_marks(&self, worker: WorkerId, marks: Vec<Mark>) {
+        let mut stream = self.shared.stream.lock();
+        let now = stream.now();
+        for mark in marks {
+            stream.mark(worker, mark, now);
+        }
+    }
+
+    /// The task stream's bars numbered `after` and up (at most `limit`, the
+    /// latest), the number of the next bar, and the stream's clock now (ms).
+    pub fn stream(&self, after: u64, limit: usize) -> (Vec<Bar>, u64, f64) {
+        let stream = self.shared.stream.lock();
+        (stream.since(after, limit), stream.next_seq(), stream.now())
+    }
+
+    /// How far each group of tasks has come (see [`Scheduler::progress`]).
+    pub fn progress(&self) -> Vec<GroupProgress> {
+        let progress = self.shared.state.lock().core.progress();
+        self.drain();
+        progress
+    }
+
+    /// `key`'s task, as its page shows it.
+    pub fn task_detail(&self, key: &Key) -> Option<TaskDetail> {
+        let detail = self.shared.state.lock().core.task_detail(key);
+        self.drain();
+        detail
+    }
+
+    /// Every task, when there are at most `limit` (see [`Scheduler::graph`]).
+    pub fn graph(&self, limit: usize) -> Option<Vec<TaskNode>> {
+        let graph = self.shared.state.lock().core.graph(limit);
+        self.drain();
+        graph
     }
 
     /// How many tasks the scheduler knows (waits for the message being handled).

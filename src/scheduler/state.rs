@@ -68,6 +68,10 @@ pub(super) struct Task {
     pub died_on: Vec<WorkerId>,
     /// What the task does, handed to the worker that runs it.
     pub job: Option<Arc<Job>>,
+    /// Its group, for progress.
+    pub group: super::progress::GroupId,
+    /// What progress has counted of it.
+    pub counted: u8,
 }
 
 /// Every task the scheduler knows, by id, and the ids by key. Ids of forgotten
@@ -321,4 +325,38 @@ pub struct WorkerStatus {
     pub in_memory: usize,
     /// Bytes of results it holds.
     pub nbytes: u64,
+}
+
+/// A task as its dashboard page shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskDetail {
+    /// Its key.
+    pub key: String,
+    /// Its group (see [`GroupProgress`](super::GroupProgress)).
+    pub group: Option<String>,
+    /// `waiting`, `queued`, `processing`, `memory`, `erred` or `released`.
+    pub state: String,
+    /// Why it erred.
+    pub error: Option<String>,
+    /// Workers holding its result.
+    pub who_has: Vec<WorkerId>,
+    /// Clients (and holders such as published names) wanting it.
+    pub wanted_by: usize,
+    /// Bytes of its result.
+    pub nbytes: u64,
+    /// The tasks it reads.
+    pub dependencies: Vec<String>,
+    /// The tasks that read it.
+    pub dependents: Vec<String>,
+}
+
+/// A task in a drawing of the graph.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskNode {
+    /// Its key.
+    pub key: String,
+    /// Its state's name.
+    pub state: String,
+    /// The tasks it reads.
+    pub dependencies: Vec<String>,
 }

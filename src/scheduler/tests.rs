@@ -323,6 +323,59 @@ fn errors_reach_every_dependent_with_the_original_key() {
 }
 
 #[test]
+fn progress_graph_and_task_pages_follow_the_tasks() {
+    let mut s = with_workers(&[(1, 1)]);
+    let tasks = vec![
+        spec("read-ab12-0", &[]),
+        spec("read-ab12-1", &[]),
+        spec("sum-cd34-0", &["read-ab12-0", "read-ab12-1"]),
+    ];
+    submit(&mut s, 1, tasks, &["sum-cd34-0"]);
+    finish(&mut s, 1, "read-ab12-0");
+    let groups = s.progress();
+    let names: Vec<(&str, &str, u64, u64)> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.operation.as_str(), g.done, g.total))
+        .collect();
+    assert_eq!(
+        names,
+        [("read-ab12", "read", 1, 2), ("sum-cd34", "sum", 0, 1)]
+    );
+    assert_eq!(groups[1].inputs, ["read-ab12"]);
+
+    let graph = s.graph(10).expect("a small graph is drawn task by task");
+    let sum = graph.iter().find(|t| t.key == "sum-cd34-0").unwrap();
+    assert_eq!(sum.state, "waiting");
+    assert_eq!(sum.dependencies, ["read-ab12-0", "read-ab12-1"]);
+    assert!(s.graph(2).is_none(), "past the limit, groups stand for tasks");
+
+    let read = s.task_detail(&key("read-ab12-0")).unwrap();
+    assert_eq!((read.state.as_str(), read.who_has.clone()), ("memory", vec![1]));
+    assert_eq!(read.dependents, ["sum-cd34-0"]);
+    assert_eq!(read.group.as_deref(), Some("read-ab12"));
+
+    s.handle(Event::TaskErred {
+        worker: 1,
+        key: key("read-ab12-1"),
+        error: TaskError::Failed {
+            key: key("read-ab12-1"),
+            worker: 1,
+            message: "boom".into(),
+        },
+    });
+    let erred = s.task_detail(&key("sum-cd34-0")).unwrap();
+    assert_eq!(erred.state, "erred");
+    assert!(erred.error.unwrap().contains("boom"));
+    let groups = s.progress();
+    assert_eq!((groups[0].erred, groups[1].erred), (1, 1));
+    s.handle(Event::FutureReleased {
+        client: 1,
+        key: key("sum-cd34-0"),
+    });
+    assert!(s.progress().iter().all(|g| g.live == 0 && g.is_complete()));
+}
+
+#[test]
 fn retries_rerun_a_failed_task() {
     let mut s = with_workers(&[(1, 1)]);
     let mut t = spec("a-1", &[]);
@@ -773,10 +826,19 @@ proptest! {
             }
         }
 
+        // Progress counted each needed task once, however often it ran.
+        let groups = cluster.scheduler.progress();
+        let live: Vec<&GroupProgress> = groups.iter().filter(|g| g.live > 0).collect();
+        prop_assert_eq!(live.len(), 1, "one group: {:?}", groups);
+        prop_assert_eq!(live[0].name.as_str(), "task-ab12");
+        prop_assert_eq!(live[0].done as usize, graph.needed().len());
+        prop_assert_eq!(live[0].total as usize, graph.deps.len());
+
         for key in wanted {
             cluster.event(Event::FutureReleased { client: 1, key });
         }
         prop_assert_eq!(cluster.scheduler.task_count(), 0, "tasks left after release");
+        prop_assert!(cluster.scheduler.progress().iter().all(|g| g.live == 0));
         for (w, store) in &cluster.stores {
             prop_assert!(store.is_empty(), "worker {} still holds {:?}", w, store.keys().collect::<Vec<_>>());
             prop_assert_eq!(cluster.scheduler.worker(*w).map(|s| (s.processing, s.in_memory, s.nbytes)), Some((0, 0, 0)));

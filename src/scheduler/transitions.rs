@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::progress::{GroupProgress, NO_GROUP, Progress};
 use super::queue::RootQueue;
 use super::state::{Clients, IdSet, Priority, Task, TaskId, Tasks, Worker};
 use super::{
     ClientId, Decision, Event, FIRE_AND_FORGET, Input, Key, Outcome, PUBLISHED, TaskError,
     TaskSpec, TaskState, TaskStatus, WorkerId, WorkerStatus,
 };
+use super::state::{TaskDetail, TaskNode};
 
 /// A task that has taken down this many workers errs instead of running again.
 const MAX_WORKER_DEATHS: usize = 3;
@@ -81,6 +83,8 @@ pub struct Scheduler {
     published: BTreeMap<String, Key>,
     /// How long tasks run, by function or operation.
     durations: Durations,
+    /// How far each group of tasks has come.
+    progress: Progress,
     out: Vec<Decision>,
     /// Scratch space, kept to save allocations per task.
     scratch: Scratch,
@@ -196,6 +200,61 @@ impl Scheduler {
         self.finished_total
     }
 
+    /// `key`'s task as the dashboard shows it: state, holders, inputs,
+    /// dependents and error.
+    pub fn task_detail(&self, key: &Key) -> Option<TaskDetail> {
+        let task = self.tasks.by_key(key)?;
+        let keys = |ids: &mut dyn Iterator<Item = TaskId>| -> Vec<String> {
+            let mut keys: Vec<String> = ids
+                .filter_map(|id| self.tasks.get(id).map(|t| t.key.to_string()))
+                .collect();
+            keys.sort_unstable();
+            keys
+        };
+        let (state, error) = describe(&task.state);
+        Some(TaskDetail {
+            key: task.key.to_string(),
+            group: self.progress.group_name(task.group).map(str::to_string),
+            state: state.to_string(),
+            error,
+            who_has: task.who_has.to_vec(),
+            wanted_by: task.wanted_by.iter().count(),
+            nbytes: task.nbytes,
+            dependencies: keys(&mut task.dependencies.iter().copied()),
+            dependents: keys(&mut task.dependents.iter()),
+        })
+    }
+
+    /// Every task with its state and inputs, when there are at most `limit`
+    /// of them; `None` past that (show [`progress`](Self::progress) instead:
+    /// a large graph is drawn by group).
+    pub fn graph(&self, limit: usize) -> Option<Vec<TaskNode>> {
+        if self.tasks.len() > limit {
+            return None;
+        }
+        let mut nodes: Vec<TaskNode> = self
+            .tasks
+            .iter()
+            .map(|(_, task)| TaskNode {
+                key: task.key.to_string(),
+                state: describe(&task.state).0.to_string(),
+                dependencies: task
+                    .dependencies
+                    .iter()
+                    .filter_map(|&d| self.tasks.get(d).map(|t| t.key.to_string()))
+                    .collect(),
+            })
+            .collect();
+        nodes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Some(nodes)
+    }
+
+    /// How far each group of tasks has come: live groups in the order they
+    /// started, then those that ended lately.
+    pub fn progress(&self) -> Vec<GroupProgress> {
+        self.progress.snapshot()
+    }
+
     /// The state of `worker`.
     pub fn worker(&self, worker: WorkerId) -> Option<WorkerStatus> {
         self.workers.get(&worker).map(|w| WorkerStatus {
@@ -233,6 +292,10 @@ impl Scheduler {
                 }
             }
             let id = self.tasks.next_id();
+            let input_groups = dependencies
+                .iter()
+                .filter_map(|&d| self.tasks.get(d).map(|t| t.group));
+            let group = self.progress.add(&spec.key, input_groups);
             for &d in &dependencies {
                 if let Some(dep) = self.tasks.get_mut(d) {
                     dep.dependents.insert(id);
@@ -255,6 +318,8 @@ impl Scheduler {
                 recomputable: true,
                 died_on: Vec::new(),
                 job: spec.job,
+                group,
+                counted: 0,
             });
             debug_assert_eq!(id, inserted);
             match missing {
@@ -344,6 +409,8 @@ impl Scheduler {
                 recomputable: false,
                 died_on: Vec::new(),
                 job: None,
+                group: NO_GROUP,
+                counted: 0,
             }),
         };
         let Some(task) = self.tasks.get_mut(id) else {
@@ -390,6 +457,7 @@ impl Scheduler {
         }
         task.state = TaskState::Memory;
         self.finished_total += 1;
+        self.progress.done(task.group, &mut task.counted);
         // Copies recorded while it ran (data scattered under its key) give way.
         for holder in std::mem::take(&mut task.who_has) {
             if let Some(w) = self.workers.get_mut(&holder) {
@@ -913,6 +981,7 @@ impl Scheduler {
                 continue;
             };
             task.state = TaskState::Erred(Arc::clone(&e));
+            self.progress.erred(task.group, &mut task.counted);
             for client in task.wanted_by.iter() {
                 self.out.push(Decision::Report {
                     client,
@@ -972,6 +1041,7 @@ impl Scheduler {
                         stack.push(dep);
                     }
                 }
+                self.progress.forget(task.group);
                 self.out.push(Decision::Forget { key: task.key });
                 continue;
             }
@@ -1017,6 +1087,18 @@ impl Scheduler {
             }
             self.out.push(Decision::Release { worker, key });
         }
+    }
+}
+
+/// A state's name, and its error when erred.
+fn describe(state: &TaskState) -> (&'static str, Option<String>) {
+    match state {
+        TaskState::Released => ("released", None),
+        TaskState::Waiting => ("waiting", None),
+        TaskState::Queued => ("queued", None),
+        TaskState::Processing(_) => ("processing", None),
+        TaskState::Memory => ("memory", None),
+        TaskState::Erred(e) => ("erred", Some(e.to_string())),
     }
 }
 

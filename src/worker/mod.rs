@@ -7,6 +7,7 @@
 //! copy. Each result goes into the worker's [`DataStore`], and the scheduler
 //! hears of it through the worker's event sink.
 
+mod activity;
 mod job;
 mod queue;
 mod spill;
@@ -20,6 +21,7 @@ use datafusion::prelude::SessionContext;
 use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
 
+pub use activity::{Activity, WorkerMetrics};
 pub use job::{FunctionArg, FunctionJob, Job, StageJob, TaskFn};
 pub use store::{Budget, DataStore, Peers};
 
@@ -117,6 +119,11 @@ impl Worker {
     /// The results this worker holds.
     pub fn store(&self) -> &Arc<DataStore> {
         &self.slots.store
+    }
+
+    /// What the worker holds and is doing now.
+    pub fn metrics(&self) -> WorkerMetrics {
+        self.slots.store.metrics(self.slots.queue.len() as u64)
     }
 
     /// Queues `job` as task `key`, reading `inputs`; a slot runs it and reports.
@@ -218,6 +225,7 @@ impl Slots {
             abort,
         } = task;
         let started = std::time::Instant::now();
+        let _running = self.store.activity().running();
         let result = match &*job {
             Job::Function(function) => match self.fetch_all(&inputs).await {
                 Ok(args) => call(function, &args),

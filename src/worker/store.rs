@@ -26,6 +26,8 @@ pub struct DataStore {
     on_disk: AtomicU64,
     /// Orders uses, for least-recently-used spilling.
     clock: AtomicU64,
+    /// The worker's counters and recent transfers and spills.
+    activity: Arc<super::Activity>,
 }
 
 /// How much memory a worker's results may take, and where the rest goes.
@@ -60,6 +62,22 @@ impl DataStore {
         Self {
             budget: Some(budget),
             ..Self::default()
+        }
+    }
+
+    /// The worker's counters and recent transfers and spills.
+    pub fn activity(&self) -> &Arc<super::Activity> {
+        &self.activity
+    }
+
+    /// The worker's state now: its results and counters, with `ready` tasks queued.
+    pub fn metrics(&self, ready: u64) -> super::WorkerMetrics {
+        super::WorkerMetrics {
+            memory: self.memory(),
+            spilled: self.spilled(),
+            results: self.len() as u64,
+            ready,
+            ..self.activity.metrics()
         }
     }
 
@@ -176,8 +194,11 @@ impl DataStore {
             let Held::Memory(data) = &entry.data else {
                 return;
             };
+            let started = std::time::Instant::now();
             match spill::SpillFile::write(&budget.directory, &key, data) {
                 Ok(file) => {
+                    let took = started.elapsed();
+                    self.activity.spilled(key.to_string(), entry.nbytes, took);
                     if self.on_disk.load(Ordering::Relaxed) == 0 {
                         tracing::info!(
                             "spilling results to {}: those in memory passed {:.0}% of {}",
