@@ -202,6 +202,7 @@ impl Progress {
     }
 
     /// How many groups are live.
+    #[cfg(test)]
     pub fn live_groups(&self) -> usize {
         self.groups.len()
     }

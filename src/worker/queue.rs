@@ -103,7 +103,6 @@ impl TaskQueue {
     }
 
     /// Tasks queued.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.state.lock().tasks.len()
     }

@@ -123,7 +123,7 @@ impl Browser {
         )
         .unwrap();
         let mut reader = BufReader::new(stream);
-        let mut chunked = false;
+        let (mut chunked, mut length) = (false, None);
         let mut line = String::new();
         loop {
             line.clear();
@@ -131,13 +131,27 @@ impl Browser {
             if line.trim().is_empty() {
                 break;
             }
-            if line.to_ascii_lowercase().starts_with("transfer-encoding: chunked") {
+            let header = line.to_ascii_lowercase();
+            if header.starts_with("transfer-encoding: chunked") {
                 chunked = true;
             }
+            if let Some(n) = header.strip_prefix("content-length:") {
+                length = n.trim().parse::<usize>().ok();
+            }
         }
-        let mut raw = Vec::new();
-        reader.read_to_end(&mut raw).unwrap();
-        let raw = if chunked { dechunk(&raw) } else { raw };
+        // chromedriver keeps the connection open: read what the headers promise.
+        let raw = match length {
+            Some(n) => {
+                let mut raw = vec![0; n];
+                reader.read_exact(&mut raw).unwrap();
+                raw
+            }
+            None => {
+                let mut raw = Vec::new();
+                reader.read_to_end(&mut raw).unwrap();
+                if chunked { dechunk(&raw) } else { raw }
+            }
+        };
         let answer: Value = serde_json::from_slice(&raw)
             .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", String::from_utf8_lossy(&raw)));
         if answer["value"]["error"].is_string() {

@@ -66,10 +66,13 @@ fn the_dashboard_serves_the_cluster_and_its_workers() {
     assert!(workers.contains(&info.workers[1].address), "{workers}");
     let (status, page) = get(&address, "/status");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(
-        page.contains("/api/v1/info") && page.contains("<table"),
-        "{page}"
-    );
+    assert!(page.contains("/assets/dashboard.js"), "{page}");
+    let (status, script) = get(&address, "/assets/dashboard.js");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(script.contains("/api/v1/events"), "the page is pushed its updates");
+    for page in ["/workers", "/graph", "/info", "/info/worker/0", "/info/task/x-1"] {
+        assert_eq!(get(&address, page).0, "HTTP/1.1 200 OK", "{page}");
+    }
     let (status, _) = get(&address, "/");
     assert!(status.contains("307"), "{status}");
 
@@ -106,4 +109,320 @@ fn a_taken_dashboard_port_falls_back_to_a_free_one_with_a_warning() {
     let link = dashboard_link(&scheduler);
     assert!(!link.contains(&format!(":{port}/")), "{link}");
     assert_eq!(get(&host_port(&link), "/health").1, "ok");
+}
+
+/// `GET path` as JSON.
+fn get_json(address: &str, path: &str) -> serde_json::Value {
+    let (status, body) = get(address, path);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
+}
+
+/// The first server-sent event of `path`: its name and data.
+fn first_event(address: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).expect("the dashboard accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 65536];
+    loop {
+        let n = stream.read(&mut buffer).expect("an event within 10 s");
+        assert!(n > 0, "the stream closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        assert!(head.contains("text/event-stream"), "{head}");
+        // Chunked: the event's lines sit between chunk sizes; a blank line ends it.
+        if let Some(end) = body.find("\n\n") {
+            let event = &body[..end];
+            let name = event
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default();
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or_default();
+            return (name.to_string(), data.to_string());
+        }
+    }
+}
+
+/// Waits up to 30 s for `check`.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const GROUPBY: &str =
+    "SELECT name, count(*) AS n, avg(x) AS x FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name";
+
+#[test]
+fn the_json_api_follows_the_work_of_a_cluster() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    let address = host_port(&dashboard_link(&cluster.scheduler));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime
+        .block_on(rask::Client::connect(&cluster.address))
+        .unwrap();
+    // A value placed on a worker, and a query run to its end.
+    let scattered = runtime
+        .block_on(async { client.scatter(vec![7u8; 100_000]).await })
+        .unwrap();
+    let rows = runtime
+        .block_on(async { client.sql(GROUPBY).await?.collect().await })
+        .unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 26);
+
+    // Progress: the query's stages, each done, as the client and the API see them.
+    let groups = runtime.block_on(client.progress()).unwrap();
+    assert!(
+        groups.len() >= 2 && groups.iter().all(|g| g.is_complete() && g.total > 0),
+        "{groups:?}"
+    );
+    let api = get_json(&address, "/api/v1/progress");
+    let names: Vec<&str> = api
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    for group in &groups {
+        assert!(names.contains(&group.name.as_str()), "{} in {api}", group.name);
+    }
+
+    // The task stream: bars of finished tasks on both workers, numbered.
+    let stream = get_json(&address, "/api/v1/stream?after=0");
+    let bars = stream["bars"].as_array().unwrap();
+    let tasks: Vec<&serde_json::Value> = bars.iter().filter(|b| b["kind"] == "task").collect();
+    let total: u64 = groups.iter().map(|g| g.done).sum();
+    assert_eq!(tasks.len() as u64, total, "one bar per finished task: {stream}");
+    let workers_used: std::collections::BTreeSet<u64> =
+        tasks.iter().filter_map(|b| b["worker"].as_u64()).collect();
+    assert_eq!(workers_used.len(), 2, "{stream}");
+    assert!(tasks.iter().all(|b| b["end"].as_f64() >= b["start"].as_f64()));
+    let next = stream["next"].as_u64().unwrap();
+    let later = get_json(&address, &format!("/api/v1/stream?after={next}"));
+    assert_eq!(later["bars"].as_array().unwrap().len(), 0, "{later}");
+
+    // Workers: as registered, and as they report (the scattered bytes count).
+    eventually("the scattered value in a worker's memory", || {
+        let workers = runtime.block_on(client.workers()).unwrap();
+        workers.iter().map(|w| w.metrics.memory).sum::<u64>() >= 100_000
+    });
+    let workers = runtime.block_on(client.workers()).unwrap();
+    assert_eq!(workers.len(), 2);
+    for w in &workers {
+        assert!(w.last_seen.is_some_and(|s| s < 30.0), "{w:?}");
+        assert!(w.info.nanny.is_some() && w.info.pid.is_some(), "{w:?}");
+        assert!(!w.info.local_directory.is_empty(), "{w:?}");
+        assert!(w.metrics.cpu.is_some(), "{w:?}");
+    }
+    let api = get_json(&address, "/api/v1/workers");
+    assert_eq!(api.as_array().unwrap().len(), 2);
+    let one = get_json(&address, &format!("/api/v1/workers/{}", workers[1].info.id));
+    assert_eq!(one["info"]["address"], workers[1].info.address.as_str());
+    assert!(get(&address, "/api/v1/workers/999").0.contains("404"));
+
+    // Tasks and the graph: the scattered value is in memory where it was put.
+    let key = scattered.key().to_string();
+    let task = get_json(&address, &format!("/api/v1/tasks/{key}"));
+    assert_eq!(task["state"], "memory", "{task}");
+    assert_eq!(task["who_has"].as_array().unwrap().len(), 1, "{task}");
+    assert!(get(&address, "/api/v1/tasks/nothing-1").0.contains("404"));
+    let graph = get_json(&address, "/api/v1/graph");
+    let keys: Vec<&str> = graph["tasks"]
+        .as_array()
+        .expect("a small graph, task by task")
+        .iter()
+        .filter_map(|t| t["key"].as_str())
+        .collect();
+    assert!(keys.contains(&key.as_str()), "{graph}");
+
+    // Info, Prometheus metrics and the pushed updates.
+    let info = get_json(&address, "/api/v1/info");
+    assert_eq!(info["threads"], 2);
+    assert!(info["tasks_finished"].as_u64().unwrap() >= total, "{info}");
+    let (_, metrics) = get(&address, "/metrics");
+    assert!(metrics.contains("\nrask_workers 2\n"), "{metrics}");
+    assert!(metrics.contains("# TYPE rask_tasks_finished_total counter"), "{metrics}");
+    assert!(metrics.contains("rask_worker_memory_bytes{worker=\""), "{metrics}");
+    let (name, data) = first_event(&address, "/api/v1/events");
+    assert_eq!(name, "update");
+    let update: serde_json::Value = serde_json::from_str(&data).expect("JSON data");
+    assert_eq!(update["workers"].as_array().unwrap().len(), 2, "{update}");
+    let pushed = update["stream"]["bars"].as_array().unwrap();
+    assert_eq!(
+        pushed.iter().filter(|b| b["kind"] == "task").count(),
+        tasks.len(),
+        "the first update carries the stream so far"
+    );
+    // The workers' heartbeats told of the shuffle's transfers by now.
+    assert!(
+        pushed.iter().any(|b| b["kind"] == "transfer" && b["nbytes"].as_u64() > Some(0)),
+        "{update}"
+    );
+
+    // `rask status` prints the same workers in the terminal.
+    let out = crate::support::run(crate::support::rask().args(["status", &cluster.address]))
+        .success();
+    for w in &workers {
+        assert!(out.stdout.contains(&w.info.address), "{}", out.stdout);
+    }
+    assert!(out.stdout.contains("2 rows"), "{}", out.stdout);
+    let csv = crate::support::run(crate::support::rask().args([
+        "status",
+        &cluster.address,
+        "--format",
+        "csv",
+    ]))
+    .success();
+    assert_eq!(csv.stdout.lines().count(), 3, "{}", csv.stdout);
+    let refused = crate::support::run(crate::support::rask().args(["status", "127.0.0.1:1"]))
+        .failure();
+    assert!(refused.stderr.contains("127.0.0.1:1"), "{}", refused.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_cluster_serves_its_dashboard_on_a_free_port() {
+    let client = rask::Client::with_config(rask::Config {
+        workers: 2,
+        threads: 1,
+        ..rask::Config::default()
+    })
+    .unwrap();
+    let link = client.dashboard_link().expect("a local cluster serves a dashboard");
+    assert!(link.starts_with("http://127.0.0.1:"), "{link}");
+    assert!(client.to_string().contains(&link), "{client}");
+    client.sql(GROUPBY).await.unwrap().collect().await.unwrap();
+    let address = host_port(&link);
+    let (info, workers, stream) = tokio::task::spawn_blocking(move || {
+        (
+            get_json(&address, "/api/v1/info"),
+            get_json(&address, "/api/v1/workers"),
+            get_json(&address, "/api/v1/stream"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(info["scheduler"], "in-process");
+    assert_eq!(workers.as_array().unwrap().len(), 2, "{workers}");
+    assert!(!stream["bars"].as_array().unwrap().is_empty(), "{stream}");
+    let groups = client.progress().await.unwrap();
+    assert!(groups.iter().any(|g| g.done > 0), "{groups:?}");
+}
+
+/// A job that keeps the cluster busy: the same query, again and again, until
+/// told to stop; how many ran.
+fn busy(address: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let client = rask::Client::connect(&address).await.unwrap();
+            let mut ran = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client.sql(GROUPBY).await.unwrap().collect().await.unwrap();
+                ran += 1;
+            }
+            ran
+        })
+    })
+}
+
+/// Where the tests keep their screenshots.
+fn artifact(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn the_status_and_workers_pages_show_the_real_cluster_at_work_in_chromium() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    let link = dashboard_link(&cluster.scheduler);
+    let addresses = cluster.worker_addresses();
+    assert_eq!(addresses.len(), 2);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let job = busy(cluster.address.clone(), std::sync::Arc::clone(&stop));
+    let browser = crate::browser::Browser::start();
+
+    // Status: a row per worker thread, and a task stream that grows.
+    browser.open(&link);
+    let bars = |b: &crate::browser::Browser| {
+        b.run("const s = document.querySelector('#stream'); return s ? Number(s.dataset.bars) : 0")
+            .as_u64()
+            .unwrap_or(0)
+    };
+    browser.wait_for("bars in the task stream", "return document.querySelectorAll('#stream rect.task').length");
+    let first = bars(&browser);
+    let labels = browser.run(
+        "return [...document.querySelectorAll('#stream text')].map(t => t.textContent).join('\\n')",
+    );
+    let labels = labels.as_str().unwrap_or_default().to_string();
+    for address in &addresses {
+        assert!(labels.contains(address.as_str()), "{address} in the stream's rows:\n{labels}");
+    }
+    browser.wait_for(
+        "the task stream to grow",
+        &format!("const s = document.querySelector('#stream'); return s && Number(s.dataset.bars) > {first}"),
+    );
+    let progress = browser.wait_for(
+        "progress rows",
+        "return document.querySelector('#progress tbody')?.innerText",
+    );
+    assert!(progress.as_str().unwrap_or_default().contains('/'), "{progress}");
+    let memory = browser.run("return document.querySelector('#memory tbody').rows.length");
+    assert_eq!(memory, 2, "a memory row per worker");
+    let status_png = artifact("status.png");
+    std::fs::write(&status_png, browser.screenshot()).unwrap();
+
+    // Workers: the real workers, with their nannies.
+    let workers_link = link.replace("/status", "/workers");
+    browser.open(&workers_link);
+    let table = browser.wait_for(
+        "the workers table",
+        "const t = document.querySelector('#workers tbody'); return t && t.rows.length === 2 ? t.innerText : ''",
+    );
+    let table = table.as_str().unwrap_or_default().to_string();
+    for address in &addresses {
+        assert!(table.contains(address.as_str()), "{address} in\n{table}");
+    }
+    assert!(table.contains("pid "), "nannies shown:\n{table}");
+    let workers_png = artifact("workers.png");
+    std::fs::write(&workers_png, browser.screenshot()).unwrap();
+
+    // Graph: the tasks the scheduler knows, as it runs them; Info: the scheduler.
+    browser.open(&link.replace("/status", "/graph"));
+    browser.wait_for(
+        "tasks in the graph",
+        "return document.querySelectorAll('#graph circle').length",
+    );
+    browser.open(&link.replace("/status", "/info"));
+    let info = browser.wait_for(
+        "the scheduler's facts",
+        "return document.querySelector('main dl')?.innerText",
+    );
+    assert!(info.as_str().unwrap_or_default().contains(&cluster.address), "{info}");
+    let worker = browser.run("return document.querySelector('#info-workers a').href");
+    browser.open(worker.as_str().unwrap_or_default());
+    let page = browser.wait_for("a worker's page", "return document.querySelector('main dl')?.innerText");
+    assert!(page.as_str().unwrap_or_default().contains("local directory"), "{page}");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ran = job.join().expect("the job ran");
+    assert!(ran >= 1);
+    for png in [&status_png, &workers_png] {
+        let bytes = std::fs::read(png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
+        eprintln!("screenshot: {}", png.display());
+    }
 }

@@ -322,6 +322,12 @@ async fn scattered_values_go_round_robin_or_everywhere() {
         .unwrap();
     assert_eq!(everywhere.workers().len(), 2);
     assert!(local.results_held() >= 6);
+    // Scattered data counts in the workers' memory, as their encoded size.
+    let workers = client.workers().await.unwrap();
+    assert!(
+        workers.iter().all(|w| w.metrics.memory >= 8_000 && w.in_memory >= 3),
+        "{workers:?}"
+    );
     let length = client
         .register("length", |name: &String, weights: &Vec<f64>| {
             name.len() as f64 * weights[0]

@@ -1,6 +1,7 @@
 //! Integration tests: the `rask` binary as users run it, and results checked
 //! against answers no one here computed.
 
+mod browser;
 mod cli;
 mod cluster;
 mod dashboard;

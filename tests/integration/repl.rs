@@ -103,9 +103,10 @@ fn a_last_statement_without_semicolon_still_runs() {
     assert_eq!(out.stdout, "seven\n7\n");
 }
 
-/// The shell in a real terminal (tmux): Ctrl-C stops a running query, not the session.
+/// The shell in a real terminal (tmux): a running query shows its progress, and
+/// Ctrl-C stops it, not the session.
 #[test]
-fn ctrl_c_cancels_the_running_query_and_keeps_the_session() {
+fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
@@ -170,7 +171,9 @@ fn ctrl_c_cancels_the_running_query_and_keeps_the_session() {
         "SELECT count(DISTINCT x) FROM timeseries('2000-01-01', '2010-01-01')\\;",
         "Enter",
     ]);
-    std::thread::sleep(Duration::from_millis(500));
+    // On a terminal, a running query draws its progress bar.
+    let shown = wait_for(" tasks · ");
+    assert!(shown.contains("timeseries"), "{shown}");
     tmux(&["send-keys", "-t", "shell", "C-c"]);
     wait_for("query cancelled");
     tmux(&[

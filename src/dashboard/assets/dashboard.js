@@ -2,7 +2,7 @@
 // updates /api/v1/events pushes. No libraries: the page works offline.
 "use strict";
 
-const WINDOW_MS = 30000;  // the task stream shows the last 30 seconds
+const WINDOW_MS = 30000;  // the task stream shows at most the last 30 seconds
 const BARS_KEPT = 5000;
 
 const state = { bars: [], barsSeen: 0, workers: [], progress: [], now: 0 };
@@ -95,13 +95,16 @@ function drawStatus(main) {
     label.textContent = `${name} #${t}`;
     plot.append(label);
   });
-  const start = state.now - WINDOW_MS;
+  // The last 30 seconds, or less while the stream is younger.
+  const oldest = state.bars.length ? Math.min(...state.bars.map(b => b.start)) : state.now;
+  const span = Math.min(WINDOW_MS, Math.max(1000, state.now - oldest));
+  const start = state.now - span;
   for (const bar of state.bars) {
     if (bar.end < start) continue;
     const row = rowOf.get(`${bar.worker}/${bar.row}`);
     if (row === undefined) continue;
-    const x = left + Math.max(0, (bar.start - start) / WINDOW_MS) * width;
-    const w = Math.max(1.5, ((bar.end - Math.max(bar.start, start)) / WINDOW_MS) * width);
+    const x = left + Math.max(0, (bar.start - start) / span) * width;
+    const w = Math.max(1.5, ((bar.end - Math.max(bar.start, start)) / span) * width);
     const rect = svg("rect", { x, y: row * rowHeight + 2, width: w, height: rowHeight - 4,
                                fill: colour(bar.operation, bar.kind), class: `bar ${bar.kind}` });
     const title = svg("title");
