@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod general_compute;
+mod report;
 mod tpch;
 
 use clap::{Parser, Subcommand};
@@ -25,12 +26,16 @@ use rask::datafusion::execution::TaskContext;
 use rask::datafusion::physical_plan::ExecutionPlan;
 use rask::datafusion::prelude::{SessionConfig, SessionContext};
 use rask::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
+use report::Report;
 
 #[derive(Parser)]
 #[command(about = "rask side by side with bare DataFusion")]
 struct Cli {
     #[command(subcommand)]
     suite: Suite,
+    /// Where the suite's figures go as JSON [default: target/bench-results/SUITE.json].
+    #[arg(long, global = true, value_name = "PATH")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -51,21 +56,29 @@ enum Suite {
         #[arg(long)]
         peers: bool,
     },
-    /// No-op function tasks through the local cluster: µs per task by graph shape and size.
+    /// No-op task throughput by graph shape and size, on the local cluster and
+    /// on a scheduler with 2 worker processes.
     Scheduler {
         /// Graph sizes, in tasks.
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
         sizes: Vec<usize>,
-        /// Threads of the local cluster's worker.
+        /// Threads in all (the local cluster's one worker; split over the 2 processes).
         #[arg(long, default_value_t = available_cores())]
         threads: usize,
         /// Graph shapes to run.
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "independent,chain,fan-in-tree"
+            default_value = "independent,chain,fan-in-tree,shuffle"
         )]
-        shapes: Vec<Shape>,
+        shapes: Vec<general_compute::Shape>,
+        /// Clusters to run on.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "local,local-watched,processes"
+        )]
+        clusters: Vec<general_compute::ClusterKind>,
     },
     /// TPC-H: the 22 queries on a scheduler with 2 worker processes, next to
     /// bare DataFusion (and DuckDB with --peers), answers checked.
@@ -136,13 +149,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.suite {
+    let name = match &cli.suite {
+        Suite::Walkthrough { .. } => "walkthrough",
+        Suite::Scheduler { .. } => "scheduler",
+        Suite::Tpch { sf, .. } => {
+            if *sf == 1.0 {
+                "tpch"
+            } else {
+                "tpch-sf"
+            }
+        }
+        Suite::Futures { .. } => "futures",
+        Suite::DatafusionSql { sql, threads } => {
+            return runtime.block_on(datafusion_sql(sql, *threads));
+        }
+    };
+    let name = match &cli.suite {
+        Suite::Tpch { sf, .. } if *sf != 1.0 => format!("{name}{sf}"),
+        _ => name.to_string(),
+    };
+    let mut report = Report::new(&name, cli.json);
+    let report = &mut report;
+    let ran = match cli.suite {
         Suite::Walkthrough {
             runs,
             threads,
             data,
             peers,
-        } => runtime.block_on(walkthrough(runs, threads, &data, peers)),
+        } => runtime.block_on(walkthrough(runs, threads, &data, peers, report)),
         Suite::Tpch {
             sf,
             runs,
@@ -150,28 +184,40 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             data,
             peers,
             queries,
-        } => runtime.block_on(tpch::run(tpch::Options {
-            sf,
-            runs,
-            threads,
-            data,
-            peers,
-            only: queries,
-        })),
-        Suite::DatafusionSql { sql, threads } => runtime.block_on(datafusion_sql(&sql, threads)),
-        Suite::Futures { runs, tasks, peers } => {
-            runtime.block_on(general_compute::run(general_compute::Options {
+        } => runtime.block_on(tpch::run(
+            tpch::Options {
+                sf,
                 runs,
-                tasks,
+                threads,
+                data,
                 peers,
-            }))
-        }
+                only: queries,
+            },
+            report,
+        )),
+        Suite::DatafusionSql { .. } => Ok(()),
+        Suite::Futures { runs, tasks, peers } => runtime.block_on(general_compute::run(
+            general_compute::Options { runs, tasks, peers },
+            report,
+        )),
         Suite::Scheduler {
             sizes,
             threads,
             shapes,
-        } => runtime.block_on(scheduler(&sizes, threads, &shapes)),
-    }
+            clusters,
+        } => runtime.block_on(general_compute::scheduler(
+            general_compute::Graphs {
+                sizes,
+                threads,
+                shapes,
+                clusters,
+            },
+            report,
+        )),
+    };
+    // What was measured is kept even when a later step failed.
+    report.write()?;
+    ran
 }
 
 async fn datafusion_sql(sql: &str, threads: usize) -> Result<(), Box<dyn std::error::Error>> {
@@ -198,14 +244,12 @@ async fn walkthrough(
     threads: usize,
     data: &Path,
     peers: bool,
+    report: &mut Report,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let rask_bin = sibling("rask")?;
     let me = std::env::current_exe()?;
     let month = ensure_month_parquet(data).await?;
-    println!(
-        "machine: {} cores; threads per side: {threads}; runs: {runs}\n",
-        available_cores()
-    );
+    println!("threads per side: {threads}; runs: {runs}\n");
 
     let groupby = format!(
         "SELECT name, max(x) AS x, avg(y) AS y FROM '{}' GROUP BY name ORDER BY name",
@@ -234,8 +278,20 @@ async fn walkthrough(
             me.clone(),
             args(&["datafusion-sql", "--threads", &threads_arg, "-c", sql]),
         );
-        let (r, d) = compare(runs, &ours, &theirs)?;
-        report(&format!("groupby over {what}, whole process"), &r, &d);
+        let ((r, r_peak), (d, d_peak)) = compare(runs, &ours, &theirs)?;
+        let measurement = format!("groupby over {what}, whole process");
+        print_pair(&measurement, ("rask", &r), ("DataFusion", &d));
+        report.pair(&measurement, &r, &d);
+        for (engine, peak) in [("rask", r_peak), ("DataFusion", d_peak)] {
+            if let Some(row) = report.row(&measurement, engine) {
+                row.peak_memory.push(("process".into(), peak));
+            }
+        }
+        println!(
+            "  peak memory: rask {}, DataFusion {}",
+            report::format_memory(r_peak),
+            report::format_memory(d_peak)
+        );
     }
 
     let client = rask::Client::with_config(rask::Config {
@@ -245,29 +301,44 @@ async fn walkthrough(
     })?;
     let ctx = bare_datafusion(threads);
     let queries = [
-        ("Parquet month", groupby.as_str()),
-        ("timeseries()", generated),
+        ("Parquet month", groupby.as_str(), "groupby_parquet"),
+        ("timeseries()", generated, "groupby"),
     ];
     // rask's medians of the steps Dask also runs, in process.
     let mut steps: Vec<(&str, Stats)> = Vec::new();
-    for (what, sql) in queries {
+    for (what, sql, step) in queries {
         let (r, d) = alternate(runs, &client, &ctx, sql).await?;
-        report(
-            &format!("groupby over {what}, in process (rask's scheduler vs plain DataFusion)"),
-            &r,
-            &d,
-        );
-        steps.push(("groupby", Stats::of(&r)));
+        let measurement =
+            format!("groupby over {what}, in process (rask's scheduler vs plain DataFusion)");
+        print_pair(&measurement, ("rask", &r), ("DataFusion", &d));
+        report.pair(&measurement, &r, &d);
+        // Dask generates the month: its groupby compares with timeseries()'s.
+        steps.push((step, Stats::of(&r)));
     }
-    steps.remove(0); // Dask generates the month: compare with timeseries().
     let unique = "SELECT DISTINCT name FROM timeseries()";
     let (r, d) = alternate(runs, &client, &ctx, unique).await?;
-    report("unique names of the month, in process", &r, &d);
+    let measurement = "unique names of the month, in process";
+    print_pair(measurement, ("rask", &r), ("DataFusion", &d));
+    report.pair(measurement, &r, &d);
     steps.push(("unique", Stats::of(&r)));
 
-    steps.extend(dataframe_udfs(runs, &client).await?);
+    steps.extend(dataframe_udfs(runs, &client, report).await?);
+    println!();
+    steps.extend(general_compute::walkthrough_steps(runs, report).await?);
+    if let Some(peak) = report::own_peak_memory() {
+        println!(
+            "peak memory of this process (rask and DataFusion in process): {}",
+            report::format_memory(peak)
+        );
+    }
     if peers {
-        dask_walkthrough(runs, threads, &steps)?;
+        // A peer that fails is reported, and the suite goes on.
+        if let Err(e) = dask_walkthrough(runs, threads, &steps, report) {
+            println!("Dask: {e}");
+        }
+        if let Err(e) = engines_walkthrough(runs, threads, &month, &steps, report) {
+            println!("DuckDB / Polars: {e}");
+        }
     }
 
     // The same groupby on a cluster of processes: a scheduler and two workers
@@ -277,16 +348,21 @@ async fn walkthrough(
     let remote = rask::Client::connect(&cluster.address).await?;
     remote.wait_for_workers(2, Duration::from_secs(30)).await?;
     println!();
-    for (what, sql) in queries {
+    for (what, sql, _) in queries {
         let (r, d) = alternate(runs, &remote, &ctx, sql).await?;
-        report(
-            &format!(
-                "groupby over {what}, scheduler + 2 worker processes × {per_worker} thread(s) vs plain DataFusion ({threads} threads)"
-            ),
-            &r,
-            &d,
+        let measurement = format!(
+            "groupby over {what}, scheduler + 2 worker processes × {per_worker} thread(s) vs plain DataFusion ({threads} threads)"
         );
+        print_pair(&measurement, ("rask", &r), ("DataFusion", &d));
+        report.pair(&measurement, &r, &d);
+        if let Some(row) = report.row(&measurement, "rask") {
+            row.peak_memory = cluster.peak_memory();
+        }
     }
+    println!(
+        "  peak memory of the cluster's processes: {}",
+        cluster.describe_peaks()
+    );
     drop(remote);
     drop(cluster);
 
@@ -296,11 +372,37 @@ async fn walkthrough(
         rate / 1e6,
         1e9 / rate
     );
+    let month_ms = 2_592_000.0 / rate * 1e3;
+    let stats = Stats {
+        median: month_ms,
+        min: month_ms,
+        max: month_ms,
+    };
+    let row = report.add_stats(
+        "timeseries() generation of the month, one core",
+        "rask",
+        stats,
+        1,
+    );
+    row.figures.push(("rows_per_second".into(), rate));
     let rate = sql_generation_rate().await?;
     println!(
         "timeseries() through DataFusion, one partition at a time on one thread: {:.1} M rows/s",
         rate / 1e6
     );
+    let month_ms = 2_592_000.0 / rate * 1e3;
+    let stats = Stats {
+        median: month_ms,
+        min: month_ms,
+        max: month_ms,
+    };
+    let row = report.add_stats(
+        "timeseries() through DataFusion's executor, one thread",
+        "rask",
+        stats,
+        1,
+    );
+    row.figures.push(("rows_per_second".into(), rate));
     Ok(())
 }
 
@@ -309,6 +411,7 @@ async fn walkthrough(
 async fn dataframe_udfs(
     runs: usize,
     client: &rask::Client,
+    report: &mut Report,
 ) -> Result<Vec<(&'static str, Stats)>, Box<dyn std::error::Error>> {
     use rask::datafusion::prelude::col;
     let square = rask::udf::scalar("square", |x: f64| x * x);
@@ -322,19 +425,18 @@ async fn dataframe_udfs(
     };
     let (a, n) = alternate_frames(runs, applied, native).await?;
     println!();
-    report_pair(
-        "apply(x, square) then sum, vs the expression x * x (rask, in process)",
-        ("apply", &a),
-        ("x * x", &n),
-    );
+    let measurement = "apply(x, square) then sum, vs the expression x * x (rask, in process)";
+    print_pair(measurement, ("apply", &a), ("x * x", &n));
+    report.add(measurement, "rask apply", &a);
+    report.add(measurement, "rask x * x", &n);
     let identity = rask::udf::partition("identity", Ok::<_, String>);
     let mapped = || month()?.map_partitions(&identity);
     let (m, p) = alternate_frames(runs, mapped, month).await?;
-    report_pair(
-        "map_partitions(identity), every row to the client, vs the plain frame (rask, in process)",
-        ("map_partitions", &m),
-        ("plain", &p),
-    );
+    let measurement =
+        "map_partitions(identity), every row to the client, vs the plain frame (rask, in process)";
+    print_pair(measurement, ("map_partitions", &m), ("plain", &p));
+    report.add(measurement, "rask map_partitions", &m);
+    report.add(measurement, "rask plain", &p);
     Ok(vec![
         ("apply", Stats::of(&a)),
         ("x*x", Stats::of(&n)),
@@ -349,6 +451,7 @@ fn dask_walkthrough(
     runs: usize,
     threads: usize,
     steps: &[(&str, Stats)],
+    report: &mut Report,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let per_worker = (threads / 2).max(1);
     let Some(dask) = peer_script(
@@ -367,15 +470,72 @@ fn dask_walkthrough(
         "  {:<16} {:>12} {:>12} {:>16}",
         "step", "rask ms", "Dask ms", "Dask / rask"
     );
+    print_steps(steps, &dask, "Dask", report);
+    // The general-compute steps, from the futures peer on the same cluster size.
+    if let Some(people) = peer_script(
+        "dask.distributed",
+        "people_dask.py",
+        &[runs.min(5).to_string()],
+    )? {
+        print_steps(steps, &people, "Dask", report);
+    }
+    Ok(())
+}
+
+/// Prints a peer's step times next to rask's; records them.
+fn print_steps(steps: &[(&str, Stats)], peer: &PeerTimes, engine: &str, report: &mut Report) {
     for (step, ours) in steps {
-        if let Some(theirs) = dask.times.get(*step) {
+        if let Some(theirs) = peer.times.get(*step) {
             println!(
                 "  {step:<16} {:>12.1} {:>12.1} {:>16.1}",
                 ours.median,
                 theirs.median,
                 theirs.median / ours.median
             );
+            let name = format!("{engine} {}", peer.version);
+            let row = report.add_stats(&format!("walkthrough step {step}"), &name, *theirs, 0);
+            row.figures
+                .push(("times_rask".into(), theirs.median / ours.median));
         }
+    }
+}
+
+/// DuckDB's and Polars' groupby and unique over the Parquet month
+/// (`benches/peers/walkthrough_engines.py`), next to rask's.
+fn engines_walkthrough(
+    runs: usize,
+    threads: usize,
+    month: &Path,
+    steps: &[(&str, Stats)],
+    report: &mut Report,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let month_steps: Vec<(&str, Stats)> = steps
+        .iter()
+        .filter(|(s, _)| *s == "groupby_parquet")
+        .copied()
+        .collect();
+    for (module, engine) in [("duckdb", "DuckDB"), ("polars", "Polars")] {
+        let args = [
+            module.to_string(),
+            month.display().to_string(),
+            runs.to_string(),
+            threads.to_string(),
+        ];
+        let Some(peer) = peer_script(module, "walkthrough_engines.py", &args)? else {
+            continue;
+        };
+        println!(
+            "\n{engine} {} on the Parquet month, against rask in process ({threads} threads)",
+            peer.version
+        );
+        println!(
+            "  {:<16} {:>12} {:>12} {:>16}",
+            "step",
+            "rask ms",
+            format!("{engine} ms"),
+            format!("{engine} / rask")
+        );
+        print_steps(&month_steps, &peer, engine, report);
     }
     Ok(())
 }
@@ -496,131 +656,63 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-/// The graph shapes of the scheduler suite.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Shape {
-    /// Tasks with no inputs.
-    Independent,
-    /// Each task reads the one before.
-    Chain,
-    /// Leaves reduced pairwise to one root.
-    FanInTree,
-}
+/// Wall-clock times of a command's runs, and the largest peak memory of one.
+type Timed = (Vec<Duration>, u64);
 
-async fn scheduler(
-    sizes: &[usize],
-    threads: usize,
-    shapes: &[Shape],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = rask::LocalCluster::builder()
-        .n_workers(1)
-        .threads_per_worker(threads)
-        .build()?;
-    let client = cluster.client()?;
-    println!("no-op function tasks on a local cluster of 1 worker × {threads} threads\n");
-    println!(
-        "{:<12} {:>10} {:>10} {:>10} {:>14} {:>10} {:>10}",
-        "shape", "tasks", "seconds", "µs / task", "tasks / s", "submit s", "release s"
-    );
-    for &shape in shapes {
-        for &n in sizes {
-            let (graph, wanted) = shape_graph(shape, n);
-            let tasks = graph.len();
-            let started = Instant::now();
-            let futures = client.submit_graph(graph, &wanted);
-            let submitted = started.elapsed().as_secs_f64();
-            client.gather(&futures).await?;
-            let seconds = started.elapsed().as_secs_f64();
-            // Releasing a graph (forgetting its tasks, freeing its results) is
-            // done by whichever thread holds the scheduler: wait for it, so it
-            // is timed here and not in the next graph's run.
-            let released = Instant::now();
-            drop(futures);
-            while cluster.tasks_known() > 0 || cluster.results_held() > 0 {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            let released = released.elapsed().as_secs_f64();
-            let shape = format!("{shape:?}");
-            println!(
-                "{shape:<12} {tasks:>10} {seconds:>10.3} {:>10.2} {:>14.0} {submitted:>10.3} {released:>10.3}",
-                seconds * 1e6 / tasks as f64,
-                tasks as f64 / seconds
-            );
-        }
-    }
-    Ok(())
-}
-
-/// A graph of `n` no-op tasks of `shape`, and the keys to want.
-fn shape_graph(shape: Shape, n: usize) -> (rask::TaskGraph, Vec<rask::Key>) {
-    use rask::exec::TaskData;
-    let noop = |_: &[Arc<TaskData>]| Ok(TaskData::local_value((), 0));
-    let mut graph = rask::TaskGraph::new();
-    match shape {
-        Shape::Independent => {
-            let keys: Vec<_> = (0..n).map(|_| graph.add("noop", &[], noop)).collect();
-            (graph, keys)
-        }
-        Shape::Chain => {
-            let mut last = graph.add("noop", &[], noop);
-            for _ in 1..n {
-                last = graph.add("noop", &[last], noop);
-            }
-            (graph, vec![last])
-        }
-        Shape::FanInTree => {
-            // n/2 leaves, reduced pairwise to one root: about n tasks.
-            let mut level: Vec<_> = (0..n.div_ceil(2))
-                .map(|_| graph.add("leaf", &[], noop))
-                .collect();
-            while level.len() > 1 {
-                level = level
-                    .chunks(2)
-                    .map(|pair| graph.add("sum", pair, noop))
-                    .collect();
-            }
-            (graph, level)
-        }
-    }
-}
-
-/// Runs both commands alternately `runs` times; returns their wall-clock times.
+/// Runs both commands alternately `runs` times; returns their wall-clock
+/// times and peak memory.
 fn compare(
     runs: usize,
     ours: &(PathBuf, Vec<String>),
     theirs: &(PathBuf, Vec<String>),
-) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
-    let time =
-        |(program, args): &(PathBuf, Vec<String>)| -> Result<Duration, Box<dyn std::error::Error>> {
-            let started = Instant::now();
-            let status = Command::new(program)
-                .args(args)
-                .stdout(Stdio::null())
-                .status()?;
-            if !status.success() {
-                return Err(
-                    format!("{} {} failed: {status}", program.display(), args.join(" ")).into(),
-                );
-            }
-            Ok(started.elapsed())
-        };
+) -> Result<(Timed, Timed), Box<dyn std::error::Error>> {
     // One warm-up each: page cache, binary loading.
-    time(ours)?;
-    time(theirs)?;
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    run_once(ours)?;
+    run_once(theirs)?;
+    let (mut a, mut b) = ((Vec::new(), 0), (Vec::new(), 0));
     for _ in 0..runs {
-        a.push(time(ours)?);
-        b.push(time(theirs)?);
+        for ((took, peak), command) in [(&mut a, ours), (&mut b, theirs)] {
+            let (time, memory) = run_once(command)?;
+            took.push(time);
+            *peak = (*peak).max(memory);
+        }
     }
     Ok((a, b))
 }
 
+/// Runs a command to its end; its wall-clock time and peak memory (its
+/// high-water mark, read every millisecond while it runs).
+fn run_once(
+    (program, args): &(PathBuf, Vec<String>),
+) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut peak = 0;
+    let status = loop {
+        if let Some(memory) = report::peak_memory(child.id()) {
+            peak = peak.max(memory);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let took = started.elapsed();
+    if !status.success() {
+        return Err(format!("{} {} failed: {status}", program.display(), args.join(" ")).into());
+    }
+    Ok((took, peak))
+}
+
 /// Median, fastest and slowest of some timings, in milliseconds.
 #[derive(Debug, Clone, Copy)]
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 impl Stats {
@@ -642,13 +734,9 @@ impl Stats {
     }
 }
 
-fn report(what: &str, ours: &[Duration], theirs: &[Duration]) {
-    report_pair(what, ("rask", ours), ("DataFusion", theirs));
-}
-
-/// Two timings of the same work, their medians and ranges, and the ratio of
-/// the first to the second.
-fn report_pair(what: &str, (a_name, a): (&str, &[Duration]), (b_name, b): (&str, &[Duration])) {
+/// Prints two timings of the same work, their medians and ranges, and the
+/// ratio of the first to the second.
+fn print_pair(what: &str, (a_name, a): (&str, &[Duration]), (b_name, b): (&str, &[Duration])) {
     let (r, d) = (Stats::of(a), Stats::of(b));
     println!("{what}");
     let width = a_name.len().max(b_name.len()).max(10);
@@ -795,6 +883,36 @@ impl ProcessCluster {
         // And the scheduler's, after its address.
         std::thread::spawn(move || lines.for_each(drop));
         Ok(cluster)
+    }
+}
+
+impl ProcessCluster {
+    /// The peak memory of each process so far: the scheduler, the nanny, its workers.
+    fn peak_memory(&self) -> Vec<(String, u64)> {
+        let mut peaks = Vec::new();
+        let roles = ["scheduler", "nanny"];
+        for (child, role) in self.children.iter().zip(roles) {
+            if let Some(peak) = report::peak_memory(child.id()) {
+                peaks.push((role.to_string(), peak));
+            }
+            if role == "nanny" {
+                for (i, worker) in report::children_of(child.id()).into_iter().enumerate() {
+                    if let Some(peak) = report::peak_memory(worker) {
+                        peaks.push((format!("worker {i}"), peak));
+                    }
+                }
+            }
+        }
+        peaks
+    }
+
+    /// [`peak_memory`](Self::peak_memory) in words.
+    fn describe_peaks(&self) -> String {
+        self.peak_memory()
+            .iter()
+            .map(|(role, peak)| format!("{role} {}", report::format_memory(*peak)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -133,6 +133,9 @@ mod tests {
         );
         let short = render(&groups, Duration::from_millis(1234), 60);
         assert!(short.chars().count() <= 60, "{short}");
-        assert!(short.contains("12/24 tasks") && short.contains("…"), "{short}");
+        assert!(
+            short.contains("12/24 tasks") && short.contains("…"),
+            "{short}"
+        );
     }
 }

@@ -72,7 +72,10 @@ pub fn table(workers: &[WorkerState], human: bool) -> rask::arrow::error::Result
                 ("address", Cell::Text(w.info.address.clone())),
                 ("threads", Cell::Count(w.info.nthreads as u64)),
                 ("memory", Cell::Bytes(m.memory)),
-                ("memory_limit", Cell::Bytes(w.info.memory_limit.unwrap_or(0))),
+                (
+                    "memory_limit",
+                    Cell::Bytes(w.info.memory_limit.unwrap_or(0)),
+                ),
                 ("spilled", Cell::Bytes(m.spilled)),
                 ("executing", Cell::Count(m.executing)),
                 ("in_memory", Cell::Count(w.in_memory as u64)),
@@ -83,13 +86,19 @@ pub fn table(workers: &[WorkerState], human: bool) -> rask::arrow::error::Result
                 ("written", Cell::Bytes(m.bytes_written)),
                 (
                     "last_seen",
-                    Cell::Text(w.last_seen.map_or("now".into(), |s| format!("{s:.1} s ago"))),
+                    Cell::Text(
+                        w.last_seen
+                            .map_or("now".into(), |s| format!("{s:.1} s ago")),
+                    ),
                 ),
                 (
                     "nanny",
                     Cell::Text(w.info.nanny.map_or("no".into(), |pid| format!("pid {pid}"))),
                 ),
-                ("local_directory", Cell::Text(w.info.local_directory.clone())),
+                (
+                    "local_directory",
+                    Cell::Text(w.info.local_directory.clone()),
+                ),
             ]
         })
         .collect();
@@ -177,7 +186,15 @@ mod tests {
         };
         let human = table(std::slice::from_ref(&worker), true).unwrap();
         let text = output::to_string(Format::Table, human.schema(), &[human], None).unwrap();
-        for shown in ["w3", "2.00 KiB", "1.00 GiB", "pid 9", "0.2 s ago", "12.3", "/tmp/w3"] {
+        for shown in [
+            "w3",
+            "2.00 KiB",
+            "1.00 GiB",
+            "pid 9",
+            "0.2 s ago",
+            "12.3",
+            "/tmp/w3",
+        ] {
             assert!(text.contains(shown), "{shown} in\n{text}");
         }
         let plain = table(&[worker], false).unwrap();

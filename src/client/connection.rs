@@ -357,5 +357,7 @@ impl Drop for Connection {
 
 /// The error for an answer to another question.
 fn unexpected(answer: super::Answer) -> crate::Error {
-    crate::Error::Comm(format!("the scheduler answered another question: {answer:?}"))
+    crate::Error::Comm(format!(
+        "the scheduler answered another question: {answer:?}"
+    ))
 }

@@ -329,7 +329,10 @@ impl FlightService for FlightNode {
                 (data, None) => data.batches().cloned().collect(),
             };
             if let Some(store) = &self.store {
-                let nbytes = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+                let nbytes = batches
+                    .iter()
+                    .map(|b| b.get_array_memory_size() as u64)
+                    .sum();
                 store.activity().served(nbytes);
             }
             let schema = batches

@@ -30,13 +30,13 @@ use super::wire::{
     ToWorker, WireOutcome, WorkerDeath,
 };
 use crate::client::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState, format_bytes};
-use crate::worker::WorkerMetrics;
 use crate::key::{Key, KeySet};
 use crate::scheduler::{
     ClientId, Event, Input, Message, Outcome, Released, SchedulerServer, TaskError, TaskSpec,
     WorkerEndpoint, WorkerId,
 };
 use crate::worker::Job;
+use crate::worker::WorkerMetrics;
 use crate::{Error, Result};
 
 /// How `rask scheduler` is set up.

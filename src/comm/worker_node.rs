@@ -84,8 +84,7 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         }),
         None => DataStore::default(),
     });
-    let fetcher =
-        FlightFetcher::for_worker(options.security.clone(), Arc::clone(store.activity()));
+    let fetcher = FlightFetcher::for_worker(options.security.clone(), Arc::clone(store.activity()));
     let peers = Arc::new(Peers::with_remote(Arc::new(fetcher.clone())));
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let node = FlightNode {
@@ -321,7 +320,11 @@ fn report(event: Event) -> Option<FromWorker> {
 
 /// Tells the scheduler every `every` that the worker lives, what it holds and
 /// does, and what it moved since the last time.
-async fn heartbeat(outbox: mpsc::UnboundedSender<FromWorker>, worker: Arc<Worker>, every: Duration) {
+async fn heartbeat(
+    outbox: mpsc::UnboundedSender<FromWorker>,
+    worker: Arc<Worker>,
+    every: Duration,
+) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;

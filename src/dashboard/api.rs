@@ -137,10 +137,13 @@ async fn workers(State(dashboard): Shared) -> Json<Vec<WorkerState>> {
 }
 
 async fn worker(State(dashboard): Shared, Path(id): Path<String>) -> Response {
-    let found = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| dashboard.view.workers().into_iter().find(|w| w.info.id == id));
+    let found = id.parse::<u64>().ok().and_then(|id| {
+        dashboard
+            .view
+            .workers()
+            .into_iter()
+            .find(|w| w.info.id == id)
+    });
     match found {
         Some(worker) => Json(worker).into_response(),
         None => not_found(format!("no worker {id}")),
@@ -179,7 +182,11 @@ async fn graph(State(dashboard): Shared) -> Json<GraphAnswer> {
 }
 
 async fn task(State(dashboard): Shared, Path(key): Path<String>) -> Response {
-    match dashboard.view.scheduler().task_detail(&Key::new(key.as_str())) {
+    match dashboard
+        .view
+        .scheduler()
+        .task_detail(&Key::new(key.as_str()))
+    {
         Some(task) => Json(task).into_response(),
         None => not_found(format!("the scheduler does not know {key}")),
     }

@@ -12,10 +12,7 @@ use super::api::Dashboard;
 /// The text Prometheus scrapes.
 pub(super) async fn metrics(State(dashboard): State<Arc<Dashboard>>) -> impl IntoResponse {
     let text = render(&dashboard);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 fn render(dashboard: &Dashboard) -> String {
@@ -29,9 +26,19 @@ fn render(dashboard: &Dashboard) -> String {
         }
     };
     let one = |value: f64| vec![(String::new(), value)];
-    gauge("rask_workers", "Workers registered.", "gauge", one(workers.len() as f64));
+    gauge(
+        "rask_workers",
+        "Workers registered.",
+        "gauge",
+        one(workers.len() as f64),
+    );
     let threads: usize = workers.iter().map(|w| w.info.nthreads).sum();
-    gauge("rask_threads", "Task slots of all workers.", "gauge", one(threads as f64));
+    gauge(
+        "rask_threads",
+        "Task slots of all workers.",
+        "gauge",
+        one(threads as f64),
+    );
     gauge(
         "rask_tasks",
         "Tasks the scheduler knows.",
@@ -77,11 +84,23 @@ fn render(dashboard: &Dashboard) -> String {
     let mut groups = Vec::new();
     for group in scheduler.progress().into_iter().filter(|g| g.live > 0) {
         let name = escape(&group.name);
-        for (state, value) in [("total", group.total), ("done", group.done), ("erred", group.erred)] {
-            groups.push((format!("{{group=\"{name}\",state=\"{state}\"}}"), value as f64));
+        for (state, value) in [
+            ("total", group.total),
+            ("done", group.done),
+            ("erred", group.erred),
+        ] {
+            groups.push((
+                format!("{{group=\"{name}\",state=\"{state}\"}}"),
+                value as f64,
+            ));
         }
     }
-    gauge("rask_group_tasks", "Tasks of each live group, by how far they came.", "gauge", groups);
+    gauge(
+        "rask_group_tasks",
+        "Tasks of each live group, by how far they came.",
+        "gauge",
+        groups,
+    );
     out
 }
 

@@ -24,11 +24,11 @@ mod transitions;
 pub use crate::key::Key;
 pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
 pub use progress::{GroupProgress, group_name};
-pub use stream::{BARS_KEPT, Bar, BarKind, Mark};
 pub use server::{
     Message, Released, ReportSink, SchedulerServer, WeakSchedulerServer, WorkerEndpoint,
 };
 pub use state::{TaskDetail, TaskNode, TaskState, TaskStatus, WorkerStatus};
+pub use stream::{BARS_KEPT, Bar, BarKind, Mark};
 pub use transitions::Scheduler;
 
 /// Identifies a client (a holder of futures) of the scheduler.

@@ -59,8 +59,8 @@ struct Group {
 /// The groups of the tasks the scheduler knows, and those that ended lately.
 #[derive(Debug, Default)]
 pub(super) struct Progress {
-    groups: HashMap<GroupId, Group>,
-    ids: HashMap<String, GroupId>,
+    groups: HashMap<GroupId, Group, foldhash::fast::RandomState>,
+    ids: HashMap<String, GroupId, foldhash::fast::RandomState>,
     next: GroupId,
     ended: VecDeque<GroupProgress>,
     /// The group found last: tasks of one submission mostly share it.
@@ -79,9 +79,12 @@ impl Progress {
         let name = group_name(key);
         let id = match &self.last {
             Some((last, id)) if **last == *name && self.groups.contains_key(id) => *id,
-            _ => self.find_or_start(name),
+            _ => {
+                let id = self.find_or_start(name);
+                self.last = Some((name.into(), id));
+                id
+            }
         };
-        self.last = Some((name.into(), id));
         if let Some(group) = self.groups.get_mut(&id) {
             group.progress.total += 1;
             group.progress.live += 1;
@@ -229,8 +232,14 @@ mod tests {
 
     #[test]
     fn partitions_of_a_stage_share_a_group_and_calls_of_a_function_too() {
-        assert_eq!(group_name(&Key::new("aggregate-3f9c02-7")), "aggregate-3f9c02");
-        assert_eq!(group_name(&Key::new("add_two_people-5e1a00000001")), "add_two_people");
+        assert_eq!(
+            group_name(&Key::new("aggregate-3f9c02-7")),
+            "aggregate-3f9c02"
+        );
+        assert_eq!(
+            group_name(&Key::new("add_two_people-5e1a00000001")),
+            "add_two_people"
+        );
         assert_eq!(group_name(&Key::new("plain")), "plain");
     }
 
@@ -248,7 +257,10 @@ mod tests {
         progress.erred(c, &mut cc);
         let snapshot = progress.snapshot();
         assert_eq!(snapshot.len(), 2);
-        assert_eq!((snapshot[0].total, snapshot[0].done, snapshot[0].live), (2, 2, 2));
+        assert_eq!(
+            (snapshot[0].total, snapshot[0].done, snapshot[0].live),
+            (2, 2, 2)
+        );
         assert_eq!(snapshot[1].inputs, vec!["read-ab12".to_string()]);
         assert_eq!(snapshot[1].erred, 1);
         progress.forget(a);

@@ -71,11 +71,46 @@ pub struct Mark {
     pub nbytes: u64,
 }
 
+/// A bar as the stream keeps it: the key shared with the task, its text and
+/// operation made only when someone asks.
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    worker: WorkerId,
+    row: u32,
+    kind: BarKind,
+    key: Key,
+    start: f64,
+    end: f64,
+    nbytes: u64,
+}
+
+impl Entry {
+    fn bar(&self) -> Bar {
+        let operation = match self.kind {
+            BarKind::Task | BarKind::Erred => self.key.operation(),
+            BarKind::Transfer => "transfer",
+            BarKind::Spill => "spill",
+        };
+        Bar {
+            seq: self.seq,
+            worker: self.worker,
+            row: self.row,
+            kind: self.kind,
+            key: self.key.to_string(),
+            operation: operation.to_string(),
+            start: self.start,
+            end: self.end,
+            nbytes: self.nbytes,
+        }
+    }
+}
+
 /// The stream: bars, and the rows they are packed into.
 #[derive(Debug)]
 pub struct TaskStream {
     epoch: Instant,
-    bars: VecDeque<Bar>,
+    bars: VecDeque<Entry>,
     next: u64,
     /// Per worker: its threads, and when each row's last bar ends.
     rows: HashMap<WorkerId, (usize, Vec<f64>)>,
@@ -111,34 +146,20 @@ impl TaskStream {
     /// A task of `key` that ran `micros` on `worker` ended at `now`.
     pub fn task(&mut self, worker: WorkerId, key: &Key, micros: u64, erred: bool, now: f64) {
         let kind = if erred { BarKind::Erred } else { BarKind::Task };
-        let operation = key.operation().to_string();
         let start = now - micros as f64 / 1e3;
-        self.push(worker, kind, key.to_string(), operation, start, now, 0);
+        self.push(worker, kind, key.clone(), (start, now), 0);
     }
 
     /// A worker's `mark`, reported at `now`.
     pub fn mark(&mut self, worker: WorkerId, mark: Mark, now: f64) {
         let end = now - mark.ago_micros as f64 / 1e3;
         let start = end - mark.micros as f64 / 1e3;
-        let operation = match mark.kind {
-            BarKind::Spill => "spill",
-            _ => "transfer",
-        };
-        let (what, nbytes) = (mark.what, mark.nbytes);
-        self.push(worker, mark.kind, what, operation.into(), start, end, nbytes);
+        let what = Key::new(mark.what);
+        self.push(worker, mark.kind, what, (start, end), mark.nbytes);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        worker: WorkerId,
-        kind: BarKind,
-        key: String,
-        operation: String,
-        start: f64,
-        end: f64,
-        nbytes: u64,
-    ) {
+    fn push(&mut self, worker: WorkerId, kind: BarKind, key: Key, span: (f64, f64), nbytes: u64) {
+        let (start, end) = span;
         let (nthreads, rows) = self.rows.entry(worker).or_insert((1, Vec::new()));
         // A little slack: a report's arrival is a moment after the task ended.
         let row = match rows.iter().position(|&free| free <= start + 0.05) {
@@ -156,13 +177,12 @@ impl TaskStream {
                 .map_or(0, |(i, _)| i),
         };
         rows[row] = rows[row].max(end);
-        self.bars.push_back(Bar {
+        self.bars.push_back(Entry {
             seq: self.next,
             worker,
             row: row as u32,
             kind,
             key,
-            operation,
             start,
             end,
             nbytes,
@@ -179,7 +199,7 @@ impl TaskStream {
         let skip = after.saturating_sub(first) as usize;
         let newer = self.bars.len().saturating_sub(skip);
         let skip = skip + newer.saturating_sub(limit);
-        self.bars.iter().skip(skip).cloned().collect()
+        self.bars.iter().skip(skip).map(Entry::bar).collect()
     }
 
     /// The number the next bar gets.
@@ -215,6 +235,9 @@ mod tests {
         };
         stream.mark(0, spill, 20.0);
         let bar = &stream.since(3, 10)[0];
-        assert_eq!((bar.start, bar.end, bar.operation.as_str()), (17.0, 19.0, "spill"));
+        assert_eq!(
+            (bar.start, bar.end, bar.operation.as_str()),
+            (17.0, 19.0, "spill")
+        );
     }
 }

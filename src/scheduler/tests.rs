@@ -347,10 +347,16 @@ fn progress_graph_and_task_pages_follow_the_tasks() {
     let sum = graph.iter().find(|t| t.key == "sum-cd34-0").unwrap();
     assert_eq!(sum.state, "waiting");
     assert_eq!(sum.dependencies, ["read-ab12-0", "read-ab12-1"]);
-    assert!(s.graph(2).is_none(), "past the limit, groups stand for tasks");
+    assert!(
+        s.graph(2).is_none(),
+        "past the limit, groups stand for tasks"
+    );
 
     let read = s.task_detail(&key("read-ab12-0")).unwrap();
-    assert_eq!((read.state.as_str(), read.who_has.clone()), ("memory", vec![1]));
+    assert_eq!(
+        (read.state.as_str(), read.who_has.clone()),
+        ("memory", vec![1])
+    );
     assert_eq!(read.dependents, ["sum-cd34-0"]);
     assert_eq!(read.group.as_deref(), Some("read-ab12"));
 

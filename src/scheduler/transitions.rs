@@ -11,11 +11,11 @@ use smallvec::SmallVec;
 use super::progress::{GroupProgress, NO_GROUP, Progress};
 use super::queue::RootQueue;
 use super::state::{Clients, IdSet, Priority, Task, TaskId, Tasks, Worker};
+use super::state::{TaskDetail, TaskNode};
 use super::{
     ClientId, Decision, Event, FIRE_AND_FORGET, Input, Key, Outcome, PUBLISHED, TaskError,
     TaskSpec, TaskState, TaskStatus, WorkerId, WorkerStatus,
 };
-use super::state::{TaskDetail, TaskNode};
 
 /// A task that has taken down this many workers errs instead of running again.
 const MAX_WORKER_DEATHS: usize = 3;

@@ -69,7 +69,9 @@ pub struct Transfer<'a> {
 impl Transfer<'_> {
     /// The fetch brought `nbytes` of `what`.
     pub fn done(self, what: String, nbytes: u64) {
-        self.activity.bytes_read.fetch_add(nbytes, Ordering::Relaxed);
+        self.activity
+            .bytes_read
+            .fetch_add(nbytes, Ordering::Relaxed);
         let micros = self.started.elapsed().as_micros() as u64;
         self.activity.mark(BarKind::Transfer, what, micros, nbytes);
     }

@@ -39,7 +39,10 @@ impl Browser {
         let address = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&address).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen on {address}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {address}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut browser = Self {
@@ -152,8 +155,12 @@ impl Browser {
                 if chunked { dechunk(&raw) } else { raw }
             }
         };
-        let answer: Value = serde_json::from_slice(&raw)
-            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", String::from_utf8_lossy(&raw)));
+        let answer: Value = serde_json::from_slice(&raw).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&raw)
+            )
+        });
         if answer["value"]["error"].is_string() {
             panic!("{method} {path} failed: {}", answer["value"]);
         }
@@ -188,7 +195,8 @@ fn dechunk(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = raw;
     while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }

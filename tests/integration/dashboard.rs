@@ -69,8 +69,17 @@ fn the_dashboard_serves_the_cluster_and_its_workers() {
     assert!(page.contains("/assets/dashboard.js"), "{page}");
     let (status, script) = get(&address, "/assets/dashboard.js");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(script.contains("/api/v1/events"), "the page is pushed its updates");
-    for page in ["/workers", "/graph", "/info", "/info/worker/0", "/info/task/x-1"] {
+    assert!(
+        script.contains("/api/v1/events"),
+        "the page is pushed its updates"
+    );
+    for page in [
+        "/workers",
+        "/graph",
+        "/info",
+        "/info/worker/0",
+        "/info/task/x-1",
+    ] {
         assert_eq!(get(&address, page).0, "HTTP/1.1 200 OK", "{page}");
     }
     let (status, _) = get(&address, "/");
@@ -129,7 +138,11 @@ fn first_event(address: &str, path: &str) -> (String, String) {
     let mut buffer = [0u8; 65536];
     loop {
         let n = stream.read(&mut buffer).expect("an event within 10 s");
-        assert!(n > 0, "the stream closed: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "the stream closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buffer[..n]);
         let text = String::from_utf8_lossy(&seen);
         let Some((head, body)) = text.split_once("\r\n\r\n") else {
@@ -161,8 +174,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-const GROUPBY: &str =
-    "SELECT name, count(*) AS n, avg(x) AS x FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name";
+const GROUPBY: &str = "SELECT name, count(*) AS n, avg(x) AS x FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name";
 
 #[test]
 fn the_json_api_follows_the_work_of_a_cluster() {
@@ -196,7 +208,11 @@ fn the_json_api_follows_the_work_of_a_cluster() {
         .filter_map(|g| g["name"].as_str())
         .collect();
     for group in &groups {
-        assert!(names.contains(&group.name.as_str()), "{} in {api}", group.name);
+        assert!(
+            names.contains(&group.name.as_str()),
+            "{} in {api}",
+            group.name
+        );
     }
 
     // The task stream: bars of finished tasks on both workers, numbered.
@@ -204,11 +220,19 @@ fn the_json_api_follows_the_work_of_a_cluster() {
     let bars = stream["bars"].as_array().unwrap();
     let tasks: Vec<&serde_json::Value> = bars.iter().filter(|b| b["kind"] == "task").collect();
     let total: u64 = groups.iter().map(|g| g.done).sum();
-    assert_eq!(tasks.len() as u64, total, "one bar per finished task: {stream}");
+    assert_eq!(
+        tasks.len() as u64,
+        total,
+        "one bar per finished task: {stream}"
+    );
     let workers_used: std::collections::BTreeSet<u64> =
         tasks.iter().filter_map(|b| b["worker"].as_u64()).collect();
     assert_eq!(workers_used.len(), 2, "{stream}");
-    assert!(tasks.iter().all(|b| b["end"].as_f64() >= b["start"].as_f64()));
+    assert!(
+        tasks
+            .iter()
+            .all(|b| b["end"].as_f64() >= b["start"].as_f64())
+    );
     let next = stream["next"].as_u64().unwrap();
     let later = get_json(&address, &format!("/api/v1/stream?after={next}"));
     assert_eq!(later["bars"].as_array().unwrap().len(), 0, "{later}");
@@ -253,8 +277,14 @@ fn the_json_api_follows_the_work_of_a_cluster() {
     assert!(info["tasks_finished"].as_u64().unwrap() >= total, "{info}");
     let (_, metrics) = get(&address, "/metrics");
     assert!(metrics.contains("\nrask_workers 2\n"), "{metrics}");
-    assert!(metrics.contains("# TYPE rask_tasks_finished_total counter"), "{metrics}");
-    assert!(metrics.contains("rask_worker_memory_bytes{worker=\""), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE rask_tasks_finished_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rask_worker_memory_bytes{worker=\""),
+        "{metrics}"
+    );
     let (name, data) = first_event(&address, "/api/v1/events");
     assert_eq!(name, "update");
     let update: serde_json::Value = serde_json::from_str(&data).expect("JSON data");
@@ -267,13 +297,15 @@ fn the_json_api_follows_the_work_of_a_cluster() {
     );
     // The workers' heartbeats told of the shuffle's transfers by now.
     assert!(
-        pushed.iter().any(|b| b["kind"] == "transfer" && b["nbytes"].as_u64() > Some(0)),
+        pushed
+            .iter()
+            .any(|b| b["kind"] == "transfer" && b["nbytes"].as_u64() > Some(0)),
         "{update}"
     );
 
     // `rask status` prints the same workers in the terminal.
-    let out = crate::support::run(crate::support::rask().args(["status", &cluster.address]))
-        .success();
+    let out =
+        crate::support::run(crate::support::rask().args(["status", &cluster.address])).success();
     for w in &workers {
         assert!(out.stdout.contains(&w.info.address), "{}", out.stdout);
     }
@@ -286,8 +318,8 @@ fn the_json_api_follows_the_work_of_a_cluster() {
     ]))
     .success();
     assert_eq!(csv.stdout.lines().count(), 3, "{}", csv.stdout);
-    let refused = crate::support::run(crate::support::rask().args(["status", "127.0.0.1:1"]))
-        .failure();
+    let refused =
+        crate::support::run(crate::support::rask().args(["status", "127.0.0.1:1"])).failure();
     assert!(refused.stderr.contains("127.0.0.1:1"), "{}", refused.stderr);
 }
 
@@ -299,7 +331,9 @@ async fn a_local_cluster_serves_its_dashboard_on_a_free_port() {
         ..rask::Config::default()
     })
     .unwrap();
-    let link = client.dashboard_link().expect("a local cluster serves a dashboard");
+    let link = client
+        .dashboard_link()
+        .expect("a local cluster serves a dashboard");
     assert!(link.starts_with("http://127.0.0.1:"), "{link}");
     assert!(client.to_string().contains(&link), "{client}");
     client.sql(GROUPBY).await.unwrap().collect().await.unwrap();
@@ -318,11 +352,46 @@ async fn a_local_cluster_serves_its_dashboard_on_a_free_port() {
     assert!(!stream["bars"].as_array().unwrap().is_empty(), "{stream}");
     let groups = client.progress().await.unwrap();
     assert!(groups.iter().any(|g| g.done > 0), "{groups:?}");
+
+    // Past 2,000 tasks the graph is drawn by group.
+    let mut graph = rask::TaskGraph::new();
+    let keys: Vec<rask::Key> = (0..2_500)
+        .map(|i| {
+            graph.add("leaf", &[], move |_| {
+                Ok(rask::exec::TaskData::local_value(i as u64, 8))
+            })
+        })
+        .collect();
+    let held = client.submit_graph(graph, &keys);
+    client.gather(&held).await.unwrap();
+    let address = host_port(&link);
+    let graph = tokio::task::spawn_blocking(move || get_json(&address, "/api/v1/graph"))
+        .await
+        .unwrap();
+    assert!(
+        graph["tasks"].is_null(),
+        "too many tasks to draw one by one"
+    );
+    let leaf = graph["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "leaf")
+        .unwrap_or_else(|| panic!("a leaf group in {graph}"))
+        .clone();
+    assert_eq!(
+        (leaf["total"].as_u64(), leaf["done"].as_u64()),
+        (Some(2_500), Some(2_500))
+    );
+    drop(held);
 }
 
 /// A job that keeps the cluster busy: the same query, again and again, until
 /// told to stop; how many ran.
-fn busy(address: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<usize> {
+fn busy(
+    address: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
@@ -362,14 +431,20 @@ fn the_status_and_workers_pages_show_the_real_cluster_at_work_in_chromium() {
             .as_u64()
             .unwrap_or(0)
     };
-    browser.wait_for("bars in the task stream", "return document.querySelectorAll('#stream rect.task').length");
+    browser.wait_for(
+        "bars in the task stream",
+        "return document.querySelectorAll('#stream rect.task').length",
+    );
     let first = bars(&browser);
     let labels = browser.run(
         "return [...document.querySelectorAll('#stream text')].map(t => t.textContent).join('\\n')",
     );
     let labels = labels.as_str().unwrap_or_default().to_string();
     for address in &addresses {
-        assert!(labels.contains(address.as_str()), "{address} in the stream's rows:\n{labels}");
+        assert!(
+            labels.contains(address.as_str()),
+            "{address} in the stream's rows:\n{labels}"
+        );
     }
     browser.wait_for(
         "the task stream to grow",
@@ -379,7 +454,10 @@ fn the_status_and_workers_pages_show_the_real_cluster_at_work_in_chromium() {
         "progress rows",
         "return document.querySelector('#progress tbody')?.innerText",
     );
-    assert!(progress.as_str().unwrap_or_default().contains('/'), "{progress}");
+    assert!(
+        progress.as_str().unwrap_or_default().contains('/'),
+        "{progress}"
+    );
     let memory = browser.run("return document.querySelector('#memory tbody').rows.length");
     assert_eq!(memory, 2, "a memory row per worker");
     let status_png = artifact("status.png");
@@ -411,11 +489,22 @@ fn the_status_and_workers_pages_show_the_real_cluster_at_work_in_chromium() {
         "the scheduler's facts",
         "return document.querySelector('main dl')?.innerText",
     );
-    assert!(info.as_str().unwrap_or_default().contains(&cluster.address), "{info}");
+    assert!(
+        info.as_str().unwrap_or_default().contains(&cluster.address),
+        "{info}"
+    );
     let worker = browser.run("return document.querySelector('#info-workers a').href");
     browser.open(worker.as_str().unwrap_or_default());
-    let page = browser.wait_for("a worker's page", "return document.querySelector('main dl')?.innerText");
-    assert!(page.as_str().unwrap_or_default().contains("local directory"), "{page}");
+    let page = browser.wait_for(
+        "a worker's page",
+        "return document.querySelector('main dl')?.innerText",
+    );
+    assert!(
+        page.as_str()
+            .unwrap_or_default()
+            .contains("local directory"),
+        "{page}"
+    );
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let ran = job.join().expect("the job ran");

@@ -325,7 +325,9 @@ async fn scattered_values_go_round_robin_or_everywhere() {
     // Scattered data counts in the workers' memory, as their encoded size.
     let workers = client.workers().await.unwrap();
     assert!(
-        workers.iter().all(|w| w.metrics.memory >= 8_000 && w.in_memory >= 3),
+        workers
+            .iter()
+            .all(|w| w.metrics.memory >= 8_000 && w.in_memory >= 3),
         "{workers:?}"
     );
     let length = client

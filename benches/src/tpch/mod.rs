@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rask::datafusion::prelude::SessionContext;
 
+use crate::report::Report;
 use crate::{ProcessCluster, Stats, bare_datafusion, sibling};
 
 /// How the suite runs.
@@ -44,7 +45,7 @@ struct Measured {
     vs_duckdb: Option<Result<(), String>>,
 }
 
-pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
     let Options {
         sf,
         runs,
@@ -95,9 +96,9 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         measured.push(m);
     }
     print_summary(&measured);
-    let json = data.join(format!("tpch-sf{sf}-results.json"));
-    std::fs::write(&json, to_json(sf, threads, &measured))?;
-    println!("figures written to {}", json.display());
+    println!("peak memory: {}", cluster.describe_peaks());
+    let peaks = cluster.peak_memory();
+    record(&measured, runs, peaks, report);
     drop(client);
     drop(cluster);
     Ok(())
@@ -189,27 +190,29 @@ fn print_summary(measured: &[Measured]) {
     );
 }
 
-fn to_json(sf: f64, threads: usize, measured: &[Measured]) -> String {
-    let rows: Vec<String> = measured
-        .iter()
-        .map(|m| {
-            format!(
-                "    {{\"query\": \"{}\", \"rows\": {}, \"rask_ms\": {:.2}, \"datafusion_ms\": {:.2}, \"duckdb_ms\": {}, \"ratio\": {:.3}, \"same_as_datafusion\": {}, \"same_as_duckdb\": {}}}",
-                m.name,
-                m.rows,
-                m.rask.median,
-                m.datafusion.median,
-                m.duckdb.map_or("null".into(), |d| format!("{:.2}", d.median)),
-                m.rask.median / m.datafusion.median,
-                m.vs_datafusion.is_ok(),
-                m.vs_duckdb.as_ref().map_or("null".into(), |c| c.is_ok().to_string()),
-            )
-        })
-        .collect();
-    format!(
-        "{{\n  \"suite\": \"tpch\",\n  \"scale_factor\": {sf},\n  \"threads\": {threads},\n  \"queries\": [\n{}\n  ]\n}}\n",
-        rows.join(",\n")
-    )
+/// Each query's rows of the report: rask's (with the cluster's peak memory on
+/// the first), DataFusion's and DuckDB's, and whether the answers agreed.
+fn record(measured: &[Measured], runs: usize, mut peaks: Vec<(String, u64)>, report: &mut Report) {
+    let same = |check: &Result<(), String>| if check.is_ok() { 1.0 } else { 0.0 };
+    for m in measured {
+        let measurement = format!("TPC-H {}", m.name);
+        report
+            .add_stats(&measurement, "DataFusion", m.datafusion, runs)
+            .ratio_to_datafusion = Some(1.0);
+        let row = report.add_stats(&measurement, "rask", m.rask, runs);
+        row.ratio_to_datafusion = Some(m.rask.median / m.datafusion.median);
+        row.peak_memory = std::mem::take(&mut peaks);
+        row.figures.push(("rows".into(), m.rows as f64));
+        row.figures
+            .push(("same_as_datafusion".into(), same(&m.vs_datafusion)));
+        if let Some(check) = &m.vs_duckdb {
+            row.figures.push(("same_as_duckdb".into(), same(check)));
+        }
+        if let Some(duckdb) = m.duckdb {
+            let row = report.add_stats(&measurement, "DuckDB", duckdb, runs);
+            row.ratio_to_datafusion = Some(duckdb.median / m.datafusion.median);
+        }
+    }
 }
 
 /// DuckDB's answers and times, by query.

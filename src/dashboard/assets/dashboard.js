@@ -80,13 +80,13 @@ function showError(e) {
 function drawStatus(main) {
   main.replaceChildren();
   const count = el("p", { id: "stream-count", class: "muted" });
-  count.textContent = `${state.barsSeen} tasks in the stream`;
+  count.textContent = `${state.barsSeen} bars in the stream (tasks, transfers, spills)`;
   main.append(el("h2", {}, "Task stream"), count);
   const rows = [];
   for (const w of state.workers) {
     for (let t = 0; t < Math.max(1, w.info.nthreads); t++) rows.push([w.info.id, t, w.info.name]);
   }
-  const rowHeight = 18, left = 140, width = 1000;
+  const rowHeight = 18, left = 200, width = 1000;
   const plot = svg("svg", { id: "stream", width: left + width, height: Math.max(1, rows.length) * rowHeight + 20,
                            "data-bars": String(state.barsSeen) });
   const rowOf = new Map(rows.map((r, i) => [`${r[0]}/${r[1]}`, i]));
