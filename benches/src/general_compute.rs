@@ -97,6 +97,16 @@ pub fn as_rask() -> Option<std::process::ExitCode> {
     std::env::var_os(AS_RASK).map(|_| rask_cli::main_with(registry()))
 }
 
+/// A client of a local cluster of `workers` × `threads` carrying [`registry`].
+fn local_cluster(workers: usize, threads: usize) -> rask::Result<rask::Client> {
+    rask::Client::with_config(rask::Config {
+        workers,
+        threads,
+        registry: registry(),
+        ..rask::Config::default()
+    })
+}
+
 /// Options of the suite.
 pub struct Options {
     /// Runs per measurement.
@@ -109,15 +119,7 @@ pub struct Options {
 
 /// Runs the suite.
 pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
-    let local = rask::LocalCluster::builder()
-        .n_workers(2)
-        .threads_per_worker(1)
-        .config(rask::Config {
-            registry: registry(),
-            ..rask::Config::default()
-        })
-        .build()?;
-    let client = local.client()?;
+    let client = local_cluster(2, 1)?;
     println!("local cluster: 2 workers × 1 thread, in process");
     measure(&client, &options, "local cluster", report).await?;
 
@@ -336,15 +338,7 @@ pub async fn walkthrough_steps(
     runs: usize,
     report: &mut Report,
 ) -> Result<Vec<(&'static str, Stats)>, Box<dyn std::error::Error>> {
-    let local = rask::LocalCluster::builder()
-        .n_workers(2)
-        .threads_per_worker(1)
-        .config(rask::Config {
-            registry: registry(),
-            ..rask::Config::default()
-        })
-        .build()?;
-    let client = local.client()?;
+    let client = local_cluster(2, 1)?;
     let people = people_calls(&client, runs).await?;
     let predict = client.register("predict", predict)?;
     let mut times = Vec::new();
@@ -455,16 +449,8 @@ pub async fn scheduler(
         let mut watcher = None;
         let (client, cluster, label) = match kind {
             ClusterKind::Local | ClusterKind::LocalWatched => {
-                let local = rask::LocalCluster::builder()
-                    .n_workers(1)
-                    .threads_per_worker(graphs.threads)
-                    .config(rask::Config {
-                        registry: registry(),
-                        ..rask::Config::default()
-                    })
-                    .build()?;
                 let mut label = format!("local cluster, 1 worker × {} threads", graphs.threads);
-                let client = local.client()?;
+                let client = local_cluster(1, graphs.threads)?;
                 if *kind == ClusterKind::LocalWatched {
                     let link = client
                         .dashboard_link()

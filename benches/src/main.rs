@@ -372,38 +372,34 @@ async fn walkthrough(
         rate / 1e6,
         1e9 / rate
     );
-    let month_ms = 2_592_000.0 / rate * 1e3;
-    let stats = Stats {
-        median: month_ms,
-        min: month_ms,
-        max: month_ms,
-    };
-    let row = report.add_stats(
+    record_rate(
+        report,
         "timeseries() generation of the month, one core",
-        "rask",
-        stats,
-        1,
+        rate,
     );
-    row.figures.push(("rows_per_second".into(), rate));
     let rate = sql_generation_rate().await?;
     println!(
         "timeseries() through DataFusion, one partition at a time on one thread: {:.1} M rows/s",
         rate / 1e6
     );
-    let month_ms = 2_592_000.0 / rate * 1e3;
-    let stats = Stats {
-        median: month_ms,
-        min: month_ms,
-        max: month_ms,
-    };
-    let row = report.add_stats(
+    record_rate(
+        report,
         "timeseries() through DataFusion's executor, one thread",
-        "rask",
-        stats,
-        1,
+        rate,
     );
-    row.figures.push(("rows_per_second".into(), rate));
     Ok(())
+}
+
+/// Records a generation rate (rows per second) as the time of the month's 2,592,000 rows.
+fn record_rate(report: &mut Report, measurement: &str, rate: f64) {
+    let ms = 2_592_000.0 / rate * 1e3;
+    let stats = Stats {
+        median: ms,
+        min: ms,
+        max: ms,
+    };
+    let row = report.add_stats(measurement, "rask", stats, 1);
+    row.figures.push(("rows_per_second".into(), rate));
 }
 
 /// The walkthrough's `apply` and `map_partitions` on the month, each against

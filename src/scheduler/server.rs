@@ -170,53 +170,45 @@ impl SchedulerServer {
 
     /// How far each group of tasks has come (see [`Scheduler::progress`]).
     pub fn progress(&self) -> Vec<GroupProgress> {
-        let progress = self.shared.state.lock().core.progress();
-        self.drain();
-        progress
+        self.read(|core| core.progress())
     }
 
     /// `key`'s task, as its page shows it.
     pub fn task_detail(&self, key: &Key) -> Option<TaskDetail> {
-        let detail = self.shared.state.lock().core.task_detail(key);
-        self.drain();
-        detail
+        self.read(|core| core.task_detail(key))
     }
 
     /// Every task, when there are at most `limit` (see [`Scheduler::graph`]).
     pub fn graph(&self, limit: usize) -> Option<Vec<TaskNode>> {
-        let graph = self.shared.state.lock().core.graph(limit);
-        self.drain();
-        graph
+        self.read(|core| core.graph(limit))
     }
 
     /// How many tasks the scheduler knows (waits for the message being handled).
     pub fn task_count(&self) -> usize {
-        let count = self.shared.state.lock().core.task_count();
-        // Messages sent while we held the lock were left to us.
-        self.drain();
-        count
+        self.read(|core| core.task_count())
     }
 
     /// The key published as `name`.
     pub fn published(&self, name: &str) -> Option<Key> {
-        let key = self.shared.state.lock().core.published(name);
-        self.drain();
-        key
+        self.read(|core| core.published(name))
     }
 
     /// How many tasks have finished since the scheduler started.
     pub fn tasks_finished(&self) -> u64 {
-        let count = self.shared.state.lock().core.tasks_finished();
-        self.drain();
-        count
+        self.read(|core| core.tasks_finished())
     }
 
     /// What the scheduler knows of `worker`: its load and holdings.
     pub fn worker(&self, worker: WorkerId) -> Option<super::WorkerStatus> {
-        let status = self.shared.state.lock().core.worker(worker);
-        // Messages sent while we held the lock were left to us.
+        self.read(|core| core.worker(worker))
+    }
+
+    /// What `look` reads of the core, once the message being handled is done.
+    /// Messages sent while we held the lock were left to us: handled after.
+    fn read<T>(&self, look: impl FnOnce(&Scheduler) -> T) -> T {
+        let seen = look(&self.shared.state.lock().core);
         self.drain();
-        status
+        seen
     }
 
     /// A weak handle, for senders owned by what the scheduler owns (workers).
