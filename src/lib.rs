@@ -30,6 +30,7 @@ pub mod exec;
 pub mod key;
 pub mod output;
 pub mod planner;
+pub mod postgres;
 pub mod scheduler;
 pub mod udf;
 pub mod worker;

@@ -38,6 +38,24 @@ pub enum Command {
     WorkerProcess(WorkerProcessArgs),
     /// Print the workers of the scheduler at HOST:PORT: what each holds and does.
     Status(StatusArgs),
+    /// Serve SQL to PostgreSQL clients (psql, drivers, BI tools) from an
+    /// embedded local cluster, until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The interface to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// The port of the PostgreSQL wire protocol (0 for any free one).
+    #[arg(long, default_value_t = 5433)]
+    pub pg_port: u16,
+
+    /// Exit when standard input closes (for supervisors and tests).
+    #[arg(long, hide = true)]
+    pub watch_stdin: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +121,11 @@ pub struct SchedulerArgs {
     /// Seconds a worker may stay silent before it is considered dead.
     #[arg(long, default_value_t = 10.0)]
     pub heartbeat_timeout: f64,
+
+    /// Also serve SQL to PostgreSQL clients on this port (0 for any free one),
+    /// each connection a client of this scheduler's cluster. Off unless given.
+    #[arg(long)]
+    pub pg_port: Option<u16>,
 
     /// Exit when standard input closes (for supervisors and tests).
     #[arg(long, hide = true)]

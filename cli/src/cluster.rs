@@ -31,10 +31,81 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
         heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
     };
     let watch_stdin = args.watch_stdin;
+    let (host, pg_port) = (args.host.clone(), args.pg_port);
+    let security = run.security.security();
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
+        let _postgres = match pg_port {
+            Some(port) => {
+                let address = node.address().to_string();
+                let open: rask::postgres::OpenSession = std::sync::Arc::new(move || {
+                    let (address, security) = (address.clone(), security.clone());
+                    Box::pin(async move {
+                        rask::Client::connect_with_registry(
+                            &address,
+                            security,
+                            rask::udf::Registry::default(),
+                        )
+                        .await
+                    })
+                });
+                Some(serve_postgres(&host, port, open).await?)
+            }
+            None => None,
+        };
         node.run_until(stop(watch_stdin)).await?;
         tracing::info!("scheduler stopped");
+        Ok::<_, rask::Error>(())
+    });
+    report(result)
+}
+
+/// Serves the PostgreSQL protocol on `host:port` with sessions from `open`,
+/// until the returned task is dropped (aborted).
+pub async fn serve_postgres(
+    host: &str,
+    port: u16,
+    open: rask::postgres::OpenSession,
+) -> rask::Result<AbortOnDrop> {
+    let listener = rask::postgres::bind(host, port).await?;
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!("postgres wire protocol at {address}");
+    }
+    Ok(AbortOnDrop(tokio::spawn(rask::postgres::serve(
+        listener, open,
+    ))))
+}
+
+/// Aborts a spawned task when dropped.
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `rask serve`: an embedded local cluster serving PostgreSQL clients until
+/// Ctrl-C or SIGTERM (or standard input closing, with `--watch-stdin`).
+pub fn serve(runtime: &Runtime, args: &crate::args::ServeArgs, client: rask::Client) -> bool {
+    let Some(cluster) = client.local_cluster().cloned() else {
+        tracing::error!(
+            "rask serve runs an embedded cluster; use rask scheduler --pg-port for a cluster of processes"
+        );
+        return false;
+    };
+    let open: rask::postgres::OpenSession = std::sync::Arc::new(move || {
+        let cluster = std::sync::Arc::clone(&cluster);
+        Box::pin(async move { cluster.client() })
+    });
+    let watch_stdin = args.watch_stdin;
+    let result = runtime.block_on(async move {
+        let _served = serve_postgres(&args.host, args.pg_port, open).await?;
+        if let Some(link) = client.dashboard_link() {
+            tracing::info!("dashboard at {link}");
+        }
+        stop(watch_stdin).await;
+        tracing::info!("stopped serving");
         Ok::<_, rask::Error>(())
     });
     report(result)

@@ -45,7 +45,12 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(
         cli.command,
-        Some(Command::Scheduler(_) | Command::Worker(_) | Command::WorkerProcess(_))
+        Some(
+            Command::Scheduler(_)
+                | Command::Worker(_)
+                | Command::WorkerProcess(_)
+                | Command::Serve(_)
+        )
     );
     // Cluster processes tell what they do, as Dask's do; SQL commands stay quiet.
     init_logging(cli.run.verbose + if serving { 1 } else { 0 });
@@ -78,6 +83,9 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Serve(args)) = &cli.command {
+        return exit(cluster::serve(&runtime, args, client));
+    }
     let runner = runner::Runner::new(client, &cli.run);
     let ok = match cli.command {
         Some(Command::Query(q)) => query::run(&runtime, runner, &q),

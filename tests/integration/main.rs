@@ -8,6 +8,7 @@ mod dashboard;
 mod dataframe;
 mod functions;
 mod futures;
+mod postgres;
 #[path = "../common/processes.rs"]
 mod processes;
 mod remote;

@@ -7,7 +7,7 @@ use rask::{Client, Config};
 use crate::support::shared_data;
 
 /// The numbered queries of `queries.sql`: `-- N` on the line before each.
-fn queries(text: &str) -> Vec<(String, String)> {
+pub(crate) fn queries(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut number = None;
     for line in text.lines() {
@@ -27,7 +27,7 @@ fn queries(text: &str) -> Vec<(String, String)> {
     out
 }
 
-fn same_value(ours: &str, theirs: &str) -> bool {
+pub(crate) fn same_value(ours: &str, theirs: &str) -> bool {
     if ours == theirs {
         return true;
     }
