@@ -4,11 +4,13 @@
 //! The protocol itself is the `pgwire` crate's; this module answers it. Each
 //! connection gets a [`Client`] of its own (its own tables, on the shared
 //! cluster), opened by the server's [`OpenSession`]. The simple query protocol
-//! runs the statements of a message in order; results go out as text, typed
-//! after their Arrow types ([`types`]). Errors go back as PostgreSQL error
+//! runs the statements of a message in order; the extended protocol plans a
+//! statement once and binds its parameters ([`extended`]). Results go out as
+//! text, typed after their Arrow types ([`types`]). Errors go back as PostgreSQL error
 //! responses with a SQLSTATE; a client that sends garbage loses its own
 //! connection, with a log line, and nobody else's.
 
+mod extended;
 mod types;
 
 use std::fmt::Debug;
@@ -57,7 +59,10 @@ pub async fn serve(listener: TcpListener, open: OpenSession) {
                     return;
                 }
             };
-            let session = Arc::new(Session { client });
+            let planner = Arc::new(extended::Planner {
+                context: client.session().clone(),
+            });
+            let session = Arc::new(Session { client, planner });
             tracing::info!(%peer, "postgres: connected");
             match pgwire::tokio::process_socket(socket, None, Handlers(session)).await {
                 Ok(()) => tracing::info!(%peer, "postgres: connection closed"),
@@ -70,6 +75,8 @@ pub async fn serve(listener: TcpListener, open: OpenSession) {
 /// One connection's SQL session.
 struct Session {
     client: Client,
+    /// Plans the extended protocol's statements in the client's session.
+    planner: Arc<extended::Planner>,
 }
 
 /// The handlers of one connection: all of them its [`Session`].
@@ -77,6 +84,10 @@ struct Handlers(Arc<Session>);
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.0)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
         Arc::clone(&self.0)
     }
 
@@ -115,6 +126,11 @@ impl Session {
     /// Runs one statement; its rows, or its tag when it returns none.
     async fn run(&self, sql: &str) -> PgWireResult<Response> {
         let frame = self.client.sql(sql).await?;
+        self.respond(sql, frame).await
+    }
+
+    /// Runs `frame` (planned from `sql`); its rows, or its tag when it returns none.
+    async fn respond(&self, sql: &str, frame: crate::DataFrame) -> PgWireResult<Response> {
         let schema = frame.schema();
         if schema.fields().is_empty() {
             frame.collect().await?;

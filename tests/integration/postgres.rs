@@ -2,7 +2,8 @@
 //! --pg-port`: psql (Debian's `postgresql-client`, which `.ci/run` installs)
 //! runs the walkthrough's query and the shared data's queries, whose answers
 //! DuckDB computed; errors come back with their SQLSTATE; a client sending
-//! garbage loses only its own connection.
+//! garbage loses only its own connection. Python's psycopg (PyPI, which
+//! `.ci/run` installs) binds parameters through the extended protocol.
 
 use std::io::{Read, Write};
 use std::process::Command;
@@ -129,6 +130,60 @@ fn psql_runs_sql_on_rask_serve() {
     }
     let (code, out, err) = psql(&port, &["SELECT 1 AS one"]);
     assert_eq!((code, out.as_str()), (0, "one\n1\n"), "{err}");
+}
+
+/// Python's psycopg (PyPI), through the extended protocol: a prepared
+/// statement with parameters, its answer against DuckDB's.
+#[test]
+fn psycopg_binds_parameters() {
+    let root = repository_root();
+    let server = Process::start(
+        "serve",
+        &root,
+        &["serve", "--pg-port", "0", "--threads", "2", "--watch-stdin"],
+        &[],
+    );
+    let port = pg_port(&server);
+    let data = shared_data();
+    let script = r#"
+import sys, psycopg
+port, location = sys.argv[1], sys.argv[2]
+with psycopg.connect(f"host=127.0.0.1 port={port} user=rask dbname=rask", autocommit=True) as conn:
+    conn.execute(f"CREATE EXTERNAL TABLE ts STORED AS PARQUET LOCATION '{location}'")
+    rows = conn.execute(
+        "SELECT name, count(*) AS n FROM ts WHERE x > %s GROUP BY name ORDER BY name", (0.0,)
+    ).fetchall()
+    print("name,n")
+    for name, n in rows:
+        print(f"{name},{n}")
+    (answer,) = conn.execute("SELECT %s::bigint + %s::bigint AS a", (40, 2)).fetchone()
+    print(f"answer,{answer}")
+    try:
+        conn.execute("SELECT * FROM nowhere WHERE x = %s", (1,))
+    except psycopg.Error as e:
+        print(f"error,{e.sqlstate}")
+"#;
+    let location = data.join("timeseries-2days/").display().to_string();
+    let out = Command::new("python3")
+        .args(["-c", script, &port, &location])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = std::fs::read_to_string(data.join("expected/2.csv")).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let theirs: Vec<&str> = expected.lines().collect();
+    assert_eq!(
+        &lines[..theirs.len()],
+        &theirs[..],
+        "query 2 through psycopg"
+    );
+    assert_eq!(lines[theirs.len()], "answer,42");
+    assert_eq!(lines[theirs.len() + 1], "error,42P01");
 }
 
 #[test]
