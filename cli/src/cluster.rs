@@ -33,6 +33,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
     let watch_stdin = args.watch_stdin;
     let (host, pg_port) = (args.host.clone(), args.pg_port);
     let security = run.security.security();
+    let token = security.token.clone();
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
         let _postgres = match pg_port {
@@ -49,7 +50,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
                         .await
                     })
                 });
-                Some(serve_postgres(&host, port, open).await?)
+                Some(serve_postgres(&host, port, open, token).await?)
             }
             None => None,
         };
@@ -66,14 +67,18 @@ pub async fn serve_postgres(
     host: &str,
     port: u16,
     open: rask::postgres::OpenSession,
+    token: Option<String>,
 ) -> rask::Result<AbortOnDrop> {
     let listener = rask::postgres::bind(host, port).await?;
     if let Ok(address) = listener.local_addr() {
-        tracing::info!("postgres wire protocol at {address}");
+        let login = match token {
+            Some(_) => "the cluster's token as password",
+            None => "trusted",
+        };
+        tracing::info!("postgres wire protocol at {address} ({login})");
     }
-    Ok(AbortOnDrop(tokio::spawn(rask::postgres::serve(
-        listener, open,
-    ))))
+    let served = rask::postgres::serve(listener, open, token);
+    Ok(AbortOnDrop(tokio::spawn(served)))
 }
 
 /// Aborts a spawned task when dropped.
@@ -87,7 +92,12 @@ impl Drop for AbortOnDrop {
 
 /// `rask serve`: an embedded local cluster serving PostgreSQL clients until
 /// Ctrl-C or SIGTERM (or standard input closing, with `--watch-stdin`).
-pub fn serve(runtime: &Runtime, args: &crate::args::ServeArgs, client: rask::Client) -> bool {
+pub fn serve(
+    runtime: &Runtime,
+    args: &crate::args::ServeArgs,
+    run: &RunArgs,
+    client: rask::Client,
+) -> bool {
     let Some(cluster) = client.local_cluster().cloned() else {
         tracing::error!(
             "rask serve runs an embedded cluster; use rask scheduler --pg-port for a cluster of processes"
@@ -100,7 +110,8 @@ pub fn serve(runtime: &Runtime, args: &crate::args::ServeArgs, client: rask::Cli
     });
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(async move {
-        let _served = serve_postgres(&args.host, args.pg_port, open).await?;
+        let token = run.security.security().token;
+        let _served = serve_postgres(&args.host, args.pg_port, open, token).await?;
         if let Some(link) = client.dashboard_link() {
             tracing::info!("dashboard at {link}");
         }

@@ -84,7 +84,7 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         }
     };
     if let Some(Command::Serve(args)) = &cli.command {
-        return exit(cluster::serve(&runtime, args, client));
+        return exit(cluster::serve(&runtime, args, &cli.run, client));
     }
     let runner = runner::Runner::new(client, &cli.run);
     let ok = match cli.command {

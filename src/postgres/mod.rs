@@ -17,12 +17,18 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::Sink;
 use futures::future::BoxFuture;
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
 use pgwire::api::query::SimpleQueryHandler;
 use pgwire::api::results::{DataRowEncoder, QueryResponse, Response, Tag};
 use pgwire::api::{ClientInfo, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
 use crate::{Client, Error, Result};
@@ -40,8 +46,9 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener> {
 }
 
 /// Serves the protocol on `listener`, each connection on a client from `open`,
-/// until the task is dropped.
-pub async fn serve(listener: TcpListener, open: OpenSession) {
+/// until the task is dropped. With a `token` (the cluster's), a client must
+/// give it as its password; without, connections are trusted.
+pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<String>) {
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -51,6 +58,7 @@ pub async fn serve(listener: TcpListener, open: OpenSession) {
             }
         };
         let open = Arc::clone(&open);
+        let token = token.clone();
         tokio::spawn(async move {
             let client = match open().await {
                 Ok(client) => client,
@@ -63,8 +71,15 @@ pub async fn serve(listener: TcpListener, open: OpenSession) {
                 context: client.session().clone(),
             });
             let session = Arc::new(Session { client, planner });
+            let door = Arc::new(match token {
+                None => Door::Trust(Arc::clone(&session)),
+                Some(token) => Door::Token(Box::new(CleartextPasswordAuthStartupHandler::new(
+                    Token(token),
+                    DefaultServerParameterProvider::default(),
+                ))),
+            });
             tracing::info!(%peer, "postgres: connected");
-            match pgwire::tokio::process_socket(socket, None, Handlers(session)).await {
+            match pgwire::tokio::process_socket(socket, None, Handlers(session, door)).await {
                 Ok(()) => tracing::info!(%peer, "postgres: connection closed"),
                 Err(e) => tracing::warn!(%peer, "postgres: connection closed: {e}"),
             }
@@ -79,8 +94,8 @@ struct Session {
     planner: Arc<extended::Planner>,
 }
 
-/// The handlers of one connection: all of them its [`Session`].
-struct Handlers(Arc<Session>);
+/// The handlers of one connection: its [`Session`], and how it gets in.
+struct Handlers(Arc<Session>, Arc<Door>);
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
@@ -91,13 +106,54 @@ impl PgWireServerHandlers for Handlers {
         Arc::clone(&self.0)
     }
 
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::clone(&self.0)
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.1)
     }
 }
 
 /// Trust: any user, no password (the listener binds 127.0.0.1 unless told otherwise).
 impl NoopStartupHandler for Session {}
+
+/// How a connection gets in: trusted, or with the cluster's token as its password.
+enum Door {
+    Trust(Arc<Session>),
+    Token(Box<CleartextPasswordAuthStartupHandler<Token, DefaultServerParameterProvider>>),
+}
+
+#[async_trait]
+impl StartupHandler for Door {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Door::Trust(session) => session.on_startup(client, message).await,
+            Door::Token(handler) => handler.on_startup(client, message).await,
+        }
+    }
+}
+
+/// The cluster's token, the one password every user must give.
+struct Token(String);
+
+impl Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+#[async_trait]
+impl AuthSource for Token {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Ok(Password::new(None, self.0.as_bytes().to_vec()))
+    }
+}
 
 #[async_trait]
 impl SimpleQueryHandler for Session {

@@ -15,19 +15,29 @@ use crate::support::{repository_root, shared_data};
 /// The port the protocol is served on, as `process` logged it.
 fn pg_port(process: &Process) -> String {
     let line = process.wait_for("postgres wire protocol at ");
-    line.rsplit(':')
+    let address = line
+        .rsplit("postgres wire protocol at ")
         .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+        .unwrap_or_default();
+    let address = address.split_whitespace().next().unwrap_or_default();
+    address.rsplit(':').next().unwrap_or_default().to_string()
 }
 
 /// `psql` on `port`, quiet, CSV out, with `commands` in one session:
 /// (exit code, standard output, standard error).
 fn psql(port: &str, commands: &[&str]) -> (i32, String, String) {
+    psql_with(port, commands, None)
+}
+
+/// [`psql`] giving `password`.
+fn psql_with(port: &str, commands: &[&str], password: Option<&str>) -> (i32, String, String) {
     let mut command = Command::new("psql");
+    command.env_remove("PGPASSWORD");
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
     command.args(["-h", "127.0.0.1", "-p", port, "-U", "rask", "-d", "rask"]);
-    command.args(["-X", "-q", "--csv", "-v", "VERBOSITY=verbose"]);
+    command.args(["-X", "-w", "-q", "--csv", "-v", "VERBOSITY=verbose"]);
     for c in commands {
         command.args(["-c", c]);
     }
@@ -191,6 +201,12 @@ fn psql_runs_sql_on_a_cluster_of_processes() {
     let root = repository_root();
     let cluster = ProcessCluster::start_with(&root, 2, 1, &[], &["--pg-port", "0"], &[]);
     let port = pg_port(&cluster.scheduler);
+    let (code, out, err) = psql(&port, &["SELECT 1 AS one"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "one\n1\n"),
+        "trusted without a token: {err}"
+    );
     let (code, out, err) = psql(
         &port,
         &["SELECT name, count(*) AS n FROM timeseries() GROUP BY name ORDER BY name"],
@@ -201,4 +217,24 @@ fn psql_runs_sql_on_a_cluster_of_processes() {
         out.lines().nth(1).is_some_and(|l| l.starts_with("Alice,")),
         "{out}"
     );
+}
+
+/// With a cluster token, the token is the password: without it, no session.
+#[test]
+fn a_cluster_token_is_the_password() {
+    let root = repository_root();
+    let server = Process::start(
+        "serve",
+        &root,
+        &["serve", "--pg-port", "0", "--threads", "1", "--watch-stdin"],
+        &[("RASK_AUTH_TOKEN", "sesame")],
+    );
+    let port = pg_port(&server);
+    let (code, _, err) = psql_with(&port, &["SELECT 1"], None);
+    assert_ne!(code, 0, "no password, no session");
+    assert!(err.contains("password"), "{err}");
+    let (code, _, err) = psql_with(&port, &["SELECT 1"], Some("wrong"));
+    assert_ne!(code, 0, "{err}");
+    let (code, out, err) = psql_with(&port, &["SELECT 1 AS one"], Some("sesame"));
+    assert_eq!((code, out.as_str()), (0, "one\n1\n"), "{err}");
 }

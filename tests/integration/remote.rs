@@ -15,9 +15,9 @@ WITH a AS (SELECT name, count(*) AS n, max(x) AS mx FROM timeseries('2000-01-01'
      b AS (SELECT name, min(y) AS my, count(DISTINCT id) AS ids FROM timeseries('2000-01-01', '2000-01-21') GROUP BY name) \
 SELECT a.name, a.n, a.mx, b.my, b.ids FROM a JOIN b ON a.name = b.name ORDER BY a.name";
 
-/// The same over two months: long enough to kill a worker in the middle of it.
+/// The same over four months: long enough to kill a worker in the middle of it.
 fn joined_long() -> String {
-    JOINED.replace("'2000-01-21'", "'2000-03-01'")
+    JOINED.replace("'2000-01-21'", "'2000-05-01'")
 }
 
 /// `sql` through `rask query` on the scheduler at `address`, as CSV.
