@@ -12,7 +12,7 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{FieldFormat, FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::{ClientInfo, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 
 use super::{Session, types};
 use crate::Error;
@@ -181,11 +181,6 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
     }
 }
 
-impl From<PgWireError> for Error {
-    fn from(error: PgWireError) -> Self {
-        Error::Comm(error.to_string())
-    }
-}
 
 #[cfg(test)]
 mod tests {
