@@ -181,7 +181,6 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
