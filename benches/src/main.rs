@@ -150,23 +150,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let name = match &cli.suite {
-        Suite::Walkthrough { .. } => "walkthrough",
-        Suite::Scheduler { .. } => "scheduler",
-        Suite::Tpch { sf, .. } => {
-            if *sf == 1.0 {
-                "tpch"
-            } else {
-                "tpch-sf"
-            }
-        }
-        Suite::Futures { .. } => "futures",
+        Suite::Walkthrough { .. } => "walkthrough".to_string(),
+        Suite::Scheduler { .. } => "scheduler".to_string(),
+        Suite::Tpch { sf, .. } if *sf == 1.0 => "tpch".to_string(),
+        Suite::Tpch { sf, .. } => format!("tpch-sf{sf}"),
+        Suite::Futures { .. } => "futures".to_string(),
         Suite::DatafusionSql { sql, threads } => {
             return runtime.block_on(datafusion_sql(sql, *threads));
         }
-    };
-    let name = match &cli.suite {
-        Suite::Tpch { sf, .. } if *sf != 1.0 => format!("{name}{sf}"),
-        _ => name.to_string(),
     };
     let mut report = Report::new(&name, cli.json);
     let report = &mut report;

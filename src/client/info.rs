@@ -88,6 +88,21 @@ pub enum Question {
     Workers,
 }
 
+impl Question {
+    /// The answer of `scheduler`, whose workers are as `workers` tells.
+    pub fn answer(
+        self,
+        scheduler: &crate::scheduler::SchedulerServer,
+        workers: impl FnOnce() -> Vec<WorkerState>,
+    ) -> Answer {
+        match self {
+            Question::Published(name) => Answer::Published(scheduler.published(&name)),
+            Question::Progress => Answer::Progress(scheduler.progress()),
+            Question::Workers => Answer::Workers(workers()),
+        }
+    }
+}
+
 /// The scheduler's answer to a [`Question`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Answer {

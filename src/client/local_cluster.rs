@@ -194,11 +194,7 @@ impl ClusterLink for LocalCluster {
     }
 
     fn ask(&self, question: Question) -> BoxFuture<'static, Result<Answer>> {
-        let answer = match question {
-            Question::Published(name) => Answer::Published(self.server.published(&name)),
-            Question::Progress => Answer::Progress(self.server.progress()),
-            Question::Workers => Answer::Workers(self.view.worker_states()),
-        };
+        let answer = question.answer(&self.server, || self.view.worker_states());
         Box::pin(std::future::ready(Ok(answer)))
     }
 }

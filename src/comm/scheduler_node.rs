@@ -29,7 +29,7 @@ use super::wire::{
     EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
     ToWorker, WireOutcome, WorkerDeath,
 };
-use crate::client::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState, format_bytes};
+use crate::client::{ClusterInfo, WorkerInfo, WorkerState, format_bytes};
 use crate::key::{Key, KeySet};
 use crate::scheduler::{
     ClientId, Event, Input, Message, Outcome, Released, SchedulerServer, TaskError, TaskSpec,
@@ -375,7 +375,7 @@ impl SchedulerState {
                     if let FromClient::Ask { id, question } = message {
                         // Behind the messages before it, as they are handled now.
                         state.server.drain();
-                        let answer = state.answer(question);
+                        let answer = question.answer(&state.server, || state.worker_states());
                         if let Some(answers) = &answers {
                             let _ = answers.send(ToClient::Answer { id, answer });
                         }
@@ -411,14 +411,6 @@ impl SchedulerState {
                 WorkerState::new(info.clone(), metrics, self.server.worker(info.id), seen)
             })
             .collect()
-    }
-
-    fn answer(&self, question: Question) -> Answer {
-        match question {
-            Question::Published(name) => Answer::Published(self.server.published(&name)),
-            Question::Progress => Answer::Progress(self.server.progress()),
-            Question::Workers => Answer::Workers(self.worker_states()),
-        }
     }
 
     /// How worker `worker` ended and its last log lines, as its nanny reported

@@ -275,25 +275,23 @@ fn scattered_values_are_read_where_they_live_and_lost_clearly_with_their_worker(
 
 /// What the walkthrough example prints, on whichever cluster it ran.
 fn assert_walkthrough_output(stdout: &str) {
-    for expected in [
-        "rask Name: timeseries, 30 tasks",
-        "rask Name: sort-preserving-merge, 32 tasks",
-        "2 stages, 32 tasks",
-        "rask Name: sort-preserving-merge, 0 tasks",
-        "| Alice   |",
-        "5 rows × 2 columns",
-        "rask Name: sort-preserving-merge, 2 tasks",
-        "x2\n",
-        "rask Name: map-partitions, 30 tasks",
-        "big_string",
-        "937-Charlie",
-        "2592000 rows × 7 columns",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected:?} missing from:\n{stdout}"
-        );
-    }
+    assert_shows(
+        stdout,
+        &[
+            "rask Name: timeseries, 30 tasks",
+            "rask Name: sort-preserving-merge, 32 tasks",
+            "2 stages, 32 tasks",
+            "rask Name: sort-preserving-merge, 0 tasks",
+            "| Alice   |",
+            "5 rows × 2 columns",
+            "rask Name: sort-preserving-merge, 2 tasks",
+            "x2\n",
+            "rask Name: map-partitions, 30 tasks",
+            "big_string",
+            "937-Charlie",
+            "2592000 rows × 7 columns",
+        ],
+    );
 }
 
 #[test]
@@ -327,26 +325,34 @@ fn the_walkthrough_example_runs_on_the_local_cluster_and_on_workers_of_other_pro
     );
 }
 
-/// What the people example prints, on whichever cluster it ran.
-fn assert_people_output(stdout: &str) {
-    for expected in [
-        "list_of_people (26)",
-        "<Alice, 0.",
-        "delayed_operations[:10] (of 650)",
-        "Delayed('add_two_people-",
-        "<Future: ",
-        "all 650 computed in",
-        "scattered_list_of_people[:3] (of 26)",
-        "key: Person-",
-        "computed_add_operation[0].result()",
-        "predictions[0].result()",
-        "10 predictions, the same as the model's here",
-    ] {
+/// Every one of `expected` is somewhere in `stdout`.
+fn assert_shows(stdout: &str, expected: &[&str]) {
+    for expected in expected {
         assert!(
             stdout.contains(expected),
             "{expected:?} missing from:\n{stdout}"
         );
     }
+}
+
+/// What the people example prints, on whichever cluster it ran.
+fn assert_people_output(stdout: &str) {
+    assert_shows(
+        stdout,
+        &[
+            "list_of_people (26)",
+            "<Alice, 0.",
+            "delayed_operations[:10] (of 650)",
+            "Delayed('add_two_people-",
+            "<Future: ",
+            "all 650 computed in",
+            "scattered_list_of_people[:3] (of 26)",
+            "key: Person-",
+            "computed_add_operation[0].result()",
+            "predictions[0].result()",
+            "10 predictions, the same as the model's here",
+        ],
+    );
 }
 
 #[test]

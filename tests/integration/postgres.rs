@@ -23,6 +23,21 @@ fn pg_port(process: &Process) -> String {
     address.rsplit(':').next().unwrap_or_default().to_string()
 }
 
+/// `rask serve` on a free port with `threads` threads and `env`; the port.
+fn serve(root: &std::path::Path, threads: &str, env: &[(&str, &str)]) -> (Process, String) {
+    let args = [
+        "serve",
+        "--pg-port",
+        "0",
+        "--threads",
+        threads,
+        "--watch-stdin",
+    ];
+    let server = Process::start("serve", root, &args, env);
+    let port = pg_port(&server);
+    (server, port)
+}
+
 /// `psql` on `port`, quiet, CSV out, with `commands` in one session:
 /// (exit code, standard output, standard error).
 fn psql(port: &str, commands: &[&str]) -> (i32, String, String) {
@@ -54,13 +69,7 @@ fn psql_with(port: &str, commands: &[&str], password: Option<&str>) -> (i32, Str
 #[test]
 fn psql_runs_sql_on_rask_serve() {
     let root = repository_root();
-    let server = Process::start(
-        "serve",
-        &root,
-        &["serve", "--pg-port", "0", "--threads", "2", "--watch-stdin"],
-        &[],
-    );
-    let port = pg_port(&server);
+    let (server, port) = serve(&root, "2", &[]);
 
     // The issue's command: the walkthrough's groupby.
     let (code, out, err) = psql(
@@ -147,13 +156,7 @@ fn psql_runs_sql_on_rask_serve() {
 #[test]
 fn psycopg_binds_parameters() {
     let root = repository_root();
-    let server = Process::start(
-        "serve",
-        &root,
-        &["serve", "--pg-port", "0", "--threads", "2", "--watch-stdin"],
-        &[],
-    );
-    let port = pg_port(&server);
+    let (_server, port) = serve(&root, "2", &[]);
     let data = shared_data();
     let script = r#"
 import sys, psycopg
@@ -223,13 +226,7 @@ fn psql_runs_sql_on_a_cluster_of_processes() {
 #[test]
 fn a_cluster_token_is_the_password() {
     let root = repository_root();
-    let server = Process::start(
-        "serve",
-        &root,
-        &["serve", "--pg-port", "0", "--threads", "1", "--watch-stdin"],
-        &[("RASK_AUTH_TOKEN", "sesame")],
-    );
-    let port = pg_port(&server);
+    let (_server, port) = serve(&root, "1", &[("RASK_AUTH_TOKEN", "sesame")]);
     let (code, _, err) = psql_with(&port, &["SELECT 1"], None);
     assert_ne!(code, 0, "no password, no session");
     assert!(err.contains("password"), "{err}");
