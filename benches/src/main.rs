@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod general_compute;
+mod postgres;
 mod report;
 mod tpch;
 
@@ -116,6 +117,16 @@ enum Suite {
         #[arg(long)]
         peers: bool,
     },
+    /// The PostgreSQL protocol: a 1-row query and 100,000 rows through psql
+    /// and psycopg to `rask serve`, next to `rask query` and bare DataFusion.
+    Postgres {
+        /// Runs per measurement.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Threads on each side.
+        #[arg(long, default_value_t = available_cores())]
+        threads: usize,
+    },
     /// The baseline: run SQL on a plain DataFusion SessionContext, print CSV.
     #[command(hide = true)]
     DatafusionSql {
@@ -155,6 +166,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Suite::Tpch { sf, .. } if *sf == 1.0 => "tpch".to_string(),
         Suite::Tpch { sf, .. } => format!("tpch-sf{sf}"),
         Suite::Futures { .. } => "futures".to_string(),
+        Suite::Postgres { .. } => "postgres".to_string(),
         Suite::DatafusionSql { sql, threads } => {
             return runtime.block_on(datafusion_sql(sql, *threads));
         }
@@ -187,6 +199,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             report,
         )),
         Suite::DatafusionSql { .. } => Ok(()),
+        Suite::Postgres { runs, threads } => {
+            runtime.block_on(postgres::run(postgres::Options { runs, threads }, report))
+        }
         Suite::Futures { runs, tasks, peers } => runtime.block_on(general_compute::run(
             general_compute::Options { runs, tasks, peers },
             report,

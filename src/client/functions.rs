@@ -3,8 +3,8 @@
 //! worker restarted under a new id serves them too). A task no worker can run
 //! is refused before it is submitted, naming the function.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, LazyLock};
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_expr::ScalarFunctionExpr;
@@ -36,6 +36,40 @@ pub(crate) fn udfs_in(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -> BTr
             })
         })?;
         Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// The scalar functions every worker's session has: DataFusion's own.
+static BUILT_IN: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    datafusion::execution::session_state::SessionStateBuilder::new()
+        .with_default_features()
+        .build()
+        .scalar_functions()
+        .keys()
+        .cloned()
+        .collect()
+});
+
+/// A scalar function `plan` calls that no worker's session has: one added to
+/// this client's session alone (as `pg_catalog`'s are), neither DataFusion's
+/// nor the registry's. Such a plan runs in the client.
+pub(crate) fn session_only(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -> Option<String> {
+    let mut found = None;
+    // Walking plans and expressions cannot fail: the closures never err.
+    let _ = plan.apply(|node| {
+        node.apply_expressions(&mut |expr| {
+            expr.apply(|e| {
+                if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>()
+                    && !BUILT_IN.contains(f.name())
+                    && !registry.has_scalar(f.name())
+                {
+                    found = Some(f.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
     });
     found
 }

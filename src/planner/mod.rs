@@ -45,6 +45,28 @@ impl Location {
             }
         }
     }
+
+    /// The index, in characters from 0, of this location in `text`; `None`
+    /// past its end.
+    ///
+    /// ```
+    /// use rask::planner::Location;
+    /// let at = Location { line: 2, column: 3 };
+    /// assert_eq!(at.char_index("ab\ncdé"), Some(5));
+    /// assert_eq!(Location { line: 3, column: 1 }.char_index("ab"), None);
+    /// ```
+    pub fn char_index(self, text: &str) -> Option<usize> {
+        let line = usize::try_from(self.line.checked_sub(1)?).ok()?;
+        let column = usize::try_from(self.column.checked_sub(1)?).ok()?;
+        let mut before = 0;
+        for (i, content) in text.split('\n').enumerate() {
+            if i == line {
+                return (column <= content.chars().count()).then_some(before + column);
+            }
+            before += content.chars().count() + 1;
+        }
+        None
+    }
 }
 
 impl fmt::Display for Location {

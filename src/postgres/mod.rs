@@ -3,18 +3,24 @@
 //!
 //! The protocol itself is the `pgwire` crate's; this module answers it. Each
 //! connection gets a [`Client`] of its own (its own tables, on the shared
-//! cluster), opened by the server's [`OpenSession`]. The simple query protocol
-//! runs the statements of a message in order; the extended protocol plans a
-//! statement once and binds its parameters ([`extended`]). Results go out as
-//! text, typed after their Arrow types ([`types`]). Errors go back as PostgreSQL error
-//! responses with a SQLSTATE; a client that sends garbage loses its own
-//! connection, with a log line, and nobody else's.
+//! cluster), opened by the server's [`OpenSession`], with `pg_catalog` in its
+//! session ([`catalog`]). The simple query protocol runs the statements of a
+//! message in order; the extended protocol plans a statement once and binds
+//! its parameters ([`extended`]). Rows stream out as the cluster produces
+//! them, in text or binary, typed after their Arrow types ([`types`]). A
+//! cancel request stops the query it names ([`cancel`]). Errors go back as
+//! PostgreSQL error responses with a SQLSTATE and, where known, the position;
+//! a client that sends garbage loses its own connection, with a log line, and
+//! nobody else's.
 
+mod cancel;
+mod catalog;
 mod extended;
+mod settings;
 mod types;
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures::Sink;
@@ -22,15 +28,22 @@ use futures::future::BoxFuture;
 use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, ServerParameterProvider,
+    StartupHandler,
 };
+use pgwire::api::portal::Format;
 use pgwire::api::query::SimpleQueryHandler;
-use pgwire::api::results::{DataRowEncoder, QueryResponse, Response, Tag};
-use pgwire::api::{ClientInfo, PgWireServerHandlers};
+use pgwire::api::results::{QueryResponse, Response, Tag};
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
+use self::cancel::{BackendKey, Cancels};
+use self::catalog::Dialect;
+use self::settings::{SessionStatement, Settings};
+use crate::planner::Location;
 use crate::{Client, Error, Result};
 
 /// Opens the client a new connection runs its SQL on.
@@ -49,6 +62,8 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener> {
 /// until the task is dropped. With a `token` (the cluster's), a client must
 /// give it as its password; without, connections are trusted.
 pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<String>) {
+    let dialect = Arc::new(Dialect::default());
+    let cancels = Arc::new(Cancels::new());
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -59,8 +74,13 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
         };
         let open = Arc::clone(&open);
         let token = token.clone();
+        let dialect = Arc::clone(&dialect);
+        let cancels = Arc::clone(&cancels);
         tokio::spawn(async move {
-            let client = match open().await {
+            let client = match open().await.and_then(|client| {
+                catalog::install(client.session())?;
+                Ok(client)
+            }) {
                 Ok(client) => client,
                 Err(e) => {
                     tracing::error!(%peer, "postgres: cannot open a session: {e}");
@@ -69,19 +89,35 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
             };
             let planner = Arc::new(extended::Planner {
                 context: client.session().clone(),
+                dialect: Arc::clone(&dialect),
             });
-            let session = Arc::new(Session { client, planner });
+            let session = Arc::new(Session {
+                client,
+                planner,
+                dialect,
+                cancels: Arc::clone(&cancels),
+                key: OnceLock::new(),
+                settings: OnceLock::new(),
+                cancel: watch::Sender::new(0),
+            });
             let door = Arc::new(match token {
                 None => Door::Trust(Arc::clone(&session)),
-                Some(token) => Door::Token(Box::new(CleartextPasswordAuthStartupHandler::new(
-                    Token(token),
-                    DefaultServerParameterProvider::default(),
-                ))),
+                Some(token) => Door::Token(Box::new(
+                    CleartextPasswordAuthStartupHandler::new(
+                        Token(token),
+                        DefaultServerParameterProvider::default(),
+                    )
+                    .with_connection_manager(Arc::clone(&cancels.manager)),
+                )),
             });
             tracing::info!(%peer, "postgres: connected");
-            match pgwire::tokio::process_socket(socket, None, Handlers(session, door)).await {
+            let handlers = Handlers(Arc::clone(&session), door, Arc::clone(&cancels));
+            match pgwire::tokio::process_socket(socket, None, handlers).await {
                 Ok(()) => tracing::info!(%peer, "postgres: connection closed"),
                 Err(e) => tracing::warn!(%peer, "postgres: connection closed: {e}"),
+            }
+            if let Some(key) = session.key.get() {
+                cancels.forget(key);
             }
         });
     }
@@ -92,10 +128,21 @@ struct Session {
     client: Client,
     /// Plans the extended protocol's statements in the client's session.
     planner: Arc<extended::Planner>,
+    /// Rewrites the catalog queries DataFusion cannot plan as written.
+    dialect: Arc<Dialect>,
+    /// Every connection of the server, for cancel requests.
+    cancels: Arc<Cancels>,
+    /// How cancel requests name this connection, known once it has started.
+    key: OnceLock<BackendKey>,
+    /// Its PostgreSQL settings, from the parameters announced at startup.
+    settings: OnceLock<Settings>,
+    /// Bumped by a cancel request for this connection.
+    cancel: watch::Sender<u64>,
 }
 
-/// The handlers of one connection: its [`Session`], and how it gets in.
-struct Handlers(Arc<Session>, Arc<Door>);
+/// The handlers of one connection: its [`Session`], how it gets in, and how
+/// cancel requests find it.
+struct Handlers(Arc<Session>, Arc<Door>, Arc<Cancels>);
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
@@ -109,10 +156,18 @@ impl PgWireServerHandlers for Handlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::clone(&self.1)
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.2)
+    }
 }
 
 /// Trust: any user, no password (the listener binds 127.0.0.1 unless told otherwise).
-impl NoopStartupHandler for Session {}
+impl NoopStartupHandler for Session {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(Arc::clone(&self.cancels.manager))
+    }
+}
 
 /// How a connection gets in: trusted, or with the cluster's token as its password.
 enum Door {
@@ -157,14 +212,36 @@ impl AuthSource for Token {
 
 #[async_trait]
 impl SimpleQueryHandler for Session {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let statements = crate::planner::split_statements(query).map_err(|e| user_error(&e))?;
+        let statements = crate::planner::split_statements(query)
+            .map_err(|e| error_at(&e, query, Location::START))?;
+        let settings = self.started(client);
+        let last = statements.len().saturating_sub(1);
         let mut responses = Vec::with_capacity(statements.len());
-        for statement in statements {
-            match self.run(&statement.text).await {
+        for (i, statement) in statements.iter().enumerate() {
+            let sql = &statement.text;
+            if let Some(about) = SessionStatement::parse(sql) {
+                responses.push(settings.run(about)?);
+                continue;
+            }
+            let planned = self
+                .dialect
+                .plan(sql, |sql| async move { self.client.sql(&sql).await })
+                .await
+                .map_err(|e| error_at(&e, query, statement.start));
+            // The last statement streams its rows; earlier ones run to the end
+            // first, so that each sees the effects of those before it.
+            let response = match planned {
+                Ok(frame) => {
+                    self.respond(sql, frame, &Format::UnifiedText, i == last)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match response {
                 Ok(response) => responses.push(response),
                 // Later statements do not run, as in PostgreSQL.
                 Err(PgWireError::UserError(info)) => {
@@ -179,36 +256,50 @@ impl SimpleQueryHandler for Session {
 }
 
 impl Session {
-    /// Runs one statement; its rows, or its tag when it returns none.
-    async fn run(&self, sql: &str) -> PgWireResult<Response> {
-        let frame = self.client.sql(sql).await?;
-        self.respond(sql, frame).await
+    /// Lets cancel requests reach this connection, once it has started; its
+    /// settings.
+    fn started<C: ClientInfo>(&self, client: &C) -> &Settings {
+        let (pid, secret) = client.pid_and_secret_key();
+        let key = cancel::backend_key(pid, &secret);
+        if self.key.set(key.clone()).is_ok() {
+            self.cancels.register(key, self.cancel.clone());
+        }
+        self.settings.get_or_init(|| {
+            let announced = DefaultServerParameterProvider::default().server_parameters(client);
+            Settings::new(announced.unwrap_or_default())
+        })
     }
 
-    /// Runs `frame` (planned from `sql`); its rows, or its tag when it returns none.
-    async fn respond(&self, sql: &str, frame: crate::DataFrame) -> PgWireResult<Response> {
+    /// Runs `frame` (planned from `sql`): its rows in `format`, streamed as
+    /// they come when `stream`, else gathered first; or its tag when it
+    /// returns none.
+    async fn respond(
+        &self,
+        sql: &str,
+        frame: crate::DataFrame,
+        format: &Format,
+        stream: bool,
+    ) -> PgWireResult<Response> {
         let schema = frame.schema();
         if schema.fields().is_empty() {
             frame.collect().await?;
             return Ok(Response::Execution(Tag::new(&command_tag(sql))));
         }
-        let fields = Arc::new(types::fields(&schema));
-        let batches = frame.collect().await?;
-        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-        let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
-        for batch in &batches {
-            let texts = types::texts(batch)?;
-            for row in 0..batch.num_rows() {
-                for column in &texts {
-                    encoder.encode_field(&column.value(row))?;
-                }
-                rows.push(Ok(encoder.take_row()));
-            }
-        }
-        Ok(Response::Query(QueryResponse::new(
-            fields,
-            futures::stream::iter(rows),
-        )))
+        let fields = Arc::new(types::fields(&schema, format)?);
+        let batches = if stream {
+            frame.stream().await?
+        } else {
+            let batches = frame.collect().await?;
+            let gathered = futures::stream::iter(batches.into_iter().map(Ok));
+            Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    Arc::clone(&schema),
+                    gathered,
+                ),
+            )
+        };
+        let rows = cancel::guard_rows(&self.cancel, types::rows(batches, Arc::clone(&fields)));
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
     }
 }
 
@@ -226,6 +317,18 @@ fn command_tag(sql: &str) -> String {
     }
 }
 
+/// `error`, raised by the statement that starts at `start` in `query`, as
+/// PostgreSQL reports it: with the position (in characters, from 1) of the
+/// spot in `query` when it is known.
+fn error_at(error: &Error, query: &str, start: Location) -> PgWireError {
+    let mut info = error_info(error);
+    info.position = error
+        .location()
+        .and_then(|at| at.offset_by(start).char_index(query))
+        .map(|i| (i + 1).to_string());
+    PgWireError::UserError(Box::new(info))
+}
+
 /// A rask error as PostgreSQL reports it: severity, SQLSTATE, message.
 fn error_info(error: &Error) -> ErrorInfo {
     let text = error.to_string();
@@ -241,14 +344,6 @@ fn error_info(error: &Error) -> ErrorInfo {
         "XX000" // internal_error
     };
     ErrorInfo::new("ERROR".to_string(), code.to_string(), text)
-}
-
-fn user_error(error: &dyn std::fmt::Display) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        "42601".to_string(),
-        error.to_string(),
-    )))
 }
 
 impl From<Error> for PgWireError {

@@ -1,112 +1,61 @@
-//! Arrow types as PostgreSQL types, and Arrow values as PostgreSQL's text format.
+//! Arrow types as PostgreSQL types, and result batches as PostgreSQL rows in
+//! the text or binary format each column was asked in. The mapping and the
+//! encodings are the `arrow-pg` crate's (PostgreSQL's own spellings: `t`/`f`,
+//! `2000-01-01 00:00:00`, shortest round-tripping floats).
 
-use datafusion::arrow::array::Array;
+use std::sync::Arc;
+
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{Stream, StreamExt};
 use pgwire::api::Type;
-use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::api::portal::Format;
+use pgwire::api::results::FieldInfo;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
 
-use crate::Result;
+use crate::Error;
 
-/// The PostgreSQL type a column of `data_type` is sent as.
+/// The PostgreSQL type a value of `data_type` is sent as; `unknown` for a type
+/// PostgreSQL has no match for.
 pub fn pg_type(data_type: &DataType) -> Type {
-    match data_type {
-        DataType::Boolean => Type::BOOL,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
-        DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
-        // Past i64: only numeric holds every value.
-        DataType::UInt64 => Type::NUMERIC,
-        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Type::NUMERIC,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
-        DataType::Date32 | DataType::Date64 => Type::DATE,
-        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
-        DataType::Dictionary(_, value) => pg_type(value),
-        _ => Type::TEXT,
-    }
+    arrow_pg::datatypes::into_pg_type(data_type).unwrap_or(Type::UNKNOWN)
 }
 
-/// The row description of `schema`: every column in text format.
-pub fn fields(schema: &Schema) -> Vec<FieldInfo> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| {
-            FieldInfo::new(
-                f.name().clone(),
-                None,
-                None,
-                pg_type(f.data_type()),
-                FieldFormat::Text,
-            )
+/// The row description of `schema`, each column in the format `format` gives it.
+pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)
+}
+
+/// The rows of `batches`, encoded as `fields` describe them.
+pub fn rows(
+    batches: SendableRecordBatchStream,
+    fields: Arc<Vec<FieldInfo>>,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + Unpin + use<> {
+    batches
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                Ok(batch) => arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch),
+                Err(e) => Box::new(std::iter::once(Err(PgWireError::from(Error::from(e))))),
+            };
+            futures::stream::iter(rows)
         })
-        .collect()
-}
-
-/// One column's values in PostgreSQL's text format.
-pub struct TextColumn<'a> {
-    array: &'a dyn Array,
-    formatter: ArrayFormatter<'a>,
-}
-
-impl TextColumn<'_> {
-    /// Row `row` as text; `None` for null.
-    pub fn value(&self, row: usize) -> Option<String> {
-        if self.array.is_null(row) {
-            return None;
-        }
-        Some(self.formatter.value(row).to_string())
-    }
-}
-
-/// PostgreSQL's spellings: `2000-01-01 00:00:00`, not Arrow's `T` between.
-fn options() -> FormatOptions<'static> {
-    FormatOptions::new()
-        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
-        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:z"))
-        .with_datetime_format(Some("%Y-%m-%d %H:%M:%S%.f"))
-}
-
-/// The columns of `batch`, formatted as text.
-pub fn texts(batch: &RecordBatch) -> Result<Vec<TextColumn<'_>>> {
-    let options = options();
-    batch
-        .columns()
-        .iter()
-        .map(|column| {
-            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)
-                .map_err(datafusion::error::DataFusionError::from)?;
-            Ok(TextColumn {
-                array: column.as_ref(),
-                formatter,
-            })
-        })
-        .collect()
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use datafusion::arrow::array::{
-        Float64Array, Int64Array, StringArray, TimestampNanosecondArray,
+        Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
     };
     use datafusion::arrow::datatypes::{Field, TimeUnit};
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use pgwire::api::results::FieldFormat;
 
     use super::*;
 
-    #[test]
-    fn values_are_written_as_postgres_reads_them() {
+    #[tokio::test]
+    async fn values_are_written_as_postgres_reads_them() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("n", DataType::Int64, true),
             Field::new("x", DataType::Float64, false),
@@ -126,25 +75,37 @@ mod tests {
             ],
         )
         .unwrap();
-        let texts = texts(&batch).unwrap();
-        let row = |r: usize| texts.iter().map(|c| c.value(r)).collect::<Vec<_>>();
-        assert_eq!(
-            row(0),
-            [
-                Some("7".into()),
-                Some("0.5".into()),
-                Some("Alice".into()),
-                Some("2000-01-01 00:00:00".into())
-            ]
-        );
-        assert_eq!(row(1)[0], None);
-        let types: Vec<Type> = fields(&schema)
-            .iter()
-            .map(|f| f.datatype().clone())
-            .collect();
+        let format = Format::UnifiedText;
+        let fields = Arc::new(fields(&schema, &format).unwrap());
+        let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
         assert_eq!(
             types,
             [Type::INT8, Type::FLOAT8, Type::TEXT, Type::TIMESTAMP]
         );
+        assert!(fields.iter().all(|f| f.format() == FieldFormat::Text));
+
+        let batches = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema),
+            futures::stream::iter([Ok(batch)]),
+        ));
+        let rows: Vec<DataRow> = rows(batches, fields)
+            .map(|row| row.unwrap())
+            .collect()
+            .await;
+        assert_eq!(rows.len(), 2);
+        let first = &rows[0];
+        let text = String::from_utf8_lossy(&first.data);
+        for value in ["7", "0.5", "Alice", "2000-01-01 00:00:00"] {
+            assert!(text.contains(value), "{value} in {text:?}");
+        }
+        assert_eq!(rows[1].field_count, 4);
+    }
+
+    #[test]
+    fn binary_columns_are_described_as_binary() {
+        let schema = Schema::new(vec![Field::new("n", DataType::Int32, false)]);
+        let fields = fields(&schema, &Format::UnifiedBinary).unwrap();
+        assert_eq!(fields[0].format(), FieldFormat::Binary);
+        assert_eq!(fields[0].datatype(), &Type::INT4);
     }
 }

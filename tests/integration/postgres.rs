@@ -2,8 +2,11 @@
 //! --pg-port`: psql (Debian's `postgresql-client`, which `.ci/run` installs)
 //! runs the walkthrough's query and the shared data's queries, whose answers
 //! DuckDB computed; errors come back with their SQLSTATE; a client sending
-//! garbage loses only its own connection. Python's psycopg (PyPI, which
-//! `.ci/run` installs) binds parameters through the extended protocol.
+//! garbage, a broken startup packet or a huge message loses only its own
+//! connection; psql's `\dt` and `\d` describe the session's tables. Python's
+//! psycopg (PyPI, which `.ci/run` installs) binds parameters through the
+//! extended protocol, reads results in binary, runs in transactions and
+//! cancels a query.
 
 use std::io::{Read, Write};
 use std::process::Command;
@@ -41,18 +44,24 @@ fn serve(root: &std::path::Path, threads: &str, env: &[(&str, &str)]) -> (Proces
 /// `psql` on `port`, quiet, CSV out, with `commands` in one session:
 /// (exit code, standard output, standard error).
 fn psql(port: &str, commands: &[&str]) -> (i32, String, String) {
-    psql_with(port, commands, None)
+    psql_with(port, commands, None, &["-q"])
 }
 
-/// [`psql`] giving `password`.
-fn psql_with(port: &str, commands: &[&str], password: Option<&str>) -> (i32, String, String) {
+/// [`psql`] giving `password`, with `flags` of its own.
+fn psql_with(
+    port: &str,
+    commands: &[&str],
+    password: Option<&str>,
+    flags: &[&str],
+) -> (i32, String, String) {
     let mut command = Command::new("psql");
     command.env_remove("PGPASSWORD");
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
     command.args(["-h", "127.0.0.1", "-p", port, "-U", "rask", "-d", "rask"]);
-    command.args(["-X", "-w", "-q", "--csv", "-v", "VERBOSITY=verbose"]);
+    command.args(["-X", "-w", "--csv", "-v", "VERBOSITY=verbose"]);
+    command.args(flags);
     for c in commands {
         command.args(["-c", c]);
     }
@@ -103,10 +112,37 @@ fn psql_runs_sql_on_rask_serve() {
         }
     }
 
-    // Errors carry a SQLSTATE; later statements of the session still run.
+    // psql's descriptions of the session's tables, from pg_catalog.
+    let (code, out, err) = psql(&port, &[&create, "\\dt"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l == "public,ts,table,postgres"),
+        "{out}"
+    );
+    let (code, out, err) = psql(&port, &[&create, "\\d ts"]);
+    assert_eq!(code, 0, "{err}");
+    for column in ["name,text", "id,bigint", "x,double precision"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(column)),
+            "{column}:\n{out}"
+        );
+    }
+    // Not quiet: psql says what it did not find.
+    let (code, _, err) = psql_with(&port, &["\\d nowhere"], None, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Did not find any relation named"), "{err}");
+
+    // Errors carry a SQLSTATE and the position; later statements of the
+    // session still run.
     let (code, _, err) = psql(&port, &["SELEC 1"]);
     assert_ne!(code, 0);
     assert!(err.contains("ERROR:  42601"), "{err}");
+    let (code, _, err) = psql(&port, &[&create, "SELECT 1,\n  nope FROM ts"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("42703") && err.contains("LINE 2:   nope"),
+        "{err}"
+    );
     let (code, _, err) = psql(&port, &["SELECT * FROM nowhere"]);
     assert_ne!(code, 0);
     assert!(err.contains("42P01") && err.contains("nowhere"), "{err}");
@@ -124,14 +160,36 @@ fn psql_runs_sql_on_rask_serve() {
     assert_ne!(code, 0, "another session does not see it: {err}");
 
     // Garbage closes that connection only.
-    let mut garbage = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    garbage
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+    assert_closed(&port, &[0xff; 64], &server);
+    let (code, out, err) = psql(&port, &["SELECT 1 AS one"]);
+    assert_eq!((code, out.as_str()), (0, "one\n1\n"), "{err}");
+
+    // A broken startup packet, and a message claiming 2 GB after a good
+    // startup: each closes its own connection only.
+    let broken = [0, 0, 0, 8, 0x12, 0x34, 0x56, 0x78];
+    assert_closed(&port, &broken, &server);
+    let mut startup = Vec::new();
+    let body = b"\0\x03\0\0user\0rask\0database\0rask\0\0";
+    startup.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+    startup.extend_from_slice(body);
+    startup.push(b'Q');
+    startup.extend_from_slice(&0x7fff_fff0u32.to_be_bytes());
+    assert_closed(&port, &startup, &server);
+    let (code, out, err) = psql(&port, &["SELECT 2 AS two"]);
+    assert_eq!((code, out.as_str()), (0, "two\n2\n"), "{err}");
+}
+
+/// Sends `bytes` on a new connection to `port` and waits for the server to
+/// close it and log that it did.
+fn assert_closed(port: &str, bytes: &[u8], server: &Process) {
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    let ours = garbage.local_addr().unwrap().to_string();
-    garbage.write_all(&[0xff; 64]).unwrap();
+    let ours = stream.local_addr().unwrap().to_string();
+    stream.write_all(bytes).unwrap();
     let mut rest = Vec::new();
-    garbage
+    stream
         .read_to_end(&mut rest)
         .expect("the server closes the connection");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -147,21 +205,23 @@ fn psql_runs_sql_on_rask_serve() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let (code, out, err) = psql(&port, &["SELECT 1 AS one"]);
-    assert_eq!((code, out.as_str()), (0, "one\n1\n"), "{err}");
 }
 
 /// Python's psycopg (PyPI), through the extended protocol: a prepared
-/// statement with parameters, its answer against DuckDB's.
+/// statement with parameters, its answer against DuckDB's; results in binary
+/// and in text, parameters of every common type, a transaction as psycopg
+/// opens one unless in autocommit, its type lookups, and a cancelled query.
 #[test]
 fn psycopg_binds_parameters() {
     let root = repository_root();
     let (_server, port) = serve(&root, "2", &[]);
     let data = shared_data();
     let script = r#"
-import sys, psycopg
+import sys, threading, time, datetime, decimal, psycopg
+from psycopg.types import TypeInfo
 port, location = sys.argv[1], sys.argv[2]
-with psycopg.connect(f"host=127.0.0.1 port={port} user=rask dbname=rask", autocommit=True) as conn:
+url = f"host=127.0.0.1 port={port} user=rask dbname=rask"
+with psycopg.connect(url, autocommit=True) as conn:
     conn.execute(f"CREATE EXTERNAL TABLE ts STORED AS PARQUET LOCATION '{location}'")
     rows = conn.execute(
         "SELECT name, count(*) AS n FROM ts WHERE x > %s GROUP BY name ORDER BY name", (0.0,)
@@ -175,6 +235,43 @@ with psycopg.connect(f"host=127.0.0.1 port={port} user=rask dbname=rask", autoco
         conn.execute("SELECT * FROM nowhere WHERE x = %s", (1,))
     except psycopg.Error as e:
         print(f"error,{e.sqlstate}")
+
+    typed = ("SELECT CAST(1 AS INT) AS i, CAST(2 AS BIGINT) AS b, CAST(1.5 AS DOUBLE) AS f, "
+             "'hé' AS t, true AS yes, DATE '2000-01-02' AS d, "
+             "TIMESTAMP '2000-01-01 10:00:00.25' AS ts, CAST(12.34 AS DECIMAL(10, 2)) AS n, "
+             "CAST(NULL AS INT) AS nothing")
+    for binary in (True, False):
+        with conn.cursor(binary=binary) as cur:
+            print(f"binary={binary},{cur.execute(typed).fetchone()!r}")
+    params = (decimal.Decimal("1.25"), datetime.date(2000, 1, 2),
+              datetime.datetime(2000, 1, 1, 10, 0, 0), True, "hé")
+    casts = ("DECIMAL(10, 2)", "DATE", "TIMESTAMP", "BOOLEAN", "TEXT")
+    for placeholder in ("%s", "%b"):
+        sql = "SELECT " + ", ".join(f"CAST({placeholder} AS {cast})" for cast in casts)
+        print(f"params {placeholder},{conn.execute(sql, params).fetchone()!r}")
+    print(f"typeinfo,{TypeInfo.fetch(conn, 'numeric').oid}")
+
+with psycopg.connect(url) as conn:
+    conn.execute("CREATE TABLE t AS SELECT 1 AS one")
+    print(f"in transaction,{conn.execute('SELECT one FROM t').fetchone()[0]},{conn.info.transaction_status.name}")
+    conn.commit()
+    print(f"after commit,{conn.info.transaction_status.name}")
+
+with psycopg.connect(url, autocommit=True) as conn:
+    outcome = {}
+    def long_query():
+        try:
+            conn.execute("SELECT sum(x) FROM timeseries('2000-01-01', '2040-01-01')").fetchone()
+            outcome["query"] = "finished"
+        except psycopg.errors.QueryCanceled as e:
+            outcome["query"] = f"cancelled {e.sqlstate}"
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    while worker.is_alive():
+        time.sleep(0.5)
+        conn.cancel_safe()
+    worker.join()
+    print(f"cancel,{outcome['query']},{conn.execute('SELECT 7').fetchone()[0]}")
 "#;
     let location = data.join("timeseries-2days/").display().to_string();
     let out = Command::new("python3")
@@ -195,8 +292,27 @@ with psycopg.connect(f"host=127.0.0.1 port={port} user=rask dbname=rask", autoco
         &theirs[..],
         "query 2 through psycopg"
     );
-    assert_eq!(lines[theirs.len()], "answer,42");
-    assert_eq!(lines[theirs.len() + 1], "error,42P01");
+    let rest: Vec<&str> = lines[theirs.len()..].to_vec();
+    let values = "(1, 2, 1.5, 'hé', True, datetime.date(2000, 1, 2), \
+                  datetime.datetime(2000, 1, 1, 10, 0, 0, 250000), Decimal('12.34'), None)";
+    let params = "(Decimal('1.25'), datetime.date(2000, 1, 2), \
+                  datetime.datetime(2000, 1, 1, 10, 0), True, 'hé')";
+    assert_eq!(
+        rest,
+        [
+            "answer,42".to_string(),
+            "error,42P01".to_string(),
+            format!("binary=True,{values}"),
+            format!("binary=False,{values}"),
+            format!("params %s,{params}"),
+            format!("params %b,{params}"),
+            "typeinfo,1700".to_string(),
+            "in transaction,1,INTRANS".to_string(),
+            "after commit,IDLE".to_string(),
+            "cancel,cancelled 57014,7".to_string(),
+        ],
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -220,6 +336,18 @@ fn psql_runs_sql_on_a_cluster_of_processes() {
         out.lines().nth(1).is_some_and(|l| l.starts_with("Alice,")),
         "{out}"
     );
+    // Catalog queries and pg_catalog's functions run in the scheduler's session.
+    let (code, out, err) = psql(
+        &port,
+        &[
+            "CREATE TABLE mine AS SELECT 1 AS n",
+            "\\dt",
+            "SELECT current_database() AS db",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("public,mine,table,postgres\n"), "{out}");
+    assert!(out.ends_with("db\ndatafusion\n"), "{out}");
 }
 
 /// With a cluster token, the token is the password: without it, no session.
@@ -227,11 +355,11 @@ fn psql_runs_sql_on_a_cluster_of_processes() {
 fn a_cluster_token_is_the_password() {
     let root = repository_root();
     let (_server, port) = serve(&root, "1", &[("RASK_AUTH_TOKEN", "sesame")]);
-    let (code, _, err) = psql_with(&port, &["SELECT 1"], None);
+    let (code, _, err) = psql_with(&port, &["SELECT 1"], None, &["-q"]);
     assert_ne!(code, 0, "no password, no session");
     assert!(err.contains("password"), "{err}");
-    let (code, _, err) = psql_with(&port, &["SELECT 1"], Some("wrong"));
+    let (code, _, err) = psql_with(&port, &["SELECT 1"], Some("wrong"), &["-q"]);
     assert_ne!(code, 0, "{err}");
-    let (code, out, err) = psql_with(&port, &["SELECT 1 AS one"], Some("sesame"));
+    let (code, out, err) = psql_with(&port, &["SELECT 1 AS one"], Some("sesame"), &["-q"]);
     assert_eq!((code, out.as_str()), (0, "one\n1\n"), "{err}");
 }

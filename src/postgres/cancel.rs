@@ -1,0 +1,126 @@
+//! Cancel requests: a client (psql's Ctrl-C, psycopg's `cancel()`) opens a
+//! second connection and names the first by the process id and secret key it
+//! was given at startup.
+//!
+//! While a statement is being planned and run, pgwire itself stops it (its
+//! `ConnectionManager`). Rows are streamed out after that, so [`Cancels`] also
+//! tells the connection's [`Session`](super::Session), whose row stream
+//! ([`guard_rows`]) ends there with SQLSTATE `57014`. Either way the query's
+//! stream is dropped, which releases its tasks on the cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
+use pgwire::api::ConnectionManager;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::SecretKey;
+use tokio::sync::watch;
+
+/// A connection as cancel requests name it: its process id and secret key.
+pub type BackendKey = (i32, Bytes);
+
+/// The key of a connection given `pid` and `secret`.
+pub fn backend_key(pid: i32, secret: &SecretKey) -> BackendKey {
+    (pid, secret.to_bytes())
+}
+
+/// The server's connections, for cancel requests.
+pub struct Cancels {
+    /// pgwire's: stops a statement being planned or run.
+    pub manager: Arc<ConnectionManager>,
+    /// Ours: each streaming connection's signal, bumped by a cancel request.
+    streams: Mutex<HashMap<BackendKey, watch::Sender<u64>>>,
+}
+
+impl Cancels {
+    /// No connections yet.
+    pub fn new() -> Self {
+        Self {
+            manager: Arc::new(ConnectionManager::new()),
+            streams: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lets cancel requests for `key` reach `signal`.
+    pub fn register(&self, key: BackendKey, signal: watch::Sender<u64>) {
+        self.streams.lock().insert(key, signal);
+    }
+
+    /// Forgets the connection of `key`, which has closed.
+    pub fn forget(&self, key: &BackendKey) {
+        self.streams.lock().remove(key);
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Cancels {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        self.manager.cancel(request.pid, &request.secret_key).await;
+        let key = backend_key(request.pid, &request.secret_key);
+        if let Some(signal) = self.streams.lock().get(&key) {
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+/// `rows` until a cancel request bumps `signal` (none before now counts), then
+/// one error and the end.
+pub fn guard_rows<S, T>(
+    signal: &watch::Sender<u64>,
+    rows: S,
+) -> impl Stream<Item = PgWireResult<T>> + Send + use<S, T>
+where
+    S: Stream<Item = PgWireResult<T>> + Send + Unpin + 'static,
+    T: Send + 'static,
+{
+    let requests = signal.subscribe();
+    futures::stream::unfold((rows, Some(requests)), |(mut rows, requests)| async move {
+        let Some(mut requests) = requests else {
+            return None;
+        };
+        tokio::select! {
+            row = rows.next() => row.map(|row| (row, (rows, Some(requests)))),
+            changed = requests.changed() => match changed {
+                Ok(()) => Some((Err(cancelled()), (rows, None))),
+                // The session is gone: nothing can cancel any more.
+                Err(_) => rows.next().await.map(|row| (row, (rows, None))),
+            },
+        }
+    })
+}
+
+/// PostgreSQL's answer to a cancelled query.
+fn cancelled() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        "57014".to_string(),
+        "canceling statement due to user request".to_string(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancel_request_ends_the_rows_with_57014() {
+        let (signal, _) = watch::channel(0);
+        signal.send_modify(|n| *n += 1); // an earlier request: does not count
+        let rows = futures::stream::iter([Ok(1), Ok(2)]).chain(futures::stream::pending());
+        let mut guarded = Box::pin(guard_rows(&signal, rows));
+        assert_eq!(guarded.next().await.unwrap().unwrap(), 1);
+        assert_eq!(guarded.next().await.unwrap().unwrap(), 2);
+        signal.send_modify(|n| *n += 1);
+        match guarded.next().await {
+            Some(Err(PgWireError::UserError(info))) => assert_eq!(info.code, "57014"),
+            other => panic!("expected a cancel, got {other:?}"),
+        }
+        assert!(guarded.next().await.is_none());
+    }
+}

@@ -1,0 +1,164 @@
+//! What PostgreSQL clients ask of the catalog.
+//!
+//! psql's `\d` and `\dt`, JDBC's `DatabaseMetaData` and psycopg's type lookups
+//! query `pg_catalog` (`pg_class`, `pg_attribute`, `format_type(…)`, …) in
+//! PostgreSQL's own dialect (`OPERATOR(pg_catalog.~)`, `COLLATE
+//! pg_catalog.default`, `'t'::regclass`). Both halves come from the
+//! `datafusion-pg-catalog` crate: [`install`] adds the `pg_catalog` schema,
+//! built from the session's own tables each time it is read, and its functions;
+//! [`Dialect::rewrite`] turns such a query into one DataFusion plans.
+//!
+//! A statement runs as written first; only one DataFusion refuses is rewritten
+//! ([`Dialect::plan`]), so user queries keep their exact meaning and their
+//! error positions.
+
+use std::future::Future;
+use std::ops::ControlFlow;
+
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::{Error, Result};
+
+/// Adds `pg_catalog` (tables and functions) to `ctx`, under its default catalog.
+pub fn install(ctx: &SessionContext) -> Result<()> {
+    let catalog = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
+    setup_pg_catalog(ctx, &catalog, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))
+}
+
+/// PostgreSQL's dialect, as far as clients' catalog queries use it.
+#[derive(Debug, Default)]
+pub struct Dialect {
+    parser: PostgresCompatibilityParser,
+}
+
+impl Dialect {
+    /// `sql` rewritten into SQL DataFusion plans; `None` when it does not
+    /// parse as PostgreSQL or is not one statement, or nothing changed.
+    pub fn rewrite(&self, sql: &str) -> Option<String> {
+        let mut statements = self.parser.parse(sql).ok()?;
+        let [statement] = statements.as_mut_slice() else {
+            return None;
+        };
+        let _ = statement.visit(&mut ToRegtype);
+        let rewritten = statement.to_string();
+        (rewritten != sql.trim()).then_some(rewritten)
+    }
+
+    /// Plans `sql` with `plan`; when that fails and the rewritten statement
+    /// plans, that plan. Otherwise the first error, which points into `sql`.
+    pub async fn plan<T, F, Fut>(&self, sql: &str, plan: F) -> Result<T>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let error = match plan(sql.to_string()).await {
+            Ok(planned) => return Ok(planned),
+            Err(error) => error,
+        };
+        let Some(rewritten) = self.rewrite(sql) else {
+            return Err(error);
+        };
+        match plan(rewritten.clone()).await {
+            Ok(planned) => {
+                tracing::debug!(%rewritten, "postgres: planned in PostgreSQL's dialect");
+                Ok(planned)
+            }
+            Err(second) => {
+                tracing::debug!(%rewritten, "postgres: not planned in PostgreSQL's dialect either: {second}");
+                Err(error)
+            }
+        }
+    }
+}
+
+/// `to_regtype(name)` (psycopg's `TypeInfo.fetch`) as the oid of the type of
+/// that name in `pg_type`.
+struct ToRegtype;
+
+impl VisitorMut for ToRegtype {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Function(function) = expr
+            && function
+                .name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .is_some_and(|name| name.value.eq_ignore_ascii_case("to_regtype"))
+            && let FunctionArguments::List(list) = &function.args
+            && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(name))] = list.args.as_slice()
+        {
+            let lookup = format!("(SELECT oid FROM pg_catalog.pg_type WHERE typname = {name})");
+            if let Ok(lookup) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&lookup)
+                .and_then(|mut parser| parser.parse_expr())
+            {
+                *expr = lookup;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psql_operators_and_collations_are_rewritten() {
+        let dialect = Dialect::default();
+        let sql = "SELECT c.relname FROM pg_catalog.pg_class c \
+                   WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default";
+        let rewritten = dialect.rewrite(sql).unwrap();
+        assert!(!rewritten.contains("OPERATOR"), "{rewritten}");
+        assert!(!rewritten.contains("COLLATE"), "{rewritten}");
+        assert_eq!(dialect.rewrite("SELECT 1"), None);
+        let lookup = dialect
+            .rewrite("SELECT oid FROM pg_type t WHERE t.oid = to_regtype($1)")
+            .unwrap();
+        assert!(lookup.contains("WHERE typname = $1"), "{lookup}");
+        assert_eq!(dialect.rewrite("SELECT (("), None);
+    }
+
+    #[tokio::test]
+    async fn the_catalog_lists_the_sessions_tables() {
+        let ctx = SessionContext::new();
+        install(&ctx).unwrap();
+        ctx.sql("CREATE TABLE people AS VALUES (1, 'Alice')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let dialect = Dialect::default();
+        let sql = "SELECT c.relname FROM pg_catalog.pg_class c \
+                   WHERE c.relname OPERATOR(pg_catalog.~) '^(people)$' COLLATE pg_catalog.default";
+        let frame = dialect
+            .plan(sql, |sql| {
+                let ctx = ctx.clone();
+                async move { Ok(ctx.sql(&sql).await?) }
+            })
+            .await
+            .unwrap();
+        let batches = frame.collect().await.unwrap();
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(shown.contains("people"), "{shown}");
+    }
+}

@@ -1,0 +1,213 @@
+//! Statements about the session rather than the data, which drivers send
+//! whatever the query: psycopg's `BEGIN` before its first statement (unless in
+//! autocommit), JDBC's `SET extra_float_digits = 3`, BI tools' `SHOW
+//! transaction isolation level`.
+//!
+//! rask has no transactions: each statement takes effect when it runs, so
+//! `BEGIN`, `COMMIT` and `ROLLBACK` are answered and change nothing else.
+//! PostgreSQL's own settings are kept per session and shown back; DataFusion's
+//! (`datafusion.*`) and anything else go to DataFusion as before.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use parking_lot::Mutex;
+use pgwire::api::Type;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::error::PgWireResult;
+
+/// A statement about the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionStatement {
+    /// `BEGIN`, `START TRANSACTION`.
+    Begin,
+    /// `COMMIT`, `END`.
+    Commit,
+    /// `ROLLBACK`, `ABORT`.
+    Rollback,
+    /// `SET name = value` (or `TO`), for a setting of PostgreSQL's.
+    Set { name: String, value: String },
+    /// `SHOW name`, for a setting of PostgreSQL's.
+    Show { name: String },
+}
+
+impl SessionStatement {
+    /// `sql` as a statement about the session; `None` for anything else,
+    /// DataFusion's own settings included.
+    pub fn parse(sql: &str) -> Option<Self> {
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+        let [statement] = statements.as_slice() else {
+            return None;
+        };
+        let ours = |name: String| (!name.starts_with("datafusion.")).then_some(name);
+        match statement {
+            Statement::StartTransaction { .. } => Some(Self::Begin),
+            Statement::Commit { .. } => Some(Self::Commit),
+            Statement::Rollback { .. } => Some(Self::Rollback),
+            Statement::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) => {
+                let name = ours(variable.to_string().to_ascii_lowercase())?;
+                let value = values
+                    .iter()
+                    .map(|v| v.to_string().trim_matches('\'').to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Some(Self::Set { name, value })
+            }
+            Statement::Set(Set::SetTimeZone { value, .. }) => Some(Self::Set {
+                name: "timezone".to_string(),
+                value: value.to_string().trim_matches('\'').to_string(),
+            }),
+            Statement::ShowVariable { variable } => {
+                let words: Vec<String> = variable
+                    .iter()
+                    .map(|w| w.value.to_ascii_lowercase())
+                    .collect();
+                let name = match words.join(" ").as_str() {
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    "time zone" => "timezone".to_string(),
+                    other => other.replace(' ', "_"),
+                };
+                ours(name).map(|name| Self::Show { name })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One session's PostgreSQL settings.
+#[derive(Debug)]
+pub struct Settings(Mutex<BTreeMap<String, String>>);
+
+impl Settings {
+    /// PostgreSQL's defaults, and the parameters the server announced at
+    /// startup (`server_version`, `DateStyle`, …).
+    pub fn new(announced: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut values: BTreeMap<String, String> = [
+            ("transaction_isolation", "read committed"),
+            ("extra_float_digits", "1"),
+            ("statement_timeout", "0"),
+            ("max_identifier_length", "63"),
+            ("standard_conforming_strings", "on"),
+            ("client_min_messages", "notice"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (name, value) in announced {
+            values.insert(name.to_ascii_lowercase(), value);
+        }
+        Self(Mutex::new(values))
+    }
+
+    /// Carries out `statement`; its response.
+    pub fn run(&self, statement: SessionStatement) -> PgWireResult<Response> {
+        Ok(match statement {
+            SessionStatement::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+            SessionStatement::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+            SessionStatement::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+            SessionStatement::Set { name, value } => {
+                self.0.lock().insert(name, value);
+                Response::Execution(Tag::new("SET"))
+            }
+            SessionStatement::Show { name } => {
+                let value = self.0.lock().get(&name).cloned();
+                let value = value.ok_or_else(|| {
+                    pgwire::error::PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+                        "ERROR".to_string(),
+                        "42704".to_string(), // undefined_object
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )))
+                })?;
+                let fields = Arc::new(vec![FieldInfo::new(
+                    name,
+                    None,
+                    None,
+                    Type::TEXT,
+                    FieldFormat::Text,
+                )]);
+                let mut row = DataRowEncoder::new(Arc::clone(&fields));
+                row.encode_field(&value)?;
+                let rows = futures::stream::iter([Ok(row.take_row())]);
+                Response::Query(QueryResponse::new(fields, rows))
+            }
+        })
+    }
+
+    /// The row description of `SHOW name`.
+    pub fn described(name: &str) -> Vec<FieldInfo> {
+        vec![FieldInfo::new(
+            name.to_string(),
+            None,
+            None,
+            Type::TEXT,
+            FieldFormat::Text,
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_statements_are_recognised() {
+        use SessionStatement::*;
+        assert_eq!(SessionStatement::parse("BEGIN"), Some(Begin));
+        assert_eq!(SessionStatement::parse("start transaction"), Some(Begin));
+        assert_eq!(SessionStatement::parse("COMMIT"), Some(Commit));
+        assert_eq!(SessionStatement::parse("ROLLBACK"), Some(Rollback));
+        assert_eq!(
+            SessionStatement::parse("SET extra_float_digits = 3"),
+            Some(Set {
+                name: "extra_float_digits".into(),
+                value: "3".into()
+            })
+        );
+        assert_eq!(
+            SessionStatement::parse("SET application_name TO 'psql'"),
+            Some(Set {
+                name: "application_name".into(),
+                value: "psql".into()
+            })
+        );
+        assert_eq!(
+            SessionStatement::parse("SHOW TRANSACTION ISOLATION LEVEL"),
+            Some(Show {
+                name: "transaction_isolation".into()
+            })
+        );
+        assert_eq!(
+            SessionStatement::parse("SET datafusion.execution.batch_size = 10"),
+            None
+        );
+        assert_eq!(SessionStatement::parse("SELECT 1"), None);
+    }
+
+    #[test]
+    fn settings_are_kept_and_shown() {
+        let settings = Settings::new([("DateStyle".to_string(), "ISO, MDY".to_string())]);
+        let set = SessionStatement::Set {
+            name: "extra_float_digits".into(),
+            value: "3".into(),
+        };
+        assert!(matches!(settings.run(set), Ok(Response::Execution(_))));
+        assert_eq!(
+            settings
+                .0
+                .lock()
+                .get("extra_float_digits")
+                .map(String::as_str),
+            Some("3")
+        );
+        assert!(settings.0.lock().contains_key("datestyle"));
+        let unknown = SessionStatement::Show {
+            name: "no_such_thing".into(),
+        };
+        assert!(settings.run(unknown).is_err());
+    }
+}
