@@ -79,17 +79,24 @@ where
     S: Stream<Item = PgWireResult<T>> + Send + Unpin + 'static,
     T: Send + 'static,
 {
-    let requests = signal.subscribe();
-    futures::stream::unfold((rows, Some(requests)), |(mut rows, requests)| async move {
-        let Some(mut requests) = requests else {
-            return None;
-        };
-        tokio::select! {
-            row = rows.next() => row.map(|row| (row, (rows, Some(requests)))),
-            changed = requests.changed() => match changed {
-                Ok(()) => Some((Err(cancelled()), (rows, None))),
-                // The session is gone: nothing can cancel any more.
-                Err(_) => rows.next().await.map(|row| (row, (rows, None))),
+    /// Where the guarded stream stands.
+    enum Guard {
+        Watching(watch::Receiver<u64>),
+        /// The session is gone: nothing can cancel any more.
+        Unwatched,
+        Cancelled,
+    }
+    let start = Guard::Watching(signal.subscribe());
+    futures::stream::unfold((rows, start), |(mut rows, guard)| async move {
+        match guard {
+            Guard::Cancelled => None,
+            Guard::Unwatched => rows.next().await.map(|row| (row, (rows, Guard::Unwatched))),
+            Guard::Watching(mut requests) => tokio::select! {
+                row = rows.next() => row.map(|row| (row, (rows, Guard::Watching(requests)))),
+                changed = requests.changed() => match changed {
+                    Ok(()) => Some((Err(cancelled()), (rows, Guard::Cancelled))),
+                    Err(_) => rows.next().await.map(|row| (row, (rows, Guard::Unwatched))),
+                },
             },
         }
     })
