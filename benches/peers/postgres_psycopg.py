@@ -10,21 +10,11 @@ Prints `<step> <median ms> <min ms> <max ms>` for:
 Each after one warm-up.
 """
 
-import statistics
 import sys
-import time
 
 import psycopg
 
-
-def timed(runs, step):
-    step()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times), min(times), max(times)
+from timing import timed
 
 
 def main():

@@ -10,19 +10,9 @@ packages that are installed.
 """
 
 import os
-import statistics
 import sys
-import time
 
-
-def timed(runs, step):
-    step()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times), min(times), max(times)
+from timing import timed
 
 
 def main():

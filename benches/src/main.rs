@@ -236,6 +236,17 @@ async fn datafusion_sql(sql: &str, threads: usize) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
+/// Both sides in this process: a `rask::Client` on a local cluster of one
+/// worker with `threads` threads, and [`bare_datafusion`].
+fn in_process_sides(threads: usize) -> rask::Result<(rask::Client, SessionContext)> {
+    let client = rask::Client::with_config(rask::Config {
+        workers: 1,
+        threads,
+        ..rask::Config::default()
+    })?;
+    Ok((client, bare_datafusion(threads)))
+}
+
 /// A plain DataFusion session with `threads` partitions; `timeseries()` is
 /// registered so the same SQL runs on both sides (no scheduler, no stages).
 fn bare_datafusion(threads: usize) -> SessionContext {
@@ -268,22 +279,7 @@ async fn walkthrough(
         ("a Parquet month", groupby.as_str()),
         ("timeseries()", generated),
     ] {
-        let ours = (
-            rask_bin.clone(),
-            args(&[
-                "--threads",
-                &threads_arg,
-                "query",
-                "--format",
-                "csv",
-                "-c",
-                sql,
-            ]),
-        );
-        let theirs = (
-            me.clone(),
-            args(&["datafusion-sql", "--threads", &threads_arg, "-c", sql]),
-        );
+        let (ours, theirs) = whole_processes(&rask_bin, &me, &threads_arg, sql);
         let ((r, r_peak), (d, d_peak)) = compare(runs, &ours, &theirs)?;
         let measurement = format!("groupby over {what}, whole process");
         print_pair(&measurement, ("rask", &r), ("DataFusion", &d));
@@ -300,12 +296,7 @@ async fn walkthrough(
         );
     }
 
-    let client = rask::Client::with_config(rask::Config {
-        workers: 1,
-        threads,
-        ..rask::Config::default()
-    })?;
-    let ctx = bare_datafusion(threads);
+    let (client, ctx) = in_process_sides(threads)?;
     let queries = [
         ("Parquet month", groupby.as_str(), "groupby_parquet"),
         ("timeseries()", generated, "groupby"),
@@ -658,6 +649,20 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
+/// A program and its arguments.
+type Invocation = (PathBuf, Vec<String>);
+
+/// `sql` run by a whole process on each side, CSV out: `rask query` (the
+/// binary `rask`) and bare DataFusion (`me datafusion-sql`), on `threads`.
+fn whole_processes(rask: &Path, me: &Path, threads: &str, sql: &str) -> (Invocation, Invocation) {
+    let query = ["--threads", threads, "query", "--format", "csv", "-c", sql];
+    let datafusion = ["datafusion-sql", "--threads", threads, "-c", sql];
+    (
+        (rask.to_path_buf(), args(&query)),
+        (me.to_path_buf(), args(&datafusion)),
+    )
+}
+
 /// Wall-clock times of a command's runs, and the largest peak memory of one.
 type Timed = (Vec<Duration>, u64);
 
@@ -665,8 +670,8 @@ type Timed = (Vec<Duration>, u64);
 /// times and peak memory.
 fn compare(
     runs: usize,
-    ours: &(PathBuf, Vec<String>),
-    theirs: &(PathBuf, Vec<String>),
+    ours: &Invocation,
+    theirs: &Invocation,
 ) -> Result<(Timed, Timed), Box<dyn std::error::Error>> {
     // One warm-up each: page cache, binary loading.
     run_once(ours)?;
@@ -684,9 +689,7 @@ fn compare(
 
 /// Runs a command to its end; its wall-clock time and peak memory (its
 /// high-water mark, read every millisecond while it runs).
-fn run_once(
-    (program, args): &(PathBuf, Vec<String>),
-) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
+fn run_once((program, args): &Invocation) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)

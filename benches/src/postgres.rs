@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::report::Report;
-use super::{Stats, alternate, args, bare_datafusion, compare, print_pair, run_once, sibling};
+use super::{Stats, alternate, args, compare, print_pair, run_once, sibling};
 
 /// The suite's settings.
 pub struct Options {
@@ -77,22 +77,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     let threads_arg = threads.to_string();
 
     for (what, sql) in QUERIES {
-        let query = (
-            rask.clone(),
-            args(&[
-                "--threads",
-                &threads_arg,
-                "query",
-                "--format",
-                "csv",
-                "-c",
-                sql,
-            ]),
-        );
-        let datafusion = (
-            me.clone(),
-            args(&["datafusion-sql", "--threads", &threads_arg, "-c", sql]),
-        );
+        let (query, datafusion) = super::whole_processes(&rask, &me, &threads_arg, sql);
         let psql = (
             PathBuf::from("psql"),
             args(&[
@@ -127,12 +112,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
         row.ratio_to_datafusion = Some(row.median_ms / theirs);
     }
 
-    let client = rask::Client::with_config(rask::Config {
-        workers: 1,
-        threads,
-        ..rask::Config::default()
-    })?;
-    let ctx = bare_datafusion(threads);
+    let (client, ctx) = super::in_process_sides(threads)?;
     let mut in_process = Vec::new();
     for (what, sql) in QUERIES {
         let (r, d) = alternate(runs, &client, &ctx, sql).await?;

@@ -4,8 +4,8 @@
 //!
 //! While a statement is being planned and run, pgwire itself stops it (its
 //! `ConnectionManager`). Rows are streamed out after that, so [`Cancels`] also
-//! tells the connection's [`Session`](super::Session), whose row stream
-//! ([`guard_rows`]) ends there with SQLSTATE `57014`. Either way the query's
+//! tells the connection's [`Session`](super::Session), whose stream of result
+//! batches ([`guard`]) ends there with SQLSTATE `57014`. Either way the query's
 //! stream is dropped, which releases its tasks on the cluster.
 
 use std::collections::HashMap;
@@ -69,9 +69,9 @@ impl CancelHandler for Cancels {
     }
 }
 
-/// `rows` until a cancel request bumps `signal` (none before now counts), then
-/// one error and the end.
-pub fn guard_rows<S, T>(
+/// `items` until a cancel request bumps `signal` (none before now counts),
+/// then one error and the end.
+pub fn guard<S, T>(
     signal: &watch::Sender<u64>,
     rows: S,
 ) -> impl Stream<Item = PgWireResult<T>> + Send + use<S, T>
@@ -120,7 +120,7 @@ mod tests {
         let (signal, _) = watch::channel(0);
         signal.send_modify(|n| *n += 1); // an earlier request: does not count
         let rows = futures::stream::iter([Ok(1), Ok(2)]).chain(futures::stream::pending());
-        let mut guarded = Box::pin(guard_rows(&signal, rows));
+        let mut guarded = Box::pin(guard(&signal, rows));
         assert_eq!(guarded.next().await.unwrap().unwrap(), 1);
         assert_eq!(guarded.next().await.unwrap().unwrap(), 2);
         signal.send_modify(|n| *n += 1);

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
@@ -18,7 +17,7 @@ use pgwire::error::PgWireResult;
 
 use super::catalog::Dialect;
 use super::settings::{SessionStatement, Settings};
-use super::{Session, types};
+use super::{Opened, Session, types};
 use crate::Error;
 use crate::planner::Location;
 
@@ -44,7 +43,7 @@ impl Planned {
 
 /// Plans statements in a session's context.
 pub struct Planner {
-    pub(super) context: SessionContext,
+    pub(super) opened: Arc<Opened>,
     pub(super) dialect: Arc<Dialect>,
 }
 
@@ -64,10 +63,11 @@ impl QueryParser for Planner {
         if let Some(statement) = SessionStatement::parse(sql) {
             return Ok(Some(Planned::Session(statement)));
         }
+        let context = self.opened.client().await?.session();
         let planned = self
             .dialect
             .plan(sql, |sql| async move {
-                let state = self.context.state();
+                let state = context.state();
                 let plan = crate::error::catch_panics(state.create_logical_plan(&sql)).await??;
                 Ok(Planned::Plan { sql, plan })
             })
@@ -144,7 +144,7 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
             .clone()
             .with_param_values(parameters)
             .map_err(Error::from)?;
-        let context = &self.planner.context;
+        let context = self.opened.client().await?.session();
         let frame = crate::error::catch_panics(context.execute_logical_plan(plan))
             .await?
             .map_err(Error::from)?;

@@ -23,8 +23,10 @@ use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use futures::Sink;
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Sink, StreamExt};
 use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::{
@@ -77,22 +79,16 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
         let dialect = Arc::clone(&dialect);
         let cancels = Arc::clone(&cancels);
         tokio::spawn(async move {
-            let client = match open().await.and_then(|client| {
-                catalog::install(client.session())?;
-                Ok(client)
-            }) {
-                Ok(client) => client,
-                Err(e) => {
-                    tracing::error!(%peer, "postgres: cannot open a session: {e}");
-                    return;
-                }
-            };
+            let opened = Arc::new(Opened {
+                open,
+                client: tokio::sync::OnceCell::new(),
+            });
             let planner = Arc::new(extended::Planner {
-                context: client.session().clone(),
+                opened: Arc::clone(&opened),
                 dialect: Arc::clone(&dialect),
             });
             let session = Arc::new(Session {
-                client,
+                opened,
                 planner,
                 dialect,
                 cancels: Arc::clone(&cancels),
@@ -123,9 +119,36 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
     }
 }
 
+/// The client a connection runs its SQL on, opened (with `pg_catalog` in its
+/// session) at its first statement: a cancel request, or a client that never
+/// gets in, opens none.
+struct Opened {
+    open: OpenSession,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+impl Opened {
+    /// The connection's client, opened now if it is not yet.
+    async fn client(&self) -> PgWireResult<&Client> {
+        let opened = self
+            .client
+            .get_or_try_init(|| async {
+                let client = (self.open)().await?;
+                catalog::install(client.session())?;
+                Ok::<_, Error>(client)
+            })
+            .await;
+        opened.map_err(|e| {
+            tracing::error!("postgres: cannot open a session: {e}");
+            PgWireError::from(e)
+        })
+    }
+}
+
 /// One connection's SQL session.
 struct Session {
-    client: Client,
+    /// Its client, once opened.
+    opened: Arc<Opened>,
     /// Plans the extended protocol's statements in the client's session.
     planner: Arc<extended::Planner>,
     /// Rewrites the catalog queries DataFusion cannot plan as written.
@@ -219,6 +242,7 @@ impl SimpleQueryHandler for Session {
         let statements = crate::planner::split_statements(query)
             .map_err(|e| error_at(&e, query, Location::START))?;
         let settings = self.started(client);
+        let rask = self.opened.client().await?;
         let last = statements.len().saturating_sub(1);
         let mut responses = Vec::with_capacity(statements.len());
         for (i, statement) in statements.iter().enumerate() {
@@ -229,7 +253,7 @@ impl SimpleQueryHandler for Session {
             }
             let planned = self
                 .dialect
-                .plan(sql, |sql| async move { self.client.sql(&sql).await })
+                .plan(sql, |sql| async move { rask.sql(&sql).await })
                 .await
                 .map_err(|e| error_at(&e, query, statement.start));
             // The last statement streams its rows; earlier ones run to the end
@@ -281,24 +305,28 @@ impl Session {
         stream: bool,
     ) -> PgWireResult<Response> {
         let schema = frame.schema();
+        if let Some(command) = counted_command(frame.logical_plan()) {
+            // PostgreSQL reports the rows written in the tag, with no rows.
+            let batches = frame.collect().await?;
+            return Ok(Response::Execution(command.tag(written(&batches))));
+        }
         if schema.fields().is_empty() {
             frame.collect().await?;
             return Ok(Response::Execution(Tag::new(&command_tag(sql))));
         }
         let fields = Arc::new(types::fields(&schema, format)?);
-        let batches = if stream {
-            frame.stream().await?
+        let batches: BoxStream<'static, PgWireResult<RecordBatch>> = if stream {
+            let batches = frame.stream().await?;
+            batches
+                .map(|b| b.map_err(|e| Error::from(e).into()))
+                .boxed()
         } else {
             let batches = frame.collect().await?;
-            let gathered = futures::stream::iter(batches.into_iter().map(Ok));
-            Box::pin(
-                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    Arc::clone(&schema),
-                    gathered,
-                ),
-            )
+            futures::stream::iter(batches.into_iter().map(Ok)).boxed()
         };
-        let rows = cancel::guard_rows(&self.cancel, types::rows(batches, Arc::clone(&fields)));
+        // A cancel request is looked for between batches, not between rows.
+        let batches = cancel::guard(&self.cancel, batches);
+        let rows = types::rows(batches, Arc::clone(&fields));
         Ok(Response::Query(QueryResponse::new(fields, rows)))
     }
 }
@@ -315,6 +343,53 @@ fn command_tag(sql: &str) -> String {
         Some(word) => word.to_string(),
         None => "OK".to_string(),
     }
+}
+
+/// A statement whose rows are a count of those it wrote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Counted {
+    Insert,
+    Update,
+    Delete,
+    Copy,
+}
+
+impl Counted {
+    /// The tag of this statement having written `rows`: `INSERT 0 3`, `COPY 3`, …
+    fn tag(self, rows: usize) -> Tag {
+        match self {
+            Counted::Insert => Tag::new("INSERT").with_oid(0).with_rows(rows),
+            Counted::Update => Tag::new("UPDATE").with_rows(rows),
+            Counted::Delete => Tag::new("DELETE").with_rows(rows),
+            Counted::Copy => Tag::new("COPY").with_rows(rows),
+        }
+    }
+}
+
+/// What `plan` writes, when it answers with a count of rows written.
+fn counted_command(plan: &datafusion::logical_expr::LogicalPlan) -> Option<Counted> {
+    use datafusion::logical_expr::{LogicalPlan, WriteOp};
+    match plan {
+        LogicalPlan::Dml(dml) => match dml.op {
+            WriteOp::Insert(_) => Some(Counted::Insert),
+            WriteOp::Update => Some(Counted::Update),
+            WriteOp::Delete => Some(Counted::Delete),
+            _ => None,
+        },
+        LogicalPlan::Copy(_) => Some(Counted::Copy),
+        _ => None,
+    }
+}
+
+/// The count in a write's answer: the sum of its `count` column.
+fn written(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> usize {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    batches
+        .iter()
+        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+        .flat_map(|counts| counts.iter().flatten())
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .sum()
 }
 
 /// `error`, raised by the statement that starts at `start` in `query`, as
@@ -367,6 +442,23 @@ mod tests {
         assert_eq!(command_tag("create table t as select 1"), "CREATE TABLE");
         assert_eq!(command_tag("  insert into t values (1)"), "INSERT");
         assert_eq!(command_tag(""), "OK");
+    }
+
+    #[test]
+    fn writes_are_tagged_with_their_count() {
+        use datafusion::arrow::array::UInt64Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "count",
+            DataType::UInt64,
+            false,
+        )]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![2, 1]))]).unwrap();
+        assert_eq!(written(&[batch]), 3);
+        let tag = pgwire::messages::response::CommandComplete::from(Counted::Insert.tag(3));
+        assert_eq!(tag.tag, "INSERT 0 3");
     }
 
     #[test]

@@ -6,15 +6,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::FieldInfo;
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
-
-use crate::Error;
 
 /// The PostgreSQL type a value of `data_type` is sent as; `unknown` for a type
 /// PostgreSQL has no match for.
@@ -28,15 +26,18 @@ pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
 }
 
 /// The rows of `batches`, encoded as `fields` describe them.
-pub fn rows(
-    batches: SendableRecordBatchStream,
+pub fn rows<S>(
+    batches: S,
     fields: Arc<Vec<FieldInfo>>,
-) -> impl Stream<Item = PgWireResult<DataRow>> + Send + Unpin + use<> {
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + use<S>
+where
+    S: Stream<Item = PgWireResult<RecordBatch>> + Send,
+{
     batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(batch) => arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch),
-                Err(e) => Box::new(std::iter::once(Err(PgWireError::from(Error::from(e))))),
+                Err(e) => Box::new(std::iter::once(Err(e))),
             };
             futures::stream::iter(rows)
         })
@@ -46,10 +47,9 @@ pub fn rows(
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{
-        Float64Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+        Float64Array, Int64Array, StringArray, TimestampNanosecondArray,
     };
     use datafusion::arrow::datatypes::{Field, TimeUnit};
-    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
     use pgwire::api::results::FieldFormat;
 
     use super::*;
@@ -84,10 +84,7 @@ mod tests {
         );
         assert!(fields.iter().all(|f| f.format() == FieldFormat::Text));
 
-        let batches = Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&schema),
-            futures::stream::iter([Ok(batch)]),
-        ));
+        let batches = futures::stream::iter([Ok(batch)]);
         let rows: Vec<DataRow> = rows(batches, fields)
             .map(|row| row.unwrap())
             .collect()

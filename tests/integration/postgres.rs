@@ -254,6 +254,8 @@ with psycopg.connect(url, autocommit=True) as conn:
 with psycopg.connect(url) as conn:
     conn.execute("CREATE TABLE t AS SELECT 1 AS one")
     print(f"in transaction,{conn.execute('SELECT one FROM t').fetchone()[0]},{conn.info.transaction_status.name}")
+    cur = conn.execute("INSERT INTO t VALUES (2), (3)")
+    print(f"insert,{cur.statusmessage},{cur.rowcount}")
     conn.commit()
     print(f"after commit,{conn.info.transaction_status.name}")
 
@@ -308,6 +310,7 @@ with psycopg.connect(url, autocommit=True) as conn:
             format!("params %b,{params}"),
             "typeinfo,1700".to_string(),
             "in transaction,1,INTRANS".to_string(),
+            "insert,INSERT 0 2,2".to_string(),
             "after commit,IDLE".to_string(),
             "cancel,cancelled 57014,7".to_string(),
         ],
