@@ -8,9 +8,10 @@
 //! built from the session's own tables each time it is read, and its functions;
 //! [`Dialect::rewrite`] turns such a query into one DataFusion plans.
 //!
-//! A statement runs as written first; only one DataFusion refuses is rewritten
-//! ([`Dialect::plan`]), so user queries keep their exact meaning and their
-//! error positions.
+//! A statement that names the catalog (`pg_class`, `'t'::regclass`) is
+//! planned rewritten; any other runs as written, and is rewritten only when
+//! DataFusion refuses it ([`Dialect::plan`]), so user queries keep their exact
+//! meaning and their error positions.
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -21,6 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -58,13 +60,27 @@ impl Dialect {
         (rewritten != sql.trim()).then_some(rewritten)
     }
 
-    /// Plans `sql` with `plan`; when that fails and the rewritten statement
-    /// plans, that plan. Otherwise the first error, which points into `sql`.
+    /// Plans `sql` with `plan`. A statement that names `pg_catalog`'s objects
+    /// (a `pg_` name, a `reg*` type) is planned rewritten first; any other as
+    /// written first, and rewritten only when DataFusion refuses it. The error,
+    /// when neither plans, is the one of `sql` as written, which points into it.
     pub async fn plan<T, F, Fut>(&self, sql: &str, plan: F) -> Result<T>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        if names_the_catalog(sql)
+            && let Some(rewritten) = self.rewrite(sql)
+        {
+            match plan(rewritten.clone()).await {
+                Ok(planned) => {
+                    tracing::debug!(%rewritten, "postgres: planned in PostgreSQL's dialect");
+                    return Ok(planned);
+                }
+                Err(e) => tracing::debug!(%rewritten, "postgres: not planned rewritten: {e}"),
+            }
+            return plan(sql.to_string()).await;
+        }
         let error = match plan(sql.to_string()).await {
             Ok(planned) => return Ok(planned),
             Err(error) => error,
@@ -78,11 +94,36 @@ impl Dialect {
                 Ok(planned)
             }
             Err(second) => {
-                tracing::debug!(%rewritten, "postgres: not planned in PostgreSQL's dialect either: {second}");
+                tracing::debug!(%rewritten, "postgres: not planned rewritten either: {second}");
                 Err(error)
             }
         }
     }
+}
+
+/// Whether `sql` names `pg_catalog`'s tables, functions or `reg*` types, whose
+/// meaning only the rewrite gets right (`'t'::regclass` plans as written, as a
+/// cast of a name to an integer, and fails when it runs).
+fn names_the_catalog(sql: &str) -> bool {
+    const REG_TYPES: [&str; 7] = [
+        "regclass",
+        "regtype",
+        "regproc",
+        "regprocedure",
+        "regnamespace",
+        "regrole",
+        "regoper",
+    ];
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        return false;
+    };
+    tokens.iter().any(|token| match token {
+        Token::Word(word) => {
+            let name = word.value.to_ascii_lowercase();
+            name.starts_with("pg_") || REG_TYPES.contains(&name.as_str())
+        }
+        _ => false,
+    })
 }
 
 /// `to_regtype(name)` (psycopg's `TypeInfo.fetch`) as the oid of the type of
@@ -128,6 +169,9 @@ mod tests {
         assert!(!rewritten.contains("OPERATOR"), "{rewritten}");
         assert!(!rewritten.contains("COLLATE"), "{rewritten}");
         assert_eq!(dialect.rewrite("SELECT 1"), None);
+        assert!(names_the_catalog("SELECT 'people'::regclass::oid"));
+        assert!(names_the_catalog("SELECT relname FROM PG_CLASS"));
+        assert!(!names_the_catalog("SELECT 'pg_class' AS name FROM t"));
         let lookup = dialect
             .rewrite("SELECT oid FROM pg_type t WHERE t.oid = to_regtype($1)")
             .unwrap();

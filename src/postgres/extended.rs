@@ -53,7 +53,7 @@ impl QueryParser for Planner {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Planned>>
@@ -63,7 +63,7 @@ impl QueryParser for Planner {
         if let Some(statement) = SessionStatement::parse(sql) {
             return Ok(Some(Planned::Session(statement)));
         }
-        let context = self.opened.client().await?.session();
+        let context = self.opened.client(client).await?.session();
         let planned = self
             .dialect
             .plan(sql, |sql| async move {
@@ -144,7 +144,7 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
             .clone()
             .with_param_values(parameters)
             .map_err(Error::from)?;
-        let context = self.opened.client().await?.session();
+        let context = self.opened.client(client).await?.session();
         let frame = crate::error::catch_panics(context.execute_logical_plan(plan))
             .await?
             .map_err(Error::from)?;

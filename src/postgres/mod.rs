@@ -82,6 +82,7 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
             let opened = Arc::new(Opened {
                 open,
                 client: tokio::sync::OnceCell::new(),
+                settings: OnceLock::new(),
             });
             let planner = Arc::new(extended::Planner {
                 opened: Arc::clone(&opened),
@@ -93,7 +94,6 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
                 dialect,
                 cancels: Arc::clone(&cancels),
                 key: OnceLock::new(),
-                settings: OnceLock::new(),
                 cancel: watch::Sender::new(0),
             });
             let door = Arc::new(match token {
@@ -125,16 +125,31 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
 struct Opened {
     open: OpenSession,
     client: tokio::sync::OnceCell<Client>,
+    /// Its PostgreSQL settings, from the parameters announced at startup.
+    settings: OnceLock<Arc<Settings>>,
 }
 
 impl Opened {
-    /// The connection's client, opened now if it is not yet.
-    async fn client(&self) -> PgWireResult<&Client> {
+    /// The connection's settings (`info` is the started connection's).
+    fn settings<C: ClientInfo>(&self, info: &C) -> &Arc<Settings> {
+        self.settings.get_or_init(|| {
+            let announced = DefaultServerParameterProvider::default().server_parameters(info);
+            Arc::new(Settings::new(announced.unwrap_or_default()))
+        })
+    }
+
+    /// The connection's client, opened now if it is not yet, with
+    /// `pg_catalog` and `current_setting(name)` in its session.
+    async fn client<C: ClientInfo>(&self, info: &C) -> PgWireResult<&Client> {
+        let settings = Arc::clone(self.settings(info));
         let opened = self
             .client
             .get_or_try_init(|| async {
                 let client = (self.open)().await?;
                 catalog::install(client.session())?;
+                client
+                    .session()
+                    .register_udf(settings::current_setting(settings));
                 Ok::<_, Error>(client)
             })
             .await;
@@ -157,8 +172,6 @@ struct Session {
     cancels: Arc<Cancels>,
     /// How cancel requests name this connection, known once it has started.
     key: OnceLock<BackendKey>,
-    /// Its PostgreSQL settings, from the parameters announced at startup.
-    settings: OnceLock<Settings>,
     /// Bumped by a cancel request for this connection.
     cancel: watch::Sender<u64>,
 }
@@ -242,7 +255,7 @@ impl SimpleQueryHandler for Session {
         let statements = crate::planner::split_statements(query)
             .map_err(|e| error_at(&e, query, Location::START))?;
         let settings = self.started(client);
-        let rask = self.opened.client().await?;
+        let rask = self.opened.client(client).await?;
         let last = statements.len().saturating_sub(1);
         let mut responses = Vec::with_capacity(statements.len());
         for (i, statement) in statements.iter().enumerate() {
@@ -288,10 +301,7 @@ impl Session {
         if self.key.set(key.clone()).is_ok() {
             self.cancels.register(key, self.cancel.clone());
         }
-        self.settings.get_or_init(|| {
-            let announced = DefaultServerParameterProvider::default().server_parameters(client);
-            Settings::new(announced.unwrap_or_default())
-        })
+        self.opened.settings(client)
     }
 
     /// Runs `frame` (planned from `sql`): its rows in `format`, streamed as

@@ -11,13 +11,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use parking_lot::Mutex;
 use pgwire::api::Type;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::error::PgWireResult;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
 /// A statement about the session.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,26 +118,25 @@ impl Settings {
                 Response::Execution(Tag::new("SET"))
             }
             SessionStatement::Show { name } => {
-                let value = self.0.lock().get(&name).cloned();
-                let value = value.ok_or_else(|| {
-                    pgwire::error::PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
-                        "ERROR".to_string(),
-                        "42704".to_string(), // undefined_object
-                        format!("unrecognized configuration parameter \"{name}\""),
-                    )))
-                })?;
-                let fields = Arc::new(vec![FieldInfo::new(
-                    name,
-                    None,
-                    None,
-                    Type::TEXT,
-                    FieldFormat::Text,
-                )]);
+                let value = self.value(&name)?;
+                let fields = Arc::new(Self::described(&name));
                 let mut row = DataRowEncoder::new(Arc::clone(&fields));
                 row.encode_field(&value)?;
                 let rows = futures::stream::iter([Ok(row.take_row())]);
                 Response::Query(QueryResponse::new(fields, rows))
             }
+        })
+    }
+
+    /// The value of the setting `name`; an error naming it when there is none.
+    fn value(&self, name: &str) -> PgWireResult<String> {
+        let name = name.to_ascii_lowercase();
+        self.0.lock().get(&name).cloned().ok_or_else(|| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_string(),
+                "42704".to_string(), // undefined_object
+                format!("unrecognized configuration parameter \"{name}\""),
+            )))
         })
     }
 
@@ -148,6 +150,35 @@ impl Settings {
             FieldFormat::Text,
         )]
     }
+}
+
+/// `current_setting(name)`: the session's setting of that name, as `SHOW`
+/// gives it.
+pub fn current_setting(settings: Arc<Settings>) -> ScalarUDF {
+    let lookup = move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        let names = ColumnarValue::values_to_arrays(args)?;
+        let names = names
+            .first()
+            .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Plan(
+                    "current_setting takes the name of a setting, as text".to_string(),
+                )
+            })?;
+        let values = names
+            .iter()
+            .map(|name| name.map(|name| settings.value(name)).transpose())
+            .collect::<PgWireResult<StringArray>>()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(ColumnarValue::Array(Arc::new(values)))
+    };
+    create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(lookup),
+    )
 }
 
 #[cfg(test)]

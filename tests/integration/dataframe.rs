@@ -7,7 +7,7 @@ use rask::datafusion::prelude::{col, lit};
 use rask::{Client, DataFrame, How, LocalCluster};
 
 use crate::functions::custom_worker::with_z;
-use crate::shared_data::assert_matches_duckdb;
+use crate::shared_data::{assert_matches_duckdb, assert_same_rows};
 use crate::support::{repository_root, shared_data};
 
 fn cluster() -> Client {
@@ -34,6 +34,14 @@ async fn rows(frame: DataFrame) -> Vec<String> {
 
 async fn sql_rows(client: &Client, sql: &str) -> Vec<String> {
     rows(client.sql(sql).await.unwrap()).await
+}
+
+/// [`assert_same_rows`] of owned lines.
+fn assert_same(ours: &[String], theirs: &[String], what: &str) {
+    fn lines(rows: &[String]) -> Vec<&str> {
+        rows.iter().map(String::as_str).collect()
+    }
+    assert_same_rows(&lines(ours), &lines(theirs), what);
 }
 
 async fn two_days(client: &Client) -> DataFrame {
@@ -128,7 +136,7 @@ async fn every_aggregation_matches_its_sql() {
          FROM timeseries('2000-01-01', '2000-01-04') GROUP BY name ORDER BY name",
     )
     .await;
-    assert_eq!(rows(ours).await, expected);
+    assert_same(&rows(ours).await, &expected, "aggregations");
     // First and last are order-dependent; over one partition, they are its ends.
     let one = client.timeseries().end("2000-01-02").build().unwrap();
     let ends = rows(one.agg([("id", "first"), ("id", "last")]).unwrap()).await;
@@ -181,7 +189,7 @@ async fn row_and_column_operations_match_their_sql() {
         .agg([("x", "sum")])
         .unwrap();
     let expected = sql_rows(&client, &sql("SELECT sum(x * x)")).await;
-    assert_eq!(rows(applied).await, expected);
+    assert_same(&rows(applied).await, &expected, "apply");
 
     let head = week()
         .sort_values([("id", true)])
@@ -399,7 +407,7 @@ async fn map_partitions_runs_in_the_tasks_of_its_input() {
         "SELECT name, sum(x * y) FROM timeseries() GROUP BY name ORDER BY name",
     )
     .await;
-    assert_eq!(rows(sums).await, expected);
+    assert_same(&rows(sums).await, &expected, "sums of map_partitions");
     assert_eq!(mapped.count().await.unwrap(), 2_592_000);
 
     // An error on data fails the query with the function's name and message.

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 
 use crate::processes::{Process, ProcessCluster};
-use crate::shared_data::{queries, same_value};
+use crate::shared_data::{assert_same_rows, queries};
 use crate::support::{repository_root, shared_data};
 
 /// The port the protocol is served on, as `process` logged it.
@@ -103,13 +103,11 @@ fn psql_runs_sql_on_rask_serve() {
         let expected = std::fs::read_to_string(data.join(format!("expected/{n}.csv"))).unwrap();
         let ours: Vec<&str> = out.lines().collect();
         let theirs: Vec<&str> = expected.lines().collect();
-        assert_eq!(ours.len(), theirs.len(), "query {n}:\n{out}");
-        assert_eq!(ours[0], theirs[0], "query {n}: column names");
-        for (a, b) in ours.iter().zip(&theirs).skip(1) {
-            for (x, y) in a.split(',').zip(b.split(',')) {
-                assert!(same_value(x, y), "query {n}: rask {a:?}, DuckDB {b:?}");
-            }
-        }
+        assert_same_rows(
+            &ours,
+            &theirs,
+            &format!("query {n} against DuckDB's answer"),
+        );
     }
 
     // psql's descriptions of the session's tables, from pg_catalog.
@@ -127,6 +125,27 @@ fn psql_runs_sql_on_rask_serve() {
             "{column}:\n{out}"
         );
     }
+    // What JDBC and BI tools send on connect: PostgreSQL's settings, kept per
+    // session, and information_schema.
+    let (code, out, err) = psql(
+        &port,
+        &[
+            "SET extra_float_digits = 3",
+            "SET application_name = 'PostgreSQL JDBC Driver'",
+            "SHOW extra_float_digits",
+            "SHOW transaction isolation level",
+            "SELECT current_setting('extra_float_digits') AS digits",
+            "SELECT table_name FROM information_schema.tables WHERE table_name = 'pg_class'",
+            &create,
+            "SELECT 'ts'::regclass = oid AS same FROM pg_catalog.pg_class WHERE relname = 'ts'",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "extra_float_digits\n3\ntransaction_isolation\nread committed\ndigits\n3\n\
+         table_name\npg_class\nsame\nt\n"
+    );
     // Not quiet: psql says what it did not find.
     let (code, _, err) = psql_with(&port, &["\\d nowhere"], None, &[]);
     assert_ne!(code, 0);

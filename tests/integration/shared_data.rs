@@ -37,6 +37,17 @@ pub(crate) fn same_value(ours: &str, theirs: &str) -> bool {
     }
 }
 
+/// Asserts that two results, as CSV lines, are the same: value by value,
+/// floats equal to rounding (partial sums arrive in any order).
+pub(crate) fn assert_same_rows(ours: &[&str], theirs: &[&str], what: &str) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: {ours:?}\n{theirs:?}");
+    for (a, b) in ours.iter().zip(theirs) {
+        let (x, y): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
+        let same = x.len() == y.len() && x.iter().zip(&y).all(|(x, y)| same_value(x, y));
+        assert!(same, "{what}: {a:?}, expected {b:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_queries_match_duckdb() {
     let data = shared_data();
