@@ -229,7 +229,8 @@ fn assert_closed(port: &str, bytes: &[u8], server: &Process) {
 /// Python's psycopg (PyPI), through the extended protocol: a prepared
 /// statement with parameters, its answer against DuckDB's; results in binary
 /// and in text, parameters of every common type, a transaction as psycopg
-/// opens one unless in autocommit, its type lookups, and a cancelled query.
+/// opens one unless in autocommit, its type lookups, two sessions querying at
+/// once each with its own table, and a cancelled query.
 #[test]
 fn psycopg_binds_parameters() {
     let root = repository_root();
@@ -277,6 +278,23 @@ with psycopg.connect(url) as conn:
     print(f"insert,{cur.statusmessage},{cur.rowcount}")
     conn.commit()
     print(f"after commit,{conn.info.transaction_status.name}")
+
+sessions = [psycopg.connect(url, autocommit=True) for _ in range(2)]
+for who, conn in zip("ab", sessions):
+    conn.execute(f"CREATE TABLE mine AS SELECT '{who}' AS who")
+seen = {}
+def ask(who, conn):
+    seen[who] = conn.execute(
+        "SELECT who FROM mine WHERE (SELECT sum(x) FROM timeseries('2000-01-01', '2000-01-08')) IS NOT NULL"
+    ).fetchone()[0]
+askers = [threading.Thread(target=ask, args=(w, c)) for w, c in zip("ab", sessions)]
+for t in askers:
+    t.start()
+for t in askers:
+    t.join()
+print(f"sessions,{seen['a']},{seen['b']}")
+for conn in sessions:
+    conn.close()
 
 with psycopg.connect(url, autocommit=True) as conn:
     outcome = {}
@@ -331,6 +349,7 @@ with psycopg.connect(url, autocommit=True) as conn:
             "in transaction,1,INTRANS".to_string(),
             "insert,INSERT 0 2,2".to_string(),
             "after commit,IDLE".to_string(),
+            "sessions,a,b".to_string(),
             "cancel,cancelled 57014,7".to_string(),
         ],
         "{stdout}"
