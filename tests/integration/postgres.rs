@@ -146,6 +146,27 @@ fn psql_runs_sql_on_rask_serve() {
         "extra_float_digits\n3\ntransaction_isolation\nread committed\ndigits\n3\n\
          table_name\npg_class\nsame\nt\n"
     );
+    // What PostgreSQL's JDBC driver asks for its DatabaseMetaData.
+    let fixtures = root.join("tests/fixtures/postgres");
+    let query = |name: &str| std::fs::read_to_string(fixtures.join(name)).unwrap();
+    let people = "CREATE TABLE people AS SELECT 1 AS id, 'Alice' AS name";
+    let (code, out, err) = psql(&port, &[people, &query("jdbc_get_tables.sql")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l == ",public,people,TABLE,,,,,,"),
+        "{out}"
+    );
+    let (code, out, err) = psql(&port, &[people, &query("jdbc_get_columns.sql")]);
+    assert_eq!(code, 0, "{err}");
+    let columns: Vec<(&str, &str)> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            Some((*fields.get(2)?, *fields.get(3)?))
+        })
+        .collect();
+    assert_eq!(columns, [("id", "20"), ("name", "25")], "{out}");
     // Not quiet: psql says what it did not find.
     let (code, _, err) = psql_with(&port, &["\\d nowhere"], None, &[]);
     assert_ne!(code, 0);
