@@ -12,10 +12,12 @@ use datafusion::logical_expr::LogicalPlan;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::{ClientInfo, Type};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::PgWireResult;
 
 use super::catalog::Dialect;
+use super::cursors::CursorStatement;
 use super::settings::{SessionStatement, Settings};
 use super::{Opened, Session, types};
 use crate::Error;
@@ -27,16 +29,26 @@ pub enum Planned {
     /// A query or DDL: the SQL that was planned (for the command tag) and
     /// DataFusion's plan of it, placeholders unbound.
     Plan { sql: String, plan: LogicalPlan },
+    /// `DECLARE name CURSOR FOR query`: the query's plan, placeholders
+    /// unbound, and whether it is held past its transaction.
+    Declare {
+        name: String,
+        plan: LogicalPlan,
+        hold: bool,
+    },
     /// A statement about the session.
     Session(SessionStatement),
+    /// `FETCH` or `CLOSE`.
+    Cursor(CursorStatement),
 }
 
 impl Planned {
-    /// The plan; `None` for a statement about the session.
+    /// The plan of a query to run; `None` for a statement about the session
+    /// or a cursor.
     fn plan(&self) -> Option<&LogicalPlan> {
         match self {
-            Planned::Plan { plan, .. } => Some(plan),
-            Planned::Session(_) => None,
+            Planned::Plan { plan, .. } | Planned::Declare { plan, .. } => Some(plan),
+            Planned::Session(_) | Planned::Cursor(_) => None,
         }
     }
 }
@@ -64,15 +76,26 @@ impl QueryParser for Planner {
             return Ok(Some(Planned::Session(statement)));
         }
         let context = self.opened.client(client).await?.session();
-        let planned = self
-            .dialect
-            .plan(sql, |sql| async move {
-                let state = context.state();
-                let plan = crate::error::catch_panics(state.create_logical_plan(&sql)).await??;
-                Ok(Planned::Plan { sql, plan })
-            })
-            .await
-            .map_err(|e| super::error_at(&e, sql, Location::START))?;
+        let plan = |sql: String| async move {
+            let state = context.state();
+            let plan = crate::error::catch_panics(state.create_logical_plan(&sql)).await??;
+            Ok((sql, plan))
+        };
+        let planned = match CursorStatement::parse(sql).transpose()? {
+            Some(CursorStatement::Declare { name, query, hold }) => {
+                let (_, plan) = self.dialect.plan(&query, plan).await?;
+                Planned::Declare { name, plan, hold }
+            }
+            Some(cursor) => Planned::Cursor(cursor),
+            None => {
+                let (sql, plan) = self
+                    .dialect
+                    .plan(sql, plan)
+                    .await
+                    .map_err(|e| super::error_at(&e, sql, Location::START))?;
+                Planned::Plan { sql, plan }
+            }
+        };
         Ok(Some(planned))
     }
 
@@ -91,13 +114,17 @@ impl QueryParser for Planner {
         statement: &Planned,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
+        let format = format.unwrap_or(&Format::UnifiedText);
         match statement {
-            Planned::Plan { plan, .. } => types::fields(
-                plan.schema().as_arrow(),
-                format.unwrap_or(&Format::UnifiedText),
-            ),
+            Planned::Plan { plan, .. } => types::fields(plan.schema().as_arrow(), format),
             Planned::Session(SessionStatement::Show { name }) => Ok(Settings::described(name)),
-            Planned::Session(_) => Ok(Vec::new()),
+            // A cursor's rows, once it is open.
+            Planned::Cursor(CursorStatement::Fetch { name, .. })
+            | Planned::Declare { name, .. } => match self.opened.cursors.schema(name) {
+                Some(schema) => types::fields(&schema, format),
+                None => Ok(Vec::new()),
+            },
+            Planned::Session(_) | Planned::Cursor(_) => Ok(Vec::new()),
         }
     }
 }
@@ -130,12 +157,17 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
         _max_rows: usize,
     ) -> PgWireResult<Response>
     where
-        C: ClientInfo + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Planned>,
     {
         let settings = self.started(client);
-        let (sql, plan) = match &portal.statement.statement {
-            Planned::Plan { sql, plan } => (sql, plan),
-            Planned::Session(statement) => return settings.run(statement.clone()),
+        let format = &portal.result_column_format;
+        // Where the query's rows go: to the client, or into a cursor.
+        let (plan, cursor) = match &portal.statement.statement {
+            Planned::Plan { sql, plan } => (plan, Err(sql)),
+            Planned::Declare { name, plan, hold } => (plan, Ok((name, *hold))),
+            Planned::Session(statement) => return self.run_about(settings, statement.clone()),
+            Planned::Cursor(statement) => return self.cursor(statement.clone(), format).await,
         };
         let wanted = parameter_types(plan)?;
         let wanted: Vec<Option<&DataType>> = wanted.iter().map(Option::as_ref).collect();
@@ -149,7 +181,17 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
             .await?
             .map_err(Error::from)?;
         let frame = crate::client::DataFrame::new(frame);
-        self.respond(sql, frame, &portal.result_column_format, true)
-            .await
+        match cursor {
+            Ok((name, hold)) => {
+                let declared = self.declare(name.clone(), frame, hold).await?;
+                // As in PostgreSQL, the cursor is a portal too: psycopg
+                // describes it by its name before its first FETCH (and the
+                // DECLARE, described once the cursor is open, has its rows).
+                let cursor = Portal::new_cursor(name.clone(), Arc::clone(&portal.statement));
+                client.portal_store().put_portal(Arc::new(cursor));
+                Ok(declared)
+            }
+            Err(sql) => self.respond(sql, frame, format, true).await,
+        }
     }
 }

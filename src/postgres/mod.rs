@@ -15,6 +15,7 @@
 
 mod cancel;
 mod catalog;
+mod cursors;
 mod extended;
 mod settings;
 mod types;
@@ -44,6 +45,7 @@ use tokio::sync::watch;
 
 use self::cancel::{BackendKey, Cancels};
 use self::catalog::Dialect;
+use self::cursors::{CursorStatement, Cursors};
 use self::settings::{SessionStatement, Settings};
 use crate::planner::Location;
 use crate::{Client, Error, Result};
@@ -83,6 +85,7 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
                 open,
                 client: tokio::sync::OnceCell::new(),
                 settings: OnceLock::new(),
+                cursors: Cursors::default(),
             });
             let planner = Arc::new(extended::Planner {
                 opened: Arc::clone(&opened),
@@ -127,6 +130,8 @@ struct Opened {
     client: tokio::sync::OnceCell<Client>,
     /// Its PostgreSQL settings, from the parameters announced at startup.
     settings: OnceLock<Arc<Settings>>,
+    /// Its open cursors.
+    cursors: Cursors,
 }
 
 impl Opened {
@@ -261,22 +266,31 @@ impl SimpleQueryHandler for Session {
         for (i, statement) in statements.iter().enumerate() {
             let sql = &statement.text;
             if let Some(about) = SessionStatement::parse(sql) {
-                responses.push(settings.run(about)?);
+                responses.push(self.run_about(settings, about)?);
                 continue;
             }
-            let planned = self
-                .dialect
-                .plan(sql, |sql| async move { rask.sql(&sql).await })
-                .await
-                .map_err(|e| error_at(&e, query, statement.start));
-            // The last statement streams its rows; earlier ones run to the end
-            // first, so that each sees the effects of those before it.
-            let response = match planned {
-                Ok(frame) => {
-                    self.respond(sql, frame, &Format::UnifiedText, i == last)
-                        .await
+            let plan = async |sql: &str| {
+                let run = |sql: String| async move { rask.sql(&sql).await };
+                self.dialect.plan(sql, run).await
+            };
+            let response = match CursorStatement::parse(sql) {
+                Some(Ok(CursorStatement::Declare { name, query, hold })) => {
+                    match plan(&query).await {
+                        Ok(frame) => self.declare(name, frame, hold).await,
+                        Err(e) => Err(e.into()),
+                    }
                 }
-                Err(e) => Err(e),
+                Some(Ok(cursor)) => self.cursor(cursor, &Format::UnifiedText).await,
+                Some(Err(e)) => Err(e),
+                // The last statement streams its rows; earlier ones run to the
+                // end first, so that each sees the effects of those before it.
+                None => match plan(sql).await {
+                    Ok(frame) => {
+                        self.respond(sql, frame, &Format::UnifiedText, i == last)
+                            .await
+                    }
+                    Err(e) => Err(error_at(&e, query, statement.start)),
+                },
             };
             match response {
                 Ok(response) => responses.push(response),
@@ -302,6 +316,48 @@ impl Session {
             self.cancels.register(key, self.cancel.clone());
         }
         self.opened.settings(client)
+    }
+
+    /// Carries out a statement about the session; the end of a transaction
+    /// closes its cursors.
+    fn run_about(&self, settings: &Settings, about: SessionStatement) -> PgWireResult<Response> {
+        if matches!(about, SessionStatement::Commit | SessionStatement::Rollback) {
+            self.opened.cursors.end_transaction();
+        }
+        settings.run(about)
+    }
+
+    /// Starts `frame` into the cursor `name` (kept past its transaction with `hold`).
+    async fn declare(
+        &self,
+        name: String,
+        frame: crate::DataFrame,
+        hold: bool,
+    ) -> PgWireResult<Response> {
+        let batches = frame.stream().await?;
+        self.opened.cursors.declare(name, batches, hold)?;
+        Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+    }
+
+    /// Fetches from a cursor, in `format`, or closes it.
+    async fn cursor(&self, statement: CursorStatement, format: &Format) -> PgWireResult<Response> {
+        let cursors = &self.opened.cursors;
+        match statement {
+            CursorStatement::Fetch { name, count } => {
+                let (schema, batches) = cursors.fetch(&name, count).await?;
+                let fields = Arc::new(types::fields(&schema, format)?);
+                let batches = futures::stream::iter(batches.into_iter().map(Ok));
+                let mut response =
+                    QueryResponse::new(Arc::clone(&fields), types::rows(batches, fields));
+                response.set_command_tag("FETCH");
+                Ok(Response::Query(response))
+            }
+            CursorStatement::Close { name } => {
+                cursors.close(name.as_deref())?;
+                Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
+            }
+            CursorStatement::Declare { .. } => Err(cursors::unsupported("DECLARE here")),
+        }
     }
 
     /// Runs `frame` (planned from `sql`): its rows in `format`, streamed as

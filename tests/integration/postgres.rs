@@ -167,6 +167,22 @@ fn psql_runs_sql_on_rask_serve() {
         })
         .collect();
     assert_eq!(columns, [("id", "20"), ("name", "25")], "{out}");
+    // A cursor, read a slice at a time.
+    let (code, out, err) = psql(
+        &port,
+        &[
+            "BEGIN",
+            "DECLARE c CURSOR FOR SELECT n FROM (VALUES (1), (2), (3)) AS t(n) ORDER BY n",
+            "FETCH 2 FROM c",
+            "FETCH ALL FROM c",
+            "CLOSE c",
+            "COMMIT",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "n\n1\n2\nn\n3\n"), "{err}");
+    let (code, _, err) = psql(&port, &["FETCH 1 FROM nowhere"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("34000"), "{err}");
     // Not quiet: psql says what it did not find.
     let (code, _, err) = psql_with(&port, &["\\d nowhere"], None, &[]);
     assert_ne!(code, 0);
@@ -297,6 +313,10 @@ with psycopg.connect(url) as conn:
     print(f"in transaction,{conn.execute('SELECT one FROM t').fetchone()[0]},{conn.info.transaction_status.name}")
     cur = conn.execute("INSERT INTO t VALUES (2), (3)")
     print(f"insert,{cur.statusmessage},{cur.rowcount}")
+    with conn.cursor(name="big") as big:
+        big.itersize = 1000
+        big.execute("SELECT id FROM timeseries() WHERE x > %s LIMIT 5000", (0.0,))
+        print(f"named cursor,{sum(1 for _ in big)}")
     conn.commit()
     print(f"after commit,{conn.info.transaction_status.name}")
 
@@ -369,6 +389,7 @@ with psycopg.connect(url, autocommit=True) as conn:
             "typeinfo,1700".to_string(),
             "in transaction,1,INTRANS".to_string(),
             "insert,INSERT 0 2,2".to_string(),
+            "named cursor,5000".to_string(),
             "after commit,IDLE".to_string(),
             "sessions,a,b".to_string(),
             "cancel,cancelled 57014,7".to_string(),
