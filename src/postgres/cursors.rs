@@ -121,8 +121,6 @@ struct Cursor {
 #[derive(Default)]
 pub struct Cursors {
     open: parking_lot::Mutex<HashMap<String, Cursor>>,
-    /// Their schemas, for describing a `FETCH` before it runs.
-    schemas: parking_lot::Mutex<HashMap<String, SchemaRef>>,
 }
 
 impl Cursors {
@@ -137,7 +135,6 @@ impl Cursors {
         if open.contains_key(&name) {
             return Err(error("42P03", format!("cursor \"{name}\" already exists")));
         }
-        self.schemas.lock().insert(name.clone(), batches.schema());
         let cursor = Cursor {
             batches,
             held: None,
@@ -149,17 +146,13 @@ impl Cursors {
 
     /// The schema of the rows `name` gives, if it is open.
     pub fn schema(&self, name: &str) -> Option<SchemaRef> {
-        self.schemas.lock().get(name).cloned()
+        self.open.lock().get(name).map(|c| c.batches.schema())
     }
 
     /// Closes the cursors of the transaction that ended, as PostgreSQL does:
     /// all but those declared `WITH HOLD`.
     pub fn end_transaction(&self) {
-        let mut open = self.open.lock();
-        open.retain(|_, cursor| cursor.hold);
-        self.schemas
-            .lock()
-            .retain(|name, _| open.contains_key(name));
+        self.open.lock().retain(|_, cursor| cursor.hold);
     }
 
     /// The next `count` rows of `name` (all that are left for `None`), fewer
@@ -206,13 +199,9 @@ impl Cursors {
     pub fn close(&self, name: Option<&str>) -> PgWireResult<()> {
         let mut open = self.open.lock();
         match name {
-            None => {
-                open.clear();
-                self.schemas.lock().clear();
-            }
+            None => open.clear(),
             Some(name) => {
                 open.remove(name).ok_or_else(|| missing(name))?;
-                self.schemas.lock().remove(name);
             }
         }
         Ok(())

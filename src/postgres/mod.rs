@@ -89,12 +89,11 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
             });
             let planner = Arc::new(extended::Planner {
                 opened: Arc::clone(&opened),
-                dialect: Arc::clone(&dialect),
+                dialect,
             });
             let session = Arc::new(Session {
                 opened,
                 planner,
-                dialect,
                 cancels: Arc::clone(&cancels),
                 key: OnceLock::new(),
                 cancel: watch::Sender::new(0),
@@ -171,8 +170,6 @@ struct Session {
     opened: Arc<Opened>,
     /// Plans the extended protocol's statements in the client's session.
     planner: Arc<extended::Planner>,
-    /// Rewrites the catalog queries DataFusion cannot plan as written.
-    dialect: Arc<Dialect>,
     /// Every connection of the server, for cancel requests.
     cancels: Arc<Cancels>,
     /// How cancel requests name this connection, known once it has started.
@@ -271,7 +268,7 @@ impl SimpleQueryHandler for Session {
             }
             let plan = async |sql: &str| {
                 let run = |sql: String| async move { rask.sql(&sql).await };
-                self.dialect.plan(sql, run).await
+                self.planner.dialect.plan(sql, run).await
             };
             let response = match CursorStatement::parse(sql) {
                 Some(Ok(CursorStatement::Declare { name, query, hold })) => {
