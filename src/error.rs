@@ -79,6 +79,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A process of the cluster refused this one for good: a wrong or missing
+    /// token, another protocol version. Trying again does not help.
+    #[error("{address} refused this process: {message}")]
+    Refused {
+        /// Its address.
+        address: String,
+        /// Why.
+        message: String,
+    },
+
     /// A connection between processes of the cluster failed or was refused.
     #[error("{0}")]
     Comm(String),

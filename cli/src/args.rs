@@ -38,6 +38,9 @@ pub enum Command {
     WorkerProcess(WorkerProcessArgs),
     /// Print the workers of the scheduler at HOST:PORT: what each holds and does.
     Status(StatusArgs),
+    /// Retire workers gracefully: what they hold moves to other workers, then
+    /// they exit (their nannies do not restart them).
+    Retire(RetireArgs),
     /// Serve SQL to PostgreSQL clients (psql, drivers, BI tools) from an
     /// embedded local cluster, until Ctrl-C.
     Serve(ServeArgs),
@@ -63,6 +66,13 @@ pub struct StatusArgs {
     /// The scheduler, HOST:PORT.
     #[arg(value_name = "HOST:PORT")]
     pub scheduler: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RetireArgs {
+    /// The workers: addresses (as `rask status` shows them), names or ids.
+    #[arg(value_name = "WORKER", required = true)]
+    pub workers: Vec<String>,
 }
 
 /// Token and TLS, shared by every command that talks to a cluster.
@@ -122,6 +132,12 @@ pub struct SchedulerArgs {
     #[arg(long, default_value_t = 10.0)]
     pub heartbeat_timeout: f64,
 
+    /// The address workers and clients are given for this scheduler
+    /// (HOST:PORT, or HOST for the listening port) [default: the address
+    /// listened on; on every interface, the first that is not loopback].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub contact_address: Option<String>,
+
     /// Also serve SQL to PostgreSQL clients on this port (0 for any free one),
     /// each connection a client of this scheduler's cluster. Off unless given.
     #[arg(long)]
@@ -177,51 +193,71 @@ pub struct WorkerSettings {
     #[arg(long)]
     pub local_directory: Option<PathBuf>,
 
-    /// The interface workers serve results on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// The interface workers serve results on [default: 127.0.0.1 for a
+    /// scheduler on loopback, else every interface (0.0.0.0)].
+    #[arg(long)]
+    pub host: Option<String>,
+
+    /// The port workers serve results on (with several workers, one port
+    /// each from this one up) [default: any free port].
+    #[arg(long, value_name = "PORT")]
+    pub worker_port: Option<u16>,
+
+    /// The address other processes are given for this worker (HOST:PORT, or
+    /// HOST for the listening port) [default: the address listened on; on
+    /// every interface, that of the interface that routes to the scheduler].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub contact_address: Option<String>,
+
+    /// Seconds a worker keeps trying to reach a scheduler it lost (or never
+    /// reached) before it exits with an error.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub death_timeout: f64,
 
     /// Seconds between heartbeats to the scheduler.
     #[arg(long, default_value_t = 1.0, hide = true)]
     pub heartbeat: f64,
 }
 
-/// `--memory-limit`: a size, or a share of the machine's memory.
+/// `--memory-limit`: a size, a share of the machine's memory, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryLimit {
     /// This many bytes.
     Bytes(usize),
-    /// The machine's memory divided among the workers.
+    /// The machine's memory (or its container's limit, when lower) divided
+    /// among the workers: the default.
     Auto,
+    /// No limit (`0` or `none`).
+    Unlimited,
 }
 
 impl MemoryLimit {
-    /// The bytes for each of `workers` workers.
-    pub fn per_worker(self, workers: usize) -> usize {
+    /// The bytes for each of `workers` workers; `None` for no limit.
+    pub fn per_worker(self, workers: usize) -> Option<usize> {
         match self {
-            MemoryLimit::Bytes(bytes) => bytes,
-            MemoryLimit::Auto => (machine_memory() / workers.max(1) as u64) as usize,
+            MemoryLimit::Bytes(bytes) => Some(bytes),
+            MemoryLimit::Auto => {
+                Some((rask::worker::memory::available() / workers.max(1) as u64) as usize)
+            }
+            MemoryLimit::Unlimited => None,
+        }
+    }
+
+    /// As [`rask::Config::memory_limit`] takes it.
+    pub fn for_config(self) -> Option<usize> {
+        match self {
+            MemoryLimit::Bytes(bytes) => Some(bytes),
+            MemoryLimit::Auto => None,
+            MemoryLimit::Unlimited => Some(0),
         }
     }
 }
 
-/// The machine's memory (`MemTotal` of /proc/meminfo), or 4 GiB when unknown.
-fn machine_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(4 << 30)
-}
-
 fn parse_memory_limit(s: &str) -> Result<MemoryLimit, String> {
-    if s.eq_ignore_ascii_case("auto") {
-        Ok(MemoryLimit::Auto)
-    } else {
-        parse_bytes(s).map(MemoryLimit::Bytes)
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(MemoryLimit::Auto),
+        "0" | "none" | "off" => Ok(MemoryLimit::Unlimited),
+        _ => parse_bytes(s).map(MemoryLimit::Bytes),
     }
 }
 
@@ -253,10 +289,12 @@ pub struct RunArgs {
     #[arg(long, global = true)]
     pub workers: Option<usize>,
 
-    /// Memory each worker's queries may hold before spilling to disk: a size
-    /// such as 2GiB or 512MB, or "auto" (the machine's memory / workers).
-    #[arg(long, value_parser = parse_memory_limit, global = true)]
-    pub memory_limit: Option<MemoryLimit>,
+    /// Memory each worker may hold (its queries, and its results, which spill
+    /// to disk past 60 % of it): a size such as 2GiB or 512MB, "auto" (the
+    /// machine's memory, or the container's limit, divided among the workers),
+    /// or 0 / "none" for no limit.
+    #[arg(long, value_parser = parse_memory_limit, default_value = "auto", global = true)]
+    pub memory_limit: MemoryLimit,
 
     /// Run on the cluster of the scheduler at HOST:PORT instead of an embedded one.
     #[arg(long, value_name = "HOST:PORT", env = "RASK_SCHEDULER", global = true)]
@@ -355,6 +393,11 @@ mod tests {
         assert!(parse_bytes("0").is_err());
         assert_eq!(parse_memory_limit("auto"), Ok(MemoryLimit::Auto));
         assert_eq!(parse_memory_limit("1KiB"), Ok(MemoryLimit::Bytes(1024)));
-        assert!(MemoryLimit::Auto.per_worker(2) > 0);
+        assert_eq!(parse_memory_limit("0"), Ok(MemoryLimit::Unlimited));
+        assert_eq!(parse_memory_limit("none"), Ok(MemoryLimit::Unlimited));
+        assert_eq!(MemoryLimit::Unlimited.per_worker(2), None);
+        let whole = MemoryLimit::Auto.per_worker(1).unwrap();
+        let half = MemoryLimit::Auto.per_worker(2).unwrap();
+        assert!(half > 0 && half <= whole / 2 + 1, "{half} of {whole}");
     }
 }

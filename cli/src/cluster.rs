@@ -29,6 +29,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
         dashboard: Some(args.dashboard_address.clone()),
         security: run.security.security(),
         heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
+        contact_address: args.contact_address.clone(),
     };
     let watch_stdin = args.watch_stdin;
     let (host, pg_port) = (args.host.clone(), args.pg_port);
@@ -54,7 +55,10 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
             }
             None => None,
         };
-        node.run_until(stop(watch_stdin)).await?;
+        node.run_until(async move {
+            stop(watch_stdin).await;
+        })
+        .await?;
         tracing::info!("scheduler stopped");
         Ok::<_, rask::Error>(())
     });
@@ -122,7 +126,20 @@ pub fn serve(
     report(result)
 }
 
-/// Starts `--nworkers` workers, each under a nanny, until Ctrl-C or SIGTERM.
+/// The exit code of a worker process refused by its scheduler for good (a
+/// wrong token, another protocol version): its nanny does not restart it.
+pub const EXIT_REFUSED: u8 = 3;
+
+/// The exit code of a worker process that gave up reaching its scheduler
+/// (`--death-timeout`): its nanny does not restart it either.
+pub const EXIT_GAVE_UP: u8 = 4;
+
+/// How long a nanny waits for a retiring worker to move its results and exit.
+const RETIRE_WAIT: Duration = Duration::from_secs(150);
+
+/// Starts `--nworkers` workers, each under a nanny, until Ctrl-C or SIGTERM
+/// (which retire the workers gracefully) or standard input closing (with
+/// `--watch-stdin`: they leave at once). Fails when a worker is refused for good.
 pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
     let nworkers = args.nworkers.max(1);
     let settings = WorkerSettings {
@@ -132,10 +149,11 @@ pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
         })),
         ..args.process.clone()
     };
-    let memory = run.memory_limit.map(|m| m.per_worker(nworkers));
+    // Each worker process is given its share, 0 for none.
+    let memory = run.memory_limit.per_worker(nworkers).unwrap_or(0);
     let security = run.security.clone();
     runtime.block_on(async move {
-        let (stopping, stopped) = watch::channel(false);
+        let (stopping, stopped) = watch::channel(None::<Stop>);
         let mut nannies = Vec::new();
         for i in 0..nworkers {
             let name = match (&settings.name, nworkers) {
@@ -146,14 +164,22 @@ pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
             let mut command = vec!["worker-process".to_string(), args.scheduler.clone()];
             let nthreads = settings.nthreads.unwrap_or(1);
             command.extend(["--nthreads".into(), nthreads.to_string()]);
-            command.extend(["--host".into(), settings.host.clone()]);
+            if let Some(host) = &settings.host {
+                command.extend(["--host".into(), host.clone()]);
+            }
+            if let Some(port) = settings.worker_port {
+                let port = port.saturating_add(i as u16);
+                command.extend(["--worker-port".into(), port.to_string()]);
+            }
+            if let Some(contact) = &settings.contact_address {
+                command.extend(["--contact-address".into(), contact.clone()]);
+            }
+            command.extend(["--death-timeout".into(), settings.death_timeout.to_string()]);
             command.extend(["--heartbeat".into(), settings.heartbeat.to_string()]);
             if let Some(name) = &name {
                 command.extend(["--name".into(), name.clone()]);
             }
-            if let Some(memory) = memory {
-                command.extend(["--memory-limit".into(), memory.to_string()]);
-            }
+            command.extend(["--memory-limit".into(), memory.to_string()]);
             if let Some(dir) = &settings.local_directory {
                 command.extend(["--local-directory".into(), dir.display().to_string()]);
             }
@@ -179,13 +205,22 @@ pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
                 stopped.clone(),
             )));
         }
-        stop(args.watch_stdin).await;
-        tracing::info!("closing the workers");
-        let _ = stopping.send(true);
-        for nanny in nannies {
-            let _ = nanny.await;
-        }
-        true
+        drop(stopped);
+        // Every worker ended on its own (retired, refused), or we are told to stop.
+        let all_ended = futures::future::join_all(nannies);
+        tokio::pin!(all_ended);
+        let outcomes = tokio::select! {
+            outcomes = &mut all_ended => outcomes,
+            how = stop(args.watch_stdin) => {
+                match how {
+                    Stop::Signal => tracing::info!("retiring the workers"),
+                    Stop::StdinClosed => tracing::info!("closing the workers"),
+                }
+                let _ = stopping.send(Some(how));
+                all_ended.await
+            }
+        };
+        outcomes.into_iter().all(|ok| ok.unwrap_or(false))
     })
 }
 
@@ -203,8 +238,9 @@ struct Watched {
     security: rask::comm::Security,
 }
 
-/// Keeps one worker process running until `stop` turns true.
-async fn watch_worker(watched: Watched, mut stop: watch::Receiver<bool>) {
+/// Keeps one worker process running until it exits by itself (it retired:
+/// `true`; it was refused for good: `false`) or `stop` says how to end it.
+async fn watch_worker(watched: Watched, mut stop: watch::Receiver<Option<Stop>>) -> bool {
     let Watched {
         label,
         command,
@@ -216,7 +252,7 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<bool>) {
         Ok(exe) => exe,
         Err(e) => {
             tracing::error!("nanny: cannot find the rask executable: {e}");
-            return;
+            return false;
         }
     };
     let mut backoff = Duration::from_millis(500);
@@ -236,7 +272,7 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<bool>) {
             Ok(child) => child,
             Err(e) => {
                 tracing::error!("nanny: cannot start {label}: {e}");
-                return;
+                return false;
             }
         };
         let pid = child.id().unwrap_or_default();
@@ -247,13 +283,24 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<bool>) {
         let started = Instant::now();
         tokio::select! {
             status = child.wait() => {
-                if *stop.borrow() {
-                    return;
-                }
                 match status {
                     Ok(status) if status.success() => {
                         tracing::info!("nanny: {label} (pid {pid}) exited");
-                        return;
+                        return true;
+                    }
+                    Ok(status) if status.code() == Some(i32::from(EXIT_REFUSED)) => {
+                        tracing::error!(
+                            "nanny: {label} (pid {pid}) was refused by the scheduler at {scheduler} \
+                             (see its last lines above); not restarting it"
+                        );
+                        return false;
+                    }
+                    Ok(status) if status.code() == Some(i32::from(EXIT_GAVE_UP)) => {
+                        tracing::error!(
+                            "nanny: {label} (pid {pid}) gave up reaching the scheduler at {scheduler} \
+                             (--death-timeout); not restarting it"
+                        );
+                        return false;
                     }
                     Ok(status) => {
                         let last = match tail {
@@ -274,18 +321,45 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<bool>) {
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_millis(500);
                 }
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return true,
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
             _ = stop.changed() => {
-                // Closing its standard input asks the worker to leave.
+                let how = *stop.borrow();
+                let wait = match how {
+                    Some(Stop::Signal) => {
+                        // SIGTERM asks the worker to retire: its results move first.
+                        terminate(pid);
+                        RETIRE_WAIT
+                    }
+                    // Closing its standard input asks the worker to leave now.
+                    _ => Duration::from_secs(5),
+                };
+                let status = tokio::time::timeout(wait, child.wait()).await;
                 drop(stdin);
-                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                    tracing::warn!("nanny: {label} (pid {pid}) did not exit: killing it");
-                    let _ = child.kill().await;
+                match status {
+                    Ok(Ok(status)) => tracing::info!("nanny: {label} (pid {pid}) ended: {status}"),
+                    _ => {
+                        tracing::warn!("nanny: {label} (pid {pid}) did not exit: killing it");
+                        let _ = child.kill().await;
+                    }
                 }
-                return;
+                return true;
             }
+        }
+    }
+}
+
+/// Sends SIGTERM to `pid`.
+fn terminate(pid: u32) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a pid we started and a valid signal number.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
         }
     }
 }
@@ -309,13 +383,15 @@ fn relay(stderr: tokio::process::ChildStderr) -> tokio::task::JoinHandle<Vec<Str
     })
 }
 
-/// One worker process, until the scheduler closes it, its nanny goes, or a signal.
+/// One worker process, until the scheduler closes it (after SIGTERM: once it
+/// retired) or its nanny goes; exits with [`EXIT_REFUSED`] when the scheduler
+/// refuses it for good.
 pub fn worker_process(
     runtime: &Runtime,
     args: &WorkerProcessArgs,
     run: &RunArgs,
     registry: rask::udf::Registry,
-) -> bool {
+) -> std::process::ExitCode {
     let settings = &args.process;
     let nthreads = settings
         .nthreads
@@ -326,25 +402,46 @@ pub fn worker_process(
         .unwrap_or_else(|| std::env::temp_dir().join("rask-worker-space"));
     if let Err(e) = std::fs::create_dir_all(&local_directory) {
         tracing::error!("cannot create {}: {e}", local_directory.display());
-        return false;
+        return std::process::ExitCode::FAILURE;
     }
+    let host = settings
+        .host
+        .clone()
+        .unwrap_or_else(|| rask::comm::address::default_worker_host(&args.scheduler).into());
     let options = WorkerOptions {
         scheduler: args.scheduler.clone(),
-        host: settings.host.clone(),
+        host,
+        port: settings.worker_port.unwrap_or(0),
+        contact_address: settings.contact_address.clone(),
         name: settings.name.clone(),
         nthreads,
-        memory_limit: run.memory_limit.map(|m| m.per_worker(1)),
+        memory_limit: run.memory_limit.per_worker(1),
         local_directory,
         security: run.security.security(),
         heartbeat: Duration::from_secs_f64(settings.heartbeat.max(0.05)),
+        death_timeout: Duration::from_secs_f64(settings.death_timeout.max(0.0)),
         registry,
         nanny: std::env::var(NANNY_VARIABLE)
             .ok()
             .and_then(|pid| pid.parse().ok()),
     };
     let watch_stdin = args.watch_stdin;
-    let result = runtime.block_on(run_worker(options, stop(watch_stdin)));
-    report(result)
+    let leave = async move {
+        stdin_closed(watch_stdin).await;
+        tracing::info!("standard input closed: leaving");
+    };
+    let result = runtime.block_on(run_worker(options, stop_signal(), leave));
+    match result {
+        Err(e @ rask::Error::Refused { .. }) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::from(EXIT_REFUSED)
+        }
+        Err(e @ rask::Error::Connect { .. }) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::from(EXIT_GAVE_UP)
+        }
+        other => crate::exit(report(other)),
+    }
 }
 
 /// Resolves when standard input closes, if `watch`; never otherwise.
@@ -364,12 +461,24 @@ async fn stdin_closed(watch: bool) {
     let _ = rx.await;
 }
 
+/// Why a process stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// Standard input closed: the parent that started us is gone.
+    StdinClosed,
+}
+
 /// Ctrl-C, SIGTERM, or (with `watch_stdin`) standard input closing: the
 /// parent that started us is gone.
-async fn stop(watch_stdin: bool) {
+async fn stop(watch_stdin: bool) -> Stop {
     tokio::select! {
-        () = stop_signal() => {}
-        () = stdin_closed(watch_stdin) => tracing::info!("standard input closed: leaving"),
+        () = stop_signal() => Stop::Signal,
+        () = stdin_closed(watch_stdin) => {
+            tracing::info!("standard input closed: leaving");
+            Stop::StdinClosed
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
                 | Command::Worker(_)
                 | Command::WorkerProcess(_)
                 | Command::Serve(_)
+                | Command::Retire(_)
         )
     );
     // Cluster processes tell what they do, as Dask's do; SQL commands stay quiet.
@@ -71,9 +72,10 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         }
         Some(Command::Worker(args)) => return exit(cluster::nanny(&runtime, args, &cli.run)),
         Some(Command::WorkerProcess(args)) => {
-            return exit(cluster::worker_process(&runtime, args, &cli.run, registry));
+            return cluster::worker_process(&runtime, args, &cli.run, registry);
         }
         Some(Command::Status(args)) => return exit(status::run(&runtime, args, &cli.run)),
+        Some(Command::Retire(args)) => return exit(status::retire(&runtime, args, &cli.run)),
         _ => {}
     }
     let client = match runtime.block_on(client_for(&cli.run, registry)) {
@@ -94,7 +96,7 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
     exit(ok)
 }
 
-fn exit(ok: bool) -> ExitCode {
+pub(crate) fn exit(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -120,7 +122,7 @@ async fn client_for(run: &RunArgs, registry: rask::udf::Registry) -> rask::Resul
     if let Some(workers) = run.workers {
         config.workers = workers;
     }
-    config.memory_limit = run.memory_limit.map(|m| m.per_worker(config.workers));
+    config.memory_limit = run.memory_limit.for_config();
     rask::Client::with_config(config)
 }
 

@@ -13,7 +13,7 @@ use rask::client::{WorkerState, format_bytes};
 use rask::output::{self, Format};
 use tokio::runtime::Runtime;
 
-use crate::args::{RunArgs, StatusArgs};
+use crate::args::{RetireArgs, RunArgs, StatusArgs};
 use crate::runner::print_error;
 
 /// Connects to the scheduler, prints its workers; whether that worked.
@@ -52,6 +52,54 @@ pub fn run(runtime: &Runtime, args: &StatusArgs, run: &RunArgs) -> bool {
     }
 }
 
+/// `rask retire WORKER… --scheduler HOST:PORT`: retires the workers and
+/// waits until they have left; whether that worked.
+pub fn retire(runtime: &Runtime, args: &RetireArgs, run: &RunArgs) -> bool {
+    let Some(scheduler) = &run.scheduler else {
+        print_error("rask retire needs the scheduler: --scheduler HOST:PORT (or RASK_SCHEDULER)");
+        return false;
+    };
+    let retired = runtime.block_on(async {
+        let client = rask::Client::connect_with_registry(
+            scheduler,
+            run.security.security(),
+            rask::udf::Registry::default(),
+        )
+        .await?;
+        let names: Vec<&str> = args.workers.iter().map(String::as_str).collect();
+        let ids = client.retire_workers(&names, RETIRE_PATIENCE).await?;
+        let left = client.workers().await?;
+        Ok::<_, rask::Error>((ids, left))
+    });
+    match retired {
+        Ok((ids, left)) => {
+            let stayed: Vec<String> = left
+                .iter()
+                .filter(|w| ids.contains(&w.info.id))
+                .map(|w| format!("{} ({})", w.info.id, w.info.address))
+                .collect();
+            if stayed.is_empty() {
+                let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                println!("retired worker {}", ids.join(", "));
+                true
+            } else {
+                print_error(&format!(
+                    "still retiring after {RETIRE_PATIENCE:?}: worker {}",
+                    stayed.join(", ")
+                ));
+                false
+            }
+        }
+        Err(e) => {
+            print_error(&e.to_string());
+            false
+        }
+    }
+}
+
+/// How long `rask retire` waits for the workers to leave.
+const RETIRE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// One cell of the table.
 enum Cell {
     Count(u64),
@@ -70,6 +118,7 @@ pub fn table(workers: &[WorkerState], human: bool) -> rask::arrow::error::Result
                 ("id", Cell::Count(w.info.id)),
                 ("name", Cell::Text(w.info.name.clone())),
                 ("address", Cell::Text(w.info.address.clone())),
+                ("status", Cell::Text(w.status.clone())),
                 ("threads", Cell::Count(w.info.nthreads as u64)),
                 ("memory", Cell::Bytes(m.memory)),
                 (
@@ -183,6 +232,7 @@ mod tests {
             processing: 1,
             in_memory: 4,
             last_seen: Some(0.25),
+            status: "paused".into(),
         };
         let human = table(std::slice::from_ref(&worker), true).unwrap();
         let text = output::to_string(Format::Table, human.schema(), &[human], None).unwrap();

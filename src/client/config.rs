@@ -19,8 +19,10 @@ pub struct Config {
     pub threads: usize,
     /// Rows per record batch; `None` for DataFusion's default (8192).
     pub batch_size: Option<usize>,
-    /// Bytes of memory queries may hold before sorts, aggregations and joins
-    /// spill to disk; `None` for no limit.
+    /// Bytes of memory each worker may hold (its queries' sorts, aggregations
+    /// and joins, and the results it keeps, which spill to disk past 60 % of
+    /// it); `None` (the default) for the machine's memory, or its container's
+    /// limit when lower, divided among the workers; `Some(0)` for no limit.
     pub memory_limit: Option<usize>,
     /// Where queries spill; `None` for the system's temporary directory.
     pub local_directory: Option<std::path::PathBuf>,
@@ -48,6 +50,19 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Each worker's memory limit, as [`memory_limit`](Self::memory_limit)
+    /// says; `None` for none.
+    pub fn worker_memory_limit(&self) -> Option<usize> {
+        match self.memory_limit {
+            None => {
+                let share = crate::worker::memory::available() / self.workers.max(1) as u64;
+                Some(share as usize)
+            }
+            Some(0) => None,
+            Some(bytes) => Some(bytes),
+        }
+    }
+
     /// Task slots in the whole cluster.
     pub fn total_threads(&self) -> usize {
         self.workers * self.threads

@@ -301,6 +301,15 @@ impl Connection {
         }
     }
 
+    /// Starts retiring `workers` (addresses, names or ids); their ids.
+    pub async fn retire(&self, workers: Vec<String>) -> crate::Result<Vec<WorkerId>> {
+        match self.cluster.ask(super::Question::Retire(workers)).await? {
+            super::Answer::Retiring(ids) => Ok(ids),
+            super::Answer::Refused(why) => Err(crate::Error::Config(why)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Cancels `key` for this client.
     pub fn cancel(&self, key: &Key) {
         self.cluster.send(Message::Event(Event::Cancel {

@@ -55,6 +55,9 @@ pub struct WorkerState {
     pub in_memory: usize,
     /// Seconds since it was last heard from (`None` in process: always).
     pub last_seen: Option<f64>,
+    /// `running`; `paused` (its memory is past the pause threshold: it gets
+    /// no new tasks); or `retiring` (moving what it holds before it leaves).
+    pub status: String,
 }
 
 impl WorkerState {
@@ -66,13 +69,21 @@ impl WorkerState {
         status: Option<WorkerStatus>,
         last_seen: Option<f64>,
     ) -> Self {
-        let (processing, in_memory) = status.map_or((0, 0), |s| (s.processing, s.in_memory));
+        let (processing, in_memory) = status
+            .as_ref()
+            .map_or((0, 0), |s| (s.processing, s.in_memory));
+        let status = match status.map(|s| s.status) {
+            Some("running") | None if metrics.paused => "paused",
+            Some(status) => status,
+            None => "running",
+        };
         Self {
             info,
             metrics,
             processing,
             in_memory,
             last_seen,
+            status: status.to_string(),
         }
     }
 }
@@ -86,6 +97,8 @@ pub enum Question {
     Progress,
     /// What are the workers doing?
     Workers,
+    /// Retire these workers (addresses, names or ids) gracefully.
+    Retire(Vec<String>),
 }
 
 impl Question {
@@ -99,6 +112,28 @@ impl Question {
             Question::Published(name) => Answer::Published(scheduler.published(&name)),
             Question::Progress => Answer::Progress(scheduler.progress()),
             Question::Workers => Answer::Workers(workers()),
+            Question::Retire(wanted) => {
+                let known = workers();
+                let mut found = Vec::new();
+                for name in &wanted {
+                    let matched = known.iter().find(|w| {
+                        w.info.address == *name
+                            || w.info.name == *name
+                            || w.info.id.to_string() == *name
+                    });
+                    let Some(worker) = matched else {
+                        return Answer::Refused(format!(
+                            "no worker is {name} (give an address, name or id as `rask status` shows)"
+                        ));
+                    };
+                    found.push(worker.info.id);
+                }
+                for &worker in &found {
+                    let event = crate::scheduler::Event::RetireWorker { worker };
+                    scheduler.send(crate::scheduler::Message::Event(event));
+                }
+                Answer::Retiring(found)
+            }
         }
     }
 }
@@ -112,6 +147,10 @@ pub enum Answer {
     Progress(Vec<GroupProgress>),
     /// Every worker's state.
     Workers(Vec<WorkerState>),
+    /// The workers now retiring.
+    Retiring(Vec<WorkerId>),
+    /// The question cannot be answered, for this reason.
+    Refused(String),
 }
 
 /// The scheduler address of an in-process cluster.

@@ -10,7 +10,7 @@ use crate::exec::{self, TaskData, Value};
 use crate::key::Key;
 use crate::planner::StageGraph;
 use crate::scheduler::{Message, SchedulerServer, TaskSpec, WorkerId};
-use crate::worker::{EventSink, Peers, Worker, WorkerMetrics};
+use crate::worker::{DataStore, EventSink, Peers, Worker, WorkerMetrics};
 use crate::{Error, Result};
 
 /// A scheduler thread and workers in this process. Results pass between them
@@ -92,8 +92,19 @@ impl LocalCluster {
             let scheduler = server.downgrade();
             let events: EventSink = Arc::new(move |event| scheduler.send(Message::Event(event)));
             let session = exec::new_context(&config, None)?;
-            let worker = Worker::start(id, config.threads, &session, Arc::clone(&peers), events)
-                .map_err(io)?;
+            let directory = match &config.local_directory {
+                Some(directory) => directory.clone(),
+                None => std::env::temp_dir(),
+            };
+            let store = Arc::new(DataStore::for_session(
+                config.worker_memory_limit(),
+                &directory,
+                &session,
+            ));
+            let peers = Arc::clone(&peers);
+            let worker =
+                Worker::start_with_store(id, config.threads, &session, peers, events, store)
+                    .map_err(io)?;
             server.send(Message::AddWorker(Arc::new(worker)));
         }
         let dashboard = match &config.dashboard {
@@ -201,7 +212,7 @@ impl ClusterLink for LocalCluster {
 
 /// The local cluster as its clients and dashboard see it.
 fn local_info(config: &Config, dashboard: Option<String>) -> ClusterInfo {
-    let memory_limit = config.memory_limit.map(|m| m as u64);
+    let memory_limit = config.worker_memory_limit().map(|m| m as u64);
     let local_directory = config
         .local_directory
         .clone()

@@ -191,6 +191,29 @@ impl Client {
         self.connection.workers().await
     }
 
+    /// Retires `workers` (their addresses, names or ids, as
+    /// [`workers`](Self::workers) shows them) gracefully, as Dask's
+    /// `retire_workers`: they take no new tasks, what only they hold is copied
+    /// to other workers, then they close (and their nannies do not restart
+    /// them). Returns once they have left the cluster, or after `patience`.
+    pub async fn retire_workers(
+        &self,
+        workers: &[&str],
+        patience: std::time::Duration,
+    ) -> Result<Vec<crate::scheduler::WorkerId>> {
+        let names = workers.iter().map(|w| w.to_string()).collect();
+        let ids = self.connection.retire(names).await?;
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            let present = self.workers().await?;
+            if !present.iter().any(|w| ids.contains(&w.info.id)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(ids)
+    }
+
     /// The in-process cluster this client runs on; `None` for a remote one.
     pub fn local_cluster(&self) -> Option<&Arc<LocalCluster>> {
         self.local.as_ref()

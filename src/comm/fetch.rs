@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 use super::Security;
 use super::wire::{FetchTicket, Holder};
-use crate::exec::RemoteSource;
+use crate::exec::{RemoteSource, TaskData};
 use crate::key::Key;
 use crate::scheduler::WorkerId;
 use crate::worker::Activity;
@@ -101,6 +101,7 @@ impl FlightFetcher {
         let ticket = FetchTicket {
             keys,
             bucket: bucket.map(|b| b as u32),
+            by_bucket: false,
         };
         let transfer = self.inner.activity.as_deref().map(Activity::transfer);
         let this = self.clone();
@@ -122,6 +123,34 @@ impl FlightFetcher {
             transfer.done(format!("{what} from worker {worker}"), nbytes);
         }
         Ok(fetched)
+    }
+
+    /// A copy of the whole result `key` from `worker`, buckets kept (a
+    /// retiring worker's result moving here).
+    pub async fn copy_from(&self, worker: WorkerId, key: Key) -> Result<TaskData, String> {
+        let transfer = self.inner.activity.as_deref().map(Activity::transfer);
+        let what = format!("{key} from worker {worker}");
+        let this = self.clone();
+        let data = self
+            .on_io(async move {
+                let security = &this.inner.security;
+                this.with_client(worker, |mut client| async move {
+                    super::flight::fetch_whole(&mut client, security, &key).await
+                })
+                .await
+            })
+            .await?;
+        if let Some(transfer) = transfer {
+            transfer.done(what, data.nbytes());
+        }
+        Ok(data)
+    }
+
+    /// Forgets every worker's address and connection: the workers of a
+    /// scheduler this process no longer belongs to.
+    pub fn forget_all(&self) {
+        self.inner.addresses.write().clear();
+        self.inner.clients.lock().clear();
     }
 
     /// Stores `batch` (a value, as [`Value::to_batch`](crate::exec::Value::to_batch)

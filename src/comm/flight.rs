@@ -129,6 +129,7 @@ pub(crate) async fn connect(
     address: &str,
     security: &Security,
 ) -> Result<FlightServiceClient<Channel>> {
+    let address = &super::address::normalize(address)?;
     let unreachable = |message: String| Error::Connect {
         address: address.to_string(),
         message,
@@ -184,10 +185,19 @@ pub(crate) async fn open_control<T: Serialize + Send + 'static>(
     let (tx, frames) = outgoing::<T>();
     let first = futures::stream::once(async move { wire::frame(&[hello]) });
     let request = security.authorize(first.chain(frames));
-    let response = client
-        .do_exchange(request)
-        .await
-        .map_err(|status| Error::Comm(refusal(&status)))?;
+    let response = client.do_exchange(request).await.map_err(|status| {
+        let message = refusal(&status);
+        match status.code() {
+            // Asking again will get the same answer.
+            tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
+            | tonic::Code::FailedPrecondition => Error::Refused {
+                address: "the scheduler".into(),
+                message,
+            },
+            _ => Error::Comm(message),
+        }
+    })?;
     Ok((tx, response.into_inner()))
 }
 
@@ -253,8 +263,43 @@ pub async fn report_death(address: &str, security: &Security, death: &WorkerDeat
     Ok(())
 }
 
-/// Fetches `ticket` from `client`: the batches of the result it names.
+/// Fetches `ticket` from `client`: the batches of each result it names.
 pub(crate) async fn fetch(
+    client: &mut FlightServiceClient<Channel>,
+    security: &Security,
+    ticket: &FetchTicket,
+) -> Result<Vec<Vec<RecordBatch>>, String> {
+    let keys = fetch_sections(client, security, ticket).await?;
+    if keys.len() != ticket.keys.len() {
+        return Err(format!(
+            "asked for {} results, received {}",
+            ticket.keys.len(),
+            keys.len()
+        ));
+    }
+    Ok(keys)
+}
+
+/// A copy of the whole result `key` from `client`, its buckets kept.
+pub(crate) async fn fetch_whole(
+    client: &mut FlightServiceClient<Channel>,
+    security: &Security,
+    key: &crate::key::Key,
+) -> Result<TaskData, String> {
+    let ticket = FetchTicket {
+        keys: vec![key.clone()],
+        bucket: None,
+        by_bucket: true,
+    };
+    let sections = fetch_sections(client, security, &ticket).await?;
+    Ok(match crate::exec::Value::from_batches(sections.concat().as_slice()) {
+        Some(value) if sections.len() == 1 => TaskData::Value(value),
+        _ => TaskData::Batches(sections),
+    })
+}
+
+/// The sections of what `ticket` names: each begins at a schema message.
+async fn fetch_sections(
     client: &mut FlightServiceClient<Channel>,
     security: &Security,
     ticket: &FetchTicket,
@@ -277,13 +322,6 @@ pub(crate) async fn fetch(
             },
             DecodedPayload::None => {}
         }
-    }
-    if keys.len() != ticket.keys.len() {
-        return Err(format!(
-            "asked for {} results, received {}",
-            ticket.keys.len(),
-            keys.len()
-        ));
     }
     Ok(keys)
 }
@@ -318,33 +356,37 @@ impl FlightService for FlightNode {
             let data = results
                 .find(key)
                 .ok_or_else(|| Status::not_found(format!("{key} is not held here")))?;
-            let batches = match (&*data, ticket.bucket) {
-                (TaskData::Value(value), _) => vec![value.to_batch().map_err(|e| {
+            let sections = match (&*data, ticket.bucket) {
+                (TaskData::Value(value), _) => vec![vec![value.to_batch().map_err(|e| {
                     Status::failed_precondition(format!("{key} cannot be sent: {e}"))
-                })?],
-                (data, Some(bucket)) => data
-                    .bucket(bucket as usize)
-                    .map(<[_]>::to_vec)
-                    .unwrap_or_default(),
-                (data, None) => data.batches().cloned().collect(),
+                })?]],
+                (data, Some(bucket)) => vec![
+                    data.bucket(bucket as usize)
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default(),
+                ],
+                (TaskData::Batches(buckets), None) if ticket.by_bucket => buckets.clone(),
+                (data, None) => vec![data.batches().cloned().collect()],
             };
-            if let Some(store) = &self.store {
-                let nbytes = batches
-                    .iter()
-                    .map(|b| b.get_array_memory_size() as u64)
-                    .sum();
-                store.activity().served(nbytes);
+            for batches in sections {
+                if let Some(store) = &self.store {
+                    let nbytes = batches
+                        .iter()
+                        .map(|b| b.get_array_memory_size() as u64)
+                        .sum();
+                    store.activity().served(nbytes);
+                }
+                let schema = batches
+                    .first()
+                    .or_else(|| data.batches().next())
+                    .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
+                frames.push(
+                    FlightDataEncoderBuilder::new()
+                        .with_schema(schema)
+                        .with_dictionary_handling(DictionaryHandling::Resend)
+                        .build(futures::stream::iter(batches.into_iter().map(Ok))),
+                );
             }
-            let schema = batches
-                .first()
-                .or_else(|| data.batches().next())
-                .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
-            frames.push(
-                FlightDataEncoderBuilder::new()
-                    .with_schema(schema)
-                    .with_dictionary_handling(DictionaryHandling::Resend)
-                    .build(futures::stream::iter(batches.into_iter().map(Ok))),
-            );
         }
         let frames = futures::stream::iter(frames)
             .flatten()

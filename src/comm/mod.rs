@@ -5,12 +5,14 @@
 //! this layer carries what passes between them:
 //!
 //! - [`wire`]: the control messages and their framing;
+//! - [`address`]: where a process listens and the address it advertises;
 //! - [`codec`]: plans as `datafusion-proto` bytes, rask's own nodes included;
 //! - [`flight`]: the Arrow Flight service of every process (results by
 //!   `do_get`, control streams by `do_exchange`), token and TLS checked;
 //! - [`SchedulerNode`], [`run_worker`] and [`RemoteCluster`]: the scheduler's,
 //!   a worker's and a client's side.
 
+pub mod address;
 pub mod codec;
 mod fetch;
 mod flight;

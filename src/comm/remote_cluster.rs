@@ -17,7 +17,8 @@ use super::codec::{encode_job, encode_stage};
 use super::fetch::FlightFetcher;
 use super::flight::{self, open_control};
 use super::wire::{
-    EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient, WireOutcome,
+    CLIENT_PATIENCE, EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient,
+    WireOutcome,
 };
 use crate::client::{Answer, ClusterInfo, ClusterLink, Question, check_carried};
 use crate::exec::{RemoteInput, StageInput, TaskData, Value};
@@ -43,6 +44,8 @@ struct Shared {
     pending: Mutex<KeySet>,
     /// Set when the client disconnects: the stream's end is then expected.
     closed: std::sync::atomic::AtomicBool,
+    /// Why the scheduler is gone, once it is: every call fails at once after.
+    gone: Mutex<Option<String>>,
     /// Questions awaiting their answer, by number.
     questions: Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Answer>>>,
     /// The number of the next question.
@@ -52,6 +55,7 @@ struct Shared {
 impl RemoteCluster {
     /// Connects to the scheduler at `address`.
     pub async fn connect(address: &str, security: Security) -> Result<Arc<Self>> {
+        let address = &super::address::normalize(address)?;
         let mut client = flight::connect(address, &security).await?;
         let hello = Hello::Client {
             version: PROTOCOL_VERSION,
@@ -87,12 +91,18 @@ impl RemoteCluster {
                 "scheduler message",
                 address.clone(),
             ));
-            while let Some(batch) = messages.next().await {
-                for message in batch {
-                    shared.receive(message, &fetcher);
+            let why = loop {
+                match tokio::time::timeout(CLIENT_PATIENCE, messages.next()).await {
+                    Ok(Some(batch)) => {
+                        for message in batch {
+                            shared.receive(message, &fetcher);
+                        }
+                    }
+                    Ok(None) => break "the connection closed".to_string(),
+                    Err(_) => break format!("silent for {CLIENT_PATIENCE:?}"),
                 }
-            }
-            shared.lost(&address);
+            };
+            shared.lost(&address, why);
         });
         Ok(Arc::new(Self {
             address: address.to_string(),
@@ -100,6 +110,26 @@ impl RemoteCluster {
             shared,
             fetcher,
         }))
+    }
+
+    /// Notes that reports of `keys` are awaited; if the scheduler is gone, fails
+    /// them at once instead and returns `false`.
+    fn expect(&self, keys: &[Key]) -> bool {
+        let why = {
+            let mut pending = self.shared.pending.lock();
+            let gone = self.shared.gone.lock().clone();
+            if gone.is_none() {
+                pending.extend(keys.iter().cloned());
+            }
+            gone
+        };
+        let Some(why) = why else {
+            return true;
+        };
+        for key in keys {
+            self.shared.report_lost(key.clone(), &self.address, &why);
+        }
+        false
     }
 
     fn send(&self, message: FromClient) {
@@ -171,27 +201,41 @@ impl Shared {
                     let _ = waiting.send(answer);
                 }
             }
+            ToClient::Alive => {}
             ToClient::Close { reason } => tracing::warn!("the scheduler closes: {reason}"),
         }
     }
 
-    /// The scheduler is gone: whatever was still wanted fails.
-    fn lost(&self, address: &str) {
+    /// The scheduler is gone: whatever was still wanted fails, and so does
+    /// every call from now on.
+    fn lost(&self, address: &str, why: String) {
         if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        tracing::warn!(%address, "lost the connection to the scheduler");
-        // Questions not answered now never will be.
-        self.questions.lock().clear();
-        let pending: Vec<Key> = self.pending.lock().drain().collect();
+        tracing::warn!(%address, "lost the scheduler: {why}");
+        // Set under the locks that calls check it under, so that a call
+        // either sees it or is found here.
+        let pending: Vec<Key> = {
+            let mut pending = self.pending.lock();
+            let mut questions = self.questions.lock();
+            *self.gone.lock() = Some(why.clone());
+            // Questions not answered now never will be.
+            questions.clear();
+            pending.drain().collect()
+        };
         for key in pending {
-            let error = TaskError::Failed {
-                key: key.clone(),
-                worker: WorkerId::MAX,
-                message: format!("lost the connection to the scheduler at {address}"),
-            };
-            self.report(key, Outcome::Erred(Arc::new(error)));
+            self.report_lost(key, address, &why);
         }
+    }
+
+    /// Reports `key` failed: the scheduler at `address` is gone, as `why` says.
+    fn report_lost(&self, key: Key, address: &str, why: &str) {
+        let error = TaskError::SchedulerLost {
+            key: key.clone(),
+            scheduler: address.to_string(),
+            reason: why.to_string(),
+        };
+        self.report(key, Outcome::Erred(Arc::new(error)));
     }
 }
 
@@ -209,8 +253,9 @@ impl ClusterLink for RemoteCluster {
             Message::Event(Event::GraphSubmitted { tasks, wanted, .. }) => {
                 match self.encode(tasks) {
                     Ok(tasks) => {
-                        self.shared.pending.lock().extend(wanted.iter().cloned());
-                        self.send(FromClient::Submit { tasks, wanted });
+                        if self.expect(&wanted) {
+                            self.send(FromClient::Submit { tasks, wanted });
+                        }
                     }
                     Err(e) => {
                         for key in wanted {
@@ -234,7 +279,9 @@ impl ClusterLink for RemoteCluster {
                 nbytes,
                 ..
             }) => {
-                self.shared.pending.lock().insert(key.clone());
+                if !self.expect(std::slice::from_ref(&key)) {
+                    return;
+                }
                 self.send(FromClient::Scattered {
                     key,
                     workers,
@@ -343,7 +390,18 @@ impl ClusterLink for RemoteCluster {
             .shared
             .next_question
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.shared.questions.lock().insert(id, answer);
+        {
+            let mut questions = self.shared.questions.lock();
+            if let Some(why) = self.shared.gone.lock().clone() {
+                let address = self.address.clone();
+                return Box::pin(async move {
+                    Err(Error::Comm(format!(
+                        "the scheduler at {address} is gone ({why})"
+                    )))
+                });
+            }
+            questions.insert(id, answer);
+        }
         self.send(FromClient::Ask { id, question });
         let address = self.address.clone();
         Box::pin(async move {

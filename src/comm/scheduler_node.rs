@@ -53,6 +53,9 @@ pub struct SchedulerOptions {
     pub security: Security,
     /// A worker silent this long is removed.
     pub heartbeat_timeout: Duration,
+    /// The address to give others (`--contact-address`); by default the
+    /// listening address, or for every interface, the first that is not loopback.
+    pub contact_address: Option<String>,
 }
 
 impl Default for SchedulerOptions {
@@ -63,6 +66,7 @@ impl Default for SchedulerOptions {
             dashboard: None,
             security: Security::default(),
             heartbeat_timeout: Duration::from_secs(10),
+            contact_address: None,
         }
     }
 }
@@ -108,16 +112,26 @@ impl SchedulerNode {
         let address = listener
             .local_addr()
             .map_err(|e| Error::Comm(e.to_string()))?;
+        let advertised = super::address::advertised(address, options.contact_address.as_deref(), None)?;
         let (dashboard, link) = match &options.dashboard {
             Some(wanted) => {
-                let (listener, link) = crate::dashboard::bind_address(wanted, &options.host)?;
-                (Some(listener), Some(link))
+                let (listener, _) = crate::dashboard::bind_address(wanted, &options.host)?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::Comm(format!("the dashboard's address: {e}")))?;
+                // Shown with the scheduler's advertised host when on every interface.
+                let host = advertised.rsplit_once(':').map_or(advertised.as_str(), |(h, _)| h);
+                let shown = match local.ip().is_unspecified() {
+                    true => format!("{host}:{}", local.port()),
+                    false => local.to_string(),
+                };
+                (Some(listener), Some(format!("http://{shown}/status")))
             }
             None => (None, None),
         };
         let state = Arc::new(SchedulerState {
             server: SchedulerServer::new(),
-            address: address.to_string(),
+            address: advertised.clone(),
             dashboard: link.clone(),
             heartbeat_timeout: options.heartbeat_timeout,
             workers: RwLock::default(),
@@ -138,7 +152,10 @@ impl SchedulerNode {
         let served = tokio::spawn(flight::serve(listener, node, async move {
             let _ = stopped.await;
         }));
-        tracing::info!("scheduler at {address}");
+        if advertised != address.to_string() {
+            tracing::info!("listening on {address}");
+        }
+        tracing::info!("scheduler at {advertised}");
         let dashboard = dashboard.map(|listener| {
             let view = Arc::new(Arc::clone(&state)) as Arc<dyn crate::dashboard::ClusterView>;
             tokio::spawn(async move {
@@ -152,6 +169,7 @@ impl SchedulerNode {
         if let Some(link) = &link {
             tracing::info!("dashboard at {link}");
         }
+        tokio::spawn(tell_clients_alive(Arc::downgrade(&state)));
         Ok(Self {
             address,
             state,
@@ -253,7 +271,9 @@ impl SchedulerState {
             pid: Some(registration.pid),
             nanny: registration.nanny,
         };
-        let _ = outbox.send(ToWorker::Welcome { id });
+        let silence_ms = self.heartbeat_timeout.as_millis() as u64;
+        let _ = outbox.send(ToWorker::Welcome { id, silence_ms });
+        let pings = outbox.clone();
         tracing::info!(
             "worker {id} registered: {} at {}, {} threads, memory limit {}, pid {}",
             info.name,
@@ -282,33 +302,53 @@ impl SchedulerState {
         let state = Arc::clone(self);
         tokio::spawn(async move {
             let mut messages = flight::messages::<FromWorker>(incoming, "worker message", peer);
+            let mut alive = tokio::time::interval(super::wire::ALIVE_EVERY);
+            let mut heard = Instant::now();
+            let mut paused = false;
             let why = loop {
-                match tokio::time::timeout(state.heartbeat_timeout, messages.next()).await {
-                    Ok(Some(batch)) => {
-                        if let Some(last) = state.reported.lock().get_mut(&id) {
-                            last.1 = Instant::now();
+                let batch = tokio::select! {
+                    batch = messages.next() => batch,
+                    _ = alive.tick() => {
+                        if heard.elapsed() > state.heartbeat_timeout {
+                            break format!("silent for {:?} (no heartbeat)", state.heartbeat_timeout);
                         }
-                        for message in batch {
-                            tracing::trace!(worker = id, ?message, "from worker");
-                            match message {
-                                FromWorker::Heartbeat { metrics, marks } => {
-                                    state.server.note_marks(id, marks);
-                                    state.reported.lock().insert(id, (metrics, Instant::now()));
-                                }
-                                message => {
-                                    if let Some(event) = worker_event(id, message) {
-                                        state.server.enqueue(Message::Event(event));
-                                    }
-                                }
+                        let _ = pings.send(ToWorker::Alive);
+                        continue;
+                    }
+                };
+                let Some(batch) = batch else {
+                    break "its connection closed".to_string();
+                };
+                heard = Instant::now();
+                if let Some(last) = state.reported.lock().get_mut(&id) {
+                    last.1 = heard;
+                }
+                for message in batch {
+                    tracing::trace!(worker = id, ?message, "from worker");
+                    match message {
+                        FromWorker::Heartbeat { metrics, marks } => {
+                            if metrics.paused != paused {
+                                paused = metrics.paused;
+                                tracing::info!(worker = id, paused, "worker paused (memory)");
+                                let event = Event::WorkerPaused { worker: id, paused };
+                                state.server.enqueue(Message::Event(event));
+                            }
+                            state.server.note_marks(id, marks);
+                            state.reported.lock().insert(id, (metrics, heard));
+                        }
+                        FromWorker::Retire => {
+                            tracing::info!(worker = id, "worker {id} asks to retire");
+                            let event = Event::RetireWorker { worker: id };
+                            state.server.enqueue(Message::Event(event));
+                        }
+                        message => {
+                            if let Some(event) = worker_event(id, message) {
+                                state.server.enqueue(Message::Event(event));
                             }
                         }
-                        state.server.drain();
-                    }
-                    Ok(None) => break "its connection closed".to_string(),
-                    Err(_) => {
-                        break format!("silent for {:?} (no heartbeat)", state.heartbeat_timeout);
                     }
                 }
+                state.server.drain();
             };
             let info = state.workers.write().remove(&id);
             state.reported.lock().remove(&id);
@@ -539,7 +579,15 @@ fn worker_event(worker: WorkerId, message: FromWorker) -> Option<Event> {
             micros,
         }),
         FromWorker::Erred { key, error } => Some(Event::TaskErred { worker, key, error }),
-        FromWorker::Heartbeat { .. } => None,
+        FromWorker::Replicated { key, error: None } => Some(Event::DataReplicated { worker, key }),
+        FromWorker::Replicated {
+            key,
+            error: Some(why),
+        } => {
+            tracing::warn!(%key, worker, "a copy of a retiring worker's result failed: {why}");
+            Some(Event::ReplicateFailed { worker, key })
+        }
+        FromWorker::Heartbeat { .. } | FromWorker::Retire => None,
     }
 }
 
@@ -632,5 +680,35 @@ impl WorkerEndpoint for RemoteWorker {
     fn abort(&self, keys: &KeySet) {
         let keys = keys.iter().cloned().collect();
         let _ = self.outbox.send(ToWorker::Abort { keys });
+    }
+
+    fn replicate(&self, key: Key, from: Vec<WorkerId>) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        let from = state.holders(&from);
+        let _ = self.outbox.send(ToWorker::Replicate { key, from });
+    }
+
+    fn retire(&self) -> bool {
+        tracing::info!("worker {} retired: what only it held is on other workers", self.id);
+        let reason = "retired".to_string();
+        let _ = self.outbox.send(ToWorker::Close { reason });
+        false
+    }
+}
+
+/// Tells every client, every [`ALIVE_EVERY`](super::wire::ALIVE_EVERY), that
+/// the scheduler lives, until the scheduler is gone.
+async fn tell_clients_alive(state: std::sync::Weak<SchedulerState>) {
+    let mut ticks = tokio::time::interval(super::wire::ALIVE_EVERY);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        for client in state.clients.lock().values() {
+            let _ = client.send(ToClient::Alive);
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::scheduler::{Mark, TaskError, WorkerId};
 use crate::worker::WorkerMetrics;
 
 /// The version of this protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The first message of a control stream: who is connecting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +112,13 @@ pub enum WireArg {
     },
 }
 
+/// How often the scheduler tells each worker and client that it lives.
+pub const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a client waits for a word from its scheduler before taking it for
+/// lost: a few of [`ALIVE_EVERY`].
+pub const CLIENT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A worker's address, as inputs and reports carry it.
 pub type Holder = (WorkerId, String);
 
@@ -122,6 +129,19 @@ pub enum ToWorker {
     Welcome {
         /// The id.
         id: WorkerId,
+        /// How long the scheduler may stay silent (it sends [`ToWorker::Alive`]
+        /// every [`ALIVE_EVERY`]) before the worker takes it for lost, in ms.
+        silence_ms: u64,
+    },
+    /// The scheduler lives (sent every [`ALIVE_EVERY`]).
+    Alive,
+    /// Copy `key` from one of `from` into this worker's store (the results of
+    /// a retiring worker); answered with [`FromWorker::Replicated`].
+    Replicate {
+        /// The key.
+        key: Key,
+        /// The workers holding it.
+        from: Vec<Holder>,
     },
     /// Run a task.
     Run {
@@ -168,6 +188,16 @@ pub enum FromWorker {
         /// Why.
         error: TaskError,
     },
+    /// The copy asked for with [`ToWorker::Replicate`] is stored, or failed.
+    Replicated {
+        /// The key.
+        key: Key,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+    /// The worker wants to leave (it got SIGTERM): move what it holds, then
+    /// close it.
+    Retire,
     /// Alive, with what it holds and does, and what it moved since the last one.
     Heartbeat {
         /// Its state now.
@@ -272,6 +302,8 @@ pub enum ToClient {
         /// The answer.
         answer: Answer,
     },
+    /// The scheduler lives (sent every [`ALIVE_EVERY`]).
+    Alive,
     /// The client is refused or the scheduler closes.
     Close {
         /// Why.
@@ -315,6 +347,9 @@ pub struct FetchTicket {
     pub keys: Vec<Key>,
     /// One bucket of each, or all.
     pub bucket: Option<u32>,
+    /// Each bucket of each key as a section of its own (a copy of the whole
+    /// result, buckets kept), instead of one section a key.
+    pub by_bucket: bool,
 }
 
 /// A message that could not be decoded.

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::Security;
+use super::{Security, address};
 use super::codec::decode_stage;
 use super::fetch::FlightFetcher;
 use super::flight::{self, FlightNode, open_control};
@@ -28,16 +28,21 @@ use crate::exec::{self, StagePlan};
 use crate::key::KeySet;
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
 use crate::udf::Registry;
-use crate::worker::{Budget, DataStore, EventSink, FunctionJob, Job, Peers, StageJob, Worker};
+use crate::worker::{DataStore, EventSink, FunctionJob, Job, Peers, StageJob, Worker};
 use crate::{Error, Result};
 
 /// How one worker process is set up.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// The scheduler, `HOST:PORT`.
+    /// The scheduler, `HOST:PORT` (or `tcp://HOST:PORT`, a name).
     pub scheduler: String,
-    /// The interface to serve results on (a free port is taken).
+    /// The interface to serve results on.
     pub host: String,
+    /// The port to serve results on (0 for any free one).
+    pub port: u16,
+    /// The address to give others (`--contact-address`: `HOST:PORT`, or a host
+    /// for the listening port); by default, see [`address::advertised`].
+    pub contact_address: Option<String>,
     /// Its name; host and pid by default.
     pub name: Option<String>,
     /// Task slots.
@@ -50,40 +55,71 @@ pub struct WorkerOptions {
     pub security: Security,
     /// How often it tells the scheduler it is alive.
     pub heartbeat: Duration,
+    /// How long it keeps trying to reach a scheduler it lost (or never
+    /// reached) before it gives up with an error (Dask's `--death-timeout`).
+    pub death_timeout: Duration,
     /// The UDFs and task functions it carries (and announces).
     pub registry: Registry,
     /// The process id of the nanny that started it, if one did.
     pub nanny: Option<u32>,
 }
 
-/// Results past this fraction of the memory limit go to disk (as Dask's `spill`).
-const SPILL_FRACTION: f64 = 0.6;
-
-/// Past this fraction the worker takes no new tasks (as Dask's `pause`).
-const PAUSE_FRACTION: f64 = 0.8;
-
 /// Stages decoded, by stage id; cleared when it grows past this.
 const STAGE_CACHE: usize = 256;
 
-/// Runs a worker until the scheduler closes it, the connection is lost, or
-/// `shutdown` resolves (then it returns `Ok`).
-pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let listener = TcpListener::bind((options.host.as_str(), 0))
+/// How long a retiring worker waits for the scheduler to move its results
+/// and close it before it leaves anyway.
+const RETIRE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How a worker's time with one scheduler ended.
+enum Ended {
+    /// The scheduler closed it (it retired, or the scheduler shuts down).
+    Closed,
+    /// The connection was lost, or the scheduler fell silent: try again.
+    Lost(String),
+    /// Told to stop (its nanny went away).
+    Left,
+}
+
+/// Runs a worker until the scheduler closes it, `leave` resolves, or it cannot
+/// reach a scheduler for `death_timeout` ([`Error::Connect`]); a scheduler
+/// that refuses it for good is [`Error::Refused`]. When `retire` resolves
+/// (SIGTERM), it asks the scheduler to move what it holds to other workers,
+/// then leaves when closed. A worker that loses its scheduler drops what it
+/// held and, once it reaches one again, registers as a new worker.
+pub async fn run_worker(
+    options: WorkerOptions,
+    retire: impl Future<Output = ()>,
+    leave: impl Future<Output = ()>,
+) -> Result<()> {
+    let listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
-        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", options.host)))?;
-    let address = listener
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot listen on {}:{}: {e}",
+                options.host, options.port
+            ))
+        })?;
+    let listening = listener
         .local_addr()
-        .map_err(|e| Error::Comm(e.to_string()))?
-        .to_string();
-    let store = Arc::new(match options.memory_limit {
-        Some(limit) => DataStore::with_budget(Budget {
-            limit: limit as u64,
-            spill: SPILL_FRACTION,
-            pause: PAUSE_FRACTION,
-            directory: options.local_directory.clone(),
-        }),
-        None => DataStore::default(),
-    });
+        .map_err(|e| Error::Comm(e.to_string()))?;
+    let toward = address::resolve(&options.scheduler).ok();
+    let address = address::advertised(listening, options.contact_address.as_deref(), toward)?;
+    let config = Config {
+        workers: 1,
+        threads: options.nthreads,
+        // 0: none (see `Config::memory_limit`).
+        memory_limit: Some(options.memory_limit.unwrap_or(0)),
+        local_directory: Some(options.local_directory.clone()),
+        registry: options.registry.clone(),
+        ..Config::default()
+    };
+    let session = exec::new_context(&config, None)?;
+    let store = Arc::new(DataStore::for_session(
+        options.memory_limit,
+        &options.local_directory,
+        &session,
+    ));
     let fetcher = FlightFetcher::for_worker(options.security.clone(), Arc::clone(store.activity()));
     let peers = Arc::new(Peers::with_remote(Arc::new(fetcher.clone())));
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -96,6 +132,7 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
     tokio::spawn(flight::serve(listener, node, async move {
         let _ = serving_stopped.await;
     }));
+    let _stop_serving = StopOnDrop(Some(stop_serving));
 
     let pid = std::process::id();
     let name = options
@@ -105,6 +142,9 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
     let memory = options
         .memory_limit
         .map_or("none".into(), |m| format_bytes(m as u64));
+    if listening.to_string() != address {
+        tracing::info!("listening on {listening}");
+    }
     tracing::info!(
         "worker {name} at {address}: {} threads, memory limit {memory}, local directory {}, pid {pid}",
         options.nthreads,
@@ -121,123 +161,313 @@ pub async fn run_worker(options: WorkerOptions, shutdown: impl Future<Output = (
         functions: options.registry.names(),
         nanny: options.nanny,
     };
-    let mut client = flight::connect(&options.scheduler, &options.security).await?;
-    let (outbox, mut incoming) =
-        open_control::<FromWorker>(&mut client, &options.security, Hello::Worker(registration))
-            .await?;
-    let first = flight::next_messages::<ToWorker>(&mut incoming, "scheduler message").await?;
-    // The frame with the welcome may carry the first tasks too: keep them.
-    let mut first = first.unwrap_or_default().into_iter();
-    let id = match first.next() {
-        Some(ToWorker::Welcome { id }) => id,
-        Some(ToWorker::Close { reason }) => return Err(Error::Comm(reason)),
-        _ => {
-            return Err(Error::Comm(
-                "the scheduler did not welcome this worker".into(),
-            ));
-        }
+    let shared = Shared {
+        options: &options,
+        session: &session,
+        store: &store,
+        peers: &peers,
+        fetcher: &fetcher,
     };
-    tracing::info!("registered to {} as worker {id}", options.scheduler);
-
-    let config = Config {
-        workers: 1,
-        threads: options.nthreads,
-        memory_limit: options.memory_limit,
-        local_directory: Some(options.local_directory.clone()),
-        registry: options.registry.clone(),
-        ..Config::default()
-    };
-    let session = exec::new_context(&config, None)?;
-    let reports = outbox.clone();
-    let events: EventSink = Arc::new(move |event| {
-        if let Some(message) = report(event) {
-            let _ = reports.send(message);
-        }
-    });
-    let worker = Worker::start_with_store(
-        id,
-        options.nthreads,
-        &session,
-        Arc::clone(&peers),
-        events,
-        store,
-    )
-    .map_err(|e| Error::Comm(format!("cannot start the worker's threads: {e}")))?;
-    let worker = Arc::new(worker);
-    let heartbeats = tokio::spawn(heartbeat(
-        outbox.clone(),
-        Arc::clone(&worker),
-        options.heartbeat,
-    ));
-    let mut tasks = TaskMaker {
-        id,
-        context: TaskContext::from(&session),
-        stages: HashMap::new(),
-        fetcher,
-        registry: options.registry.clone(),
-    };
-    let rest: Vec<ToWorker> = first.collect();
-    let mut messages = futures::stream::iter([rest]).chain(flight::messages::<ToWorker>(
-        incoming,
-        "scheduler message",
-        options.scheduler.clone(),
-    ));
-    tokio::pin!(shutdown);
-    let result = loop {
-        let batch = tokio::select! {
-            batch = messages.next() => batch,
-            () = &mut shutdown => break Ok(()),
+    tokio::pin!(retire);
+    tokio::pin!(leave);
+    let mut retiring = false;
+    let mut lost_since = tokio::time::Instant::now();
+    loop {
+        let connected = tokio::select! {
+            connected = shared.register(&registration, lost_since) => connected?,
+            () = &mut leave => return Ok(()),
+            () = &mut retire, if !retiring => {
+                tracing::info!("asked to retire while no scheduler is reached: leaving");
+                return Ok(());
+            }
         };
-        let Some(batch) = batch else {
-            break Err(Error::Comm(format!(
-                "lost the scheduler at {}",
-                options.scheduler
-            )));
-        };
-        let mut aborts = KeySet::default();
-        for message in batch {
-            match message {
-                ToWorker::Run { key, job, inputs } => {
-                    if !aborts.is_empty() {
-                        worker.abort(&std::mem::take(&mut aborts));
-                    }
-                    match tasks.job(&job) {
-                        Ok(job) => {
-                            let inputs = inputs
-                                .into_iter()
-                                .map(|(key, holders)| Input {
-                                    key,
-                                    holders: tasks.fetcher.learn(holders),
-                                })
-                                .collect();
-                            worker.run(key, Arc::new(job), inputs);
-                        }
-                        Err(message) => {
-                            let error = TaskError::Failed {
-                                key: key.clone(),
-                                worker: id,
-                                message,
-                            };
-                            let _ = outbox.send(FromWorker::Erred { key, error });
-                        }
-                    }
-                }
-                ToWorker::Release { key } => drop(worker.release(&key)),
-                ToWorker::Abort { keys } => aborts.extend(keys),
-                ToWorker::Welcome { .. } => {}
-                ToWorker::Close { reason } => {
-                    tracing::info!("the scheduler closes this worker: {reason}");
-                    return Ok(());
-                }
+        let ended = shared
+            .serve(connected, &mut retire, &mut leave, &mut retiring)
+            .await;
+        match ended {
+            Ended::Closed | Ended::Left => return Ok(()),
+            Ended::Lost(why) if retiring => {
+                tracing::info!("lost the scheduler while retiring ({why}): leaving");
+                return Ok(());
+            }
+            Ended::Lost(why) => {
+                let dropped = store.len();
+                store.clear();
+                fetcher.forget_all();
+                tracing::warn!(
+                    "lost the scheduler at {} ({why}); dropped the {dropped} results held; \
+                     reconnecting for up to {:?}",
+                    options.scheduler,
+                    options.death_timeout
+                );
+                lost_since = tokio::time::Instant::now();
             }
         }
-        if !aborts.is_empty() {
-            worker.abort(&aborts);
+    }
+}
+
+/// Sends on a oneshot when dropped.
+struct StopOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
         }
-    };
-    heartbeats.abort();
-    let _ = stop_serving.send(());
-    result
+    }
+}
+
+/// A registered link to the scheduler.
+struct Connected {
+    id: WorkerId,
+    outbox: mpsc::UnboundedSender<FromWorker>,
+    incoming: tonic::Streaming<arrow_flight::FlightData>,
+    /// Messages that came with the welcome.
+    first: Vec<ToWorker>,
+    /// How long the scheduler may stay silent.
+    silence: Duration,
+}
+
+/// What a worker keeps across its times with schedulers.
+struct Shared<'a> {
+    options: &'a WorkerOptions,
+    session: &'a datafusion::prelude::SessionContext,
+    store: &'a Arc<DataStore>,
+    peers: &'a Arc<Peers>,
+    fetcher: &'a FlightFetcher,
+}
+
+impl Shared<'_> {
+    /// Registers with the scheduler, trying again until `death_timeout` has
+    /// passed since `since`; a refusal (token, version) ends it at once.
+    async fn register(
+        &self,
+        registration: &Registration,
+        since: tokio::time::Instant,
+    ) -> Result<Connected> {
+        let options = self.options;
+        let mut backoff = Duration::from_millis(200);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let error = match self.try_register(registration).await {
+                Ok(connected) => return Ok(connected),
+                Err(refused @ Error::Refused { .. }) => return Err(refused),
+                Err(e) => e,
+            };
+            if since.elapsed() >= options.death_timeout {
+                return Err(Error::Connect {
+                    address: options.scheduler.clone(),
+                    message: format!(
+                        "gave up reaching the scheduler after {:?} ({tries} tries; \
+                         --death-timeout): {error}",
+                        options.death_timeout
+                    ),
+                });
+            }
+            if tries == 1 || tries % 10 == 0 {
+                tracing::info!(
+                    "cannot reach the scheduler at {} yet: {error}; trying again",
+                    options.scheduler
+                );
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn try_register(&self, registration: &Registration) -> Result<Connected> {
+        let options = self.options;
+        let mut client = flight::connect(&options.scheduler, &options.security).await?;
+        let hello = Hello::Worker(registration.clone());
+        let (outbox, mut incoming) =
+            open_control::<FromWorker>(&mut client, &options.security, hello).await?;
+        let first = flight::next_messages::<ToWorker>(&mut incoming, "scheduler message").await?;
+        // The frame with the welcome may carry the first tasks too: keep them.
+        let mut first = first.unwrap_or_default().into_iter();
+        let refused = |message: String| Error::Refused {
+            address: options.scheduler.clone(),
+            message,
+        };
+        let (id, silence_ms) = match first.next() {
+            Some(ToWorker::Welcome { id, silence_ms }) => (id, silence_ms),
+            Some(ToWorker::Close { reason }) => return Err(refused(reason)),
+            _ => return Err(Error::Comm("the scheduler did not welcome this worker".into())),
+        };
+        tracing::info!("registered to {} as worker {id}", options.scheduler);
+        Ok(Connected {
+            id,
+            outbox,
+            incoming,
+            first: first.collect(),
+            silence: Duration::from_millis(silence_ms.max(1000)),
+        })
+    }
+
+    /// Runs what the scheduler sends until it closes us, is lost, or we leave.
+    async fn serve(
+        &self,
+        connected: Connected,
+        retire: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        leave: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        retiring: &mut bool,
+    ) -> Ended {
+        let Connected {
+            id,
+            outbox,
+            incoming,
+            first,
+            silence,
+        } = connected;
+        let options = self.options;
+        let reports = outbox.clone();
+        let events: EventSink = Arc::new(move |event| {
+            if let Some(message) = report(event) {
+                let _ = reports.send(message);
+            }
+        });
+        let worker = match Worker::start_with_store(
+            id,
+            options.nthreads,
+            self.session,
+            Arc::clone(self.peers),
+            events,
+            Arc::clone(self.store),
+        ) {
+            Ok(worker) => Arc::new(worker),
+            Err(e) => return Ended::Lost(format!("cannot start the worker's threads: {e}")),
+        };
+        let heartbeats = AbortOnDrop(tokio::spawn(heartbeat(
+            outbox.clone(),
+            Arc::clone(&worker),
+            options.heartbeat,
+        )));
+        let mut tasks = TaskMaker {
+            id,
+            context: TaskContext::from(self.session),
+            stages: HashMap::new(),
+            fetcher: self.fetcher.clone(),
+            registry: options.registry.clone(),
+        };
+        let mut messages = futures::stream::iter([first]).chain(flight::messages::<ToWorker>(
+            incoming,
+            "scheduler message",
+            options.scheduler.clone(),
+        ));
+        // When a retiring worker stops waiting to be closed.
+        let mut retired_by = std::pin::pin!(tokio::time::sleep(RETIRE_PATIENCE));
+        let ended = loop {
+            let batch = tokio::select! {
+                batch = tokio::time::timeout(silence, messages.next()) => batch,
+                () = leave.as_mut() => break Ended::Left,
+                () = retire.as_mut(), if !*retiring => {
+                    *retiring = true;
+                    tracing::info!("retiring: asking the scheduler to move what this worker holds");
+                    let _ = outbox.send(FromWorker::Retire);
+                    retired_by.as_mut().reset(tokio::time::Instant::now() + RETIRE_PATIENCE);
+                    continue;
+                }
+                () = retired_by.as_mut(), if *retiring => {
+                    tracing::warn!("the scheduler did not close this retiring worker in {RETIRE_PATIENCE:?}: leaving");
+                    break Ended::Closed;
+                }
+            };
+            let batch = match batch {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break Ended::Lost("the connection ended".into()),
+                Err(_) => break Ended::Lost(format!("silent for {silence:?}")),
+            };
+            let mut aborts = KeySet::default();
+            let mut closed = None;
+            for message in batch {
+                match message {
+                    ToWorker::Run { key, job, inputs } => {
+                        if !aborts.is_empty() {
+                            worker.abort(&std::mem::take(&mut aborts));
+                        }
+                        match tasks.job(&job) {
+                            Ok(job) => {
+                                let inputs = inputs
+                                    .into_iter()
+                                    .map(|(key, holders)| Input {
+                                        key,
+                                        holders: tasks.fetcher.learn(holders),
+                                    })
+                                    .collect();
+                                worker.run(key, Arc::new(job), inputs);
+                            }
+                            Err(message) => {
+                                let error = TaskError::Failed {
+                                    key: key.clone(),
+                                    worker: id,
+                                    message,
+                                };
+                                let _ = outbox.send(FromWorker::Erred { key, error });
+                            }
+                        }
+                    }
+                    ToWorker::Release { key } => drop(worker.release(&key)),
+                    ToWorker::Abort { keys } => aborts.extend(keys),
+                    ToWorker::Replicate { key, from } => {
+                        let from = self.fetcher.learn(from);
+                        tokio::spawn(copy(
+                            self.fetcher.clone(),
+                            Arc::clone(self.store),
+                            outbox.clone(),
+                            key,
+                            from,
+                        ));
+                    }
+                    ToWorker::Welcome { .. } | ToWorker::Alive => {}
+                    ToWorker::Close { reason } => closed = Some(reason),
+                }
+            }
+            if !aborts.is_empty() {
+                worker.abort(&aborts);
+            }
+            if let Some(reason) = closed {
+                tracing::info!("the scheduler closes this worker: {reason}");
+                break Ended::Closed;
+            }
+        };
+        drop(heartbeats);
+        ended
+    }
+}
+
+/// Copies `key` from the first of `from` that has it into `store`, and tells
+/// the scheduler how it went.
+async fn copy(
+    fetcher: FlightFetcher,
+    store: Arc<DataStore>,
+    outbox: mpsc::UnboundedSender<FromWorker>,
+    key: crate::key::Key,
+    from: Vec<WorkerId>,
+) {
+    let mut error = format!("no worker to copy {key} from");
+    for holder in from {
+        match fetcher.copy_from(holder, key.clone()).await {
+            Ok(data) => {
+                store.insert(key.clone(), Arc::new(data));
+                let _ = outbox.send(FromWorker::Replicated { key, error: None });
+                return;
+            }
+            Err(e) => error = format!("cannot copy {key} from worker {holder}: {e}"),
+        }
+    }
+    let _ = outbox.send(FromWorker::Replicated {
+        key,
+        error: Some(error),
+    });
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Turns jobs as they travel into jobs the worker runs.

@@ -18,7 +18,7 @@ use crate::datasets::TimeseriesFunction;
 /// scalar UDFs registered, files and
 /// object-store URLs readable by path (`SELECT * FROM 'data/*.parquet'`), cloud
 /// stores created on first use, SQL positions kept for error messages, and
-/// memory bounded when `config.memory_limit` is set. With a `query_planner`,
+/// memory bounded as `config.memory_limit` says. With a `query_planner`,
 /// physical plans are made by it (the client's sessions lower them to tasks).
 pub fn new_context(
     config: &Config,
@@ -44,7 +44,7 @@ pub fn new_context(
 
     let mut runtime =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
-    if let Some(limit) = config.memory_limit {
+    if let Some(limit) = config.worker_memory_limit() {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
     if let Some(directory) = &config.local_directory {

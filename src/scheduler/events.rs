@@ -106,6 +106,34 @@ pub enum TaskError {
         /// Its error.
         source: Arc<TaskError>,
     },
+    /// An input could not be fetched from its holder, time after time (the
+    /// holder lives, but the worker running the task cannot reach it).
+    #[error(
+        "task {key} on worker {worker} could not fetch {input} from worker {holder} \
+         ({attempts} tries); giving up"
+    )]
+    FetchGaveUp {
+        /// The task.
+        key: Key,
+        /// The input it could not fetch.
+        input: Key,
+        /// The worker holding the input, last time.
+        holder: WorkerId,
+        /// The worker that ran the task, last time.
+        worker: WorkerId,
+        /// How many times it tried.
+        attempts: u32,
+    },
+    /// The client lost its scheduler: the task's outcome will never be known.
+    #[error("the scheduler at {scheduler} is gone ({reason}): {key} will not finish")]
+    SchedulerLost {
+        /// The task.
+        key: Key,
+        /// The scheduler's address.
+        scheduler: String,
+        /// How it was lost.
+        reason: String,
+    },
     /// A task names an input the scheduler has never seen.
     #[error("task {key} depends on unknown key {missing}")]
     MissingDependency {
@@ -189,6 +217,35 @@ pub enum Event {
         /// The registered functions it carries; `None` when it carries every
         /// one the cluster knows (a worker of the client's own process).
         functions: Option<Arc<BTreeSet<String>>>,
+    },
+    /// A worker passed its memory's pause threshold (`paused`), or came back
+    /// under it: a paused worker gets no new tasks.
+    WorkerPaused {
+        /// The worker.
+        worker: WorkerId,
+        /// Whether it is paused now.
+        paused: bool,
+    },
+    /// A worker is to leave gracefully: no new tasks; once its running tasks
+    /// end, the results only it holds are copied to other workers
+    /// ([`Decision::Replicate`]), then it is told to close ([`Decision::Retire`]).
+    RetireWorker {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// `worker` holds a copy of `key` it was asked to make.
+    DataReplicated {
+        /// The worker holding the copy.
+        worker: WorkerId,
+        /// The key.
+        key: Key,
+    },
+    /// `worker` could not copy `key`.
+    ReplicateFailed {
+        /// The worker that tried.
+        worker: WorkerId,
+        /// The key.
+        key: Key,
     },
     /// A worker left or died, with everything it held.
     WorkerRemoved {
@@ -286,6 +343,20 @@ pub enum Decision {
         /// The task.
         key: Key,
     },
+    /// Copy `key` to `worker` from one of `from` (a retiring worker's results).
+    Replicate {
+        /// The worker to copy to.
+        worker: WorkerId,
+        /// The key.
+        key: Key,
+        /// The workers holding it.
+        from: Vec<WorkerId>,
+    },
+    /// `worker` has retired: nothing only it holds is needed. Tell it to close.
+    Retire {
+        /// The worker.
+        worker: WorkerId,
+    },
     /// The scheduler no longer knows `key`: whatever the cluster keeps about the
     /// task (what it runs) can go.
     Forget {
@@ -332,6 +403,15 @@ impl PartialEq for Decision {
             | (Abort { worker, key }, Abort { worker: w, key: k }) => worker == w && key == k,
             (Forget { key }, Forget { key: k }) => key == k,
             (
+                Replicate { worker, key, from },
+                Replicate {
+                    worker: w,
+                    key: k,
+                    from: f,
+                },
+            ) => worker == w && key == k && from == f,
+            (Retire { worker }, Retire { worker: w }) => worker == w,
+            (
                 Report {
                     client,
                     key,
@@ -355,6 +435,8 @@ impl fmt::Display for Decision {
             Decision::Release { worker, key } => write!(f, "release {key} on {worker}"),
             Decision::Abort { worker, key } => write!(f, "abort {key} on {worker}"),
             Decision::Forget { key } => write!(f, "forget {key}"),
+            Decision::Replicate { worker, key, .. } => write!(f, "copy {key} to {worker}"),
+            Decision::Retire { worker } => write!(f, "retire {worker}"),
             Decision::Report {
                 client,
                 key,

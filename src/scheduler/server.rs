@@ -48,6 +48,13 @@ pub trait WorkerEndpoint: Send + Sync {
     fn release(&self, key: &Key) -> Option<Released>;
     /// Stops the tasks of `keys`.
     fn abort(&self, keys: &KeySet);
+    /// Copies `key` from one of the workers `from` into this worker's store,
+    /// then reports [`Event::DataReplicated`] (or [`Event::ReplicateFailed`]).
+    fn replicate(&self, key: Key, from: Vec<WorkerId>);
+    /// The worker has retired: nothing only it holds is needed any more. A
+    /// worker of another process is told to close (its stream's end then
+    /// removes it); `true` asks the server to remove it at once.
+    fn retire(&self) -> bool;
 }
 
 /// What the scheduler is told.
@@ -283,6 +290,7 @@ impl EventLoop {
         // Aborts go out per worker at the end, so a worker looks through its queue
         // once however many of its tasks a cancel stops.
         let mut aborts: HashMap<WorkerId, KeySet> = HashMap::new();
+        let mut removed = Vec::new();
         for decision in decisions.drain(..) {
             tracing::trace!("{decision}");
             match decision {
@@ -311,6 +319,15 @@ impl EventLoop {
                     aborts.entry(worker).or_default().insert(key);
                 }
                 Decision::Forget { .. } => {}
+                Decision::Replicate { worker, key, from } => match self.workers.get(&worker) {
+                    Some(w) => w.replicate(key, from),
+                    None => tracing::debug!(%key, worker, "no worker to copy to"),
+                },
+                Decision::Retire { worker } => {
+                    if self.workers.get(&worker).is_some_and(|w| w.retire()) {
+                        removed.push(worker);
+                    }
+                }
                 Decision::Report {
                     client,
                     key,
@@ -326,6 +343,10 @@ impl EventLoop {
             if let Some(w) = self.workers.get(&worker) {
                 w.abort(&keys);
             }
+        }
+        for worker in removed {
+            tracing::info!(worker, "worker retired");
+            self.handle(Message::RemoveWorker(worker), dropped);
         }
     }
 }

@@ -66,6 +66,8 @@ pub(super) struct Task {
     pub recomputable: bool,
     /// Workers that died while running this task.
     pub died_on: Vec<WorkerId>,
+    /// Times an input of this task could not be fetched from its holder.
+    pub fetch_failures: u8,
     /// What the task does, handed to the worker that runs it.
     pub job: Option<Arc<Job>>,
     /// Its group, for progress.
@@ -268,12 +270,36 @@ pub(super) struct Worker {
     /// Results held (the tasks know where their results are: `Task::who_has`).
     pub in_memory: usize,
     pub nbytes: u64,
+    /// Past its memory's pause threshold: it gets no new tasks.
+    pub paused: bool,
+    /// Leaving: it gets no new tasks, and what only it holds moves elsewhere.
+    pub retiring: Option<Retiring>,
+}
+
+/// A worker's way out (Dask's `retire_workers`): once its running tasks are
+/// done, the results only it holds are copied to other workers; then it is told
+/// to close.
+#[derive(Debug, Default)]
+pub(super) struct Retiring {
+    /// Whether the copies have been asked for.
+    pub planned: bool,
+    /// Keys being copied away, with the worker copying each.
+    pub moving: KeyMap<WorkerId>,
+    /// Whether it has been told to close.
+    pub closed: bool,
 }
 
 impl Worker {
-    /// Whether the worker can run `task`: it is allowed and carries its functions.
+    /// Whether the worker takes new tasks: not paused, not leaving.
+    pub fn is_open(&self) -> bool {
+        !self.paused && self.retiring.is_none()
+    }
+
+    /// Whether the worker can run `task`: it takes tasks, is allowed and
+    /// carries its functions.
     pub fn can_run(&self, id: WorkerId, task: &Task) -> bool {
-        task.restrictions.as_ref().is_none_or(|r| r.contains(&id))
+        self.is_open()
+            && task.restrictions.as_ref().is_none_or(|r| r.contains(&id))
             && self
                 .functions
                 .as_ref()
@@ -325,6 +351,9 @@ pub struct WorkerStatus {
     pub in_memory: usize,
     /// Bytes of results it holds.
     pub nbytes: u64,
+    /// Whether it takes new tasks (`running`), not now (`paused`: its memory
+    /// is past the pause threshold) or never again (`retiring`).
+    pub status: &'static str,
 }
 
 /// A task as its dashboard page shows it.

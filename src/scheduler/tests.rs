@@ -502,6 +502,113 @@ fn a_lost_result_is_recomputed_from_its_lineage() {
 }
 
 #[test]
+fn an_input_that_cannot_be_fetched_is_released_and_the_task_gives_up() {
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    submit(
+        &mut s,
+        1,
+        vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
+        &["b-1"],
+    );
+    // a runs on 1; wherever b runs, it cannot fetch a (both workers live).
+    finish(&mut s, 1, "a-1");
+    for attempt in 1..=3 {
+        let b_on = match s.task(&key("b-1")).map(|t| t.state) {
+            Some(TaskState::Processing(w)) => w,
+            other => panic!("b is not running: {other:?}"),
+        };
+        let a_on = s.task(&key("a-1")).map(|t| t.who_has).unwrap_or_default();
+        let a_on = *a_on.first().expect("a is held");
+        let d = s.handle(Event::TaskErred {
+            worker: b_on,
+            key: key("b-1"),
+            error: TaskError::FetchFailed {
+                worker: a_on,
+                key: key("a-1"),
+            },
+        });
+        // The stale copy is released on its (live) holder.
+        assert!(
+            d.contains(&Decision::Release {
+                worker: a_on,
+                key: key("a-1")
+            }),
+            "{d:?}"
+        );
+        if attempt < 3 {
+            // a is recomputed, then b runs again.
+            let (w, k) = runs(&d).pop().expect("a runs again");
+            assert_eq!(k, "a-1");
+            let d = finish(&mut s, w, "a-1");
+            assert_eq!(runs(&d).len(), 1, "b runs again: {d:?}");
+        } else {
+            let e = first_error(&d).to_string();
+            assert!(e.contains("b-1"), "{e}");
+            assert!(e.contains("could not fetch a-1 from worker"), "{e}");
+            assert!(e.contains("(3 tries)"), "{e}");
+            assert!(runs(&d).is_empty(), "no more tries: {d:?}");
+        }
+    }
+}
+
+#[test]
+fn a_retiring_worker_hands_its_results_over_then_closes() {
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    submit(
+        &mut s,
+        1,
+        vec![spec("a-1", &[]), spec("a-2", &[]), spec("b-1", &["a-1", "a-2"])],
+        &["a-1", "b-1"],
+    );
+    finish(&mut s, 1, "a-1");
+    // Worker 1 retires while running a-2: no copies until it is done.
+    let d = s.handle(Event::RetireWorker { worker: 1 });
+    assert!(runs(&d).is_empty() && !d.iter().any(|d| matches!(d, Decision::Retire { .. })));
+    let running_a2 = match s.task(&key("a-2")).map(|t| t.state) {
+        Some(TaskState::Processing(w)) => w,
+        other => panic!("{other:?}"),
+    };
+    let d = finish(&mut s, running_a2, "a-2");
+    // b goes to worker 2 (1 takes no new tasks); what only 1 holds is copied to 2.
+    assert!(runs(&d).iter().all(|(w, _)| *w == 2), "{d:?}");
+    let copies: Vec<Key> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Replicate { worker: 2, key, from } if from == &[1] => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(copies.contains(&key("a-1")), "{d:?}");
+    let mut closed = Vec::new();
+    for k in copies {
+        closed.extend(s.handle(Event::DataReplicated { worker: 2, key: k }));
+    }
+    assert!(closed.contains(&Decision::Retire { worker: 1 }), "{closed:?}");
+    assert_eq!(s.worker(1).map(|w| w.status), Some("retiring"));
+    // Its leaving recomputes nothing: worker 2 has every copy.
+    let d = s.handle(Event::WorkerRemoved { worker: 1 });
+    assert!(runs(&d).is_empty(), "{d:?}");
+    assert_eq!(s.task(&key("a-1")).map(|t| t.who_has), Some(vec![2]));
+}
+
+#[test]
+fn a_paused_worker_gets_no_tasks_until_it_resumes() {
+    let mut s = with_workers(&[(1, 1)]);
+    s.handle(Event::WorkerPaused {
+        worker: 1,
+        paused: true,
+    });
+    assert_eq!(s.worker(1).map(|w| w.status), Some("paused"));
+    let d = submit(&mut s, 1, vec![spec("a-1", &[])], &["a-1"]);
+    assert!(runs(&d).is_empty(), "{d:?}");
+    let d = s.handle(Event::WorkerPaused {
+        worker: 1,
+        paused: false,
+    });
+    assert_eq!(runs(&d), [(1, "a-1".into())]);
+}
+
+#[test]
 fn scattered_data_lost_with_its_worker_errs_clearly() {
     let mut s = with_workers(&[(1, 1), (2, 1)]);
     s.handle(Event::DataScattered {
@@ -730,6 +837,20 @@ impl Cluster {
                     self.reports.insert(key, outcome);
                 }
                 Decision::Forget { .. } => {}
+                Decision::Replicate { worker, key, from } => {
+                    let value = from
+                        .iter()
+                        .find_map(|h| self.stores.get(h).and_then(|s| s.get(&key)).copied());
+                    let event = match (value, self.stores.get_mut(&worker)) {
+                        (Some(v), Some(store)) => {
+                            store.insert(key.clone(), v);
+                            Event::DataReplicated { worker, key }
+                        }
+                        _ => Event::ReplicateFailed { worker, key },
+                    };
+                    self.event(event);
+                }
+                Decision::Retire { .. } => {}
             }
         }
     }

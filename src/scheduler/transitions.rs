@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 
 use super::progress::{GroupProgress, NO_GROUP, Progress};
 use super::queue::RootQueue;
-use super::state::{Clients, IdSet, Priority, Task, TaskId, Tasks, Worker};
+use super::state::{Clients, IdSet, Priority, Retiring, Task, TaskId, Tasks, Worker};
 use super::state::{TaskDetail, TaskNode};
 use super::{
     ClientId, Decision, Event, FIRE_AND_FORGET, Input, Key, Outcome, PUBLISHED, TaskError,
@@ -19,6 +19,10 @@ use super::{
 
 /// A task that has taken down this many workers errs instead of running again.
 const MAX_WORKER_DEATHS: usize = 3;
+
+/// A task whose inputs could not be fetched this many times errs instead of
+/// having them recomputed again (the holder lives, but cannot be reached).
+const MAX_FETCH_FAILURES: u8 = 3;
 
 /// Root tasks a worker holds per thread: one running, one waiting, so a thread
 /// finishing a task finds the next one, while root tasks still don't run far
@@ -75,6 +79,8 @@ pub struct Scheduler {
     queue: RootQueue,
     /// Ready tasks that no current worker may run.
     unrunnable: BTreeSet<(Priority, TaskId)>,
+    /// Workers on their way out (see [`Event::RetireWorker`]).
+    retiring: BTreeSet<WorkerId>,
     generation: u64,
     order: u64,
     /// Tasks that have finished since the scheduler started, all clients together.
@@ -118,6 +124,9 @@ impl Scheduler {
             std::mem::swap(&mut self.out, out);
         }
         self.apply(event);
+        if !self.retiring.is_empty() {
+            self.advance_retiring();
+        }
         self.fill_slots();
         if out.is_empty() {
             std::mem::swap(&mut self.out, out);
@@ -164,6 +173,10 @@ impl Scheduler {
                 functions,
             } => self.add_worker(worker, nthreads, functions),
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
+            Event::WorkerPaused { worker, paused } => self.pause(worker, paused),
+            Event::RetireWorker { worker } => self.retire(worker),
+            Event::DataReplicated { worker, key } => self.replicated(worker, key),
+            Event::ReplicateFailed { worker, key } => self.moved(&key, worker),
             Event::FutureReleased { client, key } => self.unwant(client, &key, false),
             Event::ClientRemoved { client } => self.remove_client(client),
             Event::FireAndForget { key } => self.fire_and_forget(&key),
@@ -262,6 +275,13 @@ impl Scheduler {
             processing: w.processing.len(),
             in_memory: w.in_memory,
             nbytes: w.nbytes,
+            status: if w.retiring.is_some() {
+                "retiring"
+            } else if w.paused {
+                "paused"
+            } else {
+                "running"
+            },
         })
     }
 
@@ -317,6 +337,7 @@ impl Scheduler {
                 functions: spec.functions.into(),
                 recomputable: true,
                 died_on: Vec::new(),
+                fetch_failures: 0,
                 job: spec.job,
                 group,
                 counted: 0,
@@ -408,6 +429,7 @@ impl Scheduler {
                 functions: Box::default(),
                 recomputable: false,
                 died_on: Vec::new(),
+                fetch_failures: 0,
                 job: None,
                 group: NO_GROUP,
                 counted: 0,
@@ -532,12 +554,35 @@ impl Scheduler {
                 worker: holder,
                 key: input,
             } => {
-                // The input is gone from where we thought it was: forget that copy,
-                // recompute it if it was the last, and run this task again after.
-                if let Some(input) = self.tasks.id(&input) {
-                    self.drop_copy(holder, input);
+                // The input is gone from where we thought it was, or cannot be
+                // reached there: that copy is released (on its holder too, if
+                // it still lives), recomputed if it was the last, and this task
+                // runs again after, a bounded number of times.
+                task.fetch_failures = task.fetch_failures.saturating_add(1);
+                let attempts = task.fetch_failures;
+                let key = task.key.clone();
+                if let Some(input_id) = self.tasks.id(&input) {
+                    let held = self
+                        .tasks
+                        .get(input_id)
+                        .and_then(|t| t.who_has.contains(&holder).then_some(t.nbytes));
+                    self.drop_copy(holder, input_id);
+                    if held.is_some() {
+                        self.release_on(holder, input.clone(), None);
+                    }
                 }
-                self.compute(id);
+                if attempts >= MAX_FETCH_FAILURES {
+                    let error = TaskError::FetchGaveUp {
+                        key,
+                        input,
+                        holder,
+                        worker,
+                        attempts: u32::from(attempts),
+                    };
+                    self.fail(id, Arc::new(error));
+                } else {
+                    self.compute(id);
+                }
             }
             error if task.retries_left > 0 => {
                 task.retries_left -= 1;
@@ -559,7 +604,11 @@ impl Scheduler {
             functions,
             ..Worker::default()
         });
-        // Tasks that had nowhere to run may have somewhere now.
+        self.retry_unrunnable();
+    }
+
+    /// Tasks that had nowhere to run may have somewhere now.
+    fn retry_unrunnable(&mut self) {
         for (_, id) in std::mem::take(&mut self.unrunnable) {
             if self
                 .tasks
@@ -575,6 +624,13 @@ impl Scheduler {
         let Some(gone) = self.workers.remove(&worker) else {
             return;
         };
+        self.retiring.remove(&worker);
+        // Copies it was making for retiring workers will not come.
+        for retiring in &self.retiring {
+            if let Some(r) = self.workers.get_mut(retiring).and_then(|w| w.retiring.as_mut()) {
+                r.moving.retain(|_, to| *to != worker);
+            }
+        }
         let mut rerun = Vec::new();
         for id in gone.processing {
             let Some(task) = self.tasks.get_mut(id) else {
@@ -605,6 +661,120 @@ impl Scheduler {
         rerun.sort_unstable();
         for (_, id) in rerun {
             self.compute(id);
+        }
+    }
+
+    fn pause(&mut self, worker: WorkerId, paused: bool) {
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        let was = std::mem::replace(&mut w.paused, paused);
+        if was && !paused {
+            self.retry_unrunnable();
+        }
+    }
+
+    fn retire(&mut self, worker: WorkerId) {
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        if w.retiring.is_none() {
+            w.retiring = Some(Retiring::default());
+            self.retiring.insert(worker);
+        }
+    }
+
+    /// Moves each retiring worker one step on its way out: once it runs
+    /// nothing, copies of what only it holds are asked of the other workers
+    /// (least loaded first); once they are made (or failed), it may close.
+    fn advance_retiring(&mut self) {
+        let retiring: Vec<WorkerId> = self.retiring.iter().copied().collect();
+        for worker in retiring {
+            let Some(w) = self.workers.get(&worker) else {
+                continue;
+            };
+            let Some(r) = &w.retiring else {
+                continue;
+            };
+            if r.closed || !w.processing.is_empty() {
+                continue;
+            }
+            if !r.planned {
+                self.plan_moves(worker);
+            }
+            let Some(r) = self.workers.get_mut(&worker).and_then(|w| w.retiring.as_mut()) else {
+                continue;
+            };
+            if r.moving.is_empty() {
+                r.closed = true;
+                self.out.push(Decision::Retire { worker });
+            }
+        }
+    }
+
+    /// Asks for a copy elsewhere of every result only `worker` holds.
+    fn plan_moves(&mut self, worker: WorkerId) {
+        // Where copies go: open workers, each time the one holding the fewest bytes.
+        let mut targets: Vec<(u64, WorkerId)> = self
+            .workers
+            .iter()
+            .filter(|(id, w)| **id != worker && w.retiring.is_none())
+            .map(|(id, w)| (w.nbytes, *id))
+            .collect();
+        let mut moves = Vec::new();
+        if !targets.is_empty() {
+            for (_, task) in self.tasks.iter() {
+                if task.state != TaskState::Memory || task.who_has.as_slice() != [worker] {
+                    continue;
+                }
+                let Some(target) = targets.iter_mut().min() else {
+                    break;
+                };
+                target.0 += task.nbytes;
+                moves.push((task.key.clone(), target.1));
+            }
+        }
+        let Some(r) = self.workers.get_mut(&worker).and_then(|w| w.retiring.as_mut()) else {
+            return;
+        };
+        r.planned = true;
+        for (key, to) in moves {
+            r.moving.insert(key.clone(), to);
+            self.out.push(Decision::Replicate {
+                worker: to,
+                key,
+                from: vec![worker],
+            });
+        }
+    }
+
+    /// `worker` holds a copy of `key` it was asked for.
+    fn replicated(&mut self, worker: WorkerId, key: Key) {
+        self.moved(&key, worker);
+        let id = self.tasks.id(&key);
+        let task = id.and_then(|id| self.tasks.get_mut(id));
+        match task {
+            Some(task) if task.state == TaskState::Memory && self.workers.contains_key(&worker) => {
+                if !task.who_has.contains(&worker) {
+                    task.who_has.push(worker);
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.hold(task.nbytes);
+                    }
+                }
+            }
+            // Let go of meanwhile: the copy is not needed.
+            _ => self.release_on(worker, key, None),
+        }
+    }
+
+    /// The copy of `key` that `worker` was making is done, or failed.
+    fn moved(&mut self, key: &Key, worker: WorkerId) {
+        for retiring in &self.retiring {
+            if let Some(r) = self.workers.get_mut(retiring).and_then(|w| w.retiring.as_mut())
+                && r.moving.get(key) == Some(&worker)
+            {
+                r.moving.remove(key);
+            }
         }
     }
 
@@ -904,10 +1074,10 @@ impl Scheduler {
     fn fill_slots(&mut self) {
         let mut blocked = Vec::new();
         while !self.queue.is_empty()
-            && !self
+            && self
                 .workers
                 .values()
-                .all(|w| w.is_saturated(SHORT_TASKS_PER_THREAD))
+                .any(|w| w.is_open() && !w.is_saturated(SHORT_TASKS_PER_THREAD))
         {
             let Some((priority, id)) = self.queue.pop() else {
                 break;
@@ -932,7 +1102,8 @@ impl Scheduler {
                 .filter(|(_, w)| !w.is_saturated(per_thread))
                 .min_by(|a, b| OrderedLoad(a.1.load()).cmp(&OrderedLoad(b.1.load())))
                 .map(|(worker, _)| worker);
-            let unrestricted = self.allowed_workers(task).count() == self.workers.len();
+            let open = self.workers.values().filter(|w| w.is_open()).count();
+            let unrestricted = self.allowed_workers(task).count() == open;
             match free {
                 Some(worker) => self.assign(id, worker),
                 None if self.allowed_workers(task).next().is_none() => {

@@ -49,6 +49,9 @@ pub struct WorkerMetrics {
     pub bytes_read: u64,
     /// Bytes served to other workers and clients.
     pub bytes_written: u64,
+    /// Whether its results in memory are past the pause threshold: it starts
+    /// no new task, and the scheduler sends it none.
+    pub paused: bool,
 }
 
 /// Counts a running task while it lives.

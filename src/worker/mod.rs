@@ -9,6 +9,7 @@
 
 mod activity;
 mod job;
+pub mod memory;
 mod queue;
 mod spill;
 mod store;
@@ -180,6 +181,29 @@ impl crate::scheduler::WorkerEndpoint for Worker {
 
     fn abort(&self, keys: &KeySet) {
         Worker::abort(self, keys);
+    }
+
+    /// In process, a copy is the same `Arc` in this worker's store.
+    fn replicate(&self, key: Key, from: Vec<WorkerId>) {
+        let slots = &self.slots;
+        let event = match from.iter().find_map(|w| slots.peers.get(*w, &key)) {
+            Some(data) => {
+                slots.store.insert(key.clone(), data);
+                Event::DataReplicated {
+                    worker: slots.id,
+                    key,
+                }
+            }
+            None => Event::ReplicateFailed {
+                worker: slots.id,
+                key,
+            },
+        };
+        (slots.events)(event);
+    }
+
+    fn retire(&self) -> bool {
+        true
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use parking_lot::RwLock;
 
 use crate::exec::{RemoteInput, RemoteSource, StageInput, TaskData};
@@ -28,6 +29,9 @@ pub struct DataStore {
     clock: AtomicU64,
     /// The worker's counters and recent transfers and spills.
     activity: Arc<super::Activity>,
+    /// The results in memory, counted in the worker's DataFusion memory pool:
+    /// its queries and its results share one budget.
+    reservation: Option<parking_lot::Mutex<MemoryReservation>>,
 }
 
 /// How much memory a worker's results may take, and where the rest goes.
@@ -65,6 +69,52 @@ impl DataStore {
         }
     }
 
+    /// A store that spills past `budget`, its results in memory counted in
+    /// `pool` (the worker's DataFusion pool, of the same limit): queries then
+    /// have what the results leave them, and the process stays near the limit.
+    pub fn sharing(budget: Budget, pool: &Arc<dyn MemoryPool>) -> Self {
+        let reservation = MemoryConsumer::new("rask results").register(pool);
+        Self {
+            budget: Some(budget),
+            reservation: Some(parking_lot::Mutex::new(reservation)),
+            ..Self::default()
+        }
+    }
+
+    /// The store of a worker running queries in `session`: with a `limit`,
+    /// spilling to `directory` and sharing the session's memory pool;
+    /// unbounded without.
+    pub fn for_session(
+        limit: Option<usize>,
+        directory: &std::path::Path,
+        session: &datafusion::prelude::SessionContext,
+    ) -> Self {
+        match limit {
+            Some(limit) => {
+                let budget = super::memory::budget(limit as u64, directory);
+                Self::sharing(budget, &session.runtime_env().memory_pool)
+            }
+            None => Self::default(),
+        }
+    }
+
+    /// Counts `nbytes` more (or fewer) of results in memory.
+    fn count_memory(&self, nbytes: u64, more: bool) {
+        if more {
+            self.in_memory.fetch_add(nbytes, Ordering::Relaxed);
+        } else {
+            self.in_memory.fetch_sub(nbytes, Ordering::Relaxed);
+        }
+        if let Some(reservation) = &self.reservation {
+            let mut reservation = reservation.lock();
+            if more {
+                reservation.grow(nbytes as usize);
+            } else {
+                reservation.shrink((nbytes as usize).min(reservation.size()));
+            }
+        }
+    }
+
     /// The worker's counters and recent transfers and spills.
     pub fn activity(&self) -> &Arc<super::Activity> {
         &self.activity
@@ -77,6 +127,7 @@ impl DataStore {
             spilled: self.spilled(),
             results: self.len() as u64,
             ready,
+            paused: self.over_pause(),
             ..self.activity.metrics()
         }
     }
@@ -89,7 +140,7 @@ impl DataStore {
             nbytes,
             last_used: AtomicU64::new(self.tick()),
         };
-        self.in_memory.fetch_add(nbytes, Ordering::Relaxed);
+        self.count_memory(nbytes, true);
         let mut map = self.data.write();
         if let Some(old) = map.insert(key, entry) {
             self.forget(old);
@@ -121,6 +172,15 @@ impl DataStore {
     pub fn remove(&self, key: &Key) -> Option<Arc<TaskData>> {
         let entry = crate::key::remove_shrinking(&mut self.data.write(), key)?;
         self.forget(entry)
+    }
+
+    /// Drops every result (a worker that lost its scheduler: nobody will ask
+    /// for them by these keys again).
+    pub fn clear(&self) {
+        let entries: Vec<Entry> = self.data.write().drain().map(|(_, e)| e).collect();
+        for entry in entries {
+            self.forget(entry);
+        }
     }
 
     /// How many results are held.
@@ -162,7 +222,7 @@ impl DataStore {
     fn forget(&self, entry: Entry) -> Option<Arc<TaskData>> {
         match entry.data {
             Held::Memory(data) => {
-                self.in_memory.fetch_sub(entry.nbytes, Ordering::Relaxed);
+                self.count_memory(entry.nbytes, false);
                 Some(data)
             }
             Held::Disk(file) => {
@@ -209,7 +269,7 @@ impl DataStore {
                     }
                     tracing::debug!(%key, nbytes = entry.nbytes, "spilled to disk");
                     entry.data = Held::Disk(file);
-                    self.in_memory.fetch_sub(entry.nbytes, Ordering::Relaxed);
+                    self.count_memory(entry.nbytes, false);
                     self.on_disk.fetch_add(entry.nbytes, Ordering::Relaxed);
                 }
                 Err(e) => {

@@ -43,22 +43,39 @@ impl Process {
         command
             .current_dir(dir)
             .args(args)
-            // Workers also log each stage plan they decode, so tests can see
-            // where a plan ran.
-            .env("RUST_LOG", "info,rask::comm::worker_node=debug")
-            .env_remove("RASK_AUTH_TOKEN")
-            .env_remove("RASK_SCHEDULER")
+            .envs(env.iter().copied());
+        Self::start_command(command, name)
+    }
+
+    /// Starts `command` (its program, folder, arguments and environment set),
+    /// logging at info level unless it sets `RUST_LOG`, without the cluster's
+    /// token and address unless it sets them.
+    pub fn start_command(mut command: Command, name: &str) -> Self {
+        // Workers also log each stage plan they decode, so tests can see
+        // where a plan ran.
+        let defaults = [
+            ("RUST_LOG", Some("info,rask::comm::worker_node=debug")),
+            ("RASK_AUTH_TOKEN", None),
+            ("RASK_SCHEDULER", None),
+        ];
+        for (key, value) in defaults {
+            if command.get_envs().any(|(set, _)| set == key) {
+                continue;
+            }
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
             // Closed when the test process ends, however it ends: the
             // processes see it (`--watch-stdin`) and exit.
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start rask {args:?}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
         let log = Arc::new(Mutex::new(Vec::new()));
         let stdin = child.stdin.take();
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -124,6 +141,16 @@ impl Process {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit code, once it has exited.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().and_then(|s| s.code())
     }
 }
 

@@ -12,7 +12,7 @@ use crate::processes::{Process, ProcessCluster};
 use crate::support::repository_root;
 
 /// `GET path` from `address` (`HOST:PORT`): the status line and the body.
-fn get(address: &str, path: &str) -> (String, String) {
+pub(crate) fn get(address: &str, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(address).expect("the dashboard accepts");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -30,14 +30,14 @@ fn get(address: &str, path: &str) -> (String, String) {
 }
 
 /// The dashboard's link, as the scheduler logged it.
-fn dashboard_link(scheduler: &Process) -> String {
+pub(crate) fn dashboard_link(scheduler: &Process) -> String {
     let logged = scheduler.wait_for("dashboard at ");
     let link = logged.rsplit("dashboard at ").next().unwrap_or_default();
     link.trim().to_string()
 }
 
 /// `http://HOST:PORT/status` → `HOST:PORT`.
-fn host_port(link: &str) -> String {
+pub(crate) fn host_port(link: &str) -> String {
     link.trim_start_matches("http://")
         .trim_end_matches("/status")
         .to_string()

@@ -1,6 +1,7 @@
 //! Integration tests: the `rask` binary as users run it, and results checked
 //! against answers no one here computed.
 
+mod across_hosts;
 mod browser;
 mod cli;
 mod cluster;
@@ -8,6 +9,8 @@ mod dashboard;
 mod dataframe;
 mod functions;
 mod futures;
+#[path = "../common/hosts.rs"]
+mod hosts;
 mod postgres;
 #[path = "../common/processes.rs"]
 mod processes;

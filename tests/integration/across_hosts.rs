@@ -1,0 +1,271 @@
+//! A cluster across test hosts (network namespaces on a bridge, each with an
+//! address of its own): the scheduler on one host, a worker on each of two
+//! others, all listening on `0.0.0.0`, the client in the root namespace.
+//! Partitions are links set down; every answer is checked.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::dashboard::get;
+use crate::hosts::{Host, TestNet, start_in};
+use crate::processes::{Process, kill_9};
+use crate::support::{Run, rask, repository_root, run};
+
+/// Two aggregations of the same data joined and sorted: every worker's
+/// output crosses to the other in the shuffles.
+const SHUFFLED: &str = "\
+WITH a AS (SELECT name, count(*) AS n, max(x) AS mx FROM timeseries('2000-01-01', '2000-01-15') GROUP BY name), \
+     b AS (SELECT name, min(y) AS my, count(DISTINCT id) AS ids FROM timeseries('2000-01-01', '2000-01-15') GROUP BY name) \
+SELECT a.name, a.n, a.mx, b.my, b.ids FROM a JOIN b ON a.name = b.name ORDER BY a.name";
+
+/// The same over three months: long enough to cut a host off in the middle.
+fn shuffled_long() -> String {
+    SHUFFLED.replace("'2000-01-15'", "'2000-04-01'")
+}
+
+/// `sql` on the cluster at `address`, from the root namespace, as CSV.
+fn query(address: &str, sql: &str) -> Run {
+    run(rask()
+        .args(["query", "--format", "csv", "--no-progress"])
+        .args(["--scheduler", address, "-c", sql])
+        .env_remove("RASK_AUTH_TOKEN"))
+}
+
+/// `sql` on an embedded cluster: the answer to compare with.
+fn expected(sql: &str) -> String {
+    run(rask().args(["query", "--format", "csv", "-c", sql]))
+        .success()
+        .stdout
+}
+
+/// A scheduler on `host`, on every interface, port 8786.
+fn scheduler_on(host: &Host, dir: &Path, extra: &[&str]) -> Process {
+    let mut args = vec![
+        "scheduler",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8786",
+        "--dashboard-address",
+        "0.0.0.0:8787",
+        "--heartbeat-timeout",
+        "4",
+        "--watch-stdin",
+    ];
+    args.extend(extra);
+    let scheduler = start_in(host, "scheduler", dir, &args, &[]);
+    scheduler.wait_for("scheduler at ");
+    scheduler
+}
+
+/// One worker process (under its nanny) on `host`, listening on every
+/// interface (the default for a scheduler not on loopback).
+fn worker_on(host: &Host, scheduler: &str, dir: &Path, extra: &[&str]) -> Process {
+    let mut args = vec![
+        "worker",
+        scheduler,
+        "--nworkers",
+        "1",
+        "--nthreads",
+        "1",
+        "--watch-stdin",
+    ];
+    args.extend(extra);
+    start_in(host, &format!("worker on {}", host.address), dir, &args, &[])
+}
+
+/// Waits up to `limit` for `done`, polling.
+fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn hosts_advertise_reachable_addresses_shuffle_and_survive_a_cut_off_worker() {
+    let net = TestNet::new("cut_off_worker", 3);
+    let (s, a, b) = (net.host(0), net.host(1), net.host(2));
+    let root = repository_root();
+    let scheduler = scheduler_on(s, &root, &[]);
+    // Users write addresses as Dask's: with tcp://.
+    let address = format!("{}:8786", s.address);
+    let written = format!("tcp://{address}");
+    let line = scheduler.wait_for("scheduler at ");
+    assert!(line.ends_with(&address), "the scheduler gives its host's address: {line}");
+    let _worker_a = worker_on(a, &written, &root, &[]);
+    let worker_b = worker_on(b, &written, &root, &[]);
+    scheduler.wait_for_nth("registered:", 2);
+    // Each worker gives the address of its own host, never 0.0.0.0.
+    for host in [a, b] {
+        scheduler.wait_for(&format!(" at {}:", host.address));
+    }
+    let status = run(rask()
+        .args(["status", &address, "--format", "csv"])
+        .env_remove("RASK_AUTH_TOKEN"))
+    .success()
+    .stdout;
+    assert!(!status.contains("0.0.0.0"), "{status}");
+    assert!(status.contains(&a.address) && status.contains(&b.address), "{status}");
+    // The dashboard, on every interface, is reached at the host's address.
+    let (code, body) = get(&format!("{}:8787", s.address), "/api/v1/workers");
+    assert!(code.contains("200"), "{code}");
+    assert!(body.contains(&a.address) && !body.contains("0.0.0.0"), "{body}");
+
+    let answer = expected(SHUFFLED);
+    assert_eq!(query(&address, SHUFFLED).success().stdout, answer);
+
+    // Host b is cut off in the middle of a long query: after the heartbeat
+    // timeout it is removed, its work runs on a, and the answer is right.
+    let long = shuffled_long();
+    let long_answer = expected(&long);
+    let client = {
+        let address = address.clone();
+        let long = long.clone();
+        std::thread::spawn(move || query(&address, &long))
+    };
+    // `rask status` and the first query were clients 1 and 2.
+    scheduler.wait_for_nth("connected", 3);
+    std::thread::sleep(Duration::from_millis(1000));
+    b.cut();
+    scheduler.wait_for("removed: silent for");
+    let done = client.join().expect("the client thread");
+    assert_eq!(done.success().stdout, long_answer);
+
+    // When the link is back, b learns it was removed, drops what it held and
+    // joins again as a new worker; queries use it, with right answers.
+    b.heal();
+    worker_b.wait_for("lost the scheduler");
+    worker_b.wait_for("dropped the");
+    scheduler.wait_for("worker 2 registered:");
+    assert_eq!(query(&address, SHUFFLED).success().stdout, answer);
+    // A worker whose process is killed in a shuffle: restarted by its nanny.
+    let pids: Vec<u32> = worker_b
+        .log()
+        .iter()
+        .filter(|l| l.contains("nanny: started"))
+        .filter_map(|l| l.rsplit("pid ").next()?.trim().parse().ok())
+        .collect();
+    let client = {
+        let address = address.clone();
+        std::thread::spawn(move || query(&address, &long))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    kill_9(*pids.last().expect("a worker pid"));
+    assert_eq!(client.join().expect("client").success().stdout, long_answer);
+    scheduler.wait_for("worker 3 registered:");
+    drop(net);
+}
+
+#[test]
+fn a_lost_scheduler_fails_every_call_and_workers_rejoin_its_successor() {
+    let net = TestNet::new("lost_scheduler", 3);
+    let (s, a, b) = (net.host(0), net.host(1), net.host(2));
+    let root = repository_root();
+    let address = format!("{}:8786", s.address);
+    let mut scheduler = scheduler_on(s, &root, &[]);
+    let worker_a = worker_on(a, &address, &root, &["--death-timeout", "60"]);
+    let _worker_b = worker_on(b, &address, &root, &["--death-timeout", "60"]);
+    scheduler.wait_for_nth("registered:", 2);
+
+    // A query running when the scheduler is killed fails, naming the scheduler.
+    let long = shuffled_long();
+    let client = {
+        let (address, long) = (address.clone(), long.clone());
+        std::thread::spawn(move || query(&address, &long))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = scheduler_pid(&scheduler);
+    kill_9(pid);
+    let failed = client.join().expect("client");
+    assert_eq!(failed.code, Some(1), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains(&format!("the scheduler at {address} is gone")),
+        "{}",
+        failed.stderr
+    );
+    assert!(!failed.stderr.contains(&u64::MAX.to_string()), "{}", failed.stderr);
+    assert!(!scheduler.is_running());
+
+    // The scheduler restarted on the same address: the workers still trying
+    // rejoin it, and queries run.
+    scheduler = scheduler_on(s, &root, &[]);
+    scheduler.wait_for_nth("registered:", 2);
+    worker_a.wait_for("lost the scheduler");
+    assert_eq!(query(&address, SHUFFLED).success().stdout, expected(SHUFFLED));
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = rask::Client::connect(&address).await.expect("connects");
+        assert_eq!(client.workers().await.expect("workers").len(), 2);
+        kill_9(scheduler_pid(&scheduler));
+        let waiting = client.sql(&long).await;
+        let outcome = match waiting {
+            Ok(frame) => frame.collect().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let e = outcome.expect_err("the scheduler is gone").to_string();
+        assert!(e.contains("scheduler"), "{e}");
+        // Every later call fails too, at once: none is left unanswered.
+        for _ in 0..3 {
+            let e = client.workers().await.expect_err("gone").to_string();
+            assert!(e.contains(&format!("the scheduler at {address} is gone")), "{e}");
+            let frame = client.sql(SHUFFLED).await.expect("planned in the client");
+            let e = frame.collect().await.expect_err("gone").to_string();
+            assert!(e.contains(&format!("the scheduler at {address} is gone")), "{e}");
+        }
+    });
+    drop(net);
+}
+
+#[test]
+fn workers_give_up_on_a_scheduler_that_never_returns_and_on_a_refusal() {
+    let net = TestNet::new("death_timeout", 2);
+    let (s, a) = (net.host(0), net.host(1));
+    let root = repository_root();
+    let address = format!("{}:8786", s.address);
+    let scheduler = scheduler_on(s, &root, &["--auth-token", "right"]);
+    // A wrong token is refused for good: no restarts, a clear message, exit ≠ 0.
+    let mut refused = start_in(
+        a,
+        "refused worker",
+        &root,
+        &["worker", &address, "--nthreads", "1", "--watch-stdin"],
+        &[("RASK_AUTH_TOKEN", "wrong")],
+    );
+    refused.wait_for("not restarting it");
+    eventually("the refused nanny exits", Duration::from_secs(30), || {
+        !refused.is_running()
+    });
+    assert_eq!(refused.count("nanny: started"), 1);
+    assert_eq!(refused.exit_code(), Some(1));
+    // A worker whose scheduler dies for good gives up after --death-timeout.
+    let mut worker = start_in(
+        a,
+        "worker",
+        &root,
+        &[
+            "worker",
+            &address,
+            "--nthreads",
+            "1",
+            "--death-timeout",
+            "3",
+            "--watch-stdin",
+        ],
+        &[("RASK_AUTH_TOKEN", "right")],
+    );
+    scheduler.wait_for("registered:");
+    kill_9(scheduler_pid(&scheduler));
+    worker.wait_for("gave up reaching the scheduler");
+    eventually("the nanny exits", Duration::from_secs(30), || !worker.is_running());
+    assert_eq!(worker.count("nanny: started"), 1);
+    assert_eq!(worker.exit_code(), Some(1));
+    drop(net);
+}
+
+/// The pid of a process started in a host (`ip netns exec` runs it in place).
+fn scheduler_pid(scheduler: &Process) -> u32 {
+    scheduler.pid()
+}
