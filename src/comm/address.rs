@@ -42,7 +42,8 @@ pub fn normalize(address: &str) -> Result<String> {
     if host.is_empty() {
         return Err(invalid("no host"));
     }
-    port.parse::<u16>().map_err(|_| invalid("the port is not a number"))?;
+    port.parse::<u16>()
+        .map_err(|_| invalid("the port is not a number"))?;
     Ok(bare.to_string())
 }
 
@@ -171,9 +172,7 @@ fn interface_addresses() -> Vec<IpAddr> {
             match address.sa_family as libc::c_int {
                 libc::AF_INET => {
                     let v4 = &*(interface.ifa_addr as *const libc::sockaddr_in);
-                    found.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                        v4.sin_addr.s_addr,
-                    ))));
+                    found.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
                 }
                 libc::AF_INET6 => {
                     let v6 = &*(interface.ifa_addr as *const libc::sockaddr_in6);
@@ -197,7 +196,10 @@ mod tests {
 
     #[test]
     fn addresses_in_every_form_users_write_them() {
-        assert_eq!(normalize(" tcp://127.0.0.1:8786 ").unwrap(), "127.0.0.1:8786");
+        assert_eq!(
+            normalize(" tcp://127.0.0.1:8786 ").unwrap(),
+            "127.0.0.1:8786"
+        );
         assert_eq!(normalize("[::1]:8786").unwrap(), "[::1]:8786");
         for bad in ["", "127.0.0.1", ":8786", "host:port", "http://h:1"] {
             let e = normalize(bad).unwrap_err().to_string();

@@ -134,7 +134,9 @@ pub(crate) async fn connect(
         address: address.to_string(),
         message,
     };
-    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let host = address
+        .rsplit_once(':')
+        .map_or(address.as_str(), |(h, _)| h);
     let mut endpoint = Endpoint::from_shared(format!("{}://{address}", security.scheme()))
         .map_err(|e| unreachable(e.to_string()))?
         .tcp_nodelay(true)
@@ -292,10 +294,12 @@ pub(crate) async fn fetch_whole(
         by_bucket: true,
     };
     let sections = fetch_sections(client, security, &ticket).await?;
-    Ok(match crate::exec::Value::from_batches(sections.concat().as_slice()) {
-        Some(value) if sections.len() == 1 => TaskData::Value(value),
-        _ => TaskData::Batches(sections),
-    })
+    Ok(
+        match crate::exec::Value::from_batches(sections.concat().as_slice()) {
+            Some(value) if sections.len() == 1 => TaskData::Value(value),
+            _ => TaskData::Batches(sections),
+        },
+    )
 }
 
 /// The sections of what `ticket` names: each begins at a schema message.

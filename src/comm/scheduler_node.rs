@@ -112,7 +112,8 @@ impl SchedulerNode {
         let address = listener
             .local_addr()
             .map_err(|e| Error::Comm(e.to_string()))?;
-        let advertised = super::address::advertised(address, options.contact_address.as_deref(), None)?;
+        let advertised =
+            super::address::advertised(address, options.contact_address.as_deref(), None)?;
         let (dashboard, link) = match &options.dashboard {
             Some(wanted) => {
                 let (listener, _) = crate::dashboard::bind_address(wanted, &options.host)?;
@@ -120,7 +121,9 @@ impl SchedulerNode {
                     .local_addr()
                     .map_err(|e| Error::Comm(format!("the dashboard's address: {e}")))?;
                 // Shown with the scheduler's advertised host when on every interface.
-                let host = advertised.rsplit_once(':').map_or(advertised.as_str(), |(h, _)| h);
+                let host = advertised
+                    .rsplit_once(':')
+                    .map_or(advertised.as_str(), |(h, _)| h);
                 let shown = match local.ip().is_unspecified() {
                     true => format!("{host}:{}", local.port()),
                     false => local.to_string(),
@@ -691,7 +694,10 @@ impl WorkerEndpoint for RemoteWorker {
     }
 
     fn retire(&self) -> bool {
-        tracing::info!("worker {} retired: what only it held is on other workers", self.id);
+        tracing::info!(
+            "worker {} retired: what only it held is on other workers",
+            self.id
+        );
         let reason = "retired".to_string();
         let _ = self.outbox.send(ToWorker::Close { reason });
         false

@@ -16,13 +16,13 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{Security, address};
 use super::codec::decode_stage;
 use super::fetch::FlightFetcher;
 use super::flight::{self, FlightNode, open_control};
 use super::wire::{
     EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, Registration, ToWorker,
 };
+use super::{Security, address};
 use crate::client::{Config, format_bytes};
 use crate::exec::{self, StagePlan};
 use crate::key::KeySet;
@@ -292,7 +292,11 @@ impl Shared<'_> {
         let (id, silence_ms) = match first.next() {
             Some(ToWorker::Welcome { id, silence_ms }) => (id, silence_ms),
             Some(ToWorker::Close { reason }) => return Err(refused(reason)),
-            _ => return Err(Error::Comm("the scheduler did not welcome this worker".into())),
+            _ => {
+                return Err(Error::Comm(
+                    "the scheduler did not welcome this worker".into(),
+                ));
+            }
         };
         tracing::info!("registered to {} as worker {id}", options.scheduler);
         Ok(Connected {

@@ -627,7 +627,11 @@ impl Scheduler {
         self.retiring.remove(&worker);
         // Copies it was making for retiring workers will not come.
         for retiring in &self.retiring {
-            if let Some(r) = self.workers.get_mut(retiring).and_then(|w| w.retiring.as_mut()) {
+            if let Some(r) = self
+                .workers
+                .get_mut(retiring)
+                .and_then(|w| w.retiring.as_mut())
+            {
                 r.moving.retain(|_, to| *to != worker);
             }
         }
@@ -702,7 +706,11 @@ impl Scheduler {
             if !r.planned {
                 self.plan_moves(worker);
             }
-            let Some(r) = self.workers.get_mut(&worker).and_then(|w| w.retiring.as_mut()) else {
+            let Some(r) = self
+                .workers
+                .get_mut(&worker)
+                .and_then(|w| w.retiring.as_mut())
+            else {
                 continue;
             };
             if r.moving.is_empty() {
@@ -734,7 +742,11 @@ impl Scheduler {
                 moves.push((task.key.clone(), target.1));
             }
         }
-        let Some(r) = self.workers.get_mut(&worker).and_then(|w| w.retiring.as_mut()) else {
+        let Some(r) = self
+            .workers
+            .get_mut(&worker)
+            .and_then(|w| w.retiring.as_mut())
+        else {
             return;
         };
         r.planned = true;
@@ -770,7 +782,10 @@ impl Scheduler {
     /// The copy of `key` that `worker` was making is done, or failed.
     fn moved(&mut self, key: &Key, worker: WorkerId) {
         for retiring in &self.retiring {
-            if let Some(r) = self.workers.get_mut(retiring).and_then(|w| w.retiring.as_mut())
+            if let Some(r) = self
+                .workers
+                .get_mut(retiring)
+                .and_then(|w| w.retiring.as_mut())
                 && r.moving.get(key) == Some(&worker)
             {
                 r.moving.remove(key);

@@ -38,13 +38,10 @@ pub fn cgroup_limit() -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(|path| Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')));
-    let candidates = v2
-        .into_iter()
-        .map(|dir| dir.join("memory.max"))
-        .chain([
-            Path::new("/sys/fs/cgroup/memory.max").to_path_buf(),
-            Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").to_path_buf(),
-        ]);
+    let candidates = v2.into_iter().map(|dir| dir.join("memory.max")).chain([
+        Path::new("/sys/fs/cgroup/memory.max").to_path_buf(),
+        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").to_path_buf(),
+    ]);
     candidates
         .filter_map(|file| std::fs::read_to_string(file).ok())
         // "max" (v2) or a huge number (v1) means no limit.

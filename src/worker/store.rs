@@ -106,7 +106,7 @@ impl DataStore {
             self.in_memory.fetch_sub(nbytes, Ordering::Relaxed);
         }
         if let Some(reservation) = &self.reservation {
-            let mut reservation = reservation.lock();
+            let reservation = reservation.lock();
             if more {
                 reservation.grow(nbytes as usize);
             } else {
