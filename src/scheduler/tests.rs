@@ -66,6 +66,18 @@ fn submit(
     })
 }
 
+/// Two workers of a thread, and b-1 reading a-1, b-1 wanted.
+fn chain_on_two_workers() -> Scheduler {
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    submit(
+        &mut s,
+        1,
+        vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
+        &["b-1"],
+    );
+    s
+}
+
 fn finish(s: &mut Scheduler, worker: WorkerId, k: &str) -> Vec<Decision> {
     s.handle(Event::TaskFinished {
         worker,
@@ -485,13 +497,7 @@ fn shared_keys_are_computed_once_for_two_clients() {
 
 #[test]
 fn a_lost_result_is_recomputed_from_its_lineage() {
-    let mut s = with_workers(&[(1, 1), (2, 1)]);
-    submit(
-        &mut s,
-        1,
-        vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
-        &["b-1"],
-    );
+    let mut s = chain_on_two_workers();
     finish(&mut s, 1, "a-1");
     finish(&mut s, 1, "b-1");
     // a was released once b was done; losing b's worker recomputes a, then b.
@@ -503,13 +509,7 @@ fn a_lost_result_is_recomputed_from_its_lineage() {
 
 #[test]
 fn an_input_that_cannot_be_fetched_is_released_and_the_task_gives_up() {
-    let mut s = with_workers(&[(1, 1), (2, 1)]);
-    submit(
-        &mut s,
-        1,
-        vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
-        &["b-1"],
-    );
+    let mut s = chain_on_two_workers();
     // a runs on 1; wherever b runs, it cannot fetch a (both workers live).
     finish(&mut s, 1, "a-1");
     for attempt in 1..=3 {

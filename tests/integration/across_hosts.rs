@@ -9,33 +9,21 @@ use std::time::{Duration, Instant};
 use crate::dashboard::get;
 use crate::hosts::{Host, TestNet, start_in};
 use crate::processes::{Process, kill_9};
+use crate::remote::{JOINED, local_query, remote_query};
 use crate::support::{Run, rask, repository_root, run};
 
-/// Two aggregations of the same data joined and sorted: every worker's
-/// output crosses to the other in the shuffles.
-const SHUFFLED: &str = "\
-WITH a AS (SELECT name, count(*) AS n, max(x) AS mx FROM timeseries('2000-01-01', '2000-01-15') GROUP BY name), \
-     b AS (SELECT name, min(y) AS my, count(DISTINCT id) AS ids FROM timeseries('2000-01-01', '2000-01-15') GROUP BY name) \
-SELECT a.name, a.n, a.mx, b.my, b.ids FROM a JOIN b ON a.name = b.name ORDER BY a.name";
+/// A query whose shuffles cross between the workers (two aggregations
+/// joined and sorted), with exact answers.
+const SHUFFLED: &str = JOINED;
 
 /// The same over two years: long enough to cut a host off in the middle.
 fn shuffled_long() -> String {
-    SHUFFLED.replace("'2000-01-15'", "'2002-01-01'")
+    JOINED.replace("'2000-01-21'", "'2002-01-01'")
 }
 
 /// `sql` on the cluster at `address`, from the root namespace, as CSV.
 fn query(address: &str, sql: &str) -> Run {
-    run(rask()
-        .args(["query", "--format", "csv", "--no-progress"])
-        .args(["--scheduler", address, "-c", sql])
-        .env_remove("RASK_AUTH_TOKEN"))
-}
-
-/// `sql` on an embedded cluster: the answer to compare with.
-fn expected(sql: &str) -> String {
-    run(rask().args(["query", "--format", "csv", "-c", sql]))
-        .success()
-        .stdout
+    remote_query(address, sql, &["--no-progress"])
 }
 
 /// A scheduler on `host`, on every interface, port 8786.
@@ -128,13 +116,13 @@ fn hosts_advertise_reachable_addresses_shuffle_and_survive_a_cut_off_worker() {
         "{body}"
     );
 
-    let answer = expected(SHUFFLED);
+    let answer = local_query(SHUFFLED);
     assert_eq!(query(&address, SHUFFLED).success().stdout, answer);
 
     // Host b is cut off in the middle of a long query: after the heartbeat
     // timeout it is removed, its work runs on a, and the answer is right.
     let long = shuffled_long();
-    let long_answer = expected(&long);
+    let long_answer = local_query(&long);
     let client = {
         let address = address.clone();
         let long = long.clone();
@@ -216,7 +204,7 @@ fn a_lost_scheduler_fails_every_call_and_workers_rejoin_its_successor() {
     worker_a.wait_for("lost the scheduler");
     assert_eq!(
         query(&address, SHUFFLED).success().stdout,
-        expected(SHUFFLED)
+        local_query(SHUFFLED)
     );
 
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");

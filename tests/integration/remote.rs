@@ -10,7 +10,7 @@ use crate::processes::{Process, ProcessCluster, kill_9, signal};
 use crate::support::{rask, repository_root, run, run_with_input};
 
 /// A multi-stage query (two aggregations, a join, a sort) with exact answers.
-const JOINED: &str = "\
+pub(crate) const JOINED: &str = "\
 WITH a AS (SELECT name, count(*) AS n, max(x) AS mx FROM timeseries('2000-01-01', '2000-01-21') GROUP BY name), \
      b AS (SELECT name, min(y) AS my, count(DISTINCT id) AS ids FROM timeseries('2000-01-01', '2000-01-21') GROUP BY name) \
 SELECT a.name, a.n, a.mx, b.my, b.ids FROM a JOIN b ON a.name = b.name ORDER BY a.name";
@@ -21,7 +21,7 @@ fn joined_long() -> String {
 }
 
 /// `sql` through `rask query` on the scheduler at `address`, as CSV.
-fn remote_query(address: &str, sql: &str, extra: &[&str]) -> crate::support::Run {
+pub(crate) fn remote_query(address: &str, sql: &str, extra: &[&str]) -> crate::support::Run {
     remote_query_with(rask(), address, sql, extra)
 }
 
@@ -48,7 +48,7 @@ pub(crate) fn remote_query_with(
 }
 
 /// `sql` on an embedded cluster, as CSV: the answer to compare with.
-fn local_query(sql: &str) -> String {
+pub(crate) fn local_query(sql: &str) -> String {
     run(rask().args(["query", "--format", "csv", "-c", sql]))
         .success()
         .stdout
