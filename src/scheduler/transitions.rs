@@ -626,15 +626,7 @@ impl Scheduler {
         };
         self.retiring.remove(&worker);
         // Copies it was making for retiring workers will not come.
-        for retiring in &self.retiring {
-            if let Some(r) = self
-                .workers
-                .get_mut(retiring)
-                .and_then(|w| w.retiring.as_mut())
-            {
-                r.moving.retain(|_, to| *to != worker);
-            }
-        }
+        self.keep_moves(|_, to| to != worker);
         let mut rerun = Vec::new();
         for id in gone.processing {
             let Some(task) = self.tasks.get_mut(id) else {
@@ -781,14 +773,19 @@ impl Scheduler {
 
     /// The copy of `key` that `worker` was making is done, or failed.
     fn moved(&mut self, key: &Key, worker: WorkerId) {
+        self.keep_moves(|k, to| !(k == key && to == worker));
+    }
+
+    /// Keeps the copies under way for retiring workers that `keep` says to
+    /// (by key and the worker making the copy); forgets the others.
+    fn keep_moves(&mut self, keep: impl Fn(&Key, WorkerId) -> bool) {
         for retiring in &self.retiring {
             if let Some(r) = self
                 .workers
                 .get_mut(retiring)
                 .and_then(|w| w.retiring.as_mut())
-                && r.moving.get(key) == Some(&worker)
             {
-                r.moving.remove(key);
+                r.moving.retain(|key, to| keep(key, *to));
             }
         }
     }
