@@ -72,7 +72,7 @@ pub struct StatusArgs {
 pub struct RetireArgs {
     /// The workers: addresses (as `rask status` shows them), names or ids.
     #[arg(value_name = "WORKER", required = true)]
-    pub workers: Vec<String>,
+    pub retiring: Vec<String>,
 }
 
 /// Token and TLS, shared by every command that talks to a cluster.

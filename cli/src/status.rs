@@ -66,7 +66,7 @@ pub fn retire(runtime: &Runtime, args: &RetireArgs, run: &RunArgs) -> bool {
             rask::udf::Registry::default(),
         )
         .await?;
-        let names: Vec<&str> = args.workers.iter().map(String::as_str).collect();
+        let names: Vec<&str> = args.retiring.iter().map(String::as_str).collect();
         let ids = client.retire_workers(&names, RETIRE_PATIENCE).await?;
         let left = client.workers().await?;
         Ok::<_, rask::Error>((ids, left))

@@ -71,6 +71,9 @@ const STAGE_CACHE: usize = 256;
 /// and close it before it leaves anyway.
 const RETIRE_PATIENCE: Duration = Duration::from_secs(120);
 
+/// How long a retired worker still serves its results after it is closed.
+const RETIRE_LINGER: Duration = Duration::from_secs(2);
+
 /// How a worker's time with one scheduler ended.
 enum Ended {
     /// The scheduler closed it (it retired, or the scheduler shuts down).
@@ -185,6 +188,16 @@ pub async fn run_worker(
             .serve(connected, &mut retire, &mut leave, &mut retiring)
             .await;
         match ended {
+            Ended::Closed if retiring => {
+                // Readers told to fetch from here before the copies were made
+                // may still come: serve them a moment longer.
+                tokio::select! {
+                    () = tokio::time::sleep(RETIRE_LINGER) => {}
+                    () = &mut leave => {}
+                }
+                tracing::info!("retired");
+                return Ok(());
+            }
             Ended::Closed | Ended::Left => return Ok(()),
             Ended::Lost(why) if retiring => {
                 tracing::info!("lost the scheduler while retiring ({why}): leaving");

@@ -603,6 +603,12 @@ fn a_retiring_worker_hands_its_results_over_then_closes() {
         "{closed:?}"
     );
     assert_eq!(s.worker(1).map(|w| w.status), Some("retiring"));
+    // The client wanting a-1 learns where else it is.
+    let told = closed.iter().any(|d| {
+        matches!(d, Decision::Report { key: k, outcome: Outcome::Finished { workers }, .. }
+            if k == &key("a-1") && workers == &[1, 2])
+    });
+    assert!(told, "{closed:?}");
     // Its leaving recomputes nothing: worker 2 has every copy.
     let d = s.handle(Event::WorkerRemoved { worker: 1 });
     assert!(runs(&d).is_empty(), "{d:?}");

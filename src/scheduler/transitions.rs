@@ -764,6 +764,17 @@ impl Scheduler {
                     if let Some(w) = self.workers.get_mut(&worker) {
                         w.hold(task.nbytes);
                     }
+                    // Its clients learn where else to fetch it: the retiring
+                    // holder is about to go.
+                    for client in task.wanted_by.iter() {
+                        self.out.push(Decision::Report {
+                            client,
+                            key: task.key.clone(),
+                            outcome: Outcome::Finished {
+                                workers: task.who_has.to_vec(),
+                            },
+                        });
+                    }
                 }
             }
             // Let go of meanwhile: the copy is not needed.

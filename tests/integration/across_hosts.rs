@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::dashboard::get;
 use crate::hosts::{Host, TestNet, start_in};
-use crate::processes::{Process, kill_9};
+use crate::processes::{Process, kill_9, signal};
 use crate::remote::{JOINED, local_query, remote_query};
 use crate::support::{Run, rask, repository_root, run};
 
@@ -288,4 +288,108 @@ fn workers_give_up_on_a_scheduler_that_never_returns_and_on_a_refusal() {
 /// The pid of a process started in a host (`ip netns exec` runs it in place).
 fn scheduler_pid(scheduler: &Process) -> u32 {
     scheduler.pid()
+}
+
+/// Tasks the scheduler on `host` has finished since it started, from its
+/// dashboard's JSON API.
+fn tasks_finished(host: &Host) -> u64 {
+    let (status, body) = get(&format!("{}:8787", host.address), "/api/v1/info");
+    assert!(status.contains("200"), "{status}");
+    let info: serde_json::Value = serde_json::from_str(&body).expect("JSON info");
+    info["tasks_finished"].as_u64().expect("tasks_finished")
+}
+
+/// The number of tasks `sql` runs as, from `rask query --explain`.
+fn tasks_of(address: &str, sql: &str) -> u64 {
+    let listing = query_with(address, sql, &["--explain"]).success().stdout;
+    let first = listing.lines().next().unwrap_or_default();
+    // "2 stages, 32 tasks"
+    first
+        .split(", ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no task count in {listing}"))
+}
+
+fn query_with(address: &str, sql: &str, extra: &[&str]) -> Run {
+    remote_query(address, sql, extra)
+}
+
+#[test]
+fn retiring_workers_hand_over_what_they_hold_and_nothing_is_recomputed() {
+    let net = TestNet::new("retire", 4);
+    let (s, a, b, c) = (net.host(0), net.host(1), net.host(2), net.host(3));
+    let root = repository_root();
+    let address = format!("{}:8786", s.address);
+    let scheduler = scheduler_on(s, &root, &[]);
+    let mut worker_a = worker_on(a, &address, &root, &[]);
+    let mut worker_b = worker_on(b, &address, &root, &[]);
+    scheduler.wait_for_nth("registered:", 2);
+
+    // Partitions persisted on both workers; `rask retire` takes a's away.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = rask::Client::connect(&address).await.expect("connects");
+        let sql = "SELECT * FROM timeseries('2000-01-01', '2000-01-31')";
+        let persisted = client.sql(sql).await.expect("plans");
+        let persisted = persisted.persist().await.expect("persists");
+        let rows = |batches: &[rask::arrow::record_batch::RecordBatch]| -> usize {
+            batches.iter().map(|b| b.num_rows()).sum()
+        };
+        let before = rows(&persisted.clone().collect().await.expect("reads"));
+        assert_eq!(before, 30 * 24 * 3600);
+        let finished = tasks_finished(s);
+        let a_address = scheduler
+            .log()
+            .iter()
+            .find(|l| l.contains("registered:") && l.contains(&format!(" at {}:", a.address)))
+            .and_then(|l| {
+                l.split(" at ")
+                    .nth(1)?
+                    .split(',')
+                    .next()
+                    .map(str::to_string)
+            })
+            .expect("a's address");
+        let retired = run(rask()
+            .args(["retire", &a_address, "--scheduler", &address])
+            .env_remove("RASK_AUTH_TOKEN"))
+        .success()
+        .stdout;
+        assert!(retired.starts_with("retired worker"), "{retired}");
+        eventually("a's nanny exits", Duration::from_secs(60), || {
+            !worker_a.is_running()
+        });
+        assert_eq!(worker_a.exit_code(), Some(0), "{:?}", worker_a.log());
+        assert_eq!(worker_a.count("nanny: started"), 1, "not restarted");
+        // Everything a held is on b: read again, nothing is recomputed.
+        let after = rows(&persisted.collect().await.expect("reads after retire"));
+        assert_eq!(after, before);
+        assert_eq!(tasks_finished(s), finished, "tasks ran again");
+    });
+    drop(runtime);
+
+    // SIGTERM to a nanny in the middle of a query: its worker retires; the
+    // query runs each of its tasks once, and the answer is right.
+    let _worker_c = worker_on(c, &address, &root, &[]);
+    scheduler.wait_for_nth("registered:", 3);
+    let long = shuffled_long();
+    let answer = local_query(&long);
+    let tasks = tasks_of(&address, &long);
+    let finished = tasks_finished(s);
+    let client = {
+        let (address, long) = (address.clone(), long.clone());
+        std::thread::spawn(move || query(&address, &long))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(worker_b.pid(), "-TERM");
+    assert_eq!(client.join().expect("client").success().stdout, answer);
+    eventually("b's nanny exits", Duration::from_secs(60), || {
+        !worker_b.is_running()
+    });
+    assert_eq!(worker_b.exit_code(), Some(0), "{:?}", worker_b.log());
+    assert_eq!(worker_b.count("nanny: started"), 1, "not restarted");
+    scheduler.wait_for("asks to retire");
+    assert_eq!(tasks_finished(s) - finished, tasks, "every task ran once");
+    drop(net);
 }
