@@ -393,3 +393,68 @@ fn retiring_workers_hand_over_what_they_hold_and_nothing_is_recomputed() {
     assert_eq!(tasks_finished(s) - finished, tasks, "every task ran once");
     drop(net);
 }
+
+/// The `memory` column (bytes of results a worker reports holding) of each
+/// worker, from `rask status`.
+fn held_bytes(address: &str) -> Vec<u64> {
+    let csv = run(rask()
+        .args(["status", address, "--format", "csv"])
+        .env_remove("RASK_AUTH_TOKEN"))
+    .success()
+    .stdout;
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let at = header
+        .iter()
+        .position(|h| *h == "memory")
+        .unwrap_or_else(|| panic!("no memory column in {csv}"));
+    lines
+        .map(|l| l.split(',').nth(at).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX))
+        .collect()
+}
+
+#[test]
+fn workers_that_cannot_reach_each_other_give_up_clearly_and_leak_nothing() {
+    let net = TestNet::new("blocked_fetch", 3);
+    let (s, a, b) = (net.host(0), net.host(1), net.host(2));
+    let root = repository_root();
+    let address = format!("{}:8786", s.address);
+    let scheduler = scheduler_on(s, &root, &[]);
+    let _worker_a = worker_on(a, &address, &root, &[]);
+    let _worker_b = worker_on(b, &address, &root, &[]);
+    scheduler.wait_for_nth("registered:", 2);
+    let answer = local_query(SHUFFLED);
+    // Both reach the scheduler and the client, not each other: every shuffle
+    // fetch between them fails. Each reading task has its input recomputed at
+    // most twice, then fails naming the input and both workers; or the
+    // recomputed inputs land where they are read and the answer is right.
+    a.block(b);
+    let client = {
+        let address = address.clone();
+        std::thread::spawn(move || query(&address, SHUFFLED))
+    };
+    let start = Instant::now();
+    while !client.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the query hangs on fetches that keep failing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let done = client.join().expect("client");
+    match done.code {
+        Some(0) => assert_eq!(done.stdout, answer),
+        _ => {
+            let e = &done.stderr;
+            assert!(e.contains("tries); giving up"), "{e}");
+            assert!(e.contains("could not fetch") && e.contains("from worker"), "{e}");
+        }
+    }
+    // Nothing is left behind on either worker: stale copies were released.
+    eventually("the workers hold nothing", Duration::from_secs(30), || {
+        held_bytes(&address) == [0, 0]
+    });
+    a.unblock(b);
+    assert_eq!(query(&address, SHUFFLED).success().stdout, answer);
+    drop(net);
+}
