@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod chaos;
 mod general_compute;
 mod postgres;
 mod report;
@@ -103,6 +104,25 @@ enum Suite {
         #[arg(long, value_delimiter = ',')]
         queries: Vec<usize>,
     },
+    /// TPC-H's 22 queries in a loop on a scheduler with 2 worker processes,
+    /// a random worker killed every --kill-every seconds; every answer checked.
+    Chaos {
+        /// How long the loop with kills runs.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Seconds between kills.
+        #[arg(long, default_value_t = 10.0)]
+        kill_every: f64,
+        /// Scale factor.
+        #[arg(long, default_value_t = 1.0)]
+        sf: f64,
+        /// Threads in all.
+        #[arg(long, default_value_t = available_cores())]
+        threads: usize,
+        /// Where the data is generated once and kept.
+        #[arg(long, default_value = "target/bench-data")]
+        data: PathBuf,
+    },
     /// The walkthrough's general compute: 650 delayed calls, no-op task
     /// throughput, scatter; local cluster and 2 worker processes (and Dask
     /// with --peers).
@@ -167,6 +187,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Suite::Tpch { sf, .. } => format!("tpch-sf{sf}"),
         Suite::Futures { .. } => "futures".to_string(),
         Suite::Postgres { .. } => "postgres".to_string(),
+        Suite::Chaos { .. } => "chaos".to_string(),
         Suite::DatafusionSql { sql, threads } => {
             return runtime.block_on(datafusion_sql(sql, *threads));
         }
@@ -195,6 +216,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 data,
                 peers,
                 only: queries,
+            },
+            report,
+        )),
+        Suite::Chaos {
+            minutes,
+            kill_every,
+            sf,
+            threads,
+            data,
+        } => runtime.block_on(chaos::run(
+            chaos::Options {
+                minutes,
+                kill_every,
+                sf,
+                threads,
+                data,
             },
             report,
         )),
@@ -892,6 +929,11 @@ impl ProcessCluster {
 }
 
 impl ProcessCluster {
+    /// The process id of the nanny (`rask worker`), whose children are the workers.
+    fn nanny_pid(&self) -> u32 {
+        self.children.last().map_or(0, |c| c.id())
+    }
+
     /// The peak memory of each process so far: the scheduler, the nanny, its workers.
     fn peak_memory(&self) -> Vec<(String, u64)> {
         let mut peaks = Vec::new();

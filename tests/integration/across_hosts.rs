@@ -409,7 +409,12 @@ fn held_bytes(address: &str) -> Vec<u64> {
         .position(|h| *h == "memory")
         .unwrap_or_else(|| panic!("no memory column in {csv}"));
     lines
-        .map(|l| l.split(',').nth(at).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX))
+        .map(|l| {
+            l.split(',')
+                .nth(at)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX)
+        })
         .collect()
 }
 
@@ -447,7 +452,10 @@ fn workers_that_cannot_reach_each_other_give_up_clearly_and_leak_nothing() {
         _ => {
             let e = &done.stderr;
             assert!(e.contains("tries); giving up"), "{e}");
-            assert!(e.contains("could not fetch") && e.contains("from worker"), "{e}");
+            assert!(
+                e.contains("could not fetch") && e.contains("from worker"),
+                "{e}"
+            );
         }
     }
     // Nothing is left behind on either worker: stale copies were released.
