@@ -238,6 +238,7 @@ mod tests {
         let text = output::to_string(Format::Table, human.schema(), &[human], None).unwrap();
         for shown in [
             "w3",
+            "paused",
             "2.00 KiB",
             "1.00 GiB",
             "pid 9",

@@ -19,7 +19,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -356,7 +356,29 @@ impl FlightService for FlightNode {
         // Each key's batches follow a schema message of their own, which marks
         // where the key starts (an empty schema for a key with no batches).
         let mut frames = Vec::with_capacity(ticket.keys.len());
+        let mut section = |schema: SchemaRef, batches: Vec<RecordBatch>| {
+            if let Some(store) = &self.store {
+                let nbytes = batches
+                    .iter()
+                    .map(|b| b.get_array_memory_size() as u64)
+                    .sum();
+                store.activity().served(nbytes);
+            }
+            frames.push(
+                FlightDataEncoderBuilder::new()
+                    .with_schema(schema)
+                    .with_dictionary_handling(DictionaryHandling::Resend)
+                    .build(futures::stream::iter(batches.into_iter().map(Ok))),
+            );
+        };
         for key in &ticket.keys {
+            // One bucket of a result: only it is read (from disk, if spilled).
+            if let Some(bucket) = ticket.bucket
+                && let Some((schema, batches)) = results.find_bucket(key, bucket as usize)
+            {
+                section(schema, batches);
+                continue;
+            }
             let data = results
                 .find(key)
                 .ok_or_else(|| Status::not_found(format!("{key} is not held here")))?;
@@ -373,23 +395,11 @@ impl FlightService for FlightNode {
                 (data, None) => vec![data.batches().cloned().collect()],
             };
             for batches in sections {
-                if let Some(store) = &self.store {
-                    let nbytes = batches
-                        .iter()
-                        .map(|b| b.get_array_memory_size() as u64)
-                        .sum();
-                    store.activity().served(nbytes);
-                }
                 let schema = batches
                     .first()
                     .or_else(|| data.batches().next())
                     .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
-                frames.push(
-                    FlightDataEncoderBuilder::new()
-                        .with_schema(schema)
-                        .with_dictionary_handling(DictionaryHandling::Resend)
-                        .build(futures::stream::iter(batches.into_iter().map(Ok))),
-                );
+                section(schema, batches);
             }
         }
         let frames = futures::stream::iter(frames)

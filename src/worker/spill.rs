@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::exec::TaskData;
 use crate::key::Key;
@@ -76,6 +78,22 @@ impl SpillFile {
         Ok(TaskData::Batches(buckets))
     }
 
+    /// Bucket `bucket` alone, read from the file batch by batch (the batches
+    /// of the buckets before it are decoded and dropped one at a time), with
+    /// the result's schema.
+    pub fn read_bucket(&self, bucket: usize) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+        let file = BufReader::new(File::open(self.path.as_ref())?);
+        let mut batches = StreamReader::try_new(file, None)?;
+        let schema = batches.schema();
+        let before: usize = self.buckets.iter().take(bucket).sum();
+        let count = self.buckets.get(bucket).copied().unwrap_or(0);
+        for skipped in batches.by_ref().take(before) {
+            skipped?;
+        }
+        let wanted = batches.take(count).collect::<Result<Vec<_>, _>>()?;
+        Ok((schema, wanted))
+    }
+
     /// Removes the file.
     pub fn delete(&self) {
         if let Err(e) = std::fs::remove_file(self.path.as_ref()) {
@@ -123,6 +141,11 @@ mod tests {
         assert_eq!(store.nbytes(), size * 5);
         let files = || std::fs::read_dir(&dir).unwrap().count();
         assert!(files() >= 2);
+        // A bucket of a spilled result is read alone, with the schema.
+        let (schema, third) = store.bucket(&Key::new("b"), 2).unwrap();
+        assert_eq!(schema.fields().len(), 1);
+        assert_eq!(third.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
+        assert!(store.bucket(&Key::new("b"), 1).unwrap().1.is_empty());
         // b was the least recently used: on disk, and read back whole, by bucket.
         let back = store.get(&Key::new("b")).unwrap();
         assert_eq!(back.bucket(0).unwrap()[0].num_rows(), 1000);

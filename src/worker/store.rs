@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use parking_lot::RwLock;
 
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+
 use crate::exec::{RemoteInput, RemoteSource, StageInput, TaskData};
 use crate::key::{Key, KeyMap};
 use crate::scheduler::WorkerId;
@@ -168,6 +171,37 @@ impl DataStore {
         }
     }
 
+    /// Bucket `bucket` of the batches of `key`, with their schema, if held
+    /// (a spilled result's bucket alone is read back); `None` for a value.
+    pub fn bucket(&self, key: &Key, bucket: usize) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+        let file = {
+            let map = self.data.read();
+            let entry = map.get(key)?;
+            entry.last_used.store(self.tick(), Ordering::Relaxed);
+            match &entry.data {
+                Held::Memory(data) => {
+                    let TaskData::Batches(_) = data.as_ref() else {
+                        return None;
+                    };
+                    let batches = data.bucket(bucket).map(<[_]>::to_vec).unwrap_or_default();
+                    let schema = batches
+                        .first()
+                        .or_else(|| data.batches().next())
+                        .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
+                    return Some((schema, batches));
+                }
+                Held::Disk(file) => file.clone(),
+            }
+        };
+        match file.read_bucket(bucket) {
+            Ok(read) => Some(read),
+            Err(e) => {
+                tracing::error!(%key, "cannot read a spilled result back: {e}");
+                None
+            }
+        }
+    }
+
     /// Drops the result of `key`; its data, if it was in memory.
     pub fn remove(&self, key: &Key) -> Option<Arc<TaskData>> {
         let entry = crate::key::remove_shrinking(&mut self.data.write(), key)?;
@@ -312,6 +346,15 @@ impl Peers {
                 source: Arc::clone(source),
             })
         })
+    }
+
+    /// Bucket `bucket` of `key` from whichever store of this process holds
+    /// it (see [`DataStore::bucket`]).
+    pub fn find_bucket(&self, key: &Key, bucket: usize) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+        self.stores
+            .read()
+            .values()
+            .find_map(|s| s.bucket(key, bucket))
     }
 
     /// `key` from whichever store of this process holds it.

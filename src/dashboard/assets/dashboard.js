@@ -147,13 +147,13 @@ function drawStatus(main) {
 function drawWorkers(main) {
   main.replaceChildren(el("h2", {}, `Workers (${state.workers.length})`));
   main.append(table("workers", [
-    ["name"], ["address"], ["threads", true], ["memory limit", true], ["memory", true], ["spilled", true],
+    ["name"], ["address"], ["status"], ["threads", true], ["memory limit", true], ["memory", true], ["spilled", true],
     ["executing", true], ["in memory", true], ["ready", true], ["in flight", true], ["CPU %", true],
     ["read", true], ["written", true], ["last seen", true], ["nanny"], ["local directory"],
   ], state.workers.map(w => {
     const m = w.metrics;
     const link = el("a", { href: `/info/worker/${w.info.id}` }, w.info.name);
-    return [link, w.info.address, w.info.nthreads, bytes(w.info.memory_limit), bytes(m.memory),
+    return [link, w.info.address, w.status, w.info.nthreads, bytes(w.info.memory_limit), bytes(m.memory),
             bytes(m.spilled), m.executing, w.in_memory, m.ready, m.in_flight,
             m.cpu == null ? "—" : m.cpu.toFixed(0), bytes(m.bytes_read), bytes(m.bytes_written),
             w.last_seen == null ? "now" : `${w.last_seen.toFixed(1)} s ago`,
@@ -243,7 +243,7 @@ async function drawInfo(main) {
   if (path.startsWith("/info/worker/")) {
     const w = await json("/api/v1/workers/" + path.slice("/info/worker/".length));
     main.replaceChildren(el("h2", {}, `Worker ${w.info.name}`), facts([
-      ["id", w.info.id], ["address", w.info.address], ["threads", w.info.nthreads],
+      ["id", w.info.id], ["address", w.info.address], ["status", w.status], ["threads", w.info.nthreads],
       ["memory limit", bytes(w.info.memory_limit)], ["memory", bytes(w.metrics.memory)],
       ["spilled", bytes(w.metrics.spilled)], ["results held", w.metrics.results],
       ["processing", w.processing], ["executing", w.metrics.executing], ["ready", w.metrics.ready],
