@@ -227,6 +227,61 @@ impl FlightFetcher {
 }
 
 impl RemoteSource for FlightFetcher {
+    /// Batch by batch, through a small channel: the fetch runs on the I/O
+    /// runtime, and waits (HTTP/2 flow control holding the sender) while the
+    /// reader is busy; dropping the stream ends it.
+    fn stream(
+        &self,
+        worker: u64,
+        key: &Key,
+        bucket: Option<usize>,
+    ) -> futures::stream::BoxStream<'static, Result<RecordBatch, String>> {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, String>>(2);
+        let this = self.clone();
+        let key = key.clone();
+        let what = format!("{key} from worker {worker}");
+        let fetch = async move {
+            let transfer = this.inner.activity.as_deref().map(Activity::transfer);
+            let security = &this.inner.security;
+            let sent = this
+                .with_client(worker, |mut client| {
+                    let tx = tx.clone();
+                    async move {
+                        let batches =
+                            super::flight::fetch_stream(&mut client, security, &key, bucket)
+                                .await?;
+                        let mut batches = std::pin::pin!(batches);
+                        let mut nbytes = 0;
+                        while let Some(batch) = batches.next().await {
+                            let batch = batch?;
+                            nbytes += batch.get_array_memory_size() as u64;
+                            if tx.send(Ok(batch)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(nbytes)
+                    }
+                })
+                .await;
+            match sent {
+                Ok(nbytes) => {
+                    if let Some(transfer) = transfer {
+                        transfer.done(what, nbytes);
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        };
+        match &self.inner.io {
+            Some(io) => drop(io.spawn(fetch)),
+            None => drop(tokio::spawn(fetch)),
+        }
+        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    }
+
     fn fetch(
         &self,
         worker: u64,

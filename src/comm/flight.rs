@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
@@ -282,6 +283,36 @@ pub(crate) async fn fetch(
     Ok(keys)
 }
 
+/// The batches of bucket `bucket` (or all) of `key` from `client`, as they arrive.
+pub(crate) async fn fetch_stream(
+    client: &mut FlightServiceClient<Channel>,
+    security: &Security,
+    key: &crate::key::Key,
+    bucket: Option<usize>,
+) -> Result<impl Stream<Item = Result<RecordBatch, String>> + Send + 'static, String> {
+    let ticket = FetchTicket {
+        keys: vec![key.clone()],
+        bucket: bucket.map(|b| b as u32),
+        by_bucket: false,
+    };
+    let request = security.authorize(Ticket {
+        ticket: wire::encode(&ticket).into(),
+    });
+    let response = client.do_get(request).await.map_err(|s| refusal(&s))?;
+    let frames = response.into_inner().map_err(FlightError::from);
+    Ok(
+        FlightDataDecoder::new(frames).filter_map(|message| async move {
+            match message {
+                Ok(message) => match message.payload {
+                    DecodedPayload::RecordBatch(batch) => Some(Ok(batch)),
+                    DecodedPayload::Schema(_) | DecodedPayload::None => None,
+                },
+                Err(e) => Some(Err(e.to_string())),
+            }
+        }),
+    )
+}
+
 /// A copy of the whole result `key` from `client`, its buckets kept.
 pub(crate) async fn fetch_whole(
     client: &mut FlightServiceClient<Channel>,
@@ -312,9 +343,7 @@ async fn fetch_sections(
         ticket: wire::encode(ticket).into(),
     });
     let response = client.do_get(request).await.map_err(|s| refusal(&s))?;
-    let frames = response
-        .into_inner()
-        .map_err(arrow_flight::error::FlightError::from);
+    let frames = response.into_inner().map_err(FlightError::from);
     let mut decoded = FlightDataDecoder::new(frames);
     let mut keys: Vec<Vec<RecordBatch>> = Vec::with_capacity(ticket.keys.len());
     while let Some(message) = decoded.next().await {
@@ -356,27 +385,36 @@ impl FlightService for FlightNode {
         // Each key's batches follow a schema message of their own, which marks
         // where the key starts (an empty schema for a key with no batches).
         let mut frames = Vec::with_capacity(ticket.keys.len());
-        let mut section = |schema: SchemaRef, batches: Vec<RecordBatch>| {
-            if let Some(store) = &self.store {
-                let nbytes = batches
-                    .iter()
-                    .map(|b| b.get_array_memory_size() as u64)
-                    .sum();
-                store.activity().served(nbytes);
-            }
-            frames.push(
+        let served = self.store.as_ref().map(|s| Arc::clone(s.activity()));
+        let section =
+            |schema: SchemaRef,
+             batches: Box<dyn Iterator<Item = Result<RecordBatch, String>> + Send>| {
+                let served = served.clone();
+                let batches = batches.map(move |batch| {
+                    let batch = batch.map_err(FlightError::ProtocolError)?;
+                    if let Some(activity) = &served {
+                        activity.served(batch.get_array_memory_size() as u64);
+                    }
+                    Ok(batch)
+                });
                 FlightDataEncoderBuilder::new()
                     .with_schema(schema)
                     .with_dictionary_handling(DictionaryHandling::Resend)
-                    .build(futures::stream::iter(batches.into_iter().map(Ok))),
-            );
+                    .build(futures::stream::iter(batches))
+            };
+        let held = |batches: Vec<RecordBatch>| -> Box<dyn Iterator<Item = _> + Send> {
+            Box::new(batches.into_iter().map(Ok))
         };
         for key in &ticket.keys {
-            // One bucket of a result: only it is read (from disk, if spilled).
-            if let Some(bucket) = ticket.bucket
-                && let Some((schema, batches)) = results.find_bucket(key, bucket as usize)
+            // A spilled result is read back from disk as it is sent.
+            if !ticket.by_bucket
+                && let Some(stored) = results.find_spilled(key)
             {
-                section(schema, batches);
+                let bucket = ticket.bucket.map(|b| b as usize);
+                let (schema, batches) = stored
+                    .batches(bucket)
+                    .map_err(|e| Status::internal(format!("{key} cannot be read back: {e}")))?;
+                frames.push(section(schema, batches));
                 continue;
             }
             let data = results
@@ -399,7 +437,7 @@ impl FlightService for FlightNode {
                     .first()
                     .or_else(|| data.batches().next())
                     .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
-                section(schema, batches);
+                frames.push(section(schema, held(batches)));
             }
         }
         let frames = futures::stream::iter(frames)

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 
 use super::Value;
 use crate::key::Key;
@@ -104,7 +106,35 @@ pub enum StageInput {
     Held(Arc<TaskData>),
     /// Held by workers in other processes: fetched when read, only the part read.
     Remote(RemoteInput),
+    /// Held in this process but not in memory (spilled): read when used.
+    Stored(StoredInput),
 }
+
+/// A result held in this process out of memory, and where.
+#[derive(Debug, Clone)]
+pub struct StoredInput {
+    /// The result's key.
+    pub key: Key,
+    /// The worker holding it.
+    pub worker: u64,
+    /// Reads it back.
+    pub result: Arc<dyn StoredResult>,
+}
+
+/// A result this process holds out of memory (on disk), read back on demand.
+pub trait StoredResult: std::fmt::Debug + Send + Sync {
+    /// The whole result.
+    fn data(&self) -> Result<TaskData, String>;
+    /// Bucket `bucket` (or all) of it, batch by batch as it is read, with
+    /// its schema.
+    fn batches(&self, bucket: Option<usize>) -> Result<StoredBatches, String>;
+}
+
+/// The batches of a [`StoredResult`], read as they are iterated, and their schema.
+pub type StoredBatches = (
+    datafusion::arrow::datatypes::SchemaRef,
+    Box<dyn Iterator<Item = Result<RecordBatch, String>> + Send>,
+);
 
 /// A result held elsewhere, and where to fetch it from.
 #[derive(Debug, Clone)]
@@ -127,6 +157,24 @@ pub trait RemoteSource: std::fmt::Debug + Send + Sync {
         keys: &[Key],
         bucket: Option<usize>,
     ) -> BoxFuture<'static, Result<Vec<Vec<RecordBatch>>, String>>;
+
+    /// Bucket `bucket` (or all) of `key` held by `worker`, batch by batch as
+    /// it arrives. By default fetched whole, then yielded.
+    fn stream(
+        &self,
+        worker: u64,
+        key: &Key,
+        bucket: Option<usize>,
+    ) -> BoxStream<'static, Result<RecordBatch, String>> {
+        let fetched = self.fetch(worker, std::slice::from_ref(key), bucket);
+        futures::stream::once(fetched)
+            .map_ok(|mut keys| {
+                let batches = keys.pop().unwrap_or_default();
+                futures::stream::iter(batches.into_iter().map(Ok))
+            })
+            .try_flatten()
+            .boxed()
+    }
 }
 
 /// An input that could not be fetched from any worker said to hold it: the
@@ -183,6 +231,43 @@ impl RemoteInput {
         Err(last)
     }
 
+    /// Bucket `bucket` (or everything) of the input as it arrives, from the
+    /// first holder that has it: a holder failing before its first batch is
+    /// passed over, one failing after it fails the stream.
+    pub fn stream(
+        &self,
+        bucket: Option<usize>,
+    ) -> BoxStream<'static, Result<RecordBatch, FetchError>> {
+        let this = self.clone();
+        futures::stream::once(async move {
+            let mut last = FetchError {
+                key: this.key.clone(),
+                worker: u64::MAX,
+                message: "no worker holds it".into(),
+            };
+            for &worker in &this.holders {
+                let mut batches = this.source.stream(worker, &this.key, bucket);
+                let key = this.key.clone();
+                let failed = move |message: String| FetchError {
+                    key: key.clone(),
+                    worker,
+                    message,
+                };
+                match batches.next().await {
+                    None => return Ok(futures::stream::empty().boxed()),
+                    Some(Ok(first)) => {
+                        let rest = batches.map_err(failed);
+                        return Ok(futures::stream::iter([Ok(first)]).chain(rest).boxed());
+                    }
+                    Some(Err(message)) => last = failed(message),
+                }
+            }
+            Err(last)
+        })
+        .try_flatten()
+        .boxed()
+    }
+
     /// Bucket `bucket` (or all) of each of `inputs`, input by input, in one
     /// request to `worker` (which holds them all; the inputs share a source,
     /// as those of one process do). If that request fails, each input is read
@@ -217,6 +302,41 @@ impl StageInput {
                 None => data.batches().cloned().collect(),
             }),
             StageInput::Remote(remote) => remote.read(bucket).await,
+            StageInput::Stored(stored) => stored
+                .result
+                .batches(bucket)
+                .and_then(|(_, batches)| batches.collect())
+                .map_err(|message| stored_failed(stored, message)),
+        }
+    }
+
+    /// Bucket `bucket` (or all) of the input, batch by batch: held batches in
+    /// place, stored ones read from disk and remote ones fetched as the stream
+    /// is polled, so a reader holds a batch of it at a time, not all of it.
+    pub fn stream(
+        &self,
+        bucket: Option<usize>,
+    ) -> BoxStream<'static, Result<RecordBatch, FetchError>> {
+        match self {
+            StageInput::Held(data) => {
+                let batches: Vec<RecordBatch> = match bucket {
+                    Some(b) => data.bucket(b).map(<[_]>::to_vec).unwrap_or_default(),
+                    None => data.batches().cloned().collect(),
+                };
+                futures::stream::iter(batches.into_iter().map(Ok)).boxed()
+            }
+            StageInput::Remote(remote) => remote.stream(bucket),
+            StageInput::Stored(stored) => match stored.result.batches(bucket) {
+                Ok((_, batches)) => {
+                    let stored = stored.clone();
+                    futures::stream::iter(batches)
+                        .map_err(move |message| stored_failed(&stored, message))
+                        .boxed()
+                }
+                Err(message) => {
+                    futures::stream::iter([Err(stored_failed(stored, message))]).boxed()
+                }
+            },
         }
     }
 
@@ -279,22 +399,41 @@ impl StageInput {
     /// fetched, those of one worker in one request.
     pub async fn data_each(inputs: &[StageInput]) -> Result<Vec<Arc<TaskData>>, FetchError> {
         let batches = Self::read_apart(inputs, None).await?;
-        Ok(inputs
+        inputs
             .iter()
             .zip(batches)
             .map(|(input, batches)| match input {
-                StageInput::Held(data) => Arc::clone(data),
-                StageInput::Remote(_) => Arc::new(TaskData::fetched(batches)),
+                StageInput::Held(data) => Ok(Arc::clone(data)),
+                StageInput::Stored(stored) => stored
+                    .result
+                    .data()
+                    .map(Arc::new)
+                    .map_err(|message| stored_failed(stored, message)),
+                StageInput::Remote(_) => Ok(Arc::new(TaskData::fetched(batches))),
             })
-            .collect())
+            .collect()
     }
 
     /// The whole input as task data: as held, or fetched into one bucket.
     pub async fn data(&self) -> Result<Arc<TaskData>, FetchError> {
         match self {
             StageInput::Held(data) => Ok(Arc::clone(data)),
+            StageInput::Stored(stored) => stored
+                .result
+                .data()
+                .map(Arc::new)
+                .map_err(|message| stored_failed(stored, message)),
             StageInput::Remote(remote) => Ok(Arc::new(TaskData::fetched(remote.read(None).await?))),
         }
+    }
+}
+
+/// A stored result that could not be read back: the scheduler recomputes it.
+fn stored_failed(stored: &StoredInput, message: String) -> FetchError {
+    FetchError {
+        key: stored.key.clone(),
+        worker: stored.worker,
+        message: format!("cannot read it back from disk: {message}"),
     }
 }
 

@@ -16,7 +16,10 @@ mod stage_task;
 mod value;
 
 pub use compact::compact;
-pub use data::{FetchError, RemoteInput, RemoteSource, StageInput, TaskData, TaskInputs};
+pub use data::{
+    FetchError, RemoteInput, RemoteSource, StageInput, StoredBatches, StoredInput, StoredResult,
+    TaskData, TaskInputs,
+};
 pub(crate) use leaf::leaf_node_methods;
 pub use map_partitions::{MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
 pub use object_stores::ObjectStores;

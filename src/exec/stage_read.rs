@@ -124,6 +124,18 @@ impl ExecutionPlan for StageReadExec {
                 internal_datafusion_err!("StageReadExec runs only inside a rask task")
             })?;
         let (inputs, bucket) = self.sources(partition, &inputs)?;
+        // One producer's whole output (below a merge, a coalesce, a join's
+        // build side): batch by batch as it is read or fetched, so a merge of
+        // many holds a batch of each, not each whole.
+        if let [input] = inputs.as_slice() {
+            let batches = input
+                .stream(bucket)
+                .map_err(|e| DataFusionError::External(Box::new(e)));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.schema(),
+                batches,
+            )));
+        }
         // Inputs are yielded in producer order, a window at a time: in this
         // process read in place, others fetched as the stream is polled, those
         // of one worker in a window in one request.

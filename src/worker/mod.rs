@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 
 pub use activity::{Activity, WorkerMetrics};
 pub use job::{FunctionArg, FunctionJob, Job, StageJob, TaskFn};
-pub use store::{Budget, DataStore, Peers};
+pub use store::{Budget, DataStore, Peers, Stored};
 
 use crate::exec::{FetchError, StageInput, TaskData, TaskInputs};
 use crate::key::{Key, KeyMap, KeySet};

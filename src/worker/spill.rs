@@ -82,16 +82,30 @@ impl SpillFile {
     /// of the buckets before it are decoded and dropped one at a time), with
     /// the result's schema.
     pub fn read_bucket(&self, bucket: usize) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+        let (schema, batches) = self.lazy(Some(bucket))?;
+        let batches = batches
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ArrowError::IpcError)?;
+        Ok((schema, batches))
+    }
+
+    /// Bucket `bucket` (or all) read as iterated, with the schema.
+    fn lazy(&self, bucket: Option<usize>) -> Result<crate::exec::StoredBatches, ArrowError> {
         let file = BufReader::new(File::open(self.path.as_ref())?);
         let mut batches = StreamReader::try_new(file, None)?;
         let schema = batches.schema();
-        let before: usize = self.buckets.iter().take(bucket).sum();
-        let count = self.buckets.get(bucket).copied().unwrap_or(0);
-        for skipped in batches.by_ref().take(before) {
+        let (skip, take) = match bucket {
+            Some(b) => (
+                self.buckets.iter().take(b).sum(),
+                self.buckets.get(b).copied().unwrap_or(0),
+            ),
+            None => (0, self.buckets.iter().sum()),
+        };
+        for skipped in batches.by_ref().take(skip) {
             skipped?;
         }
-        let wanted = batches.take(count).collect::<Result<Vec<_>, _>>()?;
-        Ok((schema, wanted))
+        let wanted = batches.take(take).map(|b| b.map_err(|e| e.to_string()));
+        Ok((schema, Box::new(wanted)))
     }
 
     /// Removes the file.
@@ -99,6 +113,16 @@ impl SpillFile {
         if let Err(e) = std::fs::remove_file(self.path.as_ref()) {
             tracing::debug!("cannot remove {}: {e}", self.path.display());
         }
+    }
+}
+
+impl crate::exec::StoredResult for SpillFile {
+    fn data(&self) -> Result<TaskData, String> {
+        self.read().map_err(|e| e.to_string())
+    }
+
+    fn batches(&self, bucket: Option<usize>) -> Result<crate::exec::StoredBatches, String> {
+        self.lazy(bucket).map_err(|e| e.to_string())
     }
 }
 

@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::exec::{RemoteInput, RemoteSource, StageInput, TaskData};
+use crate::exec::{RemoteInput, RemoteSource, StageInput, StoredInput, StoredResult, TaskData};
 use crate::key::{Key, KeyMap};
 use crate::scheduler::WorkerId;
 
@@ -35,6 +35,15 @@ pub struct DataStore {
     /// The results in memory, counted in the worker's DataFusion memory pool:
     /// its queries and its results share one budget.
     reservation: Option<parking_lot::Mutex<MemoryReservation>>,
+}
+
+/// Where a held result is.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// In memory.
+    Memory(Arc<TaskData>),
+    /// Spilled to disk.
+    Disk(spill::SpillFile),
 }
 
 /// How much memory a worker's results may take, and where the rest goes.
@@ -202,6 +211,17 @@ impl DataStore {
         }
     }
 
+    /// Where `key`'s result is, without reading it back from disk.
+    pub fn stored(&self, key: &Key) -> Option<Stored> {
+        let map = self.data.read();
+        let entry = map.get(key)?;
+        entry.last_used.store(self.tick(), Ordering::Relaxed);
+        Some(match &entry.data {
+            Held::Memory(data) => Stored::Memory(Arc::clone(data)),
+            Held::Disk(file) => Stored::Disk(file.clone()),
+        })
+    }
+
     /// Drops the result of `key`; its data, if it was in memory.
     pub fn remove(&self, key: &Key) -> Option<Arc<TaskData>> {
         let entry = crate::key::remove_shrinking(&mut self.data.write(), key)?;
@@ -332,11 +352,26 @@ impl Peers {
         }
     }
 
-    /// `key` as a task reads it: in place from a store of this process, else
-    /// to be fetched from the remote `holders`; `None` if neither can be.
+    /// `key` as a task reads it: in place from a store of this process (read
+    /// back from disk as it is read, if spilled), else to be fetched from the
+    /// remote `holders`; `None` if neither can be.
     pub fn input(&self, key: &Key, holders: &[WorkerId]) -> Option<StageInput> {
-        if let Some(data) = holders.iter().find_map(|h| self.get(*h, key)) {
-            return Some(StageInput::Held(data));
+        let local = {
+            let stores = self.stores.read();
+            holders
+                .iter()
+                .find_map(|h| Some((*h, stores.get(h)?.stored(key)?)))
+        };
+        match local {
+            Some((_, Stored::Memory(data))) => return Some(StageInput::Held(data)),
+            Some((worker, Stored::Disk(file))) => {
+                return Some(StageInput::Stored(StoredInput {
+                    key: key.clone(),
+                    worker,
+                    result: Arc::new(file),
+                }));
+            }
+            None => {}
         }
         let source = self.remote.as_ref()?;
         (!holders.is_empty()).then(|| {
@@ -355,6 +390,18 @@ impl Peers {
             .read()
             .values()
             .find_map(|s| s.bucket(key, bucket))
+    }
+
+    /// `key`, spilled to disk, from whichever store of this process holds it
+    /// so: to be read back as it is served.
+    pub fn find_spilled(&self, key: &Key) -> Option<Arc<dyn StoredResult>> {
+        self.stores
+            .read()
+            .values()
+            .find_map(|s| match s.stored(key)? {
+                Stored::Disk(file) => Some(Arc::new(file) as Arc<dyn StoredResult>),
+                Stored::Memory(_) => None,
+            })
     }
 
     /// `key` from whichever store of this process holds it.
