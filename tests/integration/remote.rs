@@ -353,7 +353,33 @@ fn a_query_over_more_data_than_the_workers_memory_finishes() {
     let written = remote_query(&cluster.address, &copy, &[]).success();
     assert_eq!(written.stdout, "count\n5184000\n");
     cluster.workers.wait_for("spilling results to");
+    // Each worker stays within 1.2× its limit plus a fixed allowance: the
+    // process itself (about 40 MiB) and what the budget does not count yet, the
+    // output of the task running and the batches a merge holds of each input.
+    // (Before inputs streamed, the merging worker peaked at 5× the limit.)
+    const LIMIT: u64 = 64_000_000;
+    const ALLOWANCE: u64 = 160 << 20;
+    for pid in cluster.worker_pids() {
+        let peak = peak_rss(pid);
+        assert!(
+            peak <= LIMIT * 12 / 10 + ALLOWANCE,
+            "worker {pid} peaked at {} MiB",
+            peak >> 20
+        );
+    }
     let check = "SELECT count(*) AS n, count(DISTINCT id) AS ids, min(x) AS lo, max(x) AS hi";
     let back = local_query(&format!("{check} FROM '{sorted}'"));
     assert_eq!(back, local_query(&format!("{check} FROM {months}")));
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("process {pid} is gone: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
 }
