@@ -28,25 +28,51 @@ pub fn available() -> u64 {
     }
 }
 
-/// The memory limit of this process's cgroup (v2 `memory.max`, or v1
-/// `memory.limit_in_bytes`), if it has one.
+/// The memory limit of this process's cgroup, the lowest on its way up to
+/// the root (cgroup v2's `memory.max`, v1's `memory.limit_in_bytes`), if it has
+/// one. Inside a container whose cgroup namespace is its own, that is the
+/// container's limit.
 pub fn cgroup_limit() -> Option<u64> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    // v2: one line `0::/path`; the limit is in the unified tree at that path,
-    // or at its root inside a container's own namespace.
-    let v2 = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|path| Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')));
-    let candidates = v2.into_iter().map(|dir| dir.join("memory.max")).chain([
-        Path::new("/sys/fs/cgroup/memory.max").to_path_buf(),
-        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").to_path_buf(),
-    ]);
-    candidates
-        .filter_map(|file| std::fs::read_to_string(file).ok())
-        // "max" (v2) or a huge number (v1) means no limit.
-        .filter_map(|text| text.trim().parse::<u64>().ok())
-        .find(|&limit| limit < (1 << 60))
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut limits = Vec::new();
+    for line in own.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            // v2: the unified tree, mounted at the root or beside v1's.
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                limits.extend(lowest_up(Path::new(root), path, "memory.max"));
+            }
+        } else if controllers.split(',').any(|c| c == "memory") {
+            let root = Path::new("/sys/fs/cgroup/memory");
+            limits.extend(lowest_up(root, path, "memory.limit_in_bytes"));
+        }
+    }
+    limits.into_iter().min()
+}
+
+/// The lowest limit in `file` from `root/path` up to `root`; "max" (v2) or a
+/// huge number (v1) is no limit.
+fn lowest_up(root: &Path, path: &str, file: &str) -> Option<u64> {
+    let mut dir = root.join(path);
+    let mut lowest = None::<u64>;
+    loop {
+        let limit = std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|&limit| limit < (1 << 60));
+        if let Some(limit) = limit {
+            lowest = Some(lowest.map_or(limit, |l| l.min(limit)));
+        }
+        if dir == root || !dir.pop() || !dir.starts_with(root) {
+            return lowest;
+        }
+    }
 }
 
 /// `limit` bytes split as Dask splits it, spilling to `directory`.

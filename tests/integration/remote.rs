@@ -383,3 +383,122 @@ fn peak_rss(pid: u32) -> u64 {
         .expect("VmHWM in /proc/PID/status");
     kib * 1024
 }
+
+/// A memory cgroup of this test's own, below the test process's, removed
+/// when dropped (once the processes in it are gone).
+struct MemoryCgroup {
+    dir: std::path::PathBuf,
+    procs: &'static str,
+}
+
+impl MemoryCgroup {
+    /// A cgroup limited to `bytes`: v1's memory controller, or v2's unified tree.
+    fn new(name: &str, bytes: u64) -> Self {
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let v1 = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| format!("/sys/fs/cgroup/memory{path}"))
+        });
+        let (parent, limit_file) = match v1 {
+            Some(dir) => (dir, "memory.limit_in_bytes"),
+            None => {
+                let path = own
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .expect("a cgroup v1 memory controller or a cgroup v2 tree");
+                (format!("/sys/fs/cgroup{path}"), "memory.max")
+            }
+        };
+        let dir = std::path::Path::new(&parent).join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "cannot make the cgroup {} (the test needs root): {e}",
+                dir.display()
+            )
+        });
+        let cgroup = Self {
+            dir,
+            procs: "cgroup.procs",
+        };
+        std::fs::write(cgroup.dir.join(limit_file), bytes.to_string())
+            .unwrap_or_else(|e| panic!("cannot limit {}: {e}", cgroup.dir.display()));
+        cgroup
+    }
+
+    /// `rask ARGS…`, started inside the cgroup.
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let procs = self.dir.join(self.procs);
+        let mut command = std::process::Command::new("sh");
+        command
+            .current_dir(repository_root())
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {} && exec \"$0\" \"$@\"",
+                procs.display()
+            ))
+            .arg(env!("CARGO_BIN_EXE_rask"))
+            .args(args);
+        command
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // Its processes leave once their nanny is gone; wait for them.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn workers_in_a_container_take_their_share_of_its_memory_limit() {
+    let root = repository_root();
+    let scheduler = Process::start(
+        "scheduler",
+        &root,
+        &[
+            "scheduler",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--watch-stdin",
+        ],
+        &[],
+    );
+    let line = scheduler.wait_for("scheduler at ");
+    let address = line
+        .rsplit("scheduler at ")
+        .next()
+        .unwrap_or_default()
+        .trim();
+    // A container of 3 GiB for two workers: 1.5 GiB each, as Dask divides it.
+    let cgroup = MemoryCgroup::new("rask-memory-test", 3 << 30);
+    let args = [
+        "worker",
+        address,
+        "--nworkers",
+        "2",
+        "--nthreads",
+        "1",
+        "--watch-stdin",
+    ];
+    let workers = Process::start_command(cgroup.command(&args), "workers in a cgroup");
+    scheduler.wait_for_nth("registered:", 2);
+    assert_eq!(
+        workers.count("memory limit 1.50 GiB"),
+        2,
+        "{:?}",
+        workers.log()
+    );
+    drop(workers);
+    drop(cgroup);
+}
