@@ -74,7 +74,10 @@ fn scheduler_and_workers_run_queries_and_say_what_they_do() {
         assert!(address.starts_with("127.0.0.1:"), "{address}");
     }
 
-    let remote = remote_query(&cluster.address, JOINED, &[]).success().stdout;
+    // Addresses as users write them: a name, and Dask's tcp:// form.
+    let port = cluster.address.rsplit(':').next().unwrap_or_default();
+    let named = format!("tcp://localhost:{port}");
+    let remote = remote_query(&named, JOINED, &[]).success().stdout;
     assert_eq!(remote, local_query(JOINED));
     assert_eq!(remote.lines().count(), 27, "{remote}");
 
