@@ -242,5 +242,28 @@ mod tests {
             "{text}"
         );
         assert_eq!(format_bytes(512), "512 B");
+        // A worker is paused as it reports itself, retiring as the scheduler has it.
+        let paused = WorkerMetrics {
+            paused: true,
+            ..WorkerMetrics::default()
+        };
+        let state = WorkerState::new(worker(0, 1), paused.clone(), None, Some(0.5));
+        assert_eq!(state.status, "paused");
+        let status = |status| WorkerStatus {
+            nthreads: 1,
+            processing: 0,
+            in_memory: 0,
+            nbytes: 0,
+            status,
+        };
+        let state = WorkerState::new(worker(0, 1), paused, Some(status("retiring")), None);
+        assert_eq!(state.status, "retiring");
+        let running = WorkerState::new(
+            worker(0, 1),
+            WorkerMetrics::default(),
+            Some(status("running")),
+            None,
+        );
+        assert_eq!(running.status, "running");
     }
 }
