@@ -398,18 +398,20 @@ impl StageInput {
     /// Each of `inputs` whole, as task data: in place when held here, else
     /// fetched, those of one worker in one request.
     pub async fn data_each(inputs: &[StageInput]) -> Result<Vec<Arc<TaskData>>, FetchError> {
-        let batches = Self::read_apart(inputs, None).await?;
+        let remote: Vec<StageInput> = inputs
+            .iter()
+            .filter(|i| matches!(i, StageInput::Remote(_)))
+            .cloned()
+            .collect();
+        let mut fetched = Self::read_apart(&remote, None).await?.into_iter();
         inputs
             .iter()
-            .zip(batches)
-            .map(|(input, batches)| match input {
+            .map(|input| match input {
                 StageInput::Held(data) => Ok(Arc::clone(data)),
-                StageInput::Stored(stored) => stored
-                    .result
-                    .data()
-                    .map(Arc::new)
-                    .map_err(|message| stored_failed(stored, message)),
-                StageInput::Remote(_) => Ok(Arc::new(TaskData::fetched(batches))),
+                StageInput::Stored(stored) => stored.data(),
+                StageInput::Remote(_) => Ok(Arc::new(TaskData::fetched(
+                    fetched.next().unwrap_or_default(),
+                ))),
             })
             .collect()
     }
@@ -418,13 +420,19 @@ impl StageInput {
     pub async fn data(&self) -> Result<Arc<TaskData>, FetchError> {
         match self {
             StageInput::Held(data) => Ok(Arc::clone(data)),
-            StageInput::Stored(stored) => stored
-                .result
-                .data()
-                .map(Arc::new)
-                .map_err(|message| stored_failed(stored, message)),
+            StageInput::Stored(stored) => stored.data(),
             StageInput::Remote(remote) => Ok(Arc::new(TaskData::fetched(remote.read(None).await?))),
         }
+    }
+}
+
+impl StoredInput {
+    /// The whole result, read back.
+    fn data(&self) -> Result<Arc<TaskData>, FetchError> {
+        self.result
+            .data()
+            .map(Arc::new)
+            .map_err(|message| stored_failed(self, message))
     }
 }
 

@@ -161,6 +161,26 @@ impl Drop for Process {
     }
 }
 
+/// `rask scheduler` from `dir` on free ports, and its address once it listens.
+pub fn scheduler(dir: &Path) -> (Process, String) {
+    let args = [
+        "scheduler",
+        "--port",
+        "0",
+        "--dashboard-address",
+        ":0",
+        "--watch-stdin",
+    ];
+    let scheduler = Process::start("scheduler", dir, &args, &[]);
+    let line = scheduler.wait_for("scheduler at ");
+    let address = line
+        .rsplit("scheduler at ")
+        .next()
+        .map(|a| a.trim().to_string())
+        .expect("an address");
+    (scheduler, address)
+}
+
 /// A scheduler and a nanny with its workers.
 pub struct ProcessCluster {
     /// `127.0.0.1:PORT`.

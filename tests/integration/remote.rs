@@ -464,25 +464,8 @@ impl Drop for MemoryCgroup {
 #[test]
 fn workers_in_a_container_take_their_share_of_its_memory_limit() {
     let root = repository_root();
-    let scheduler = Process::start(
-        "scheduler",
-        &root,
-        &[
-            "scheduler",
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--watch-stdin",
-        ],
-        &[],
-    );
-    let line = scheduler.wait_for("scheduler at ");
-    let address = line
-        .rsplit("scheduler at ")
-        .next()
-        .unwrap_or_default()
-        .trim();
+    let (scheduler, address) = crate::processes::scheduler(&root);
+    let address = address.as_str();
     // A container of 3 GiB for two workers: 1.5 GiB each, as Dask divides it.
     let cgroup = MemoryCgroup::new("rask-memory-test", 3 << 30);
     let args = [
