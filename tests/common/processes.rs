@@ -163,7 +163,13 @@ impl Drop for Process {
 
 /// `rask scheduler` from `dir` on free ports, and its address once it listens.
 pub fn scheduler(dir: &Path) -> (Process, String) {
-    let args = [
+    start_scheduler(Path::new(env!("CARGO_BIN_EXE_rask")), dir, &[])
+}
+
+/// `program scheduler EXTRA…` from `dir` on free ports (tests run side by
+/// side), and its address once it listens.
+fn start_scheduler(program: &Path, dir: &Path, extra: &[&str]) -> (Process, String) {
+    let mut args = vec![
         "scheduler",
         "--port",
         "0",
@@ -171,7 +177,8 @@ pub fn scheduler(dir: &Path) -> (Process, String) {
         ":0",
         "--watch-stdin",
     ];
-    let scheduler = Process::start("scheduler", dir, &args, &[]);
+    args.extend(extra);
+    let scheduler = Process::start_program(program, "scheduler", dir, &args, &[]);
     let line = scheduler.wait_for("scheduler at ");
     let address = line
         .rsplit("scheduler at ")
@@ -225,24 +232,8 @@ impl ProcessCluster {
         (nworkers, nthreads): (usize, usize),
         [extra, scheduler_extra, worker_extra]: [&[&str]; 3],
     ) -> Self {
-        // Free ports for the scheduler and its dashboard: tests run side by side.
-        let mut args = vec![
-            "scheduler",
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--watch-stdin",
-        ];
-        args.extend(extra);
-        args.extend(scheduler_extra);
-        let scheduler = Process::start_program(program, "scheduler", dir, &args, &[]);
-        let line = scheduler.wait_for("scheduler at ");
-        let address = line
-            .rsplit("scheduler at ")
-            .next()
-            .map(|a| a.trim().to_string())
-            .expect("an address");
+        let flags: Vec<&str> = extra.iter().chain(scheduler_extra).copied().collect();
+        let (scheduler, address) = start_scheduler(program, dir, &flags);
         let (n, t) = (nworkers.to_string(), nthreads.to_string());
         let mut args = vec![
             "worker",
