@@ -3,8 +3,9 @@
 //! One service, two roles: a worker answers `do_get` with the results it holds
 //! (a [`FetchTicket`] names the key and bucket); the scheduler answers
 //! `do_exchange` with a control stream ([`ControlPlane`]) for each worker and
-//! client. Every call is checked against the cluster's [`Security`]; hyper
-//! closes a connection that sends garbage, and the process carries on.
+//! client. Every call's token is checked against the cluster's [`Security`]
+//! before its body is read; hyper closes a connection that sends garbage, and
+//! the process carries on.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -89,9 +90,19 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let tls = node.security.server_tls()?;
+    let security = node.security.clone();
     let service = FlightServiceServer::new(node)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    // The token is checked on every call, before its body is read: a caller
+    // without it costs no more than its headers.
+    let service = tonic::service::interceptor::InterceptedService::new(
+        service,
+        move |request: Request<()>| {
+            security.check(&request)?;
+            Ok(request)
+        },
+    );
     let mut builder = Server::builder()
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(STREAM_WINDOW))
@@ -376,7 +387,6 @@ impl FlightService for FlightNode {
     type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Answer<Frames> {
-        self.security.check(&request)?;
         let Some(results) = &self.results else {
             return unsupported("results (this is not a worker)");
         };
@@ -447,7 +457,6 @@ impl FlightService for FlightNode {
     }
 
     async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Answer<Frames> {
-        self.security.check(&request)?;
         let Some(control) = &self.control else {
             return unsupported("control streams (this is not a scheduler)");
         };
@@ -501,7 +510,6 @@ impl FlightService for FlightNode {
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
-        self.security.check(&request)?;
         let Some(store) = &self.store else {
             return unsupported("do_put (this is not a worker)");
         };
@@ -536,7 +544,6 @@ impl FlightService for FlightNode {
     }
 
     async fn do_action(&self, request: Request<Action>) -> Answer<Self::DoActionStream> {
-        self.security.check(&request)?;
         let (Some(control), WORKER_DIED) = (&self.control, request.get_ref().r#type.as_str())
         else {
             return unsupported(&format!("the action {:?}", request.get_ref().r#type));

@@ -488,3 +488,175 @@ fn workers_in_a_container_take_their_share_of_its_memory_limit() {
     drop(workers);
     drop(cgroup);
 }
+
+/// Every Flight method of `address`, called with `token` (none, or a wrong
+/// one): the status codes, by method.
+async fn flight_calls(address: &str, token: Option<&str>) -> Vec<(&'static str, tonic::Code)> {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::{
+        Action, Criteria, Empty, FlightData, FlightDescriptor, HandshakeRequest, Ticket,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("an endpoint")
+        .connect()
+        .await
+        .expect("connects");
+    let mut client = FlightServiceClient::new(channel);
+    fn with<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = token {
+            let value = format!("Bearer {token}").parse().expect("ASCII");
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+    let code = |r: Result<(), tonic::Status>| r.err().map_or(tonic::Code::Ok, |s| s.code());
+    let stream = |m: FlightData| futures::stream::iter([m]);
+    let descriptor = FlightDescriptor::new_cmd(vec![1, 2, 3]);
+    vec![
+        (
+            "handshake",
+            code(
+                client
+                    .handshake(with(
+                        futures::stream::iter([HandshakeRequest::default()]),
+                        token,
+                    ))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "list_flights",
+            code(
+                client
+                    .list_flights(with(Criteria::default(), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "get_flight_info",
+            code(
+                client
+                    .get_flight_info(with(descriptor.clone(), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "poll_flight_info",
+            code(
+                client
+                    .poll_flight_info(with(descriptor.clone(), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "get_schema",
+            code(client.get_schema(with(descriptor, token)).await.map(drop)),
+        ),
+        (
+            "do_get",
+            code(
+                client
+                    .do_get(with(Ticket::new(vec![0u8; 16]), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "do_put",
+            code(
+                client
+                    .do_put(with(stream(FlightData::default()), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "do_exchange",
+            code(
+                client
+                    .do_exchange(with(stream(FlightData::default()), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "do_action",
+            code(
+                client
+                    .do_action(with(Action::new("worker-died", vec![0u8; 4]), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "list_actions",
+            code(
+                client
+                    .list_actions(with(Empty::default(), token))
+                    .await
+                    .map(drop),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn every_flight_method_of_every_process_checks_the_token_before_the_body() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 1, 1, &["--auth-token", "s3cret"]);
+    let mut ports = vec![cluster.address.clone()];
+    ports.extend(cluster.worker_addresses());
+    assert_eq!(ports.len(), 2);
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    for address in &ports {
+        for token in [None, Some("guess")] {
+            for (method, code) in runtime.block_on(flight_calls(address, token)) {
+                assert_eq!(
+                    code,
+                    tonic::Code::Unauthenticated,
+                    "{method} on {address} with token {token:?}"
+                );
+            }
+        }
+    }
+    // A 200 MB ticket without the token is refused on its headers: the
+    // worker's memory does not grow by it.
+    let worker = *cluster.worker_pids().last().expect("a worker");
+    let before = peak_rss(worker);
+    let refused = runtime.block_on(async {
+        use arrow_flight::flight_service_client::FlightServiceClient;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", ports[1]))
+            .expect("an endpoint")
+            .connect()
+            .await
+            .expect("connects");
+        let mut client = FlightServiceClient::new(channel).max_encoding_message_size(usize::MAX);
+        let huge = arrow_flight::Ticket::new(vec![7u8; 200 << 20]);
+        client.do_get(huge).await.map(drop)
+    });
+    assert_eq!(
+        refused.err().map(|s| s.code()),
+        Some(tonic::Code::Unauthenticated)
+    );
+    let after = peak_rss(worker);
+    assert!(
+        after < before + (50 << 20),
+        "the worker grew from {} to {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    // With the token, the worker answers (here: a key it does not hold).
+    let held = runtime.block_on(async {
+        let codes = flight_calls(&ports[1], Some("s3cret")).await;
+        codes
+            .into_iter()
+            .find(|(m, _)| *m == "do_get")
+            .map(|(_, c)| c)
+    });
+    assert_ne!(held, Some(tonic::Code::Unauthenticated));
+}
