@@ -354,7 +354,17 @@ pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePl
         context =
             context.with_scalar_subquery_results(decode_subquery_values(&encoded.subqueries)?);
     }
-    let plan = DefaultPhysicalProtoConverter {}.proto_to_execution_plan(&proto, &context)?;
+    // Some node types panic in datafusion-proto when their feature is off
+    // (Avro): a plan from the wire fails its task, never its worker.
+    let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        DefaultPhysicalProtoConverter {}.proto_to_execution_plan(&proto, &context)
+    }))
+    .map_err(|panic| {
+        proto_err(format!(
+            "a plan rask cannot run: {}",
+            crate::error::panic_message(panic.as_ref())
+        ))
+    })??;
     let output = match &encoded.output {
         None => StageOutput::Whole,
         Some(bytes) => {
@@ -461,6 +471,31 @@ mod tests {
 
     use super::*;
     use crate::client::Config;
+
+    #[test]
+    fn a_plan_that_panics_datafusion_proto_is_an_error() {
+        // Three bytes: a plan whose only node is an Avro scan.
+        let avro = protobuf::PhysicalPlanNode {
+            physical_plan_type: Some(protobuf::physical_plan_node::PhysicalPlanType::AvroScan(
+                protobuf::AvroScanExecNode::default(),
+            )),
+        };
+        let plan = avro.encode_to_vec();
+        assert!(plan.len() <= 3, "{plan:?}");
+        let stage = EncodedStage {
+            id: "s".into(),
+            number: 0,
+            plan,
+            output: None,
+            config: Vec::new(),
+            subqueries: Vec::new(),
+        };
+        let ctx = crate::exec::new_context(&Config::default(), None).unwrap();
+        let e = decode_stage(&stage, &ctx.task_ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a plan rask cannot run"), "{e}");
+    }
 
     /// Runs `sql`'s plan as planned and after a trip through bytes; both answers.
     async fn both_ways(setup: &[&str], sql: &str) -> (String, String) {

@@ -660,3 +660,86 @@ fn every_flight_method_of_every_process_checks_the_token_before_the_body() {
     });
     assert_ne!(held, Some(tonic::Code::Unauthenticated));
 }
+
+#[test]
+fn a_plan_that_would_crash_a_worker_fails_its_task_and_the_worker_lives() {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use rask::comm::wire::{self, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient};
+    use rask::comm::{EncodedJob, EncodedStage};
+
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 1, 1, &[]);
+    let worker = *cluster.worker_pids().last().expect("a worker");
+    // A plan whose only node is an Avro scan (three bytes): datafusion-proto
+    // panics on it when built without Avro.
+    let stage = EncodedStage {
+        id: "hostile".into(),
+        number: 0,
+        plan: vec![0x8a, 0x01, 0x00],
+        output: None,
+        config: Vec::new(),
+        subqueries: Vec::new(),
+    };
+    let task = EncodedTask {
+        key: rask::Key::new("hostile-00ff-0"),
+        dependencies: Vec::new(),
+        priority: 0,
+        retries: 0,
+        workers: None,
+        functions: Vec::new(),
+        job: EncodedJob::Stage {
+            stage: std::sync::Arc::new(stage),
+            partition: 0,
+            inputs: Vec::new(),
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let outcome = runtime.block_on(async {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.address))
+                .expect("an endpoint")
+                .connect()
+                .await
+                .expect("connects");
+        let mut client = FlightServiceClient::new(channel);
+        let messages = futures::stream::iter([
+            wire::frame(&[Hello::Client {
+                version: PROTOCOL_VERSION,
+            }]),
+            wire::frame(&[FromClient::Submit {
+                tasks: vec![task.clone()],
+                wanted: vec![task.key.clone()],
+            }]),
+        ])
+        .chain(futures::stream::pending());
+        use futures::StreamExt as _;
+        let mut replies = client
+            .do_exchange(messages)
+            .await
+            .expect("a stream")
+            .into_inner();
+        loop {
+            let frame = replies
+                .message()
+                .await
+                .expect("a frame")
+                .expect("not the end");
+            for message in wire::unframe::<ToClient>(&frame, "reply").expect("messages") {
+                if let ToClient::Report { outcome, .. } = message {
+                    return format!("{outcome:?}");
+                }
+            }
+        }
+    });
+    assert!(outcome.contains("a plan rask cannot run"), "{outcome}");
+    // The worker lives, the same process, and other work goes on.
+    assert_eq!(cluster.worker_pids().last(), Some(&worker));
+    assert_eq!(
+        cluster.workers.count("died"),
+        0,
+        "{:?}",
+        cluster.workers.log()
+    );
+    let answer = remote_query(&cluster.address, "SELECT 41 + 1 AS answer", &[]).success();
+    assert_eq!(answer.stdout, "answer\n42\n");
+}
