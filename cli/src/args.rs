@@ -189,7 +189,8 @@ pub struct WorkerSettings {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Where workers spill to disk [default: a folder in the system's temporary directory].
+    /// Where workers spill to disk: each makes a folder of its own in it, mode
+    /// 0700, removed when it exits [default: the system's temporary directory].
     #[arg(long)]
     pub local_directory: Option<PathBuf>,
 

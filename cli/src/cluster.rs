@@ -396,14 +396,20 @@ pub fn worker_process(
     let nthreads = settings
         .nthreads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let local_directory = settings
+    let parent = settings
         .local_directory
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("rask-worker-space"));
-    if let Err(e) = std::fs::create_dir_all(&local_directory) {
-        tracing::error!("cannot create {}: {e}", local_directory.display());
-        return std::process::ExitCode::FAILURE;
-    }
+        .unwrap_or_else(std::env::temp_dir);
+    // Its own folder in there, mode 0700, removed when it exits (and by the
+    // next worker, if it is killed).
+    let space = match rask::worker::WorkSpace::create(&parent) {
+        Ok(space) => space,
+        Err(e) => {
+            tracing::error!("cannot make a folder in {}: {e}", parent.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let local_directory = space.path().to_path_buf();
     let host = settings
         .host
         .clone()
@@ -431,6 +437,7 @@ pub fn worker_process(
         tracing::info!("standard input closed: leaving");
     };
     let result = runtime.block_on(run_worker(options, stop_signal(), leave));
+    drop(space);
     match result {
         Err(e @ rask::Error::Refused { .. }) => {
             tracing::error!("{e}");

@@ -10,7 +10,7 @@ use crate::exec::{self, TaskData, Value};
 use crate::key::Key;
 use crate::planner::StageGraph;
 use crate::scheduler::{Message, SchedulerServer, TaskSpec, WorkerId};
-use crate::worker::{DataStore, EventSink, Peers, Worker, WorkerMetrics};
+use crate::worker::{DataStore, EventSink, Peers, WorkSpace, Worker, WorkerMetrics};
 use crate::{Error, Result};
 
 /// A scheduler thread and workers in this process. Results pass between them
@@ -28,6 +28,8 @@ pub struct LocalCluster {
     view: Arc<LocalView>,
     /// Stops the dashboard when dropped.
     _dashboard: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Where the workers spill; removed with the cluster.
+    _space: WorkSpace,
 }
 
 /// What the local cluster's dashboard and its questions read.
@@ -88,14 +90,20 @@ impl LocalCluster {
         };
         let server = SchedulerServer::new();
         let peers = Arc::new(Peers::default());
+        // Where the workers spill: a folder of the cluster's own, removed with it.
+        let parent = config
+            .local_directory
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let space = WorkSpace::create(&parent).map_err(|source| Error::Io {
+            path: parent.clone(),
+            source,
+        })?;
         for id in 0..config.workers as WorkerId {
             let scheduler = server.downgrade();
             let events: EventSink = Arc::new(move |event| scheduler.send(Message::Event(event)));
             let session = exec::new_context(&config, None)?;
-            let directory = match &config.local_directory {
-                Some(directory) => directory.clone(),
-                None => std::env::temp_dir(),
-            };
+            let directory = space.path().to_path_buf();
             let store = Arc::new(DataStore::for_session(
                 config.worker_memory_limit(),
                 &directory,
@@ -129,6 +137,7 @@ impl LocalCluster {
             config,
             view,
             _dashboard: stop,
+            _space: space,
         }))
     }
 

@@ -11,6 +11,7 @@ mod activity;
 mod job;
 pub mod memory;
 mod queue;
+mod space;
 mod spill;
 mod store;
 
@@ -24,6 +25,7 @@ use parking_lot::Mutex;
 
 pub use activity::{Activity, WorkerMetrics};
 pub use job::{FunctionArg, FunctionJob, Job, StageJob, TaskFn};
+pub use space::WorkSpace;
 pub use store::{Budget, DataStore, Peers, Stored};
 
 use crate::exec::{FetchError, StageInput, TaskData, TaskInputs};

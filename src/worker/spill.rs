@@ -51,7 +51,12 @@ impl SpillFile {
             .collect();
         let n = FILES.fetch_add(1, Ordering::Relaxed);
         let path = directory.join(format!("{name}-{}-{n}.arrow", std::process::id()));
-        let file = BufWriter::new(File::create(&path)?);
+        // A new file, never one already there (nor what a link points to).
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let file = BufWriter::new(file);
         let mut writer = StreamWriter::try_new(file, &first.schema())?;
         for batch in data.batches() {
             writer.write(batch)?;

@@ -743,3 +743,51 @@ fn a_plan_that_would_crash_a_worker_fails_its_task_and_the_worker_lives() {
     let answer = remote_query(&cluster.address, "SELECT 41 + 1 AS answer", &[]).success();
     assert_eq!(answer.stdout, "answer\n42\n");
 }
+
+#[test]
+fn each_worker_spills_in_a_private_folder_removed_when_it_ends() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = repository_root();
+    let spill = tempfile::tempdir().expect("a temporary folder");
+    let local = spill.path().display().to_string();
+    let flags = ["--local-directory", local.as_str()];
+    let mut cluster = ProcessCluster::start_with(&root, 1, 1, &[], &[], &flags);
+    let folders = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(spill.path())
+            .expect("the spill folder")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("rask-worker-"))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let first = folders();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let mode = std::fs::metadata(&first[0])
+        .expect("a folder")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{:o}", mode);
+    // Killed with -9, the worker leaves its folder; the one its nanny starts
+    // removes it, and makes its own.
+    kill_9(cluster.worker_pids()[0]);
+    cluster.scheduler.wait_for("worker 1 registered:");
+    let second = folders();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first);
+    // SIGTERM: the worker retires and its folder goes with it.
+    signal(cluster.workers.pid(), "-TERM");
+    let start = std::time::Instant::now();
+    while cluster.workers.is_running() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the nanny did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(folders().is_empty(), "{:?}", folders());
+}
