@@ -146,7 +146,7 @@ impl SchedulerNode {
             next_client: AtomicU64::new(1),
         });
         let node = FlightNode {
-            security: options.security,
+            security: options.security.clone(),
             results: None,
             store: None,
             control: Some(Arc::new(Arc::clone(&state)) as Arc<dyn ControlPlane>),
@@ -159,18 +159,26 @@ impl SchedulerNode {
             tracing::info!("listening on {address}");
         }
         tracing::info!("scheduler at {advertised}");
+        let gate = options.security.token.as_ref().map(|_| {
+            let security = options.security.clone();
+            Arc::new(move |presented: &str| security.accepts(presented)) as crate::dashboard::Gate
+        });
         let dashboard = dashboard.map(|listener| {
             let view = Arc::new(Arc::clone(&state)) as Arc<dyn crate::dashboard::ClusterView>;
             tokio::spawn(async move {
                 if let Err(e) =
-                    crate::dashboard::serve(listener, view, std::future::pending()).await
+                    crate::dashboard::serve(listener, view, gate, std::future::pending()).await
                 {
                     tracing::error!("{e}");
                 }
             })
         });
         if let Some(link) = &link {
-            tracing::info!("dashboard at {link}");
+            // The printed link carries the token, as Jupyter's does.
+            match &options.security.token {
+                Some(token) => tracing::info!("dashboard at {link}?token={token}"),
+                None => tracing::info!("dashboard at {link}"),
+            }
         }
         tokio::spawn(tell_clients_alive(Arc::downgrade(&state)));
         Ok(Self {

@@ -82,17 +82,24 @@ impl Security {
         request
     }
 
+    /// Whether `presented` is the cluster's token (any, when it has none).
+    pub(crate) fn accepts(&self, presented: &str) -> bool {
+        self.token
+            .as_ref()
+            .is_none_or(|token| constant_time_eq(presented.as_bytes(), token.as_bytes()))
+    }
+
     /// Checks an incoming request's token; logs and refuses a wrong or missing one.
     pub(crate) fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.token else {
+        if self.token.is_none() {
             return Ok(());
-        };
+        }
         let presented = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        if presented.is_some_and(|p| self.accepts(p)) {
             return Ok(());
         }
         let peer = request

@@ -13,9 +13,13 @@
 //! Pages: `/status` (task stream, progress, memory), `/workers`, `/graph`,
 //! `/info` with `/info/worker/{id}` and `/info/task/{key}`. The API behind them
 //! is under `/api/v1/`; `/health` answers `ok`, `/metrics` speaks Prometheus.
+//! With a cluster token, everything but `/health` asks for it ([`Gate`]).
 
 mod api;
+mod gate;
 mod metrics;
+
+pub use gate::Gate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,11 +112,12 @@ pub fn bind_address(address: &str, host: &str) -> Result<(std::net::TcpListener,
 pub async fn serve(
     listener: std::net::TcpListener,
     view: Arc<dyn ClusterView>,
+    gate: Option<Gate>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| Error::Comm(format!("cannot serve the dashboard: {e}")))?;
-    axum::serve(listener, router(view))
+    axum::serve(listener, router(view, gate))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::Comm(format!("the dashboard stopped: {e}")))
@@ -133,7 +138,7 @@ pub fn serve_in_thread(
     std::thread::Builder::new()
         .name("rask-dashboard".into())
         .spawn(move || {
-            let served = runtime.block_on(serve(listener, view, async move {
+            let served = runtime.block_on(serve(listener, view, None, async move {
                 let _ = stopped.await;
             }));
             if let Err(e) = served {
@@ -149,7 +154,7 @@ pub fn link(address: SocketAddr) -> String {
     format!("http://{address}/status")
 }
 
-fn router(view: Arc<dyn ClusterView>) -> Router {
+fn router(view: Arc<dyn ClusterView>, gate: Option<Gate>) -> Router {
     let page = || async { Html(PAGE) };
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/status") }))
@@ -171,6 +176,7 @@ fn router(view: Arc<dyn ClusterView>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .merge(api::routes())
         .with_state(Arc::new(api::Dashboard::new(view)))
+        .layer(axum::middleware::from_fn_with_state(gate, gate::admit))
 }
 
 #[cfg(test)]

@@ -13,20 +13,28 @@ use crate::support::repository_root;
 
 /// `GET path` from `address` (`HOST:PORT`): the status line and the body.
 pub(crate) fn get(address: &str, path: &str) -> (String, String) {
+    let (status, _, body) = get_with(address, path, &[]);
+    (status, body)
+}
+
+/// `GET path` from `address` with `headers` (`Name: value`): the status line,
+/// the response's headers and the body.
+pub(crate) fn get_with(address: &str, path: &str, headers: &[&str]) -> (String, String, String) {
     let mut stream = TcpStream::connect(address).expect("the dashboard accepts");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("a response");
     let status = head.lines().next().unwrap_or_default().to_string();
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
 }
 
 /// The dashboard's link, as the scheduler logged it.
@@ -514,4 +522,53 @@ fn the_status_and_workers_pages_show_the_real_cluster_at_work_in_chromium() {
         assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
         eprintln!("screenshot: {}", png.display());
     }
+}
+
+#[test]
+fn with_a_token_every_page_api_stream_and_metrics_asks_for_it_but_health() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 1, 1, &["--auth-token", "s3cret"]);
+    let logged = cluster.scheduler.wait_for("dashboard at ");
+    // The printed link carries the token.
+    assert!(logged.ends_with("/status?token=s3cret"), "{logged}");
+    let link = logged.rsplit("dashboard at ").next().unwrap_or_default();
+    let address = host_port(link.trim().trim_end_matches("?token=s3cret"));
+    for path in [
+        "/status",
+        "/workers",
+        "/assets/dashboard.js",
+        "/api/v1/info",
+        "/api/v1/workers",
+        "/api/v1/events",
+        "/metrics",
+    ] {
+        let (status, _, _) = get_with(&address, path, &[]);
+        assert!(status.contains("401"), "{path} without the token: {status}");
+        let (status, _, _) = get_with(&address, path, &["Authorization: Bearer guess"]);
+        assert!(
+            status.contains("401"),
+            "{path} with a wrong token: {status}"
+        );
+        if path != "/api/v1/events" {
+            let (status, _, _) = get_with(&address, path, &["Authorization: Bearer s3cret"]);
+            assert!(status.contains("200"), "{path} with the token: {status}");
+        }
+    }
+    let (status, _, body) = get_with(&address, "/health", &[]);
+    assert!(
+        status.contains("200") && body.contains("ok"),
+        "{status} {body}"
+    );
+    // Once with ?token=: an HttpOnly cookie, which is enough after.
+    let (status, head, _) = get_with(&address, "/status?token=s3cret", &[]);
+    assert!(status.contains("200"), "{status}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no cookie in {head}"));
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap_or_default();
+    let (status, _, body) = get_with(&address, "/api/v1/info", &[&format!("Cookie: {pair}")]);
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("tasks_finished"), "{body}");
 }
