@@ -56,9 +56,29 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5433)]
     pub pg_port: u16,
 
+    #[command(flatten)]
+    pub pg: PgUsers,
+
     /// Exit when standard input closes (for supervisors and tests).
     #[arg(long, hide = true)]
     pub watch_stdin: bool,
+}
+
+/// Who may connect to the PostgreSQL port.
+#[derive(Debug, Clone, Args)]
+pub struct PgUsers {
+    /// A PostgreSQL user, NAME:PASSWORD (may be repeated), who logs in by
+    /// SCRAM-SHA-256. Without any, the cluster's token is the password (by
+    /// SCRAM too); without a token either, connections are trusted.
+    #[arg(long = "pg-user", value_name = "NAME:PASSWORD", value_parser = rask::postgres::parse_user)]
+    pub users: Vec<(String, String)>,
+}
+
+impl PgUsers {
+    /// The logins, with `token` the cluster's.
+    pub fn logins(&self, token: Option<&str>) -> rask::postgres::Logins {
+        rask::postgres::Logins::new(&self.users, token)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -142,6 +162,9 @@ pub struct SchedulerArgs {
     /// each connection a client of this scheduler's cluster. Off unless given.
     #[arg(long)]
     pub pg_port: Option<u16>,
+
+    #[command(flatten)]
+    pub pg: PgUsers,
 
     /// Exit when standard input closes (for supervisors and tests).
     #[arg(long, hide = true)]

@@ -34,7 +34,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
     let watch_stdin = args.watch_stdin;
     let (host, pg_port) = (args.host.clone(), args.pg_port);
     let security = run.security.security();
-    let token = security.token.clone();
+    let logins = args.pg.logins(security.token.as_deref());
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
         let _postgres = match pg_port {
@@ -51,7 +51,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
                         .await
                     })
                 });
-                Some(serve_postgres(&host, port, open, token).await?)
+                Some(serve_postgres(&host, port, open, logins).await?)
             }
             None => None,
         };
@@ -71,17 +71,16 @@ pub async fn serve_postgres(
     host: &str,
     port: u16,
     open: rask::postgres::OpenSession,
-    token: Option<String>,
+    logins: rask::postgres::Logins,
 ) -> rask::Result<AbortOnDrop> {
     let listener = rask::postgres::bind(host, port).await?;
     if let Ok(address) = listener.local_addr() {
-        let login = match token {
-            Some(_) => "the cluster's token as password",
-            None => "trusted",
-        };
-        tracing::info!("postgres wire protocol at {address} ({login})");
+        tracing::info!(
+            "postgres wire protocol at {address} ({})",
+            logins.describe()
+        );
     }
-    let served = rask::postgres::serve(listener, open, token);
+    let served = rask::postgres::serve(listener, open, logins);
     Ok(AbortOnDrop(tokio::spawn(served)))
 }
 
@@ -114,8 +113,8 @@ pub fn serve(
     });
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(async move {
-        let token = run.security.security().token;
-        let _served = serve_postgres(&args.host, args.pg_port, open, token).await?;
+        let logins = args.pg.logins(run.security.security().token.as_deref());
+        let _served = serve_postgres(&args.host, args.pg_port, open, logins).await?;
         if let Some(link) = client.dashboard_link() {
             tracing::info!("dashboard at {link}");
         }

@@ -17,6 +17,7 @@ mod cancel;
 mod catalog;
 mod cursors;
 mod extended;
+mod logins;
 mod settings;
 mod types;
 
@@ -28,12 +29,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{Sink, StreamExt};
-use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, ServerParameterProvider,
-    StartupHandler,
-};
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::{DefaultServerParameterProvider, ServerParameterProvider, StartupHandler};
 use pgwire::api::portal::Format;
 use pgwire::api::query::SimpleQueryHandler;
 use pgwire::api::results::{QueryResponse, Response, Tag};
@@ -50,6 +49,8 @@ use self::settings::{SessionStatement, Settings};
 use crate::planner::Location;
 use crate::{Client, Error, Result};
 
+pub use self::logins::{Logins, parse_user};
+
 /// Opens the client a new connection runs its SQL on.
 pub type OpenSession = Arc<dyn Fn() -> BoxFuture<'static, Result<Client>> + Send + Sync>;
 
@@ -63,9 +64,8 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener> {
 }
 
 /// Serves the protocol on `listener`, each connection on a client from `open`,
-/// until the task is dropped. With a `token` (the cluster's), a client must
-/// give it as its password; without, connections are trusted.
-pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<String>) {
+/// until the task is dropped; connections get in as `logins` says.
+pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins) {
     let dialect = Arc::new(Dialect::default());
     let cancels = Arc::new(Cancels::new());
     loop {
@@ -77,7 +77,7 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
             }
         };
         let open = Arc::clone(&open);
-        let token = token.clone();
+        let logins = logins.clone();
         let dialect = Arc::clone(&dialect);
         let cancels = Arc::clone(&cancels);
         tokio::spawn(async move {
@@ -98,13 +98,13 @@ pub async fn serve(listener: TcpListener, open: OpenSession, token: Option<Strin
                 key: OnceLock::new(),
                 cancel: watch::Sender::new(0),
             });
-            let door = Arc::new(match token {
-                None => Door::Trust(Arc::clone(&session)),
-                Some(token) => Door::Token(Box::new(
-                    CleartextPasswordAuthStartupHandler::new(
-                        Token(token),
-                        DefaultServerParameterProvider::default(),
+            let door = Arc::new(match logins {
+                Logins::Trust => Door::Trust(Arc::clone(&session)),
+                Logins::Scram(passwords) => Door::Scram(Box::new(
+                    SASLAuthStartupHandler::new(
+                        Arc::new(DefaultServerParameterProvider::default()),
                     )
+                    .with_scram(ScramAuth::new(passwords))
                     .with_connection_manager(Arc::clone(&cancels.manager)),
                 )),
             });
@@ -207,10 +207,10 @@ impl NoopStartupHandler for Session {
     }
 }
 
-/// How a connection gets in: trusted, or with the cluster's token as its password.
+/// How a connection gets in: trusted, or by SCRAM-SHA-256.
 enum Door {
     Trust(Arc<Session>),
-    Token(Box<CleartextPasswordAuthStartupHandler<Token, DefaultServerParameterProvider>>),
+    Scram(Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>),
 }
 
 #[async_trait]
@@ -227,24 +227,8 @@ impl StartupHandler for Door {
     {
         match self {
             Door::Trust(session) => session.on_startup(client, message).await,
-            Door::Token(handler) => handler.on_startup(client, message).await,
+            Door::Scram(handler) => handler.on_startup(client, message).await,
         }
-    }
-}
-
-/// The cluster's token, the one password every user must give.
-struct Token(String);
-
-impl Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(…)")
-    }
-}
-
-#[async_trait]
-impl AuthSource for Token {
-    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
-        Ok(Password::new(None, self.0.as_bytes().to_vec()))
     }
 }
 

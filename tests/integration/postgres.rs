@@ -13,7 +13,7 @@ use std::process::Command;
 
 use crate::processes::{Process, ProcessCluster};
 use crate::shared_data::{assert_same_rows, queries};
-use crate::support::{repository_root, shared_data};
+use crate::support::{rask, repository_root, run, shared_data};
 
 /// The port the protocol is served on, as `process` logged it.
 fn pg_port(process: &Process) -> String {
@@ -445,4 +445,176 @@ fn a_cluster_token_is_the_password() {
     assert_ne!(code, 0, "{err}");
     let (code, out, err) = psql_with(&port, &["SELECT 1 AS one"], Some("sesame"), &["-q"]);
     assert_eq!((code, out.as_str()), (0, "one\n1\n"), "{err}");
+}
+
+/// Each `(user, password, require_auth)` login tried with psycopg against
+/// `port`: `ok`, or the SQLSTATE (or message) it failed with.
+fn psycopg_logins(port: &str, logins: &[(&str, &str, &str)]) -> Vec<String> {
+    let script = r#"
+import sys, psycopg
+port = sys.argv[1]
+for login in sys.argv[2:]:
+    user, password, require = login.split(":")
+    url = f"host=127.0.0.1 port={port} user={user} password={password} dbname=rask require_auth={require}"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            (one,) = conn.execute("SELECT 1").fetchone()
+            print("ok" if one == 1 else "wrong")
+    except psycopg.Error as e:
+        print(e.sqlstate or str(e).splitlines()[0])
+"#;
+    let args: Vec<String> = logins
+        .iter()
+        .map(|(u, p, r)| format!("{u}:{p}:{r}"))
+        .collect();
+    let out = Command::new("python3")
+        .args(["-c", script, port])
+        .args(&args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn logins_go_by_scram_never_in_clear() {
+    let root = repository_root();
+    // The cluster's token, by SCRAM, for any user name.
+    let (server, port) = serve(&root, "1", &[("RASK_AUTH_TOKEN", "sesame")]);
+    server.wait_for("SCRAM-SHA-256, the cluster's token as password");
+    let answers = psycopg_logins(
+        &port,
+        &[
+            ("rask", "sesame", "scram-sha-256"),
+            ("anyone", "sesame", "scram-sha-256"),
+            ("rask", "wrong", "scram-sha-256"),
+            // A client that insists on a password in clear is not given the chance.
+            ("rask", "sesame", "password"),
+            ("rask", "sesame", "scram-sha-256"),
+        ],
+    );
+    assert_eq!(answers[..2], ["ok", "ok"], "{answers:?}");
+    assert!(answers[2].contains("authentication failed"), "{answers:?}");
+    assert_ne!(answers[3], "ok", "{answers:?}");
+    assert_eq!(answers[4], "ok", "the server lives on: {answers:?}");
+
+    // PostgreSQL users of their own: the token is not a password then.
+    let args = [
+        "serve",
+        "--pg-port",
+        "0",
+        "--threads",
+        "1",
+        "--pg-user",
+        "alice:wonder",
+        "--pg-user",
+        "bob:builder",
+        "--watch-stdin",
+    ];
+    let users = Process::start("serve", &root, &args, &[("RASK_AUTH_TOKEN", "sesame")]);
+    let port = pg_port(&users);
+    let answers = psycopg_logins(
+        &port,
+        &[
+            ("alice", "wonder", "scram-sha-256"),
+            ("bob", "builder", "scram-sha-256"),
+            ("alice", "builder", "scram-sha-256"),
+            ("carol", "wonder", "scram-sha-256"),
+            ("rask", "sesame", "scram-sha-256"),
+        ],
+    );
+    assert_eq!(answers[..2], ["ok", "ok"], "{answers:?}");
+    for refused in &answers[2..] {
+        assert!(refused.contains("authentication failed"), "{answers:?}");
+    }
+    // On the wire: SASL offered (SCRAM-SHA-256), a wrong proof answered with
+    // SQLSTATE 28P01.
+    assert_eq!(
+        wrong_scram_proof(&port),
+        ("SCRAM-SHA-256".to_string(), "28P01".to_string())
+    );
+    let bad = run(rask().args(["serve", "--pg-port", "0", "--pg-user", "nopassword"]));
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("is not NAME:PASSWORD"),
+        "{}",
+        bad.stderr
+    );
+}
+
+/// Logs in to `port` as alice with a SCRAM proof that cannot be right, by
+/// hand: the mechanism the server offered first, and the SQLSTATE it answered.
+fn wrong_scram_proof(port: &str) -> (String, String) {
+    use std::net::TcpStream;
+    let mut socket = TcpStream::connect(format!("127.0.0.1:{port}")).expect("connects");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("a timeout");
+    // StartupMessage: protocol 3.0, user and database.
+    let mut body = 196608u32.to_be_bytes().to_vec();
+    for part in ["user", "alice", "database", "rask", ""] {
+        body.extend(part.as_bytes());
+        body.push(0);
+    }
+    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    startup.extend(body);
+    socket.write_all(&startup).expect("writes");
+    let read = |socket: &mut TcpStream| -> (u8, Vec<u8>) {
+        let mut head = [0u8; 5];
+        socket.read_exact(&mut head).expect("a message");
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        socket.read_exact(&mut body).expect("its body");
+        (head[0], body)
+    };
+    let send = |socket: &mut TcpStream, body: Vec<u8>| {
+        let mut message = vec![b'p'];
+        message.extend(((body.len() + 4) as u32).to_be_bytes());
+        message.extend(body);
+        socket.write_all(&message).expect("writes");
+    };
+    // AuthenticationSASL (10) with the mechanisms.
+    let (kind, body) = read(&mut socket);
+    assert_eq!(kind, b'R');
+    assert_eq!(body[..4], 10u32.to_be_bytes(), "not SASL: {body:?}");
+    let mechanism = String::from_utf8_lossy(&body[4..])
+        .split('\0')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    // SASLInitialResponse: client-first-message.
+    let client_first = "n,,n=,r=abcdefghijklmnopqrstuvwx";
+    let mut initial = b"SCRAM-SHA-256\0".to_vec();
+    initial.extend((client_first.len() as u32).to_be_bytes());
+    initial.extend(client_first.as_bytes());
+    send(&mut socket, initial);
+    // AuthenticationSASLContinue (11): server-first-message with the nonce.
+    let (kind, body) = read(&mut socket);
+    assert_eq!((kind, &body[..4]), (b'R', &11u32.to_be_bytes()[..]));
+    let server_first = String::from_utf8_lossy(&body[4..]).to_string();
+    let nonce = server_first
+        .split(',')
+        .find_map(|f| f.strip_prefix("r="))
+        .expect("a nonce");
+    // SASLResponse: a proof of 32 zero bytes, in base64.
+    let proof = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    send(
+        &mut socket,
+        format!("c=biws,r={nonce},p={proof}").into_bytes(),
+    );
+    let (kind, body) = read(&mut socket);
+    assert_eq!(kind, b'E', "{:?}", String::from_utf8_lossy(&body));
+    let code = body
+        .split(|b| *b == 0)
+        .find_map(|field| field.strip_prefix(b"C"))
+        .map(|c| String::from_utf8_lossy(c).to_string())
+        .unwrap_or_default();
+    (mechanism, code)
 }
