@@ -89,6 +89,15 @@ pub enum Error {
         message: String,
     },
 
+    /// SQL asked to read or write a file or URL its server does not allow.
+    #[error("{location} is not among the paths and URLs this server allows (see {flag})")]
+    Denied {
+        /// The path or URL.
+        location: String,
+        /// The flag that would allow it.
+        flag: &'static str,
+    },
+
     /// A connection between processes of the cluster failed or was refused.
     #[error("{0}")]
     Comm(String),

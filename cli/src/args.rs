@@ -64,7 +64,7 @@ pub struct ServeArgs {
     pub watch_stdin: bool,
 }
 
-/// Who may connect to the PostgreSQL port.
+/// Who may connect to the PostgreSQL port, and what their SQL may touch.
 #[derive(Debug, Clone, Args)]
 pub struct PgUsers {
     /// A PostgreSQL user, NAME:PASSWORD (may be repeated), who logs in by
@@ -72,12 +72,27 @@ pub struct PgUsers {
     /// SCRAM too); without a token either, connections are trusted.
     #[arg(long = "pg-user", value_name = "NAME:PASSWORD", value_parser = rask::postgres::parse_user)]
     pub users: Vec<(String, String)>,
+
+    /// A folder PostgreSQL sessions may read and write files under (may be
+    /// repeated); with none, they touch no local file.
+    #[arg(long = "allow-path", value_name = "PATH")]
+    pub allow_paths: Vec<PathBuf>,
+
+    /// A URL prefix PostgreSQL sessions may read and write under, such as
+    /// s3://bucket/data/ (may be repeated); with none, they touch no URL.
+    #[arg(long = "allow-url", value_name = "PREFIX")]
+    pub allow_urls: Vec<String>,
 }
 
 impl PgUsers {
     /// The logins, with `token` the cluster's.
     pub fn logins(&self, token: Option<&str>) -> rask::postgres::Logins {
         rask::postgres::Logins::new(&self.users, token)
+    }
+
+    /// What the sessions' SQL may touch.
+    pub fn access(&self) -> rask::Result<rask::postgres::Access> {
+        rask::postgres::Access::new(&self.allow_paths, &self.allow_urls)
     }
 }
 

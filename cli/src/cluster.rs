@@ -35,6 +35,10 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
     let (host, pg_port) = (args.host.clone(), args.pg_port);
     let security = run.security.security();
     let logins = args.pg.logins(security.token.as_deref());
+    let access = match args.pg.access() {
+        Ok(access) => access,
+        Err(e) => return report(Err(e)),
+    };
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
         let _postgres = match pg_port {
@@ -51,7 +55,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
                         .await
                     })
                 });
-                Some(serve_postgres(&host, port, open, logins).await?)
+                Some(serve_postgres(&host, port, open, logins, access).await?)
             }
             None => None,
         };
@@ -72,15 +76,17 @@ pub async fn serve_postgres(
     port: u16,
     open: rask::postgres::OpenSession,
     logins: rask::postgres::Logins,
+    access: rask::postgres::Access,
 ) -> rask::Result<AbortOnDrop> {
     let listener = rask::postgres::bind(host, port).await?;
     if let Ok(address) = listener.local_addr() {
         tracing::info!(
-            "postgres wire protocol at {address} ({})",
-            logins.describe()
+            "postgres wire protocol at {address} ({}; SQL may touch {})",
+            logins.describe(),
+            access.describe()
         );
     }
-    let served = rask::postgres::serve(listener, open, logins);
+    let served = rask::postgres::serve(listener, open, logins, access);
     Ok(AbortOnDrop(tokio::spawn(served)))
 }
 
@@ -114,7 +120,8 @@ pub fn serve(
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(async move {
         let logins = args.pg.logins(run.security.security().token.as_deref());
-        let _served = serve_postgres(&args.host, args.pg_port, open, logins).await?;
+        let access = args.pg.access()?;
+        let _served = serve_postgres(&args.host, args.pg_port, open, logins, access).await?;
         if let Some(link) = client.dashboard_link() {
             tracing::info!("dashboard at {link}");
         }

@@ -76,9 +76,9 @@ impl QueryParser for Planner {
             return Ok(Some(Planned::Session(statement)));
         }
         let context = self.opened.client(client).await?.session();
+        let opened = &self.opened;
         let plan = |sql: String| async move {
-            let state = context.state();
-            let plan = crate::error::catch_panics(state.create_logical_plan(&sql)).await??;
+            let plan = opened.plan(context, &sql).await?;
             Ok((sql, plan))
         };
         let planned = match CursorStatement::parse(sql).transpose()? {

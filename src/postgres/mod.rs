@@ -13,6 +13,7 @@
 //! a client that sends garbage loses its own connection, with a log line, and
 //! nobody else's.
 
+mod access;
 mod cancel;
 mod catalog;
 mod cursors;
@@ -49,6 +50,7 @@ use self::settings::{SessionStatement, Settings};
 use crate::planner::Location;
 use crate::{Client, Error, Result};
 
+pub use self::access::Access;
 pub use self::logins::{Logins, parse_user};
 
 /// Opens the client a new connection runs its SQL on.
@@ -64,8 +66,10 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener> {
 }
 
 /// Serves the protocol on `listener`, each connection on a client from `open`,
-/// until the task is dropped; connections get in as `logins` says.
-pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins) {
+/// until the task is dropped; connections get in as `logins` says, and their
+/// SQL touches only the files and URLs `access` allows.
+pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins, access: Access) {
+    let access = Arc::new(access);
     let dialect = Arc::new(Dialect::default());
     let cancels = Arc::new(Cancels::new());
     loop {
@@ -78,6 +82,7 @@ pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins) {
         };
         let open = Arc::clone(&open);
         let logins = logins.clone();
+        let access = Arc::clone(&access);
         let dialect = Arc::clone(&dialect);
         let cancels = Arc::clone(&cancels);
         tokio::spawn(async move {
@@ -86,6 +91,7 @@ pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins) {
                 client: tokio::sync::OnceCell::new(),
                 settings: OnceLock::new(),
                 cursors: Cursors::default(),
+                access: Arc::clone(&access),
             });
             let planner = Arc::new(extended::Planner {
                 opened: Arc::clone(&opened),
@@ -131,9 +137,24 @@ struct Opened {
     settings: OnceLock<Arc<Settings>>,
     /// Its open cursors.
     cursors: Cursors,
+    /// The files and URLs its SQL may touch.
+    access: Arc<Access>,
 }
 
 impl Opened {
+    /// `sql`'s logical plan in `session`, once every file and URL it reads or
+    /// writes is found allowed.
+    async fn plan(
+        &self,
+        session: &datafusion::prelude::SessionContext,
+        sql: &str,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let state = session.state();
+        let plan = crate::error::catch_panics(state.create_logical_plan(sql)).await??;
+        self.access.check(&plan)?;
+        Ok(plan)
+    }
+
     /// The connection's settings (`info` is the started connection's).
     fn settings<C: ClientInfo>(&self, info: &C) -> &Arc<Settings> {
         self.settings.get_or_init(|| {
@@ -251,7 +272,12 @@ impl SimpleQueryHandler for Session {
                 continue;
             }
             let plan = async |sql: &str| {
-                let run = |sql: String| async move { rask.sql(&sql).await };
+                let opened = &self.opened;
+                let run = |sql: String| async move {
+                    let plan = opened.plan(rask.session(), &sql).await?;
+                    let frame = rask.session().execute_logical_plan(plan).await?;
+                    Ok::<_, Error>(crate::client::DataFrame::new(frame))
+                };
                 self.planner.dialect.plan(sql, run).await
             };
             let response = match CursorStatement::parse(sql) {
@@ -454,7 +480,9 @@ fn error_at(error: &Error, query: &str, start: Location) -> PgWireError {
 /// A rask error as PostgreSQL reports it: severity, SQLSTATE, message.
 fn error_info(error: &Error) -> ErrorInfo {
     let text = error.to_string();
-    let code = if text.contains("SQL error") || text.contains("Expected") {
+    let code = if matches!(error, Error::Denied { .. }) {
+        "42501" // insufficient_privilege
+    } else if text.contains("SQL error") || text.contains("Expected") {
         "42601" // syntax_error
     } else if text.contains("table") && text.contains("not found") {
         "42P01" // undefined_table

@@ -28,12 +28,16 @@ fn pg_port(process: &Process) -> String {
 
 /// `rask serve` on a free port with `threads` threads and `env`; the port.
 fn serve(root: &std::path::Path, threads: &str, env: &[(&str, &str)]) -> (Process, String) {
+    // Its sessions may read the reference data, and nothing else.
+    let data = shared_data().display().to_string();
     let args = [
         "serve",
         "--pg-port",
         "0",
         "--threads",
         threads,
+        "--allow-path",
+        &data,
         "--watch-stdin",
     ];
     let server = Process::start("serve", root, &args, env);
@@ -617,4 +621,58 @@ fn wrong_scram_proof(port: &str) -> (String, String) {
         .map(|c| String::from_utf8_lossy(c).to_string())
         .unwrap_or_default();
     (mechanism, code)
+}
+
+#[test]
+fn sql_sessions_touch_only_the_paths_they_are_allowed() {
+    let root = repository_root();
+    let (_server, port) = serve(&root, "1", &[]);
+    let outside = tempfile::tempdir().expect("a temporary folder");
+    let stolen = outside.path().join("stolen.csv");
+    let link = outside.path().join("link-to-etc");
+    std::os::unix::fs::symlink("/etc", &link).expect("a link");
+    let data = shared_data().canonicalize().expect("the data");
+    for (sql, named) in [
+        (
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+            "/etc/passwd".to_string(),
+        ),
+        (
+            format!("COPY (SELECT 1 AS one) TO '{}'", stolen.display()),
+            stolen.display().to_string(),
+        ),
+        (
+            format!(
+                "CREATE EXTERNAL TABLE q STORED AS CSV LOCATION '{}/passwd'",
+                link.display()
+            ),
+            "passwd".to_string(),
+        ),
+        (
+            format!(
+                "COPY (SELECT 1 AS one) TO '{}/../escape.csv'",
+                data.display()
+            ),
+            "escape.csv".to_string(),
+        ),
+        (
+            "CREATE EXTERNAL TABLE r STORED AS CSV LOCATION 'http://169.254.169.254/latest/'"
+                .to_string(),
+            "169.254.169.254".to_string(),
+        ),
+    ] {
+        let (code, _, err) = psql(&port, &[&sql]);
+        assert_ne!(code, 0, "{sql} was let through");
+        assert!(err.contains("42501"), "{sql}: {err}");
+        assert!(err.contains(&named), "{sql}: {err}");
+        assert!(err.contains("--allow-"), "{sql}: {err}");
+    }
+    assert!(!stolen.exists());
+    // What is allowed is served.
+    let create = format!(
+        "CREATE EXTERNAL TABLE ts STORED AS PARQUET LOCATION '{}'",
+        data.join("timeseries-2days/").display()
+    );
+    let (code, out, err) = psql(&port, &[&create, "SELECT count(*) > 0 AS some FROM ts"]);
+    assert_eq!((code, out.as_str()), (0, "some\nt\n"), "{err}");
 }
