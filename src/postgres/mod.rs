@@ -76,7 +76,10 @@ pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins, acc
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
+                // Out of file descriptors (EMFILE), say: wait before trying
+                // again rather than spin.
                 tracing::warn!("postgres: cannot accept a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
