@@ -69,7 +69,20 @@ pub enum SpecError {
         /// Its value.
         value: i64,
     },
+    /// More partitions (each a task) than a query may plan.
+    #[error(
+        "it would make {partitions} partitions, more than {MAX_PARTITIONS}: \
+         give a longer partition_freq"
+    )]
+    TooManyPartitions {
+        /// How many.
+        partitions: u128,
+    },
 }
+
+/// The most partitions a table may have: each is a task of every query that
+/// reads it, and planning billions of them would take the server down.
+pub const MAX_PARTITIONS: u128 = 1_000_000;
 
 impl TimeseriesSpec {
     /// Sets the first timestamp (nanoseconds since the epoch).
@@ -110,6 +123,10 @@ impl TimeseriesSpec {
                 start: format_timestamp(self.start),
                 end: format_timestamp(self.end),
             });
+        }
+        let partitions = div_ceil(self.span(), self.partition_freq as u128);
+        if partitions > MAX_PARTITIONS {
+            return Err(SpecError::TooManyPartitions { partitions });
         }
         Ok(())
     }
@@ -245,5 +262,12 @@ mod tests {
             Err(SpecError::EmptyRange { .. })
         ));
         assert!(spec.validate().is_ok());
+        // A year in partitions of a second: 31 million tasks, refused.
+        let year = spec.with_end(spec.start + 366 * 86_400 * 1_000_000_000);
+        let e = year
+            .with_partition_freq(1_000_000_000)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("more than 1000000"), "{e}");
     }
 }
