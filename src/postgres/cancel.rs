@@ -70,15 +70,17 @@ impl CancelHandler for Cancels {
 }
 
 /// `items` until a cancel request bumps `signal` (none before now counts),
-/// then one error and the end.
+/// or `deadline` (the statement's timeout) passes, then one error and the end.
 pub fn guard<S, T>(
     signal: &watch::Sender<u64>,
     rows: S,
+    deadline: Option<tokio::time::Instant>,
 ) -> impl Stream<Item = PgWireResult<T>> + Send + use<S, T>
 where
     S: Stream<Item = PgWireResult<T>> + Send + Unpin + 'static,
     T: Send + 'static,
 {
+    let rows = within_stream(rows, deadline);
     /// Where the guarded stream stands.
     enum Guard {
         Watching(watch::Receiver<u64>),
@@ -102,6 +104,50 @@ where
     })
 }
 
+/// `rows` until `deadline`, then one timeout error and the end.
+fn within_stream<S, T>(
+    rows: S,
+    deadline: Option<tokio::time::Instant>,
+) -> futures::stream::BoxStream<'static, PgWireResult<T>>
+where
+    S: Stream<Item = PgWireResult<T>> + Send + Unpin + 'static,
+    T: Send + 'static,
+{
+    let Some(deadline) = deadline else {
+        return rows.boxed();
+    };
+    futures::stream::unfold(Some(rows), move |rows| async move {
+        let mut rows = rows?;
+        tokio::select! {
+            row = rows.next() => row.map(|row| (row, Some(rows))),
+            () = tokio::time::sleep_until(deadline) => Some((Err(timed_out()), None)),
+        }
+    })
+    .boxed()
+}
+
+/// Runs `work` until `deadline`; past it, the statement-timeout error.
+pub async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    work: impl Future<Output = PgWireResult<T>>,
+) -> PgWireResult<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(timed_out())),
+        None => work.await,
+    }
+}
+
+/// PostgreSQL's answer to a statement past its `statement_timeout`.
+fn timed_out() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        "57014".to_string(),
+        "canceling statement due to statement timeout".to_string(),
+    )))
+}
+
 /// PostgreSQL's answer to a cancelled query.
 fn cancelled() -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -120,7 +166,7 @@ mod tests {
         let (signal, _) = watch::channel(0);
         signal.send_modify(|n| *n += 1); // an earlier request: does not count
         let rows = futures::stream::iter([Ok(1), Ok(2)]).chain(futures::stream::pending());
-        let mut guarded = Box::pin(guard(&signal, rows));
+        let mut guarded = Box::pin(guard(&signal, rows, None));
         assert_eq!(guarded.next().await.unwrap().unwrap(), 1);
         assert_eq!(guarded.next().await.unwrap().unwrap(), 2);
         signal.send_modify(|n| *n += 1);

@@ -161,6 +161,9 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
         C::PortalStore: PortalStore<Statement = Planned>,
     {
         let settings = self.started(client);
+        let deadline = settings
+            .statement_timeout()
+            .map(|timeout| tokio::time::Instant::now() + timeout);
         let format = &portal.result_column_format;
         // Where the query's rows go: to the client, or into a cursor.
         let (plan, cursor) = match &portal.statement.statement {
@@ -191,7 +194,7 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
                 client.portal_store().put_portal(Arc::new(cursor));
                 Ok(declared)
             }
-            Err(sql) => self.respond(sql, frame, format, true).await,
+            Err(sql) => self.respond(sql, frame, format, true, deadline).await,
         }
     }
 }

@@ -270,6 +270,9 @@ impl SimpleQueryHandler for Session {
         let mut responses = Vec::with_capacity(statements.len());
         for (i, statement) in statements.iter().enumerate() {
             let sql = &statement.text;
+            let deadline = settings
+                .statement_timeout()
+                .map(|timeout| tokio::time::Instant::now() + timeout);
             if let Some(about) = SessionStatement::parse(sql) {
                 responses.push(self.run_about(settings, about)?);
                 continue;
@@ -296,7 +299,7 @@ impl SimpleQueryHandler for Session {
                 // end first, so that each sees the effects of those before it.
                 None => match plan(sql).await {
                     Ok(frame) => {
-                        self.respond(sql, frame, &Format::UnifiedText, i == last)
+                        self.respond(sql, frame, &Format::UnifiedText, i == last, deadline)
                             .await
                     }
                     Err(e) => Err(error_at(&e, query, statement.start)),
@@ -379,29 +382,34 @@ impl Session {
         frame: crate::DataFrame,
         format: &Format,
         stream: bool,
+        deadline: Option<tokio::time::Instant>,
     ) -> PgWireResult<Response> {
         let schema = frame.schema();
+        let collect = |frame: crate::DataFrame| {
+            cancel::within(deadline, async move { Ok(frame.collect().await?) })
+        };
         if let Some(command) = counted_command(frame.logical_plan()) {
             // PostgreSQL reports the rows written in the tag, with no rows.
-            let batches = frame.collect().await?;
+            let batches = collect(frame).await?;
             return Ok(Response::Execution(command.tag(written(&batches))));
         }
         if schema.fields().is_empty() {
-            frame.collect().await?;
+            collect(frame).await?;
             return Ok(Response::Execution(Tag::new(&command_tag(sql))));
         }
         let fields = Arc::new(types::fields(&schema, format)?);
         let batches: BoxStream<'static, PgWireResult<RecordBatch>> = if stream {
-            let batches = frame.stream().await?;
+            let batches = cancel::within(deadline, async { Ok(frame.stream().await?) }).await?;
             batches
                 .map(|b| b.map_err(|e| Error::from(e).into()))
                 .boxed()
         } else {
-            let batches = frame.collect().await?;
+            let batches = collect(frame).await?;
             futures::stream::iter(batches.into_iter().map(Ok)).boxed()
         };
-        // A cancel request is looked for between batches, not between rows.
-        let batches = cancel::guard(&self.cancel, batches);
+        // A cancel request, or the statement's timeout, is looked for between
+        // batches, not between rows.
+        let batches = cancel::guard(&self.cancel, batches, deadline);
         let rows = types::rows(batches, Arc::clone(&fields));
         Ok(Response::Query(QueryResponse::new(fields, rows)))
     }

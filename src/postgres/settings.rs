@@ -128,6 +128,28 @@ impl Settings {
         })
     }
 
+    /// `statement_timeout`, when set (PostgreSQL's forms: `250` ms, `5s`,
+    /// `2min`, `1h`); `None` for 0, none.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        let value = self.0.lock().get("statement_timeout").cloned()?;
+        let value = value.trim().trim_matches('\'').to_ascii_lowercase();
+        let split = value
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(value.len());
+        let (number, unit) = value.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let millis = number
+            * match unit.trim() {
+                "" | "ms" => 1.0,
+                "s" => 1e3,
+                "min" => 60e3,
+                "h" => 3600e3,
+                "d" => 86_400e3,
+                _ => return None,
+            };
+        (millis > 0.0).then(|| std::time::Duration::from_secs_f64(millis / 1e3))
+    }
+
     /// The value of the setting `name`; an error naming it when there is none.
     fn value(&self, name: &str) -> PgWireResult<String> {
         let name = name.to_ascii_lowercase();
@@ -184,6 +206,30 @@ pub fn current_setting(settings: Arc<Settings>) -> ScalarUDF {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_timeouts_read_as_postgresql_writes_them() {
+        let settings = Settings::new([]);
+        assert_eq!(settings.statement_timeout(), None);
+        for (value, ms) in [
+            ("250", 250),
+            ("'5s'", 5000),
+            ("2min", 120_000),
+            ("1.5s", 1500),
+        ] {
+            settings
+                .0
+                .lock()
+                .insert("statement_timeout".into(), value.into());
+            let expected = std::time::Duration::from_millis(ms);
+            assert_eq!(settings.statement_timeout(), Some(expected), "{value}");
+        }
+        settings
+            .0
+            .lock()
+            .insert("statement_timeout".into(), "0".into());
+        assert_eq!(settings.statement_timeout(), None);
+    }
 
     #[test]
     fn session_statements_are_recognised() {

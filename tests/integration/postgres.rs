@@ -676,3 +676,21 @@ fn sql_sessions_touch_only_the_paths_they_are_allowed() {
     let (code, out, err) = psql(&port, &[&create, "SELECT count(*) > 0 AS some FROM ts"]);
     assert_eq!((code, out.as_str()), (0, "some\nt\n"), "{err}");
 }
+
+#[test]
+fn a_statement_past_its_statement_timeout_is_cancelled() {
+    let root = repository_root();
+    let (_server, port) = serve(&root, "2", &[]);
+    let long =
+        "SELECT name, count(DISTINCT x) FROM timeseries('2000-01-01', '2001-01-01') GROUP BY name";
+    let (code, _, err) = psql(&port, &["SET statement_timeout = 200", long]);
+    assert_ne!(code, 0, "the statement ran to its end");
+    assert!(err.contains("57014"), "{err}");
+    assert!(err.contains("statement timeout"), "{err}");
+    // A session with no timeout runs as before; so does a short statement with one.
+    let (code, out, err) = psql(
+        &port,
+        &["SET statement_timeout = '10s'", "SELECT 41 + 1 AS a"],
+    );
+    assert_eq!((code, out.as_str()), (0, "a\n42\n"), "{err}");
+}
