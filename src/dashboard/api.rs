@@ -22,7 +22,6 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::Stream;
 use serde::Serialize;
 
 use super::{ClusterView, GRAPH_TASKS};
@@ -40,6 +39,8 @@ const BARS_SENT: usize = 5_000;
 pub struct Dashboard {
     pub(super) view: Arc<dyn ClusterView>,
     started: SystemTime,
+    /// Event streams open now.
+    streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Dashboard {
@@ -47,7 +48,20 @@ impl Dashboard {
         Self {
             view,
             started: SystemTime::now(),
+            streams: Arc::default(),
         }
+    }
+}
+
+/// Event streams open at once, at most: each reads the scheduler every tick.
+pub const MAX_STREAMS: usize = 64;
+
+/// Counts an open event stream while it lives.
+struct Open(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -192,12 +206,20 @@ async fn task(State(dashboard): Shared, Path(key): Path<String>) -> Response {
     }
 }
 
-async fn events(
-    State(dashboard): Shared,
-    RawQuery(query): RawQuery,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(State(dashboard): Shared, RawQuery(query): RawQuery) -> Response {
+    use std::sync::atomic::Ordering;
+    let open = dashboard.streams.fetch_add(1, Ordering::Relaxed);
+    let counted = Open(Arc::clone(&dashboard.streams));
+    if open >= MAX_STREAMS {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_STREAMS} event streams are open already: close a page\n"),
+        )
+            .into_response();
+    }
     let start = after(query.as_deref());
-    let updates = futures::stream::unfold((dashboard, start), |(dashboard, after)| async move {
+    let state = (dashboard, start, counted);
+    let updates = futures::stream::unfold(state, |(dashboard, after, counted)| async move {
         let update = snapshot(&dashboard, after);
         let next = update.stream.next;
         let event = Event::default()
@@ -205,9 +227,11 @@ async fn events(
             .json_data(&update)
             .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
         tokio::time::sleep(TICK).await;
-        Some((Ok(event), (dashboard, next)))
+        Some((Ok::<_, Infallible>(event), (dashboard, next, counted)))
     });
-    Sse::new(updates).keep_alive(KeepAlive::default())
+    Sse::new(updates)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 fn snapshot(dashboard: &Dashboard, after: u64) -> Update {

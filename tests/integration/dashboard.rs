@@ -572,3 +572,51 @@ fn with_a_token_every_page_api_stream_and_metrics_asks_for_it_but_health() {
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("tasks_finished"), "{body}");
 }
+
+#[test]
+fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
+    use std::io::BufRead;
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 1, 1, &[]);
+    let address = host_port(&dashboard_link(&cluster.scheduler));
+    // The status line of `GET /api/v1/events` on a connection kept open.
+    let open = || {
+        let stream = TcpStream::connect(&address).expect("the dashboard accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        write!(
+            writer,
+            "GET /api/v1/events HTTP/1.1\r\nHost: {address}\r\n\r\n"
+        )
+        .unwrap();
+        let mut status = String::new();
+        std::io::BufReader::new(stream.try_clone().unwrap())
+            .read_line(&mut status)
+            .unwrap();
+        (status, stream)
+    };
+    let mut streams = Vec::new();
+    for _ in 0..64 {
+        let (status, stream) = open();
+        assert!(status.contains("200"), "{status}");
+        streams.push(stream);
+    }
+    let (status, _) = open();
+    assert!(status.contains("503"), "the 65th: {status}");
+    drop(streams.pop());
+    let start = std::time::Instant::now();
+    loop {
+        let (status, stream) = open();
+        if status.contains("200") {
+            streams.push(stream);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no place freed: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
