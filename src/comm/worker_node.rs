@@ -278,7 +278,7 @@ impl Shared<'_> {
                     ),
                 });
             }
-            if tries == 1 || tries % 10 == 0 {
+            if tries == 1 || tries.is_multiple_of(10) {
                 tracing::info!(
                     "cannot reach the scheduler at {} yet: {error}; trying again",
                     options.scheduler
