@@ -98,6 +98,18 @@ pub enum Error {
         flag: &'static str,
     },
 
+    /// A port would listen beyond this machine with nothing to check who
+    /// connects.
+    #[error(
+        "refusing to serve {port} on {address} to anyone who can reach it: give the cluster a token (--auth-token or RASK_AUTH_TOKEN) or TLS (--tls-cert, --tls-key, --tls-ca), listen on 127.0.0.1, or pass --insecure to accept the risk"
+    )]
+    Exposed {
+        /// What the port serves.
+        port: &'static str,
+        /// Where it would listen.
+        address: std::net::SocketAddr,
+    },
+
     /// A connection between processes of the cluster failed or was refused.
     #[error("{0}")]
     Comm(String),

@@ -82,6 +82,11 @@ pub struct PgUsers {
     /// s3://bucket/data/ (may be repeated); with none, they touch no URL.
     #[arg(long = "allow-url", value_name = "PREFIX")]
     pub allow_urls: Vec<String>,
+
+    /// PostgreSQL connections open at once; more are told "too many clients"
+    /// (SQLSTATE 53300).
+    #[arg(long = "pg-max-connections", value_name = "N", default_value_t = rask::postgres::MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 impl PgUsers {
@@ -128,6 +133,11 @@ pub struct SecurityArgs {
     /// The authority that signed every certificate of the cluster (PEM).
     #[arg(long, value_name = "PEM", global = true, requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+
+    /// Listen beyond this machine even with neither token nor TLS, so that
+    /// anyone who can reach a port may use the cluster.
+    #[arg(long, global = true)]
+    pub insecure: bool,
 }
 
 impl SecurityArgs {
@@ -144,6 +154,7 @@ impl SecurityArgs {
         rask::comm::Security {
             token: self.auth_token.clone().filter(|t| !t.is_empty()),
             tls,
+            insecure: self.insecure,
         }
     }
 }

@@ -34,18 +34,14 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
     let watch_stdin = args.watch_stdin;
     let (host, pg_port) = (args.host.clone(), args.pg_port);
     let security = run.security.security();
-    let logins = args.pg.logins(security.token.as_deref());
-    let access = match args.pg.access() {
-        Ok(access) => access,
-        Err(e) => return report(Err(e)),
-    };
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
         let _postgres = match pg_port {
             Some(port) => {
                 let address = node.address().to_string();
+                let session_security = security.clone();
                 let open: rask::postgres::OpenSession = std::sync::Arc::new(move || {
-                    let (address, security) = (address.clone(), security.clone());
+                    let (address, security) = (address.clone(), session_security.clone());
                     Box::pin(async move {
                         rask::Client::connect_with_registry(
                             &address,
@@ -55,7 +51,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
                         .await
                     })
                 });
-                Some(serve_postgres(&host, port, open, logins, access).await?)
+                Some(serve_postgres(&host, port, &args.pg, &security, open).await?)
             }
             None => None,
         };
@@ -74,20 +70,26 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
 pub async fn serve_postgres(
     host: &str,
     port: u16,
+    pg: &crate::args::PgUsers,
+    security: &rask::comm::Security,
     open: rask::postgres::OpenSession,
-    logins: rask::postgres::Logins,
-    access: rask::postgres::Access,
 ) -> rask::Result<AbortOnDrop> {
-    let listener = rask::postgres::bind(host, port).await?;
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(
-            "postgres wire protocol at {address} ({}; SQL may touch {})",
-            logins.describe(),
-            access.describe()
-        );
-    }
-    let served = rask::postgres::serve(listener, open, logins, access);
-    Ok(AbortOnDrop(tokio::spawn(served)))
+    let logins = pg.logins(security.token.as_deref());
+    let server = rask::postgres::Server::bind(
+        host,
+        port,
+        pg.max_connections,
+        security,
+        logins,
+        pg.access()?,
+    )
+    .await?;
+    tracing::info!(
+        "postgres wire protocol at {} ({})",
+        server.address()?,
+        server.describe()
+    );
+    Ok(AbortOnDrop(tokio::spawn(server.serve(open))))
 }
 
 /// Aborts a spawned task when dropped.
@@ -119,9 +121,8 @@ pub fn serve(
     });
     let watch_stdin = args.watch_stdin;
     let result = runtime.block_on(async move {
-        let logins = args.pg.logins(run.security.security().token.as_deref());
-        let access = args.pg.access()?;
-        let _served = serve_postgres(&args.host, args.pg_port, open, logins, access).await?;
+        let security = run.security.security();
+        let _served = serve_postgres(&args.host, args.pg_port, &args.pg, &security, open).await?;
         if let Some(link) = client.dashboard_link() {
             tracing::info!("dashboard at {link}");
         }
@@ -135,6 +136,10 @@ pub fn serve(
 /// The exit code of a worker process refused by its scheduler for good (a
 /// wrong token, another protocol version): its nanny does not restart it.
 pub const EXIT_REFUSED: u8 = 3;
+
+/// The exit code of a worker process that would listen beyond loopback with
+/// neither token nor TLS (see `--insecure`): restarting it would not help.
+pub const EXIT_EXPOSED: u8 = 5;
 
 /// The exit code of a worker process that gave up reaching its scheduler
 /// (`--death-timeout`): its nanny does not restart it either.
@@ -197,6 +202,9 @@ pub fn nanny(runtime: &Runtime, args: &WorkerArgs, run: &RunArgs) -> bool {
                 if let Some(path) = path {
                     command.extend([flag.into(), path.display().to_string()]);
                 }
+            }
+            if security.insecure {
+                command.push("--insecure".into());
             }
             command.push("--watch-stdin".into());
             let label = name.unwrap_or_else(|| format!("worker {i}"));
@@ -297,6 +305,13 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<Option<Stop>>)
                     Ok(status) if status.code() == Some(i32::from(EXIT_REFUSED)) => {
                         tracing::error!(
                             "nanny: {label} (pid {pid}) was refused by the scheduler at {scheduler} \
+                             (see its last lines above); not restarting it"
+                        );
+                        return false;
+                    }
+                    Ok(status) if status.code() == Some(i32::from(EXIT_EXPOSED)) => {
+                        tracing::error!(
+                            "nanny: {label} (pid {pid}) would listen beyond this machine unprotected \
                              (see its last lines above); not restarting it"
                         );
                         return false;
@@ -452,6 +467,10 @@ pub fn worker_process(
         Err(e @ rask::Error::Connect { .. }) => {
             tracing::error!("{e}");
             std::process::ExitCode::from(EXIT_GAVE_UP)
+        }
+        Err(e @ rask::Error::Exposed { .. }) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::from(EXIT_EXPOSED)
         }
         other => crate::exit(report(other)),
     }

@@ -349,6 +349,7 @@ fn decode_subquery_values(values: &[Option<Vec<u8>>]) -> Result<ScalarSubqueryRe
 /// `ctx` (the decoding worker's session).
 pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePlan> {
     let proto = protobuf::PhysicalPlanNode::decode(encoded.plan.as_slice()).map_err(proto_err)?;
+    super::plan_nodes::admit(&proto)?;
     let mut context = PhysicalPlanDecodeContext::new(ctx, &RaskCodec);
     if !encoded.subqueries.is_empty() {
         context =
@@ -404,6 +405,13 @@ fn encode_arg(function: &str, arg: &FunctionArg) -> Result<WireArg> {
                     value.type_name()
                 ))
             })?;
+            if bytes.len() > super::MAX_ARGUMENT {
+                return Err(DataFusionError::Configuration(format!(
+                    "an argument of {function} is {} bytes, more than a task carries ({} at most): scatter it first (Client::scatter) and pass its future",
+                    bytes.len(),
+                    super::MAX_ARGUMENT
+                )));
+            }
             Ok(WireArg::Literal {
                 type_name: value.type_name().to_string(),
                 bytes: bytes.to_vec(),
@@ -494,7 +502,7 @@ mod tests {
         let e = decode_stage(&stage, &ctx.task_ctx())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("a plan rask cannot run"), "{e}");
+        assert!(e.contains("this plan has an Avro scan"), "{e}");
     }
 
     /// Runs `sql`'s plan as planned and after a trip through bytes; both answers.

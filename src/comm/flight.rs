@@ -27,23 +27,36 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Security;
+use super::port::Port;
 use super::wire::{self, FetchTicket, Hello, WORKER_DIED, WorkerDeath};
 use crate::exec::TaskData;
 use crate::worker::Peers;
 use crate::{Error, Result};
 
 /// The largest message a process accepts; a bigger one closes that call.
-pub const MAX_MESSAGE: usize = 256 << 20;
+/// Data travels in messages of about 2 MiB (arrow-flight splits batches),
+/// control frames stay under [`FRAME_BYTES`] plus one message, and a task's
+/// literal arguments under [`MAX_ARGUMENT`].
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// The largest literal argument a task carries with it; a bigger value is
+/// scattered first (`Client::scatter`), as in Dask.
+pub const MAX_ARGUMENT: usize = 16 << 20;
+
+/// The largest ticket (the keys of one fetch) a worker reads.
+pub const MAX_TICKET: usize = 1 << 20;
 
 /// Messages a sender batches into one frame at most.
 const BATCH: usize = 4096;
+
+/// Bytes of messages past which a sender starts a new frame.
+const FRAME_BYTES: usize = 4 << 20;
 
 /// A stream of frames, as a Flight call returns them.
 pub(crate) type Frames = BoxStream<'static, Result<FlightData, Status>>;
@@ -83,9 +96,9 @@ const CONNECTION_WINDOW: u32 = 16 << 20;
 /// The largest HTTP/2 frame the server accepts (the default is 16 KiB).
 const MAX_FRAME: u32 = 1 << 20;
 
-/// Serves `node` on `listener` until `shutdown` resolves.
+/// Serves `node` on `port` until `shutdown` resolves.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    port: Port,
     node: FlightNode,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -117,23 +130,9 @@ pub(crate) async fn serve(
     }
     builder
         .add_service(service)
-        .serve_with_incoming_shutdown(accepted(listener), shutdown)
+        .serve_with_incoming_shutdown(port.incoming(), shutdown)
         .await
         .map_err(|e| Error::Comm(format!("the Flight server stopped: {e}")))
-}
-
-/// Connections accepted on `listener`, with Nagle's algorithm off: control
-/// messages are small, and waiting to batch them costs tens of milliseconds.
-/// (The server builder's own `tcp_nodelay` applies only to listeners it binds.)
-fn accepted(
-    listener: TcpListener,
-) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
-    TcpListenerStream::new(listener).map_ok(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot turn Nagle's algorithm off: {e}");
-        }
-        stream
-    })
 }
 
 /// A connection to the process at `address` (`HOST:PORT`).
@@ -185,7 +184,7 @@ pub(crate) fn outgoing<T: Serialize + Send + 'static>() -> (
     let (tx, rx) = mpsc::unbounded_channel::<T>();
     let frames = UnboundedReceiverStream::new(rx)
         .ready_chunks(BATCH)
-        .map(|messages| wire::frame(&messages));
+        .flat_map(|messages| futures::stream::iter(wire::frames(&messages, FRAME_BYTES)));
     (tx, frames)
 }
 
@@ -390,8 +389,15 @@ impl FlightService for FlightNode {
         let Some(results) = &self.results else {
             return unsupported("results (this is not a worker)");
         };
-        let ticket: FetchTicket = wire::decode(&request.get_ref().ticket, "ticket")
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let bytes = &request.get_ref().ticket;
+        if bytes.len() > MAX_TICKET {
+            return Err(Status::invalid_argument(format!(
+                "a ticket of {} bytes (at most {MAX_TICKET})",
+                bytes.len()
+            )));
+        }
+        let ticket: FetchTicket =
+            wire::decode(bytes, "ticket").map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Each key's batches follow a schema message of their own, which marks
         // where the key starts (an empty schema for a key with no batches).
         let mut frames = Vec::with_capacity(ticket.keys.len());

@@ -16,13 +16,16 @@ pub mod address;
 pub mod codec;
 mod fetch;
 mod flight;
+pub mod plan_nodes;
+mod port;
 mod remote_cluster;
 mod scheduler_node;
 mod security;
 pub mod wire;
 mod worker_node;
 
-pub use flight::{MAX_MESSAGE, report_death};
+pub use flight::{MAX_ARGUMENT, MAX_MESSAGE, MAX_TICKET, report_death};
+pub use port::{Arrival, Connection, Limits, Port};
 pub use remote_cluster::RemoteCluster;
 pub use scheduler_node::{SchedulerNode, SchedulerOptions};
 pub use security::{Security, TOKEN_VARIABLE, TlsFiles};

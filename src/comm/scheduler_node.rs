@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use arrow_flight::FlightData;
 use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
-use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -25,6 +24,7 @@ use tonic::{Status, Streaming};
 use super::Security;
 use super::codec::encode_job;
 use super::flight::{self, ControlPlane, FlightNode, Frames};
+use super::port::{Limits, Port};
 use super::wire::{
     EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
     ToWorker, WireOutcome, WorkerDeath,
@@ -101,25 +101,17 @@ struct SchedulerState {
 impl SchedulerNode {
     /// Binds and starts serving; returns once the port is open.
     pub async fn start(options: SchedulerOptions) -> Result<Self> {
-        let listener = TcpListener::bind((options.host.as_str(), options.port))
-            .await
-            .map_err(|e| {
-                Error::Config(format!(
-                    "cannot listen on {}:{}: {e}",
-                    options.host, options.port
-                ))
-            })?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| Error::Comm(e.to_string()))?;
+        let port = Port::bind(&options.host, options.port, "the scheduler", Limits::FLIGHT)
+            .await?
+            .expose(&options.security, options.security.checks_callers())?;
+        let address = port.address()?;
         let advertised =
             super::address::advertised(address, options.contact_address.as_deref(), None)?;
         let (dashboard, link) = match &options.dashboard {
             Some(wanted) => {
                 let (listener, _) = crate::dashboard::bind_address(wanted, &options.host)?;
-                let local = listener
-                    .local_addr()
-                    .map_err(|e| Error::Comm(format!("the dashboard's address: {e}")))?;
+                let port = crate::dashboard::port(listener, &options.security)?;
+                let local = port.address()?;
                 // Shown with the scheduler's advertised host when on every interface.
                 let host = advertised
                     .rsplit_once(':')
@@ -128,7 +120,8 @@ impl SchedulerNode {
                     true => format!("{host}:{}", local.port()),
                     false => local.to_string(),
                 };
-                (Some(listener), Some(format!("http://{shown}/status")))
+                let scheme = options.security.scheme();
+                (Some(port), Some(format!("{scheme}://{shown}/status")))
             }
             None => (None, None),
         };
@@ -152,23 +145,19 @@ impl SchedulerNode {
             control: Some(Arc::new(Arc::clone(&state)) as Arc<dyn ControlPlane>),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(flight::serve(listener, node, async move {
+        let served = tokio::spawn(flight::serve(port, node, async move {
             let _ = stopped.await;
         }));
         if advertised != address.to_string() {
             tracing::info!("listening on {address}");
         }
         tracing::info!("scheduler at {advertised}");
-        let gate = options.security.token.as_ref().map(|_| {
-            let security = options.security.clone();
-            Arc::new(move |presented: &str| security.accepts(presented)) as crate::dashboard::Gate
-        });
-        let dashboard = dashboard.map(|listener| {
+        let dashboard = dashboard.map(|port| {
             let view = Arc::new(Arc::clone(&state)) as Arc<dyn crate::dashboard::ClusterView>;
+            let security = options.security.clone();
             tokio::spawn(async move {
-                if let Err(e) =
-                    crate::dashboard::serve(listener, view, gate, std::future::pending()).await
-                {
+                let served = crate::dashboard::serve(port, &security, view, std::future::pending());
+                if let Err(e) = served.await {
                     tracing::error!("{e}");
                 }
             })

@@ -2,6 +2,10 @@
 //! cluster is checked against.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -19,6 +23,8 @@ pub struct Security {
     pub token: Option<String>,
     /// TLS, when the cluster uses it.
     pub tls: Option<TlsFiles>,
+    /// Listen beyond loopback even with neither token nor TLS (`--insecure`).
+    pub insecure: bool,
 }
 
 /// PEM files for TLS.
@@ -38,7 +44,48 @@ impl Security {
         Ok(Self {
             token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
             tls: None,
+            insecure: false,
         })
+    }
+
+    /// Whether connections must prove themselves: a token, or TLS with
+    /// client certificates.
+    pub fn checks_callers(&self) -> bool {
+        self.token.is_some() || self.tls.is_some()
+    }
+
+    /// Refuses a port serving `port` at `address` to everyone beyond this
+    /// machine, when nothing checks who connects (`checks_callers`) and the
+    /// operator did not accept the risk (`--insecure`).
+    ///
+    /// ```
+    /// use rask::comm::Security;
+    /// let open = Security::default();
+    /// assert!(open.may_expose("Flight", "127.0.0.1:8786".parse().unwrap(), false).is_ok());
+    /// let err = open.may_expose("Flight", "0.0.0.0:8786".parse().unwrap(), false).unwrap_err();
+    /// assert!(err.to_string().contains("--auth-token"));
+    /// assert!(open.may_expose("Flight", "0.0.0.0:8786".parse().unwrap(), true).is_ok());
+    /// ```
+    pub fn may_expose(
+        &self,
+        port: &'static str,
+        address: std::net::SocketAddr,
+        checks_callers: bool,
+    ) -> Result<()> {
+        if checks_callers || self.insecure || address.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(Error::Exposed { port, address })
+    }
+
+    /// TLS for the ports people reach with browsers and SQL clients (the
+    /// dashboard, PostgreSQL): our certificate; client certificates signed by
+    /// the cluster's authority are required when `client_certificates`.
+    pub fn tls_acceptor(&self, client_certificates: bool) -> Result<Option<TlsAcceptor>> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        tls.acceptor(client_certificates).map(Some)
     }
 
     /// `http` or `https`.
@@ -114,6 +161,46 @@ impl Security {
 }
 
 impl TlsFiles {
+    /// A rustls acceptor with our certificate (see [`Security::tls_acceptor`]).
+    fn acceptor(&self, client_certificates: bool) -> Result<TlsAcceptor> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |path: &PathBuf, e: &dyn std::fmt::Display| {
+            Error::Config(format!("TLS: {}: {e}", path.display()))
+        };
+        let certs = |path: &PathBuf| -> Result<Vec<CertificateDer<'static>>> {
+            CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect())
+                .map_err(|e| bad(path, &e))
+        };
+        let chain = certs(&self.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| bad(&self.key, &e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+        let builder = if client_certificates {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs(&self.ca)? {
+                roots.add(cert).map_err(|e| bad(&self.ca, &e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| bad(&self.ca, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| bad(&self.cert, &e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec(), b"postgresql".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
     /// Our identity and the authority, read from their files.
     fn load(&self) -> Result<(Identity, Certificate)> {
         let identity = Identity::from_pem(read(&self.cert)?, read(&self.key)?);

@@ -381,6 +381,37 @@ pub fn frame<T: Serialize>(messages: &[T]) -> FlightData {
     }
 }
 
+/// Frames carrying `messages` in order, each of about `limit` bytes at most
+/// (a single larger message gets a frame of its own). A frame is a postcard
+/// sequence: its length, then each message's bytes, so messages are encoded
+/// once.
+pub fn frames<T: Serialize>(messages: &[T], limit: usize) -> Vec<FlightData> {
+    let mut frames = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut count = 0usize;
+    let mut finish = |body: &mut Vec<u8>, count: &mut usize| {
+        if *count > 0 {
+            let mut frame = encode(&(*count as u64));
+            frame.append(body);
+            frames.push(FlightData {
+                app_metadata: frame.into(),
+                ..Default::default()
+            });
+            *count = 0;
+        }
+    };
+    for message in messages {
+        let bytes = encode(message);
+        if count > 0 && body.len() + bytes.len() > limit {
+            finish(&mut body, &mut count);
+        }
+        body.extend_from_slice(&bytes);
+        count += 1;
+    }
+    finish(&mut body, &mut count);
+    frames
+}
+
 /// The messages of a frame.
 pub fn unframe<T: DeserializeOwned>(
     data: &FlightData,
@@ -392,6 +423,22 @@ pub fn unframe<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_split_by_size_and_keep_the_order() {
+        let messages: Vec<String> = (0..10).map(|i| format!("{i}").repeat(100)).collect();
+        let frames = frames(&messages, 250);
+        assert!(frames.len() >= 4, "{}", frames.len());
+        let back: Vec<String> = frames
+            .iter()
+            .flat_map(|f| unframe::<String>(f, "test").unwrap())
+            .collect();
+        assert_eq!(back, messages);
+        assert_eq!(
+            unframe::<String>(&frame(&messages), "test").unwrap(),
+            messages
+        );
+    }
 
     #[test]
     fn messages_round_trip_and_garbage_errs() {

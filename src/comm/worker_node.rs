@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use datafusion::execution::TaskContext;
 use futures::StreamExt;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::codec::decode_stage;
 use super::fetch::FlightFetcher;
 use super::flight::{self, FlightNode, open_control};
+use super::port::{Limits, Port};
 use super::wire::{
     EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, Registration, ToWorker,
 };
@@ -95,17 +95,10 @@ pub async fn run_worker(
     retire: impl Future<Output = ()>,
     leave: impl Future<Output = ()>,
 ) -> Result<()> {
-    let listener = TcpListener::bind((options.host.as_str(), options.port))
-        .await
-        .map_err(|e| {
-            Error::Config(format!(
-                "cannot listen on {}:{}: {e}",
-                options.host, options.port
-            ))
-        })?;
-    let listening = listener
-        .local_addr()
-        .map_err(|e| Error::Comm(e.to_string()))?;
+    let port = Port::bind(&options.host, options.port, "the worker", Limits::FLIGHT)
+        .await?
+        .expose(&options.security, options.security.checks_callers())?;
+    let listening = port.address()?;
     let toward = address::resolve(&options.scheduler).ok();
     let address = address::advertised(listening, options.contact_address.as_deref(), toward)?;
     let config = Config {
@@ -132,7 +125,7 @@ pub async fn run_worker(
         store: Some(Arc::clone(&store)),
         control: None,
     };
-    tokio::spawn(flight::serve(listener, node, async move {
+    tokio::spawn(flight::serve(port, node, async move {
         let _ = serving_stopped.await;
     }));
     let _stop_serving = StopOnDrop(Some(stop_serving));

@@ -17,6 +17,7 @@
 
 mod api;
 mod gate;
+mod listener;
 mod metrics;
 
 pub use gate::Gate;
@@ -30,6 +31,7 @@ use axum::response::{Html, Redirect};
 use axum::routing::get;
 
 use crate::client::{ClusterInfo, WorkerState};
+use crate::comm::{Limits, Port, Security};
 use crate::scheduler::SchedulerServer;
 use crate::{Error, Result};
 
@@ -107,17 +109,29 @@ pub fn bind_address(address: &str, host: &str) -> Result<(std::net::TcpListener,
     Ok((listener, link(local)))
 }
 
-/// Serves the dashboard of `view` on `listener` (from [`bind`]) until
-/// `shutdown` resolves.
+/// The dashboard's port on `listener` (from [`bind`]), if `security` lets it
+/// listen there: beyond loopback it needs a token (asked of every request but
+/// `/health`) or TLS (with client certificates when there is no token).
+pub fn port(listener: std::net::TcpListener, security: &Security) -> Result<Port> {
+    Port::from_std(listener, "the dashboard", Limits::DASHBOARD)?
+        .expose(security, security.checks_callers())
+}
+
+/// Serves the dashboard of `view` on `port` until `shutdown` resolves: over
+/// TLS when `security` has it, asking for its token when it has one.
 pub async fn serve(
-    listener: std::net::TcpListener,
+    port: Port,
+    security: &Security,
     view: Arc<dyn ClusterView>,
-    gate: Option<Gate>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|e| Error::Comm(format!("cannot serve the dashboard: {e}")))?;
-    axum::serve(listener, router(view, gate))
+    let gate = security.token.as_ref().map(|_| {
+        let security = security.clone();
+        Arc::new(move |presented: &str| security.accepts(presented)) as Gate
+    });
+    let tls = security.tls_acceptor(security.token.is_none())?;
+    let port = listener::HttpPort::new(port, tls)?;
+    axum::serve(port, router(view, gate))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::Comm(format!("the dashboard stopped: {e}")))
@@ -125,7 +139,7 @@ pub async fn serve(
 
 /// Serves the dashboard of `view` on `listener` from a thread of its own,
 /// until the returned sender is dropped: for a cluster with no runtime of its
-/// own to serve from (the local cluster).
+/// own to serve from (the local cluster, which has no token: only loopback).
 pub fn serve_in_thread(
     listener: std::net::TcpListener,
     view: Arc<dyn ClusterView>,
@@ -135,10 +149,15 @@ pub fn serve_in_thread(
         .enable_all()
         .build()
         .map_err(|e| Error::Comm(format!("cannot start the dashboard: {e}")))?;
+    let security = Security::default();
+    let port = {
+        let _entered = runtime.enter();
+        port(listener, &security)?
+    };
     std::thread::Builder::new()
         .name("rask-dashboard".into())
         .spawn(move || {
-            let served = runtime.block_on(serve(listener, view, None, async move {
+            let served = runtime.block_on(serve(port, &security, view, async move {
                 let _ = stopped.await;
             }));
             if let Err(e) = served {

@@ -37,16 +37,17 @@ use pgwire::api::auth::{DefaultServerParameterProvider, ServerParameterProvider,
 use pgwire::api::portal::Format;
 use pgwire::api::query::SimpleQueryHandler;
 use pgwire::api::results::{QueryResponse, Response, Tag};
-use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use tokio::net::TcpListener;
+use pgwire::tokio::TlsAcceptor;
 use tokio::sync::watch;
 
 use self::cancel::{BackendKey, Cancels};
 use self::catalog::Dialect;
 use self::cursors::{CursorStatement, Cursors};
 use self::settings::{SessionStatement, Settings};
+use crate::comm::{Arrival, Limits, Port, Security};
 use crate::planner::Location;
 use crate::{Client, Error, Result};
 
@@ -56,41 +57,93 @@ pub use self::logins::{Logins, parse_user};
 /// Opens the client a new connection runs its SQL on.
 pub type OpenSession = Arc<dyn Fn() -> BoxFuture<'static, Result<Client>> + Send + Sync>;
 
-/// Binds `host:port` for the protocol (0 for any free port).
-pub async fn bind(host: &str, port: u16) -> Result<TcpListener> {
-    TcpListener::bind((host, port)).await.map_err(|e| {
-        Error::Config(format!(
-            "cannot serve the PostgreSQL protocol on {host}:{port}: {e}"
-        ))
-    })
+/// Connections PostgreSQL allows by default (`max_connections`).
+pub const MAX_CONNECTIONS: usize = 100;
+
+/// How long a connection may take to log in (PostgreSQL's
+/// `authentication_timeout`).
+const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The PostgreSQL port of a process, bound, with who may log in and what
+/// their SQL may touch.
+pub struct Server {
+    port: Port,
+    tls: Option<TlsAcceptor>,
+    logins: Logins,
+    access: Access,
 }
 
-/// Serves the protocol on `listener`, each connection on a client from `open`,
-/// until the task is dropped; connections get in as `logins` says, and their
-/// SQL touches only the files and URLs `access` allows.
-pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins, access: Access) {
-    let access = Arc::new(access);
-    let dialect = Arc::new(Dialect::default());
-    let cancels = Arc::new(Cancels::new());
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors (EMFILE), say: wait before trying
-                // again rather than spin.
-                tracing::warn!("postgres: cannot accept a connection: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
+impl Server {
+    /// Binds `host:port` (0 for any free port) for at most `max_connections`
+    /// at once. Refuses to listen beyond loopback when anyone may log in
+    /// (trust) unless `security` says `--insecure`; speaks TLS when
+    /// `security` has it.
+    pub async fn bind(
+        host: &str,
+        port: u16,
+        max_connections: usize,
+        security: &Security,
+        logins: Logins,
+        access: Access,
+    ) -> Result<Self> {
+        let limits = Limits {
+            connections: max_connections.max(1),
+            // An idle session is the user's to keep; a dead peer is found by
+            // TCP keepalive and a login that never ends by `LOGIN_TIMEOUT`.
+            idle: None,
         };
-        let open = Arc::clone(&open);
-        let logins = logins.clone();
-        let access = Arc::clone(&access);
-        let dialect = Arc::clone(&dialect);
-        let cancels = Arc::clone(&cancels);
-        tokio::spawn(async move {
+        let port = Port::bind(host, port, "the PostgreSQL port", limits)
+            .await?
+            .expose(security, !matches!(logins, Logins::Trust))?;
+        let tls = security.tls_acceptor(false)?;
+        Ok(Self {
+            port,
+            tls,
+            logins,
+            access,
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> Result<std::net::SocketAddr> {
+        self.port.address()
+    }
+
+    /// For the log: how connections get in and what their SQL may touch.
+    pub fn describe(&self) -> String {
+        let tls = if self.tls.is_some() { ", TLS" } else { "" };
+        format!(
+            "{}{tls}; SQL may touch {}",
+            self.logins.describe(),
+            self.access.describe()
+        )
+    }
+
+    /// Serves until the task is dropped, each connection on a client from `open`.
+    pub async fn serve(self, open: OpenSession) {
+        let Server {
+            port,
+            tls,
+            logins,
+            access,
+        } = self;
+        let access = Arc::new(access);
+        let dialect = Arc::new(Dialect::default());
+        let cancels = Arc::new(Cancels::new());
+        loop {
+            let (connection, peer) = match port.accept().await {
+                Arrival::Admitted(connection, peer) => (connection, peer),
+                Arrival::Full(socket, peer) => {
+                    tokio::spawn(too_many(socket, peer));
+                    continue;
+                }
+            };
+            let (socket, permit) = connection.into_parts();
+            if let Err(e) = keep_alive(&socket) {
+                tracing::debug!(%peer, "postgres: no TCP keepalive: {e}");
+            }
             let opened = Arc::new(Opened {
-                open,
+                open: Arc::clone(&open),
                 client: tokio::sync::OnceCell::new(),
                 settings: OnceLock::new(),
                 cursors: Cursors::default(),
@@ -98,7 +151,7 @@ pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins, acc
             });
             let planner = Arc::new(extended::Planner {
                 opened: Arc::clone(&opened),
-                dialect,
+                dialect: Arc::clone(&dialect),
             });
             let session = Arc::new(Session {
                 opened,
@@ -107,27 +160,106 @@ pub async fn serve(listener: TcpListener, open: OpenSession, logins: Logins, acc
                 key: OnceLock::new(),
                 cancel: watch::Sender::new(0),
             });
-            let door = Arc::new(match logins {
-                Logins::Trust => Door::Trust(Arc::clone(&session)),
-                Logins::Scram(passwords) => Door::Scram(Box::new(
+            let (logged_in, login) = watch::channel(false);
+            let way = match &logins {
+                Logins::Trust => Way::Trust(Arc::clone(&session)),
+                Logins::Scram(passwords) => Way::Scram(Box::new(
                     SASLAuthStartupHandler::new(
                         Arc::new(DefaultServerParameterProvider::default()),
                     )
-                    .with_scram(ScramAuth::new(passwords))
+                    .with_scram(ScramAuth::new(Arc::clone(passwords) as _))
                     .with_connection_manager(Arc::clone(&cancels.manager)),
                 )),
+            };
+            let door = Arc::new(Door { way, logged_in });
+            let cancels = Arc::clone(&cancels);
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                tracing::info!(%peer, "postgres: connected");
+                let handlers = Handlers(Arc::clone(&session), door, Arc::clone(&cancels));
+                let served = pgwire::tokio::process_socket(socket, tls, handlers);
+                let result = tokio::select! {
+                    result = served => result.map_err(|e| e.to_string()),
+                    () = login_overdue(login) => Err(format!(
+                        "no login within {} s", LOGIN_TIMEOUT.as_secs()
+                    )),
+                };
+                match result {
+                    Ok(()) => tracing::info!(%peer, "postgres: connection closed"),
+                    Err(e) => tracing::warn!(%peer, "postgres: connection closed: {e}"),
+                }
+                if let Some(key) = session.key.get() {
+                    cancels.forget(key);
+                }
             });
-            tracing::info!(%peer, "postgres: connected");
-            let handlers = Handlers(Arc::clone(&session), door, Arc::clone(&cancels));
-            match pgwire::tokio::process_socket(socket, None, handlers).await {
-                Ok(()) => tracing::info!(%peer, "postgres: connection closed"),
-                Err(e) => tracing::warn!(%peer, "postgres: connection closed: {e}"),
-            }
-            if let Some(key) = session.key.get() {
-                cancels.forget(key);
-            }
-        });
+        }
     }
+}
+
+/// Resolves if the connection has not logged in within [`LOGIN_TIMEOUT`];
+/// never once it has.
+async fn login_overdue(mut login: watch::Receiver<bool>) {
+    let logged_in = tokio::time::timeout(LOGIN_TIMEOUT, login.wait_for(|done| *done))
+        .await
+        .is_ok_and(|seen| seen.is_ok());
+    if logged_in {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Tells a connection past `max_connections` so, as PostgreSQL does, and closes it.
+async fn too_many(mut socket: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    let mut fields = Vec::new();
+    for (code, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "53300"),
+        (b'M', "sorry, too many clients already"),
+    ] {
+        fields.push(code);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    let written = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        socket.write_all(&message).await?;
+        socket.shutdown().await
+    })
+    .await;
+    tracing::debug!(%peer, "postgres: too many connections; closed one ({written:?})");
+}
+
+/// TCP keepalive on `socket`, so that a peer that vanished (half-open) is
+/// found within minutes.
+fn keep_alive(socket: &tokio::net::TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: `fd` is an open socket owned by `socket` for this call; the
+        // option value is a c_int on the stack, its size passed with it.
+        let done = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        match done {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 6)
 }
 
 /// The client a connection runs its SQL on, opened (with `pg_catalog` in its
@@ -231,8 +363,15 @@ impl NoopStartupHandler for Session {
     }
 }
 
-/// How a connection gets in: trusted, or by SCRAM-SHA-256.
-enum Door {
+/// How a connection gets in, and who hears when it has.
+struct Door {
+    way: Way,
+    /// Set once the connection has logged in.
+    logged_in: watch::Sender<bool>,
+}
+
+/// Trusted, or by SCRAM-SHA-256.
+enum Way {
     Trust(Arc<Session>),
     Scram(Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>),
 }
@@ -249,10 +388,14 @@ impl StartupHandler for Door {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Door::Trust(session) => session.on_startup(client, message).await,
-            Door::Scram(handler) => handler.on_startup(client, message).await,
+        match &self.way {
+            Way::Trust(session) => session.on_startup(client, message).await?,
+            Way::Scram(handler) => handler.on_startup(client, message).await?,
         }
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            self.logged_in.send_replace(true);
+        }
+        Ok(())
     }
 }
 

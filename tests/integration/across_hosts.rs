@@ -1,12 +1,13 @@
 //! A cluster across test hosts (network namespaces on a bridge, each with an
 //! address of its own): the scheduler on one host, a worker on each of two
-//! others, all listening on `0.0.0.0`, the client in the root namespace.
-//! Partitions are links set down; every answer is checked.
+//! others, all listening on `0.0.0.0` with a token (without one they would
+//! refuse to start), the client in the root namespace. Partitions are links
+//! set down; every answer is checked.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::dashboard::get;
+use crate::dashboard::get_with;
 use crate::hosts::{Host, TestNet, start_in};
 use crate::processes::{Process, kill_9, signal};
 use crate::remote::{JOINED, local_query, remote_query};
@@ -21,9 +22,22 @@ fn shuffled_long() -> String {
     JOINED.replace("'2000-01-21'", "'2002-01-01'")
 }
 
+/// The cluster's token: every process and client of these tests has it.
+const TOKEN: &str = "across-hosts-token";
+
+/// The token, as the processes of a test host get it.
+const WITH_TOKEN: &[(&str, &str)] = &[("RASK_AUTH_TOKEN", TOKEN)];
+
 /// `sql` on the cluster at `address`, from the root namespace, as CSV.
 fn query(address: &str, sql: &str) -> Run {
-    remote_query(address, sql, &["--no-progress"])
+    query_with(address, sql, &["--no-progress"])
+}
+
+/// `GET path` of the dashboard at `address`, with the token.
+fn get(address: &str, path: &str) -> (String, String) {
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let (status, _, body) = get_with(address, path, &[&bearer]);
+    (status, body)
 }
 
 /// A scheduler on `host`, on every interface, port 8786.
@@ -41,7 +55,7 @@ fn scheduler_on(host: &Host, dir: &Path, extra: &[&str]) -> Process {
         "--watch-stdin",
     ];
     args.extend(extra);
-    let scheduler = start_in(host, "scheduler", dir, &args, &[]);
+    let scheduler = start_in(host, "scheduler", dir, &args, WITH_TOKEN);
     scheduler.wait_for("scheduler at ");
     scheduler
 }
@@ -64,7 +78,7 @@ fn worker_on(host: &Host, scheduler: &str, dir: &Path, extra: &[&str]) -> Proces
         &format!("worker on {}", host.address),
         dir,
         &args,
-        &[],
+        WITH_TOKEN,
     )
 }
 
@@ -100,7 +114,7 @@ fn hosts_advertise_reachable_addresses_shuffle_and_survive_a_cut_off_worker() {
     }
     let status = run(rask()
         .args(["status", &address, "--format", "csv"])
-        .env_remove("RASK_AUTH_TOKEN"))
+        .env("RASK_AUTH_TOKEN", TOKEN))
     .success()
     .stdout;
     assert!(!status.contains("0.0.0.0"), "{status}");
@@ -209,7 +223,13 @@ fn a_lost_scheduler_fails_every_call_and_workers_rejoin_its_successor() {
 
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        let client = rask::Client::connect(&address).await.expect("connects");
+        let security = rask::comm::Security {
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        };
+        let client = rask::Client::connect_with(&address, security)
+            .await
+            .expect("connects");
         assert_eq!(client.workers().await.expect("workers").len(), 2);
         kill_9(scheduler_pid(&scheduler));
         let waiting = client.sql(&long).await;
@@ -312,7 +332,9 @@ fn tasks_of(address: &str, sql: &str) -> u64 {
 }
 
 fn query_with(address: &str, sql: &str, extra: &[&str]) -> Run {
-    remote_query(address, sql, extra)
+    let mut with_token = vec!["--auth-token", TOKEN];
+    with_token.extend(extra);
+    remote_query(address, sql, &with_token)
 }
 
 #[test]
@@ -329,7 +351,13 @@ fn retiring_workers_hand_over_what_they_hold_and_nothing_is_recomputed() {
     // Partitions persisted on both workers; `rask retire` takes a's away.
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        let client = rask::Client::connect(&address).await.expect("connects");
+        let security = rask::comm::Security {
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        };
+        let client = rask::Client::connect_with(&address, security)
+            .await
+            .expect("connects");
         let sql = "SELECT * FROM timeseries('2000-01-01', '2000-01-31')";
         let persisted = client.sql(sql).await.expect("plans");
         let persisted = persisted.persist().await.expect("persists");
@@ -353,7 +381,7 @@ fn retiring_workers_hand_over_what_they_hold_and_nothing_is_recomputed() {
             .expect("a's address");
         let retired = run(rask()
             .args(["retire", &a_address, "--scheduler", &address])
-            .env_remove("RASK_AUTH_TOKEN"))
+            .env("RASK_AUTH_TOKEN", TOKEN))
         .success()
         .stdout;
         assert!(retired.starts_with("retired worker"), "{retired}");
@@ -399,7 +427,7 @@ fn retiring_workers_hand_over_what_they_hold_and_nothing_is_recomputed() {
 fn held_bytes(address: &str) -> Vec<u64> {
     let csv = run(rask()
         .args(["status", address, "--format", "csv"])
-        .env_remove("RASK_AUTH_TOKEN"))
+        .env("RASK_AUTH_TOKEN", TOKEN))
     .success()
     .stdout;
     let mut lines = csv.lines();

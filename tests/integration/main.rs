@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod dashboard;
 mod dataframe;
+mod exposure;
 mod functions;
 mod futures;
 #[path = "../common/hosts.rs"]
