@@ -26,6 +26,8 @@ pub mod comm;
 pub mod dashboard;
 pub mod datasets;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod exec;
 pub mod key;
 pub mod output;

@@ -346,8 +346,22 @@ fn decode_subquery_values(values: &[Option<Vec<u8>>]) -> Result<ScalarSubqueryRe
 }
 
 /// The stage `encoded` describes, its functions and object stores resolved in
-/// `ctx` (the decoding worker's session).
+/// `ctx` (the decoding worker's session). Only the plan nodes rask makes are
+/// accepted ([`super::plan_nodes`]); a plan that makes `datafusion-proto` or
+/// arrow panic (an Avro scan without the feature, a literal whose buffers do
+/// not add up) is an error: a plan from the wire fails its task, never its
+/// worker.
 pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePlan> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_unguarded(encoded, ctx)))
+        .map_err(|panic| {
+            proto_err(format!(
+                "a plan rask cannot run: {}",
+                crate::error::panic_message(panic.as_ref())
+            ))
+        })?
+}
+
+fn decode_unguarded(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePlan> {
     let proto = protobuf::PhysicalPlanNode::decode(encoded.plan.as_slice()).map_err(proto_err)?;
     super::plan_nodes::admit(&proto)?;
     let mut context = PhysicalPlanDecodeContext::new(ctx, &RaskCodec);
@@ -355,17 +369,7 @@ pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePl
         context =
             context.with_scalar_subquery_results(decode_subquery_values(&encoded.subqueries)?);
     }
-    // Some node types panic in datafusion-proto when their feature is off
-    // (Avro): a plan from the wire fails its task, never its worker.
-    let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        DefaultPhysicalProtoConverter {}.proto_to_execution_plan(&proto, &context)
-    }))
-    .map_err(|panic| {
-        proto_err(format!(
-            "a plan rask cannot run: {}",
-            crate::error::panic_message(panic.as_ref())
-        ))
-    })??;
+    let plan = DefaultPhysicalProtoConverter {}.proto_to_execution_plan(&proto, &context)?;
     let output = match &encoded.output {
         None => StageOutput::Whole,
         Some(bytes) => {

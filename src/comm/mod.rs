@@ -15,7 +15,7 @@
 pub mod address;
 pub mod codec;
 mod fetch;
-mod flight;
+pub(crate) mod flight;
 pub mod plan_nodes;
 mod port;
 mod remote_cluster;

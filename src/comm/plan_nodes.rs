@@ -58,8 +58,13 @@ fn children(kind: &Node) -> Result<Vec<&PhysicalPlanNode>> {
         | Node::ArrowScan(_)
         | Node::Empty(_)
         | Node::PlaceholderRow(_)
-        | Node::MemoryScan(_)
         | Node::GenerateSeries(_) => Vec::new(),
+        Node::MemoryScan(n) => {
+            for partition in &n.partitions {
+                ipc_lengths_fit(partition)?;
+            }
+            Vec::new()
+        }
         Node::JsonSink(n) => one(&n.input),
         Node::CsvSink(n) => one(&n.input),
         Node::ParquetSink(n) => one(&n.input),
@@ -93,6 +98,42 @@ fn children(kind: &Node) -> Result<Vec<&PhysicalPlanNode>> {
     })
 }
 
+/// Checks that each message of an Arrow IPC stream (a memory scan's rows)
+/// claims no more bytes than the stream holds: arrow's reader allocates what
+/// a message claims before reading it, and a failed allocation aborts the
+/// process rather than panicking.
+fn ipc_lengths_fit(stream: &[u8]) -> Result<()> {
+    let short = |what: &str| refused(&format!("rows whose {what} claims more bytes than it has"));
+    let mut rest = stream;
+    loop {
+        let Some((word, tail)) = rest.split_first_chunk::<4>() else {
+            return Ok(());
+        };
+        let (word, tail) = match word {
+            [0xff, 0xff, 0xff, 0xff] => match tail.split_first_chunk::<4>() {
+                Some((word, tail)) => (word, tail),
+                None => return Ok(()),
+            },
+            _ => (word, tail),
+        };
+        let meta = i32::from_le_bytes(*word);
+        if meta <= 0 {
+            return Ok(());
+        }
+        let meta = meta as usize;
+        if meta > tail.len() {
+            return Err(short("IPC message header"));
+        }
+        let message = datafusion::arrow::ipc::root_as_message(&tail[..meta])
+            .map_err(|e| refused(&format!("rows that are not Arrow IPC ({e})")))?;
+        let body = usize::try_from(message.bodyLength()).map_err(|_| short("IPC message"))?;
+        if body > tail.len() - meta {
+            return Err(short("IPC message"));
+        }
+        rest = &tail[meta + body..];
+    }
+}
+
 fn refused(what: &str) -> DataFusionError {
     DataFusionError::Plan(format!(
         "a worker runs only the plan nodes rask makes; this plan has {what}"
@@ -119,6 +160,32 @@ mod tests {
         })));
         let err = admit(&filter).unwrap_err().to_string();
         assert!(err.contains("an Avro scan"), "{err}");
+    }
+
+    #[test]
+    fn rows_that_claim_more_bytes_than_they_have_are_refused() {
+        use datafusion::arrow::array::Int32Array;
+        use datafusion::arrow::ipc::writer::StreamWriter;
+        use datafusion::arrow::record_batch::RecordBatch;
+        use datafusion_proto::protobuf::MemoryScanExecNode;
+        let batch =
+            RecordBatch::try_from_iter([("a", std::sync::Arc::new(Int32Array::from(vec![1, 2])) as _)])
+                .unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        let scan = |partition: Vec<u8>| {
+            node(Node::MemoryScan(MemoryScanExecNode {
+                partitions: vec![partition],
+                ..Default::default()
+            }))
+        };
+        admit(&scan(bytes.clone())).unwrap();
+        // Cut short: the last message's body is no longer there.
+        let err = admit(&scan(bytes[..bytes.len() - 12].to_vec())).unwrap_err();
+        assert!(err.to_string().contains("claims more bytes"), "{err}");
     }
 
     #[test]

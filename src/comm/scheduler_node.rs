@@ -179,6 +179,16 @@ impl SchedulerNode {
         })
     }
 
+    /// Its Flight service, to call in this process (the fuzzer does).
+    pub(crate) fn flight_node(&self) -> FlightNode {
+        FlightNode {
+            security: Security::default(),
+            results: None,
+            store: None,
+            control: Some(Arc::new(Arc::clone(&self.state)) as Arc<dyn ControlPlane>),
+        }
+    }
+
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
         self.address

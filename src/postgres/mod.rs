@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{Sink, StreamExt};
+use futures::{FutureExt, Sink, StreamExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::ScramAuth;
@@ -178,9 +178,20 @@ impl Server {
                 let _permit = permit;
                 tracing::info!(%peer, "postgres: connected");
                 let handlers = Handlers(Arc::clone(&session), door, Arc::clone(&cancels));
-                let served = pgwire::tokio::process_socket(socket, tls, handlers);
+                // pgwire's decoder panics on some malformed messages: that
+                // ends this connection, with its log line, and nothing else.
+                let served = std::panic::AssertUnwindSafe(pgwire::tokio::process_socket(
+                    socket, tls, handlers,
+                ))
+                .catch_unwind();
                 let result = tokio::select! {
-                    result = served => result.map_err(|e| e.to_string()),
+                    result = served => match result {
+                        Ok(result) => result.map_err(|e| e.to_string()),
+                        Err(panic) => Err(format!(
+                            "a malformed message ({})",
+                            crate::error::panic_message(panic.as_ref())
+                        )),
+                    },
                     () = login_overdue(login) => Err(format!(
                         "no login within {} s", LOGIN_TIMEOUT.as_secs()
                     )),
@@ -408,6 +419,10 @@ impl SimpleQueryHandler for Session {
         let statements = crate::planner::split_statements(query)
             .map_err(|e| error_at(&e, query, Location::START))?;
         let settings = self.started(client);
+        if statements.is_empty() {
+            // An empty query (drivers ping with one) opens no session.
+            return Ok(vec![Response::EmptyQuery]);
+        }
         let rask = self.opened.client(client).await?;
         let last = statements.len().saturating_sub(1);
         let mut responses = Vec::with_capacity(statements.len());
