@@ -26,7 +26,9 @@ use tokio::runtime::Runtime;
 
 use crate::comm::codec::{decode_stage, encode_stage};
 use crate::comm::flight::FlightNode;
-use crate::comm::wire::{self, EncodedStage, EncodedTask, FromClient, FromWorker, Hello, ToClient, ToWorker};
+use crate::comm::wire::{
+    self, EncodedStage, EncodedTask, FromClient, FromWorker, Hello, ToClient, ToWorker,
+};
 use crate::comm::{EncodedJob, SchedulerNode, SchedulerOptions, Security};
 use crate::exec::{TaskData, Value};
 use crate::planner::StageGraph;
@@ -214,7 +216,12 @@ impl Control {
             nbytes: 100,
             micros: 5,
         }]));
-        frame(wire::frame(&[ToClient::Alive, ToClient::Close { reason: "bye".into() }]));
+        frame(wire::frame(&[
+            ToClient::Alive,
+            ToClient::Close {
+                reason: "bye".into(),
+            },
+        ]));
         Ok(Self { seeds })
     }
 }
@@ -260,7 +267,10 @@ impl FlightCalls {
             ..SchedulerOptions::default()
         }))?;
         let store = Arc::new(DataStore::default());
-        store.insert(Key::new("value-00aa-0"), Arc::new(TaskData::Value(Value::new(42u64))));
+        store.insert(
+            Key::new("value-00aa-0"),
+            Arc::new(TaskData::Value(Value::new(42u64))),
+        );
         let batch = datafusion::arrow::record_batch::RecordBatch::try_from_iter([(
             "x",
             Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 2, 3])) as _,
@@ -411,15 +421,76 @@ impl Target for SqlFrontEnd {
 
     fn dictionary(&self) -> Vec<Vec<u8>> {
         [
-            "SELECT ", " FROM ", " WHERE ", " GROUP BY ", " ORDER BY ", " LIMIT ", " JOIN ",
-            " ON ", " UNION ", " OVER (", "PARTITION BY ", ")", "(", ",", "'", "\"", ";",
-            " CAST(", " AS ", "INT", "DOUBLE", "VARCHAR", "TIMESTAMP", " NULL", " IS NOT ",
-            "timeseries(", "'2000-01-01'", "'1s'", " t ", "*", "count(", "sum(", "avg(",
-            "[", "]", "{", "}", "::", "$1", " IN (", " CASE WHEN ", " THEN ", " END",
-            " EXISTS (", " WITH ", " VALUES ", "-9223372036854775808", "1e308", "''",
-            "unnest(", "range(", "generate_series(", "regexp_replace(", "'%'", " LIKE ",
-            " DISTINCT ", " HAVING ", " CROSS JOIN ", " NATURAL JOIN ", "/*", "*/", "--",
-            "\n", "COPY ", " TO ", "CREATE ", "TABLE ", "EXTERNAL ", "STORED AS ", "LOCATION ",
+            "SELECT ",
+            " FROM ",
+            " WHERE ",
+            " GROUP BY ",
+            " ORDER BY ",
+            " LIMIT ",
+            " JOIN ",
+            " ON ",
+            " UNION ",
+            " OVER (",
+            "PARTITION BY ",
+            ")",
+            "(",
+            ",",
+            "'",
+            "\"",
+            ";",
+            " CAST(",
+            " AS ",
+            "INT",
+            "DOUBLE",
+            "VARCHAR",
+            "TIMESTAMP",
+            " NULL",
+            " IS NOT ",
+            "timeseries(",
+            "'2000-01-01'",
+            "'1s'",
+            " t ",
+            "*",
+            "count(",
+            "sum(",
+            "avg(",
+            "[",
+            "]",
+            "{",
+            "}",
+            "::",
+            "$1",
+            " IN (",
+            " CASE WHEN ",
+            " THEN ",
+            " END",
+            " EXISTS (",
+            " WITH ",
+            " VALUES ",
+            "-9223372036854775808",
+            "1e308",
+            "''",
+            "unnest(",
+            "range(",
+            "generate_series(",
+            "regexp_replace(",
+            "'%'",
+            " LIKE ",
+            " DISTINCT ",
+            " HAVING ",
+            " CROSS JOIN ",
+            " NATURAL JOIN ",
+            "/*",
+            "*/",
+            "--",
+            "\n",
+            "COPY ",
+            " TO ",
+            "CREATE ",
+            "TABLE ",
+            "EXTERNAL ",
+            "STORED AS ",
+            "LOCATION ",
         ]
         .iter()
         .map(|s| s.as_bytes().to_vec())

@@ -26,9 +26,9 @@ pub mod comm;
 pub mod dashboard;
 pub mod datasets;
 mod error;
+pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod exec;
 pub mod key;
 pub mod output;
 pub mod planner;

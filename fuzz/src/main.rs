@@ -124,7 +124,11 @@ fn fuzz(
         tally.inputs += 1;
         if PANICS.load(Ordering::SeqCst) != before {
             let what = if escaped { "crash" } else { "contained" };
-            let n = if escaped { &mut tally.crashes } else { &mut tally.contained };
+            let n = if escaped {
+                &mut tally.crashes
+            } else {
+                &mut tally.contained
+            };
             *n += 1;
             if *n <= 20 {
                 keep(findings, label, what, *n, &input);
@@ -168,7 +172,14 @@ fn main() -> std::process::ExitCode {
     };
     let limit = Duration::from_secs_f64(args.minutes.max(0.0) * 60.0);
     let start = Instant::now();
-    let tally = fuzz(label, target.as_mut(), args.inputs, limit, args.seed, &args.findings);
+    let tally = fuzz(
+        label,
+        target.as_mut(),
+        args.inputs,
+        limit,
+        args.seed,
+        &args.findings,
+    );
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "{label}: {} inputs in {seconds:.0} s ({:.0}/s), seed {}: {} crashes, {} contained panics{}",
@@ -197,7 +208,13 @@ mod tests {
         count_panics();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
         let mut replayed = 0;
-        for name in [Name::Plan, Name::Control, Name::Flight, Name::Postgres, Name::Sql] {
+        for name in [
+            Name::Plan,
+            Name::Control,
+            Name::Flight,
+            Name::Postgres,
+            Name::Sql,
+        ] {
             let Ok(entries) = std::fs::read_dir(root.join(name.label())) else {
                 continue;
             };
@@ -217,9 +234,22 @@ mod tests {
     fn a_short_run_of_each_target_finds_no_crash() {
         count_panics();
         let findings = std::env::temp_dir().join(format!("rask-fuzz-{}", std::process::id()));
-        for name in [Name::Plan, Name::Control, Name::Flight, Name::Sql, Name::Postgres] {
+        for name in [
+            Name::Plan,
+            Name::Control,
+            Name::Flight,
+            Name::Sql,
+            Name::Postgres,
+        ] {
             let mut target = name.target().expect("the target starts");
-            let tally = fuzz(name.label(), target.as_mut(), 300, Duration::from_secs(60), 7, &findings);
+            let tally = fuzz(
+                name.label(),
+                target.as_mut(),
+                300,
+                Duration::from_secs(60),
+                7,
+                &findings,
+            );
             assert_eq!(tally.crashes, 0, "{name:?}: see {}", findings.display());
             assert!(tally.inputs > 0);
         }

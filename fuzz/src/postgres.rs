@@ -95,7 +95,11 @@ impl Postgres {
         stream.set_nodelay(true)?;
         let mut body = Vec::new();
         body.extend_from_slice(&196_608u32.to_be_bytes());
-        for (k, v) in [("user", "fuzz"), ("database", "rask"), ("statement_timeout", "200")] {
+        for (k, v) in [
+            ("user", "fuzz"),
+            ("database", "rask"),
+            ("statement_timeout", "200"),
+        ] {
             body.extend_from_slice(k.as_bytes());
             body.push(0);
             body.extend_from_slice(v.as_bytes());
@@ -188,11 +192,22 @@ impl Target for Postgres {
         let flush = framed(b'H', &[]);
         vec![
             query("SELECT 1"),
-            query("SELECT name, count(*) FROM timeseries('2000-01-01', '2000-01-01 01:00:00') GROUP BY name"),
-            query("BEGIN; DECLARE c CURSOR FOR SELECT * FROM generate_series(1, 10); FETCH 2 FROM c; CLOSE c; COMMIT"),
+            query(
+                "SELECT name, count(*) FROM timeseries('2000-01-01', '2000-01-01 01:00:00') GROUP BY name",
+            ),
+            query(
+                "BEGIN; DECLARE c CURSOR FOR SELECT * FROM generate_series(1, 10); FETCH 2 FROM c; CLOSE c; COMMIT",
+            ),
             query("SET statement_timeout = 100; SHOW statement_timeout"),
             query("SELECT * FROM pg_catalog.pg_type LIMIT 3"),
-            [parse.clone(), bind.clone(), describe.clone(), execute.clone(), sync.clone()].concat(),
+            [
+                parse.clone(),
+                bind.clone(),
+                describe.clone(),
+                execute.clone(),
+                sync.clone(),
+            ]
+            .concat(),
             [parse, bind, execute, flush, close, sync].concat(),
             describe,
         ]
@@ -214,7 +229,12 @@ impl Target for Postgres {
             .and_then(|()| read_until_ready(&mut stream, true));
         match answered {
             Ok(()) => self.connection = Some(stream),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 self.stuck += 1
             }
             Err(_) => self.closed += 1,
@@ -230,9 +250,24 @@ impl Target for Postgres {
 
     fn dictionary(&self) -> Vec<Vec<u8>> {
         [
-            "SELECT ", " FROM ", "DECLARE c CURSOR WITH HOLD FOR ", "FETCH ALL FROM c", "CLOSE c",
-            "COPY ", " TO STDOUT", "'/etc/passwd'", "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION ",
-            "BEGIN", "COMMIT", "ROLLBACK", "SET ", "SHOW ", "$1", "::INT", ";", "\0",
+            "SELECT ",
+            " FROM ",
+            "DECLARE c CURSOR WITH HOLD FOR ",
+            "FETCH ALL FROM c",
+            "CLOSE c",
+            "COPY ",
+            " TO STDOUT",
+            "'/etc/passwd'",
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION ",
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SET ",
+            "SHOW ",
+            "$1",
+            "::INT",
+            ";",
+            "\0",
         ]
         .iter()
         .map(|s| s.as_bytes().to_vec())

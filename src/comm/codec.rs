@@ -352,13 +352,15 @@ fn decode_subquery_values(values: &[Option<Vec<u8>>]) -> Result<ScalarSubqueryRe
 /// not add up) is an error: a plan from the wire fails its task, never its
 /// worker.
 pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePlan> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_unguarded(encoded, ctx)))
-        .map_err(|panic| {
-            proto_err(format!(
-                "a plan rask cannot run: {}",
-                crate::error::panic_message(panic.as_ref())
-            ))
-        })?
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_unguarded(encoded, ctx)
+    }))
+    .map_err(|panic| {
+        proto_err(format!(
+            "a plan rask cannot run: {}",
+            crate::error::panic_message(panic.as_ref())
+        ))
+    })?
 }
 
 fn decode_unguarded(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePlan> {

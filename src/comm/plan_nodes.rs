@@ -168,9 +168,11 @@ mod tests {
         use datafusion::arrow::ipc::writer::StreamWriter;
         use datafusion::arrow::record_batch::RecordBatch;
         use datafusion_proto::protobuf::MemoryScanExecNode;
-        let batch =
-            RecordBatch::try_from_iter([("a", std::sync::Arc::new(Int32Array::from(vec![1, 2])) as _)])
-                .unwrap();
+        let batch = RecordBatch::try_from_iter([(
+            "a",
+            std::sync::Arc::new(Int32Array::from(vec![1, 2])) as _,
+        )])
+        .unwrap();
         let mut bytes = Vec::new();
         let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
         writer.write(&batch).unwrap();

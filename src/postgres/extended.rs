@@ -168,6 +168,9 @@ impl pgwire::api::query::ExtendedQueryHandler for Session {
         // Where the query's rows go: to the client, or into a cursor.
         let (plan, cursor) = match &portal.statement.statement {
             Planned::Plan { sql, plan } => (plan, Err(sql)),
+            Planned::Declare { hold: false, .. } if !super::in_transaction(client) => {
+                return Err(super::outside_a_block());
+            }
             Planned::Declare { name, plan, hold } => (plan, Ok((name, *hold))),
             Planned::Session(statement) => return self.run_about(settings, statement.clone()),
             Planned::Cursor(statement) => return self.cursor(statement.clone(), format).await,

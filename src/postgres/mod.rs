@@ -171,7 +171,11 @@ impl Server {
                     .with_connection_manager(Arc::clone(&cancels.manager)),
                 )),
             };
-            let door = Arc::new(Door { way, logged_in });
+            let door = Arc::new(Door {
+                way,
+                logged_in,
+                tls_only: tls.is_some(),
+            });
             let cancels = Arc::clone(&cancels);
             let tls = tls.clone();
             tokio::spawn(async move {
@@ -219,9 +223,15 @@ async fn login_overdue(mut login: watch::Receiver<bool>) {
     }
 }
 
-/// Tells a connection past `max_connections` so, as PostgreSQL does, and closes it.
+/// Tells a connection past `max_connections` so, as PostgreSQL does, and
+/// closes it: after its startup message (declining TLS first, if asked, so
+/// that the client shows the message).
 async fn too_many(mut socket: tokio::net::TcpStream, peer: std::net::SocketAddr) {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// SSLRequest and GSSENCRequest: 8 bytes, these codes.
+    const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
+    /// The longest startup message read (PostgreSQL's own limit).
+    const MAX_STARTUP: usize = 10_000;
     let mut fields = Vec::new();
     for (code, value) in [
         (b'S', "FATAL"),
@@ -237,12 +247,26 @@ async fn too_many(mut socket: tokio::net::TcpStream, peer: std::net::SocketAddr)
     let mut message = vec![b'E'];
     message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
     message.extend_from_slice(&fields);
-    let written = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    let told = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut head = [0u8; 8];
+        socket.read_exact(&mut head).await?;
+        let [a, b, c, d, e, f, g, h] = head;
+        let mut len = u32::from_be_bytes([a, b, c, d]) as usize;
+        if len == 8 && ENCRYPTION_REQUESTS.contains(&u32::from_be_bytes([e, f, g, h])) {
+            socket.write_all(b"N").await?;
+            let mut next = [0u8; 4];
+            socket.read_exact(&mut next).await?;
+            len = (u32::from_be_bytes(next) as usize).saturating_sub(4);
+        } else {
+            len = len.saturating_sub(8);
+        }
+        let mut rest = vec![0u8; len.min(MAX_STARTUP)];
+        socket.read_exact(&mut rest).await?;
         socket.write_all(&message).await?;
         socket.shutdown().await
     })
     .await;
-    tracing::debug!(%peer, "postgres: too many connections; closed one ({written:?})");
+    tracing::debug!(%peer, "postgres: too many connections; turned one away ({told:?})");
 }
 
 /// TCP keepalive on `socket`, so that a peer that vanished (half-open) is
@@ -379,6 +403,8 @@ struct Door {
     way: Way,
     /// Set once the connection has logged in.
     logged_in: watch::Sender<bool>,
+    /// The server has TLS: a connection without it is refused.
+    tls_only: bool,
 }
 
 /// Trusted, or by SCRAM-SHA-256.
@@ -399,6 +425,13 @@ impl StartupHandler for Door {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if self.tls_only && !client.is_secure() {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                "this server takes only TLS connections (sslmode=require or stronger)".into(),
+            ))));
+        }
         match &self.way {
             Way::Trust(session) => session.on_startup(client, message).await?,
             Way::Scram(handler) => handler.on_startup(client, message).await?,
@@ -426,12 +459,20 @@ impl SimpleQueryHandler for Session {
         let rask = self.opened.client(client).await?;
         let last = statements.len().saturating_sub(1);
         let mut responses = Vec::with_capacity(statements.len());
+        // In a transaction block (BEGIN … COMMIT), or a message of several
+        // statements (PostgreSQL's implicit block): cursors live to its end.
+        let mut in_block = in_transaction(client);
         for (i, statement) in statements.iter().enumerate() {
             let sql = &statement.text;
             let deadline = settings
                 .statement_timeout()
                 .map(|timeout| tokio::time::Instant::now() + timeout);
             if let Some(about) = SessionStatement::parse(sql) {
+                in_block = match about {
+                    SessionStatement::Begin => true,
+                    SessionStatement::Commit | SessionStatement::Rollback => false,
+                    _ => in_block,
+                };
                 responses.push(self.run_about(settings, about)?);
                 continue;
             }
@@ -445,6 +486,11 @@ impl SimpleQueryHandler for Session {
                 self.planner.dialect.plan(sql, run).await
             };
             let response = match CursorStatement::parse(sql) {
+                Some(Ok(CursorStatement::Declare { hold: false, .. }))
+                    if !in_block && statements.len() == 1 =>
+                {
+                    Err(outside_a_block())
+                }
                 Some(Ok(CursorStatement::Declare { name, query, hold })) => {
                     match plan(&query).await {
                         Ok(frame) => self.declare(name, frame, hold).await,
@@ -473,8 +519,31 @@ impl SimpleQueryHandler for Session {
                 Err(other) => return Err(other),
             }
         }
+        // The end of an autocommit statement is the end of its transaction:
+        // its cursors close, but for those declared WITH HOLD.
+        if !in_block {
+            self.opened.cursors.end_transaction();
+        }
         Ok(responses)
     }
+}
+
+/// Whether `client` is inside a transaction block.
+fn in_transaction<C: ClientInfo>(client: &C) -> bool {
+    !matches!(
+        client.transaction_status(),
+        pgwire::messages::response::TransactionStatus::Idle
+    )
+}
+
+/// PostgreSQL's answer to `DECLARE` without `WITH HOLD` outside a transaction
+/// block: such a cursor would close before anyone could read it.
+fn outside_a_block() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        "25P01".into(),
+        "DECLARE CURSOR can only be used in transaction blocks".into(),
+    )))
 }
 
 impl Session {

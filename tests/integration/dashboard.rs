@@ -620,3 +620,84 @@ fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `curl ARGS… URL`: (exit code, HTTP status, body).
+fn curl(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl runs (the tests need Debian's curl)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        out.status.code().unwrap_or(-1),
+        status.to_string(),
+        body.to_string(),
+    )
+}
+
+/// With the cluster's TLS files the dashboard speaks HTTPS only; with a token
+/// it asks for the token, without one for a client certificate signed by the
+/// cluster's authority.
+#[test]
+fn with_tls_the_dashboard_speaks_https() {
+    let root = repository_root();
+    let tls = root.join("tests/fixtures/tls");
+    let (cert, key, ca) = (
+        tls.join("node.pem").display().to_string(),
+        tls.join("node.key").display().to_string(),
+        tls.join("ca.pem").display().to_string(),
+    );
+    let flags = [
+        "--tls-cert",
+        cert.as_str(),
+        "--tls-key",
+        &key,
+        "--tls-ca",
+        &ca,
+    ];
+    for token in [Some("tls-and-token"), None] {
+        let mut args = vec![
+            "scheduler",
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--watch-stdin",
+        ];
+        args.extend(flags);
+        let env: Vec<(&str, &str)> = token.iter().map(|t| ("RASK_AUTH_TOKEN", *t)).collect();
+        let scheduler = Process::start("scheduler", &root, &args, &env);
+        let link = dashboard_link(&scheduler);
+        assert!(link.starts_with("https://127.0.0.1:"), "{link}");
+        let base = link.split("/status").next().unwrap_or_default().to_string();
+        let info = format!("{base}/api/v1/info");
+        let (code, status, _) = curl(&info.replace("https://", "http://"), &[]);
+        assert!(
+            code != 0 || status != "200",
+            "plain HTTP is not served: {status}"
+        );
+        match token {
+            Some(token) => {
+                let bearer = format!("Authorization: Bearer {token}");
+                let (_, status, body) = curl(&info, &["--cacert", &ca, "-H", &bearer]);
+                assert_eq!(status, "200", "{body}");
+                assert!(body.contains("\"scheduler\""), "{body}");
+                let (_, status, _) = curl(&info, &["--cacert", &ca]);
+                assert_eq!(status, "401");
+            }
+            None => {
+                let (code, status, _) = curl(&info, &["--cacert", &ca]);
+                assert!(
+                    code != 0 && status != "200",
+                    "no client certificate: {code} {status}"
+                );
+                let (_, status, body) =
+                    curl(&info, &["--cacert", &ca, "--cert", &cert, "--key", &key]);
+                assert_eq!(status, "200", "{body}");
+            }
+        }
+    }
+}

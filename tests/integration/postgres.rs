@@ -694,3 +694,192 @@ fn a_statement_past_its_statement_timeout_is_cancelled() {
     );
     assert_eq!((code, out.as_str()), (0, "a\n42\n"), "{err}");
 }
+
+/// A logged-in connection to `port`, as a driver makes one (trusted login),
+/// once one is let in (connections that just ended may still hold a place).
+fn logged_in(port: &str) -> std::net::TcpStream {
+    for _ in 0..50 {
+        let mut stream = connect(port);
+        if answers_ok(&mut stream) {
+            return stream;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("not let in");
+}
+
+/// Whether the server answers `stream`'s startup with `ReadyForQuery`.
+fn answers_ok(stream: &mut std::net::TcpStream) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answers(stream)))
+        .is_ok_and(|(kinds, _)| !kinds.contains('E'))
+}
+
+/// A connection to `port` with the startup message sent.
+fn connect(port: &str) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0rask\0database\0rask\0\0");
+    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&body);
+    stream.write_all(&startup).unwrap();
+    stream
+}
+
+/// The types of the messages the server sends up to `ReadyForQuery`, with
+/// the bodies of its data rows.
+fn answers(stream: &mut std::net::TcpStream) -> (String, Vec<Vec<u8>>) {
+    let (mut kinds, mut rows) = (String::new(), Vec::new());
+    loop {
+        let mut head = [0u8; 5];
+        if let Err(e) = stream.read_exact(&mut head) {
+            kinds.push('!');
+            assert!(kinds.contains('E'), "no answer ({e}) after {kinds}");
+            return (kinds, rows);
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        stream.read_exact(&mut body).expect("its body");
+        kinds.push(head[0] as char);
+        if head[0] == b'D' {
+            rows.push(body);
+        }
+        if head[0] == b'Z' {
+            return (kinds, rows);
+        }
+    }
+}
+
+/// A frontend message: its type, then its body with its length.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// PostgreSQL's limits: an Execute's `max_rows` suspends the portal after so
+/// many rows; cursors of an autocommit statement close with it unless
+/// declared WITH HOLD (and one outside a transaction block is refused, 25P01);
+/// past `--pg-max-connections` a connection is told "too many clients"
+/// (53300) and the others carry on.
+#[test]
+fn postgres_limits_rows_cursors_and_connections() {
+    let root = repository_root();
+    let args = [
+        "serve",
+        "--pg-port",
+        "0",
+        "--threads",
+        "1",
+        "--pg-max-connections",
+        "2",
+        "--watch-stdin",
+    ];
+    let server = Process::start("serve", &root, &args, &[]);
+    let port = pg_port(&server);
+
+    // max_rows: 2, 2, then the last one.
+    let mut stream = logged_in(&port);
+    let mut parse = b"\0SELECT n FROM generate_series(1, 5) AS t(n)\0".to_vec();
+    parse.extend_from_slice(&0u16.to_be_bytes());
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let execute =
+        |max_rows: u32| message(b'E', &[b"\0".as_slice(), &max_rows.to_be_bytes()].concat());
+    let mut sent = message(b'P', &parse);
+    sent.extend(message(b'B', &bind));
+    sent.extend(execute(2));
+    sent.extend(execute(2));
+    sent.extend(execute(0));
+    sent.extend(message(b'S', &[]));
+    stream.write_all(&sent).unwrap();
+    let (kinds, rows) = answers(&mut stream);
+    assert_eq!(kinds, "12DDsDDsDCZ", "{rows:?}");
+    let last = rows.last().expect("rows");
+    assert!(last.ends_with(b"5"), "{last:?}");
+
+    // Cursors and transactions.
+    let (code, _, err) = psql(&port, &["DECLARE c CURSOR FOR SELECT 1 AS a"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("25P01"), "{err}");
+    let (_, out, err) = psql(
+        &port,
+        &[
+            "DECLARE c CURSOR FOR SELECT 1 AS a; FETCH ALL FROM c",
+            "FETCH ALL FROM c",
+            "DECLARE h CURSOR WITH HOLD FOR SELECT 2 AS b",
+            "FETCH ALL FROM h",
+        ],
+    );
+    assert!(out.contains("a\n1\n"), "{out}");
+    assert!(
+        err.contains("34000"),
+        "the autocommit cursor is closed: {err}"
+    );
+    assert!(out.contains("b\n2\n"), "the held cursor lives on: {out}");
+
+    // Connections: two are in; a third is turned away, and gets in once one leaves.
+    let other = logged_in(&port);
+    let (code, _, err) = psql(&port, &["SELECT 1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("too many clients"), "{err}");
+    drop(other);
+    let mut retried = (1, String::new(), String::new());
+    for _ in 0..50 {
+        retried = psql(&port, &["SELECT 41 + 1 AS n"]);
+        if retried.0 == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(retried.1, "n\n42\n", "{}", retried.2);
+    drop(stream);
+}
+
+/// With the cluster's TLS files, the PostgreSQL port speaks TLS (psql checks
+/// the certificate against the authority) and refuses connections without it.
+#[test]
+fn postgres_speaks_tls_with_the_clusters_certificate() {
+    let root = repository_root();
+    let tls = root.join("tests/fixtures/tls");
+    let (cert, key, ca) = (
+        tls.join("node.pem").display().to_string(),
+        tls.join("node.key").display().to_string(),
+        tls.join("ca.pem").display().to_string(),
+    );
+    let args = [
+        "serve",
+        "--pg-port",
+        "0",
+        "--threads",
+        "1",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-ca",
+        &ca,
+        "--watch-stdin",
+    ];
+    let server = Process::start("serve", &root, &args, &[]);
+    let port = pg_port(&server);
+    let verified = format!("sslmode=verify-full sslrootcert={ca}");
+    let (code, out, err) = psql_with(
+        &port,
+        &["SELECT ssl FROM (SELECT true AS ssl) t"],
+        None,
+        &["-q", "-d", &format!("dbname=rask {verified}")],
+    );
+    assert_eq!((code, out.as_str()), (0, "ssl\nt\n"), "{err}");
+    let (code, _, err) = psql_with(
+        &port,
+        &["SELECT 1"],
+        None,
+        &["-q", "-d", "dbname=rask sslmode=disable"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("only TLS"), "{err}");
+}
