@@ -70,6 +70,17 @@ impl Access {
         denied.map_or(Ok(()), Err)
     }
 
+    /// Checks a table name no catalog holds, which planning would read as a
+    /// path or URL: when it looks like one, or names something that exists.
+    pub fn check_name(&self, name: &str) -> Result<()> {
+        let looks_like_a_location =
+            name.contains(['/', '\\', '.', '*', '?', '[', ':']) || Path::new(name).exists();
+        match looks_like_a_location {
+            true => self.allows(name),
+            false => Ok(()),
+        }
+    }
+
     /// Whether `location` (a path or URL) is allowed; an error naming it and
     /// the flag that would allow it when not.
     fn allows(&self, location: &str) -> Result<()> {

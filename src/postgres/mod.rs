@@ -320,7 +320,17 @@ impl Opened {
         sql: &str,
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
         let state = session.state();
-        let plan = crate::error::catch_panics(state.create_logical_plan(sql)).await??;
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        // A table name no catalog has is read as a path or URL (`FROM
+        // 'file.csv'`), and planning opens it to learn its schema: checked
+        // before that, and the whole plan again after.
+        for reference in state.resolve_table_references(&statement)? {
+            if !session.table_exist(reference.clone())? {
+                self.access.check_name(reference.table())?;
+            }
+        }
+        let plan = crate::error::catch_panics(state.statement_to_plan(statement)).await??;
         self.access.check(&plan)?;
         Ok(plan)
     }

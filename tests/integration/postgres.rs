@@ -632,10 +632,21 @@ fn sql_sessions_touch_only_the_paths_they_are_allowed() {
     let link = outside.path().join("link-to-etc");
     std::os::unix::fs::symlink("/etc", &link).expect("a link");
     let data = shared_data().canonicalize().expect("the data");
+    // A table read by its path is refused before planning opens it.
+    let secret = outside.path().join("secret.csv");
+    std::fs::write(&secret, "password\nhunter2\n").expect("a file");
     for (sql, named) in [
         (
             "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'".to_string(),
             "/etc/passwd".to_string(),
+        ),
+        (
+            "SELECT * FROM '/etc/passwd'".to_string(),
+            "/etc/passwd".to_string(),
+        ),
+        (
+            format!("SELECT * FROM '{}'", secret.display()),
+            "secret.csv".to_string(),
         ),
         (
             format!("COPY (SELECT 1 AS one) TO '{}'", stolen.display()),
