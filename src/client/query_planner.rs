@@ -70,6 +70,17 @@ impl ClusterQueryPlanner {
                 return Ok(plan);
             }
         };
+        let most = config
+            .options()
+            .extensions
+            .get::<crate::exec::RaskOptions>()
+            .map_or(crate::exec::MAX_TASKS, |options| options.max_tasks);
+        if graph.task_count() > most {
+            return Err(DataFusionError::Plan(format!(
+                "this query would run {} tasks, more than {most} (fewer partitions, a coarser partition_freq, or SET rask.max_tasks = N allows more)",
+                graph.task_count()
+            )));
+        }
         if graph.only_reads_persisted() {
             // The client reads the persisted partitions itself: no task to run.
             return Ok(plan);

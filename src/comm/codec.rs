@@ -281,6 +281,8 @@ pub fn encode_stage(stage: &StagePlan, query: &str) -> Result<EncodedStage> {
         .options()
         .entries()
         .into_iter()
+        // rask's own settings (`rask.*`) are the client's, not the workers'.
+        .filter(|entry| !entry.key.starts_with("rask."))
         .filter_map(|entry| Some((entry.key, entry.value?)))
         .collect();
     Ok(EncodedStage {

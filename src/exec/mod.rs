@@ -24,7 +24,7 @@ pub(crate) use leaf::leaf_node_methods;
 pub use map_partitions::{MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
 pub use object_stores::ObjectStores;
 pub use persisted::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};
-pub use session::new_context;
+pub use session::{MAX_TASKS, RaskOptions, new_context};
 pub use stage_read::{ReadMode, StageReadExec};
 pub use stage_task::{StageOutput, StagePlan};
 pub use value::{AnyValue, Value, ValueError};

@@ -17,6 +17,23 @@ use crate::datasets::TimeseriesFunction;
 /// A session configured from `config`: `timeseries()` and the registry's
 /// scalar UDFs registered, files and
 /// object-store URLs readable by path (`SELECT * FROM 'data/*.parquet'`), cloud
+/// The most tasks one query may run unless its session says otherwise.
+pub const MAX_TASKS: usize = 100_000;
+
+datafusion::common::extensions_options! {
+    /// rask's own session settings, set like DataFusion's:
+    /// `SET rask.max_tasks = 500000`.
+    pub struct RaskOptions {
+        /// The most tasks one query may run; a query that would run more is
+        /// refused while it is planned, before any task starts.
+        pub max_tasks: usize, default = MAX_TASKS
+    }
+}
+
+impl datafusion::common::config::ConfigExtension for RaskOptions {
+    const PREFIX: &'static str = "rask";
+}
+
 /// stores created on first use, SQL positions kept for error messages, and
 /// memory bounded as `config.memory_limit` says. With a `query_planner`,
 /// physical plans are made by it (the client's sessions lower them to tasks).
@@ -33,6 +50,7 @@ pub fn new_context(
         session = session.with_batch_size(batch_size);
     }
     let options = session.options_mut();
+    options.extensions.insert(RaskOptions::default());
     options.sql_parser.collect_spans = true;
     // A partitioned hash join's dynamic filter waits for every partition's build
     // side; the partitions of a join run as separate tasks, not all at once.
