@@ -41,6 +41,9 @@ struct Args {
     /// Where inputs that crashed or panicked are kept.
     #[arg(long, default_value = "fuzz-findings")]
     findings: PathBuf,
+    /// Runs these kept inputs once each and says what they do, instead.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    replay: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -170,6 +173,25 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if !args.replay.is_empty() {
+        for file in &args.replay {
+            let Ok(input) = std::fs::read(file) else {
+                eprintln!("error: cannot read {}", file.display());
+                return std::process::ExitCode::FAILURE;
+            };
+            let before = PANICS.load(Ordering::SeqCst);
+            let escaped =
+                std::panic::catch_unwind(AssertUnwindSafe(|| target.run(&input))).is_err();
+            let message = LAST_PANIC.lock().map(|m| m.clone()).unwrap_or_default();
+            let what = match (PANICS.load(Ordering::SeqCst) != before, escaped) {
+                (_, true) => format!("crash: {message}"),
+                (true, false) => format!("contained panic: {message}"),
+                (false, false) => "no panic".to_string(),
+            };
+            println!("{}: {what}", file.display());
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
     let limit = Duration::from_secs_f64(args.minutes.max(0.0) * 60.0);
     let start = Instant::now();
     let tally = fuzz(

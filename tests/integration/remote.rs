@@ -661,77 +661,114 @@ fn every_flight_method_of_every_process_checks_the_token_before_the_body() {
     assert_ne!(held, Some(tonic::Code::Unauthenticated));
 }
 
-#[test]
-fn a_plan_that_would_crash_a_worker_fails_its_task_and_the_worker_lives() {
-    use arrow_flight::flight_service_client::FlightServiceClient;
-    use rask::comm::wire::{self, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient};
-    use rask::comm::{EncodedJob, EncodedStage};
-
-    let root = repository_root();
-    let cluster = ProcessCluster::start(&root, 1, 1, &[]);
-    let worker = *cluster.worker_pids().last().expect("a worker");
-    // A plan whose only node is an Avro scan (three bytes): datafusion-proto
-    // panics on it when built without Avro.
-    let stage = EncodedStage {
-        id: "hostile".into(),
+/// The stage a hostile client sends: the three bytes of an Avro scan
+/// (datafusion-proto panics on it without Avro), or a plan the fuzzer found
+/// (kept under `fuzz/regressions/plan/`: a literal whose buffers make arrow
+/// panic), as raw plan bytes or a whole encoded stage, whichever it is.
+fn hostile_stage(name: &str, bytes: Vec<u8>) -> rask::comm::EncodedStage {
+    use rask::comm::EncodedStage;
+    let raw = EncodedStage {
+        id: name.into(),
         number: 0,
-        plan: vec![0x8a, 0x01, 0x00],
+        plan: bytes.clone(),
         output: None,
         config: Vec::new(),
         subqueries: Vec::new(),
     };
-    let task = EncodedTask {
-        key: rask::Key::new("hostile-00ff-0"),
-        dependencies: Vec::new(),
-        priority: 0,
-        retries: 0,
-        workers: None,
-        functions: Vec::new(),
-        job: EncodedJob::Stage {
-            stage: std::sync::Arc::new(stage),
-            partition: 0,
-            inputs: Vec::new(),
-        },
+    let task = rask::exec::new_context(&rask::Config::default(), None)
+        .expect("a session")
+        .task_ctx();
+    let panics = |stage: &EncodedStage| {
+        rask::comm::codec::decode_stage(stage, &task)
+            .err()
+            .is_some_and(|e| e.to_string().contains("a plan rask cannot run"))
     };
+    match rask::comm::wire::decode::<EncodedStage>(&bytes, "stage") {
+        Ok(stage) if !panics(&raw) && panics(&stage) => EncodedStage {
+            id: name.into(),
+            ..stage
+        },
+        _ => raw,
+    }
+}
+
+#[test]
+fn a_plan_that_would_crash_a_worker_fails_its_task_and_the_worker_lives() {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use rask::comm::EncodedJob;
+    use rask::comm::wire::{self, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient};
+
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 1, 1, &[]);
+    let worker = *cluster.worker_pids().last().expect("a worker");
+    let found = std::fs::read(root.join("fuzz/regressions/plan/buffer-slice-out-of-range.bin"))
+        .expect("the fuzzer's plan");
+    let hostile = [
+        (
+            "avro",
+            hostile_stage("avro", vec![0x8a, 0x01, 0x00]),
+            "this plan has an Avro scan",
+        ),
+        (
+            "found",
+            hostile_stage("found", found),
+            "a plan rask cannot run",
+        ),
+    ];
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let outcome = runtime.block_on(async {
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.address))
-                .expect("an endpoint")
-                .connect()
+    for (name, stage, expected) in hostile {
+        let task = EncodedTask {
+            key: rask::Key::new(format!("hostile-00ff-{name}")),
+            dependencies: Vec::new(),
+            priority: 0,
+            retries: 0,
+            workers: None,
+            functions: Vec::new(),
+            job: EncodedJob::Stage {
+                stage: std::sync::Arc::new(stage),
+                partition: 0,
+                inputs: Vec::new(),
+            },
+        };
+        let outcome = runtime.block_on(async {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.address))
+                    .expect("an endpoint")
+                    .connect()
+                    .await
+                    .expect("connects");
+            let mut client = FlightServiceClient::new(channel);
+            let messages = futures::stream::iter([
+                wire::frame(&[Hello::Client {
+                    version: PROTOCOL_VERSION,
+                }]),
+                wire::frame(&[FromClient::Submit {
+                    tasks: vec![task.clone()],
+                    wanted: vec![task.key.clone()],
+                }]),
+            ])
+            .chain(futures::stream::pending());
+            use futures::StreamExt as _;
+            let mut replies = client
+                .do_exchange(messages)
                 .await
-                .expect("connects");
-        let mut client = FlightServiceClient::new(channel);
-        let messages = futures::stream::iter([
-            wire::frame(&[Hello::Client {
-                version: PROTOCOL_VERSION,
-            }]),
-            wire::frame(&[FromClient::Submit {
-                tasks: vec![task.clone()],
-                wanted: vec![task.key.clone()],
-            }]),
-        ])
-        .chain(futures::stream::pending());
-        use futures::StreamExt as _;
-        let mut replies = client
-            .do_exchange(messages)
-            .await
-            .expect("a stream")
-            .into_inner();
-        loop {
-            let frame = replies
-                .message()
-                .await
-                .expect("a frame")
-                .expect("not the end");
-            for message in wire::unframe::<ToClient>(&frame, "reply").expect("messages") {
-                if let ToClient::Report { outcome, .. } = message {
-                    return format!("{outcome:?}");
+                .expect("a stream")
+                .into_inner();
+            loop {
+                let frame = replies
+                    .message()
+                    .await
+                    .expect("a frame")
+                    .expect("not the end");
+                for message in wire::unframe::<ToClient>(&frame, "reply").expect("messages") {
+                    if let ToClient::Report { outcome, .. } = message {
+                        return format!("{outcome:?}");
+                    }
                 }
             }
-        }
-    });
-    assert!(outcome.contains("this plan has an Avro scan"), "{outcome}");
+        });
+        assert!(outcome.contains(expected), "{name}: {outcome}");
+    }
     // The worker lives, the same process, and other work goes on.
     assert_eq!(cluster.worker_pids().last(), Some(&worker));
     assert_eq!(
