@@ -13,13 +13,22 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
+use std::fmt::Debug;
+
+use futures::Sink;
+use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
-use pgwire::error::PgWireResult;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::extendedquery::Execute;
 
 use super::catalog::Dialect;
 use super::cursors::CursorStatement;
 use super::settings::{SessionStatement, Settings};
 use super::{Opened, Session, types};
+
+/// The most rows one `Execute` sends before it suspends its portal.
+pub const MAX_ROWS_AT_ONCE: i32 = 1 << 20;
 use crate::Error;
 use crate::planner::Location;
 
@@ -142,12 +151,29 @@ fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
 }
 
 #[async_trait]
-impl pgwire::api::query::ExtendedQueryHandler for Session {
+impl ExtendedQueryHandler for Session {
     type Statement = Planned;
     type QueryParser = Planner;
 
     fn query_parser(&self) -> Arc<Planner> {
         Arc::clone(&self.planner)
+    }
+
+    /// pgwire makes room for `max_rows` rows before it sends any: a client
+    /// asking for billions (or a negative count, read as billions) would
+    /// make it allocate gigabytes and abort the server. Past
+    /// [`MAX_ROWS_AT_ONCE`] the portal is suspended there instead (the
+    /// client asks for the rest, as after any `max_rows`); a negative count
+    /// means all rows, as zero does.
+    async fn on_execute<C>(&self, client: &mut C, mut message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        message.max_rows = message.max_rows.clamp(0, MAX_ROWS_AT_ONCE);
+        self._on_execute(client, message).await
     }
 
     async fn do_query<C>(

@@ -811,6 +811,16 @@ fn postgres_limits_rows_cursors_and_connections() {
     assert_eq!(kinds, "12DDsDDsDCZ", "{rows:?}");
     let last = rows.last().expect("rows");
     assert!(last.ends_with(b"5"), "{last:?}");
+    // Billions of rows asked for (a negative count reads as billions) made
+    // the server allocate room for them all and abort; now all five come.
+    for max_rows in [i32::MAX as u32, u32::MAX] {
+        let mut sent = message(b'B', &bind);
+        sent.extend(execute(max_rows));
+        sent.extend(message(b'S', &[]));
+        stream.write_all(&sent).unwrap();
+        let (kinds, rows) = answers(&mut stream);
+        assert_eq!(kinds, "2DDDDDCZ", "max_rows {max_rows}: {rows:?}");
+    }
 
     // Cursors and transactions.
     let (code, _, err) = psql(&port, &["DECLARE c CURSOR FOR SELECT 1 AS a"]);
