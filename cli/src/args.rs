@@ -44,6 +44,15 @@ pub enum Command {
     /// Serve SQL to PostgreSQL clients (psql, drivers, BI tools) from an
     /// embedded local cluster, until Ctrl-C.
     Serve(ServeArgs),
+    /// Print a line of a `--pg-users-file` for a user, from the password read
+    /// on standard input: NAME:SCRAM-SHA-256$… (no password is kept).
+    PgVerifier(PgVerifierArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PgVerifierArgs {
+    /// The user's name.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -73,6 +82,11 @@ pub struct PgUsers {
     #[arg(long = "pg-user", value_name = "NAME:PASSWORD", value_parser = rask::postgres::parse_user)]
     pub users: Vec<(String, String)>,
 
+    /// A file of PostgreSQL users, a line each: NAME:SCRAM-SHA-256$… (the
+    /// verifier PostgreSQL keeps in pg_authid, or `rask pg-verifier` prints).
+    #[arg(long = "pg-users-file", value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+
     /// A folder PostgreSQL sessions may read and write files under (may be
     /// repeated); with none, they touch no local file.
     #[arg(long = "allow-path", value_name = "PATH")]
@@ -91,8 +105,8 @@ pub struct PgUsers {
 
 impl PgUsers {
     /// The logins, with `token` the cluster's.
-    pub fn logins(&self, token: Option<&str>) -> rask::postgres::Logins {
-        rask::postgres::Logins::new(&self.users, token)
+    pub fn logins(&self, token: Option<&str>) -> rask::Result<rask::postgres::Logins> {
+        rask::postgres::Logins::new(&self.users, self.users_file.as_deref(), token)
     }
 
     /// What the sessions' SQL may touch.

@@ -74,7 +74,7 @@ pub async fn serve_postgres(
     security: &rask::comm::Security,
     open: rask::postgres::OpenSession,
 ) -> rask::Result<AbortOnDrop> {
-    let logins = pg.logins(security.token.as_deref());
+    let logins = pg.logins(security.token.as_deref())?;
     let server = rask::postgres::Server::bind(
         host,
         port,

@@ -41,6 +41,26 @@ pub fn main() -> ExitCode {
 ///     rask_cli::main_with(registry)
 /// }
 /// ```
+/// `rask pg-verifier NAME`: the users-file line of NAME, for the password on
+/// standard input (its first line).
+fn pg_verifier(name: &str) -> bool {
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("error: cannot read the password from standard input: {e}");
+        return false;
+    }
+    let password = password.trim_end_matches(['\n', '\r']);
+    if name.is_empty() || name.contains(':') || password.is_empty() {
+        eprintln!("error: give a name without ':' and a password on standard input");
+        return false;
+    }
+    println!(
+        "{name}:{}",
+        rask::postgres::Verifier::from_password(password)
+    );
+    true
+}
+
 pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(
@@ -76,6 +96,7 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         }
         Some(Command::Status(args)) => return exit(status::run(&runtime, args, &cli.run)),
         Some(Command::Retire(args)) => return exit(status::retire(&runtime, args, &cli.run)),
+        Some(Command::PgVerifier(args)) => return exit(pg_verifier(&args.name)),
         _ => {}
     }
     let client = match runtime.block_on(client_for(&cli.run, registry)) {

@@ -15,12 +15,16 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use std::fmt::Debug;
 
-use futures::Sink;
-use pgwire::api::query::ExtendedQueryHandler;
+use futures::{Sink, SinkExt};
+use pgwire::api::portal::PortalExecutionState;
+use pgwire::api::query::{ExtendedQueryHandler, send_execution_response, send_query_response};
+use pgwire::api::store::Entry;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{DEFAULT_NAME, PgWireConnectionState};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::EmptyQueryResponse;
 
 use super::catalog::Dialect;
 use super::cursors::CursorStatement;
@@ -159,12 +163,16 @@ impl ExtendedQueryHandler for Session {
         Arc::clone(&self.planner)
     }
 
-    /// pgwire makes room for `max_rows` rows before it sends any: a client
-    /// asking for billions (or a negative count, read as billions) would
-    /// make it allocate gigabytes and abort the server. Past
-    /// [`MAX_ROWS_AT_ONCE`] the portal is suspended there instead (the
-    /// client asks for the rest, as after any `max_rows`); a negative count
-    /// means all rows, as zero does.
+    /// Rows go out as the cluster makes them. pgwire's own Execute gathers
+    /// all of a portal's rows (up to `max_rows`) before it sends one, and
+    /// makes room for `max_rows` first: `SELECT * FROM big` through a driver
+    /// (max_rows 0) held the whole result in memory, and a client asking for
+    /// billions of rows (or a negative count, read as billions) made it
+    /// allocate gigabytes and abort the server. So a query's portal executed
+    /// whole streams its rows here; a `max_rows` beyond [`MAX_ROWS_AT_ONCE`]
+    /// suspends the portal there (the client asks for the rest, as after any
+    /// `max_rows`); a negative count means all rows, as zero does. Other
+    /// statements, and a portal fetched by parts, go through pgwire's.
     async fn on_execute<C>(&self, client: &mut C, mut message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -173,7 +181,44 @@ impl ExtendedQueryHandler for Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         message.max_rows = message.max_rows.clamp(0, MAX_ROWS_AT_ONCE);
-        self._on_execute(client, message).await
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) if message.max_rows == 0 => portal,
+            _ => return self._on_execute(client, message).await,
+        };
+        let fresh = matches!(*portal.state().lock().await, PortalExecutionState::Initial);
+        if !fresh
+            || !matches!(portal.statement.statement, Planned::Plan { .. })
+            || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        {
+            return self._on_execute(client, message).await;
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let response = self.do_query(client, &portal, 0).await;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        match response? {
+            Response::Query(rows) => send_query_response(client, rows, false).await,
+            Response::Execution(tag) => send_execution_response(client, tag).await,
+            Response::EmptyQuery => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Response::Error(info) => {
+                client
+                    .send(PgWireBackendMessage::ErrorResponse((*info).into()))
+                    .await?;
+                Ok(())
+            }
+            // A query's plan answers with rows or a count; nothing else.
+            _ => Err(PgWireError::ApiError(
+                "an unexpected answer to a query".into(),
+            )),
+        }
     }
 
     async fn do_query<C>(
@@ -199,7 +244,10 @@ impl ExtendedQueryHandler for Session {
             }
             Planned::Declare { name, plan, hold } => (plan, Ok((name, *hold))),
             Planned::Session(statement) => return self.run_about(settings, statement.clone()),
-            Planned::Cursor(statement) => return self.cursor(statement.clone(), format).await,
+            Planned::Cursor(statement) => {
+                return super::cancel::within(deadline, self.cursor(statement.clone(), format))
+                    .await;
+            }
         };
         let wanted = parameter_types(plan)?;
         let wanted: Vec<Option<&DataType>> = wanted.iter().map(Option::as_ref).collect();

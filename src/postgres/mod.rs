@@ -19,6 +19,7 @@ mod catalog;
 mod cursors;
 mod extended;
 mod logins;
+mod scram;
 mod settings;
 mod types;
 
@@ -31,8 +32,6 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Sink, StreamExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{DefaultServerParameterProvider, ServerParameterProvider, StartupHandler};
 use pgwire::api::portal::Format;
 use pgwire::api::query::SimpleQueryHandler;
@@ -53,6 +52,7 @@ use crate::{Client, Error, Result};
 
 pub use self::access::Access;
 pub use self::logins::{Logins, parse_user};
+pub use self::scram::Verifier;
 
 /// Opens the client a new connection runs its SQL on.
 pub type OpenSession = Arc<dyn Fn() -> BoxFuture<'static, Result<Client>> + Send + Sync>;
@@ -161,15 +161,12 @@ impl Server {
                 cancel: watch::Sender::new(0),
             });
             let (logged_in, login) = watch::channel(false);
-            let way = match &logins {
-                Logins::Trust => Way::Trust(Arc::clone(&session)),
-                Logins::Scram(passwords) => Way::Scram(Box::new(
-                    SASLAuthStartupHandler::new(
-                        Arc::new(DefaultServerParameterProvider::default()),
-                    )
-                    .with_scram(ScramAuth::new(Arc::clone(passwords) as _))
-                    .with_connection_manager(Arc::clone(&cancels.manager)),
-                )),
+            let way = match logins.lookup() {
+                None => Way::Trust(Arc::clone(&session)),
+                Some(lookup) => Way::Scram(Box::new(scram::ScramLogin::new(
+                    lookup,
+                    Arc::clone(&cancels.manager),
+                ))),
             };
             let door = Arc::new(Door {
                 way,
@@ -338,8 +335,14 @@ impl Opened {
     /// The connection's settings (`info` is the started connection's).
     fn settings<C: ClientInfo>(&self, info: &C) -> &Arc<Settings> {
         self.settings.get_or_init(|| {
-            let announced = DefaultServerParameterProvider::default().server_parameters(info);
-            Arc::new(Settings::new(announced.unwrap_or_default()))
+            let mut announced = DefaultServerParameterProvider::default()
+                .server_parameters(info)
+                .unwrap_or_default();
+            // A setting the client gave at startup, as PostgreSQL takes any.
+            if let Some(timeout) = info.metadata().get("statement_timeout") {
+                announced.insert("statement_timeout".into(), timeout.clone());
+            }
+            Arc::new(Settings::new(announced))
         })
     }
 
@@ -420,7 +423,7 @@ struct Door {
 /// Trusted, or by SCRAM-SHA-256.
 enum Way {
     Trust(Arc<Session>),
-    Scram(Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>),
+    Scram(Box<scram::ScramLogin>),
 }
 
 #[async_trait]
@@ -507,7 +510,9 @@ impl SimpleQueryHandler for Session {
                         Err(e) => Err(e.into()),
                     }
                 }
-                Some(Ok(cursor)) => self.cursor(cursor, &Format::UnifiedText).await,
+                Some(Ok(cursor)) => {
+                    cancel::within(deadline, self.cursor(cursor, &Format::UnifiedText)).await
+                }
                 Some(Err(e)) => Err(e),
                 // The last statement streams its rows; earlier ones run to the
                 // end first, so that each sees the effects of those before it.

@@ -904,3 +904,53 @@ fn postgres_speaks_tls_with_the_clusters_certificate() {
     assert_ne!(code, 0);
     assert!(err.contains("only TLS"), "{err}");
 }
+
+/// A users file holds verifiers, never passwords: `rask pg-verifier` makes
+/// its lines; psycopg logs in by SCRAM against them, a wrong password gets
+/// 28P01, and a line that is not a verifier stops the server with its line.
+#[test]
+fn a_users_file_of_scram_verifiers_lets_its_users_in() {
+    let root = repository_root();
+    let dir = tempfile::tempdir().expect("a folder");
+    let file = dir.path().join("users");
+    let line = crate::support::run_with_input(rask().args(["pg-verifier", "dora"]), "explorer\n")
+        .success()
+        .stdout;
+    assert!(line.starts_with("dora:SCRAM-SHA-256$4096:"), "{line}");
+    assert!(!line.contains("explorer"), "{line}");
+    std::fs::write(&file, format!("# who may log in\n{line}")).expect("a file");
+    let users = file.display().to_string();
+    let args = [
+        "serve",
+        "--pg-port",
+        "0",
+        "--threads",
+        "1",
+        "--pg-users-file",
+        &users,
+        "--watch-stdin",
+    ];
+    let server = Process::start("serve", &root, &args, &[]);
+    let port = pg_port(&server);
+    let answers = psycopg_logins(
+        &port,
+        &[
+            ("dora", "explorer", "scram-sha-256"),
+            ("dora", "wrong", "scram-sha-256"),
+            ("rask", "explorer", "scram-sha-256"),
+            ("dora", "explorer", "scram-sha-256"),
+        ],
+    );
+    assert_eq!(answers[0], "ok", "{answers:?}");
+    assert!(answers[1].contains("authentication failed"), "{answers:?}");
+    assert!(answers[2].contains("authentication failed"), "{answers:?}");
+    assert_eq!(answers[3], "ok", "{answers:?}");
+    std::fs::write(&file, "dora:md5abcdef\n").expect("a file");
+    let bad = run(rask().args(["serve", "--pg-port", "0", "--pg-users-file", &users]));
+    assert_ne!(bad.code, Some(0));
+    assert!(
+        bad.stderr.contains("users:1: not a SCRAM-SHA-256 verifier"),
+        "{}",
+        bad.stderr
+    );
+}
