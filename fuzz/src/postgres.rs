@@ -110,6 +110,10 @@ impl Postgres {
         startup.extend_from_slice(&body);
         stream.write_all(&startup)?;
         read_until_ready(&mut stream, false)?;
+        // Bounds what one input may run for (a mutated range can ask for
+        // billions of rows); an empty query after it marks the answer's end.
+        stream.write_all(b"Q\0\0\0\x20SET statement_timeout = 200\0Q\0\0\0\x05\0")?;
+        read_until_ready(&mut stream, true)?;
         Ok(stream)
     }
 }
