@@ -33,6 +33,17 @@ fn query(address: &str, sql: &str) -> Run {
     query_with(address, sql, &["--no-progress"])
 }
 
+/// A library client of the cluster at `address`, with the token.
+async fn connect(address: &str) -> rask::Client {
+    let security = rask::comm::Security {
+        token: Some(TOKEN.into()),
+        ..Default::default()
+    };
+    rask::Client::connect_with(address, security)
+        .await
+        .expect("connects")
+}
+
 /// `GET path` of the dashboard at `address`, with the token.
 fn get(address: &str, path: &str) -> (String, String) {
     let bearer = format!("Authorization: Bearer {TOKEN}");
@@ -223,13 +234,7 @@ fn a_lost_scheduler_fails_every_call_and_workers_rejoin_its_successor() {
 
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        let security = rask::comm::Security {
-            token: Some(TOKEN.into()),
-            ..Default::default()
-        };
-        let client = rask::Client::connect_with(&address, security)
-            .await
-            .expect("connects");
+        let client = connect(&address).await;
         assert_eq!(client.workers().await.expect("workers").len(), 2);
         kill_9(scheduler_pid(&scheduler));
         let waiting = client.sql(&long).await;
@@ -351,13 +356,7 @@ fn retiring_workers_hand_over_what_they_hold_and_nothing_is_recomputed() {
     // Partitions persisted on both workers; `rask retire` takes a's away.
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        let security = rask::comm::Security {
-            token: Some(TOKEN.into()),
-            ..Default::default()
-        };
-        let client = rask::Client::connect_with(&address, security)
-            .await
-            .expect("connects");
+        let client = connect(&address).await;
         let sql = "SELECT * FROM timeseries('2000-01-01', '2000-01-31')";
         let persisted = client.sql(sql).await.expect("plans");
         let persisted = persisted.persist().await.expect("persists");

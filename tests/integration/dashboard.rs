@@ -644,12 +644,7 @@ fn curl(url: &str, args: &[&str]) -> (i32, String, String) {
 #[test]
 fn with_tls_the_dashboard_speaks_https() {
     let root = repository_root();
-    let tls = root.join("tests/fixtures/tls");
-    let (cert, key, ca) = (
-        tls.join("node.pem").display().to_string(),
-        tls.join("node.key").display().to_string(),
-        tls.join("ca.pem").display().to_string(),
-    );
+    let (cert, key, ca) = crate::support::tls_files();
     let flags = [
         "--tls-cert",
         cert.as_str(),

@@ -865,12 +865,7 @@ fn postgres_limits_rows_cursors_and_connections() {
 #[test]
 fn postgres_speaks_tls_with_the_clusters_certificate() {
     let root = repository_root();
-    let tls = root.join("tests/fixtures/tls");
-    let (cert, key, ca) = (
-        tls.join("node.pem").display().to_string(),
-        tls.join("node.key").display().to_string(),
-        tls.join("ca.pem").display().to_string(),
-    );
+    let (cert, key, ca) = crate::support::tls_files();
     let args = [
         "serve",
         "--pg-port",

@@ -313,12 +313,7 @@ fn a_silent_worker_is_removed_and_its_work_done_elsewhere() {
 #[test]
 fn tls_clusters_talk_tls_and_refuse_plain_clients() {
     let root = repository_root();
-    let tls = root.join("tests/fixtures/tls");
-    let (cert, key, ca) = (
-        tls.join("node.pem").display().to_string(),
-        tls.join("node.key").display().to_string(),
-        tls.join("ca.pem").display().to_string(),
-    );
+    let (cert, key, ca) = crate::support::tls_files();
     let flags = ["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca];
     let cluster = ProcessCluster::start(&root, 2, 1, &flags);
     let sql = "SELECT name, count(*) AS n FROM timeseries('2000-01-01', '2000-01-03') GROUP BY name ORDER BY name";

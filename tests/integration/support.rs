@@ -9,6 +9,14 @@ pub fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The test-only TLS files (`tests/fixtures/tls`): certificate, key and
+/// authority, as paths for flags.
+pub fn tls_files() -> (String, String, String) {
+    let tls = repository_root().join("tests/fixtures/tls");
+    let path = |name: &str| tls.join(name).display().to_string();
+    (path("node.pem"), path("node.key"), path("ca.pem"))
+}
+
 /// The `../shared/data` reference folder beside the repository.
 pub fn shared_data() -> PathBuf {
     repository_root().join("../shared/data")
