@@ -41,6 +41,10 @@ struct Args {
     /// Where inputs that crashed or panicked are kept.
     #[arg(long, default_value = "fuzz-findings")]
     findings: PathBuf,
+    /// Stops at the first input after which this process holds more than
+    /// this many MiB, keeping that input (0: no limit).
+    #[arg(long, default_value_t = 4096)]
+    max_rss_mib: u64,
     /// Runs these kept inputs once each and says what they do, instead.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     replay: Vec<PathBuf>,
@@ -102,6 +106,16 @@ struct Tally {
     inputs: u64,
     crashes: u64,
     contained: u64,
+    /// Stopped: the process grew past `--max-rss-mib`.
+    memory: bool,
+}
+
+/// This process's resident memory, in MiB (0 when unknown).
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096 >> 20)
 }
 
 /// Feeds `target` inputs from `seed` until `inputs` or `limit`; keeps what
@@ -109,8 +123,7 @@ struct Tally {
 fn fuzz(
     label: &str,
     target: &mut dyn Target,
-    inputs: u64,
-    limit: Duration,
+    (inputs, limit, max_rss_mib): (u64, Duration, u64),
     seed: u64,
     findings: &Path,
 ) -> Tally {
@@ -136,6 +149,11 @@ fn fuzz(
             if *n <= 20 {
                 keep(findings, label, what, *n, &input);
             }
+        }
+        if max_rss_mib > 0 && rss_mib() > max_rss_mib {
+            tally.memory = true;
+            keep(findings, label, "memory", 1, &input);
+            break;
         }
         if report.elapsed() > Duration::from_secs(30) {
             report = Instant::now();
@@ -194,14 +212,8 @@ fn main() -> std::process::ExitCode {
     }
     let limit = Duration::from_secs_f64(args.minutes.max(0.0) * 60.0);
     let start = Instant::now();
-    let tally = fuzz(
-        label,
-        target.as_mut(),
-        args.inputs,
-        limit,
-        args.seed,
-        &args.findings,
-    );
+    let bounds = (args.inputs, limit, args.max_rss_mib);
+    let tally = fuzz(label, target.as_mut(), bounds, args.seed, &args.findings);
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "{label}: {} inputs in {seconds:.0} s ({:.0}/s), seed {}: {} crashes, {} contained panics{}",
@@ -212,7 +224,13 @@ fn main() -> std::process::ExitCode {
         tally.contained,
         target.notes()
     );
-    if tally.crashes > 0 {
+    if tally.memory {
+        println!(
+            "{label}: stopped past {} MiB of memory; the input is kept",
+            args.max_rss_mib
+        );
+    }
+    if tally.crashes > 0 || tally.memory {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
@@ -264,13 +282,12 @@ mod tests {
             Name::Postgres,
         ] {
             let mut target = name.target().expect("the target starts");
-            let tally = fuzz(
-                name.label(),
-                target.as_mut(),
-                300,
-                Duration::from_secs(60),
-                7,
-                &findings,
+            let bounds = (300, Duration::from_secs(60), 4096);
+            let tally = fuzz(name.label(), target.as_mut(), bounds, 7, &findings);
+            assert!(
+                !tally.memory,
+                "{name:?}: past 4 GiB, see {}",
+                findings.display()
             );
             assert_eq!(tally.crashes, 0, "{name:?}: see {}", findings.display());
             assert!(tally.inputs > 0);

@@ -41,6 +41,26 @@ pub fn install(ctx: &SessionContext) -> Result<()> {
     setup_pg_catalog(ctx, &catalog, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))
 }
 
+/// Takes `pg_catalog` out of `ctx` when its connection ends. Its schema holds
+/// the session's catalog list, which holds it: until one lets go, neither
+/// (nor the session's tables) is ever freed, a few MiB a connection. The
+/// session's catalog cannot deregister a schema, so an empty one takes its place.
+pub fn uninstall(ctx: &SessionContext) {
+    let name = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
+    let empty = std::sync::Arc::new(datafusion::catalog::MemorySchemaProvider::new());
+    if let Some(catalog) = ctx.catalog(&name)
+        && let Err(e) = catalog.register_schema("pg_catalog", empty)
+    {
+        tracing::warn!("pg_catalog stays, and its session with it: {e}");
+    }
+}
+
 /// PostgreSQL's dialect, as far as clients' catalog queries use it.
 #[derive(Debug, Default)]
 pub struct Dialect {

@@ -28,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Sink, StreamExt};
@@ -203,6 +204,9 @@ impl Server {
                 }
                 if let Some(key) = session.key.get() {
                     cancels.forget(key);
+                }
+                if let Some(client) = session.opened.client.get() {
+                    catalog::uninstall(client.session());
                 }
             });
         }
@@ -589,7 +593,24 @@ impl Session {
         frame: crate::DataFrame,
         hold: bool,
     ) -> PgWireResult<Response> {
-        let batches = frame.stream().await?;
+        // As in PostgreSQL, the query runs as its rows are fetched: it starts
+        // at the first FETCH, under that statement's timeout, and stops with
+        // the cursor. (Started here, it ran on unbounded by any timeout.)
+        let schema = frame.schema();
+        let started = futures::stream::once(async move {
+            match frame.stream().await {
+                Ok(batches) => batches,
+                Err(e) => {
+                    let schema = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty());
+                    let failed = futures::stream::once(async move {
+                        Err(datafusion::error::DataFusionError::External(Box::new(e)))
+                    });
+                    Box::pin(RecordBatchStreamAdapter::new(schema, failed))
+                }
+            }
+        })
+        .flatten();
+        let batches = Box::pin(RecordBatchStreamAdapter::new(schema, started));
         self.opened.cursors.declare(name, batches, hold)?;
         Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
     }
