@@ -31,14 +31,18 @@ use crate::{Error, Result};
 
 /// Adds `pg_catalog` (tables and functions) to `ctx`, under its default catalog.
 pub fn install(ctx: &SessionContext) -> Result<()> {
-    let catalog = ctx
-        .state()
+    setup_pg_catalog(ctx, &default_catalog(ctx), EmptyContextProvider)
+        .map_err(|e| Error::DataFusion(*e))
+}
+
+/// The name of `ctx`'s default catalog, where `pg_catalog` goes.
+fn default_catalog(ctx: &SessionContext) -> String {
+    ctx.state()
         .config()
         .options()
         .catalog
         .default_catalog
-        .clone();
-    setup_pg_catalog(ctx, &catalog, EmptyContextProvider).map_err(|e| Error::DataFusion(*e))
+        .clone()
 }
 
 /// Takes `pg_catalog` out of `ctx` when its connection ends. Its schema holds

@@ -163,12 +163,23 @@ impl Drop for Process {
 
 /// `rask scheduler` from `dir` on free ports, and its address once it listens.
 pub fn scheduler(dir: &Path) -> (Process, String) {
-    start_scheduler(Path::new(env!("CARGO_BIN_EXE_rask")), dir, &[])
+    scheduler_with(dir, &[], &[])
+}
+
+/// `rask scheduler EXTRA…` from `dir` on free ports with `env`, and its
+/// address once it listens.
+pub fn scheduler_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Process, String) {
+    start_scheduler(Path::new(env!("CARGO_BIN_EXE_rask")), dir, extra, env)
 }
 
 /// `program scheduler EXTRA…` from `dir` on free ports (tests run side by
 /// side), and its address once it listens.
-fn start_scheduler(program: &Path, dir: &Path, extra: &[&str]) -> (Process, String) {
+fn start_scheduler(
+    program: &Path,
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Process, String) {
     let mut args = vec![
         "scheduler",
         "--port",
@@ -178,7 +189,7 @@ fn start_scheduler(program: &Path, dir: &Path, extra: &[&str]) -> (Process, Stri
         "--watch-stdin",
     ];
     args.extend(extra);
-    let scheduler = Process::start_program(program, "scheduler", dir, &args, &[]);
+    let scheduler = Process::start_program(program, "scheduler", dir, &args, env);
     let line = scheduler.wait_for("scheduler at ");
     let address = line
         .rsplit("scheduler at ")
@@ -233,7 +244,7 @@ impl ProcessCluster {
         [extra, scheduler_extra, worker_extra]: [&[&str]; 3],
     ) -> Self {
         let flags: Vec<&str> = extra.iter().chain(scheduler_extra).copied().collect();
-        let (scheduler, address) = start_scheduler(program, dir, &flags);
+        let (scheduler, address) = start_scheduler(program, dir, &flags, &[]);
         let (n, t) = (nworkers.to_string(), nthreads.to_string());
         let mut args = vec![
             "worker",

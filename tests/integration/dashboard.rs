@@ -654,17 +654,8 @@ fn with_tls_the_dashboard_speaks_https() {
         &ca,
     ];
     for token in [Some("tls-and-token"), None] {
-        let mut args = vec![
-            "scheduler",
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--watch-stdin",
-        ];
-        args.extend(flags);
         let env: Vec<(&str, &str)> = token.iter().map(|t| ("RASK_AUTH_TOKEN", *t)).collect();
-        let scheduler = Process::start("scheduler", &root, &args, &env);
+        let (scheduler, _) = crate::processes::scheduler_with(&root, &flags, &env);
         let link = dashboard_link(&scheduler);
         assert!(link.starts_with("https://127.0.0.1:"), "{link}");
         let base = link.split("/status").next().unwrap_or_default().to_string();

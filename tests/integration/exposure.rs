@@ -3,7 +3,7 @@
 //! `--insecure`; with a token, or `--insecure`, it starts. Listening on
 //! `0.0.0.0` sends nothing anywhere; every connection here goes to 127.0.0.1.
 
-use crate::processes::{Process, scheduler};
+use crate::processes::{Process, scheduler, scheduler_with};
 use crate::remote::remote_query;
 use crate::support::{rask, repository_root, run};
 
@@ -84,39 +84,12 @@ fn with_a_token_or_insecure_a_cluster_listens_on_every_interface() {
         (vec!["--insecure"], vec![]),
         (vec![], vec![("RASK_AUTH_TOKEN", "everywhere")]),
     ] {
-        let mut args = vec![
-            "scheduler",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--contact-address",
-            "127.0.0.1",
-            "--watch-stdin",
-        ];
-        args.extend(&flags);
-        let scheduler = Process::start("scheduler", &root, &args, &env);
-        let line = scheduler.wait_for("scheduler at ");
-        let address = line
-            .rsplit("scheduler at ")
-            .next()
-            .expect("an address")
-            .trim()
-            .to_string();
-        let mut worker_args = vec![
-            "worker",
-            address.as_str(),
-            "--host",
-            "0.0.0.0",
-            "--contact-address",
-            "127.0.0.1",
-            "--nthreads",
-            "1",
-            "--watch-stdin",
-        ];
-        worker_args.extend(&flags);
+        // Every interface; others are given 127.0.0.1.
+        let everywhere = ["--host", "0.0.0.0", "--contact-address", "127.0.0.1"];
+        let extra: Vec<&str> = everywhere.iter().chain(&flags).copied().collect();
+        let (scheduler, address) = scheduler_with(&root, &extra, &env);
+        let mut worker_args = vec!["worker", address.as_str(), "--nthreads", "1"];
+        worker_args.extend(everywhere.iter().chain(&flags).chain(&["--watch-stdin"]));
         let _worker = Process::start("worker", &root, &worker_args, &env);
         scheduler.wait_for("registered:");
         let token: Vec<&str> = env.iter().flat_map(|(_, t)| ["--auth-token", *t]).collect();
