@@ -100,6 +100,28 @@ fn count_panics() {
     }));
 }
 
+/// What one input did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// No panic.
+    Clean,
+    /// A panic rask caught (its guards).
+    Contained,
+    /// A panic that escaped the target.
+    Crash,
+}
+
+/// Runs `input` through `target`, telling a contained panic from a crash.
+fn attempt(target: &mut dyn Target, input: &[u8]) -> Outcome {
+    let before = PANICS.load(Ordering::SeqCst);
+    let escaped = std::panic::catch_unwind(AssertUnwindSafe(|| target.run(input))).is_err();
+    match (escaped, PANICS.load(Ordering::SeqCst) != before) {
+        (true, _) => Outcome::Crash,
+        (false, true) => Outcome::Contained,
+        (false, false) => Outcome::Clean,
+    }
+}
+
 /// What a run found.
 #[derive(Debug, Default)]
 struct Tally {
@@ -135,15 +157,12 @@ fn fuzz(
     let mut report = start;
     while tally.inputs < inputs && start.elapsed() < limit {
         let input = mutate::input(&mut rng, &seeds, &dictionary);
-        let before = PANICS.load(Ordering::SeqCst);
-        let escaped = std::panic::catch_unwind(AssertUnwindSafe(|| target.run(&input))).is_err();
+        let outcome = attempt(target, &input);
         tally.inputs += 1;
-        if PANICS.load(Ordering::SeqCst) != before {
-            let what = if escaped { "crash" } else { "contained" };
-            let n = if escaped {
-                &mut tally.crashes
-            } else {
-                &mut tally.contained
+        if outcome != Outcome::Clean {
+            let (what, n) = match outcome {
+                Outcome::Crash => ("crash", &mut tally.crashes),
+                _ => ("contained", &mut tally.contained),
             };
             *n += 1;
             if *n <= 20 {
@@ -197,14 +216,12 @@ fn main() -> std::process::ExitCode {
                 eprintln!("error: cannot read {}", file.display());
                 return std::process::ExitCode::FAILURE;
             };
-            let before = PANICS.load(Ordering::SeqCst);
-            let escaped =
-                std::panic::catch_unwind(AssertUnwindSafe(|| target.run(&input))).is_err();
+            let outcome = attempt(target.as_mut(), &input);
             let message = LAST_PANIC.lock().map(|m| m.clone()).unwrap_or_default();
-            let what = match (PANICS.load(Ordering::SeqCst) != before, escaped) {
-                (_, true) => format!("crash: {message}"),
-                (true, false) => format!("contained panic: {message}"),
-                (false, false) => "no panic".to_string(),
+            let what = match outcome {
+                Outcome::Crash => format!("crash: {message}"),
+                Outcome::Contained => format!("contained panic: {message}"),
+                Outcome::Clean => "no panic".to_string(),
             };
             println!("{}: {what}", file.display());
         }
@@ -261,8 +278,13 @@ mod tests {
             let mut target = name.target().expect("the target starts");
             for entry in entries.flatten() {
                 let input = std::fs::read(entry.path()).expect("a kept input");
-                let run = std::panic::catch_unwind(AssertUnwindSafe(|| target.run(&input)));
-                assert!(run.is_ok(), "{} crashes again", entry.path().display());
+                let outcome = attempt(target.as_mut(), &input);
+                assert_ne!(
+                    outcome,
+                    Outcome::Crash,
+                    "{} crashes again",
+                    entry.path().display()
+                );
                 replayed += 1;
             }
         }

@@ -28,6 +28,7 @@ pub use flight::{MAX_ARGUMENT, MAX_MESSAGE, MAX_TICKET, report_death};
 pub use port::{Arrival, Connection, Limits, Port};
 pub use remote_cluster::RemoteCluster;
 pub use scheduler_node::{SchedulerNode, SchedulerOptions};
+pub(crate) use security::constant_time_eq;
 pub use security::{Security, TOKEN_VARIABLE, TlsFiles};
 pub use wire::{EncodedJob, EncodedStage, WorkerDeath};
 pub use worker_node::{WorkerOptions, run_worker};

@@ -209,11 +209,6 @@ impl Connection {
         }
     }
 
-    /// The peer's address.
-    pub fn peer(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
-    }
-
     /// The socket, for a server that takes one (its limit still held by `self`).
     pub fn into_parts(self) -> (TcpStream, Option<OwnedSemaphorePermit>) {
         (self.stream, self._permit)

@@ -17,7 +17,7 @@ use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use pgwire::api::ConnectionManager;
 use pgwire::api::cancel::CancelHandler;
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 use tokio::sync::watch;
@@ -141,20 +141,16 @@ pub async fn within<T>(
 
 /// PostgreSQL's answer to a statement past its `statement_timeout`.
 fn timed_out() -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        "57014".to_string(),
-        "canceling statement due to statement timeout".to_string(),
-    )))
+    super::refusal(
+        "ERROR",
+        "57014",
+        "canceling statement due to statement timeout",
+    )
 }
 
 /// PostgreSQL's answer to a cancelled query.
 fn cancelled() -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        "57014".to_string(),
-        "canceling statement due to user request".to_string(),
-    )))
+    super::refusal("ERROR", "57014", "canceling statement due to user request")
 }
 
 #[cfg(test)]

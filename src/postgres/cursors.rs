@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::StreamExt;
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 
 use crate::Error;
 
@@ -220,11 +220,7 @@ pub fn unsupported(what: &str) -> PgWireError {
 }
 
 fn error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        code.to_string(),
-        message,
-    )))
+    super::refusal("ERROR", code, message)
 }
 
 #[cfg(test)]

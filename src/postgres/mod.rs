@@ -233,21 +233,17 @@ async fn too_many(mut socket: tokio::net::TcpStream, peer: std::net::SocketAddr)
     const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
     /// The longest startup message read (PostgreSQL's own limit).
     const MAX_STARTUP: usize = 10_000;
-    let mut fields = Vec::new();
-    for (code, value) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', "53300"),
-        (b'M', "sorry, too many clients already"),
-    ] {
-        fields.push(code);
-        fields.extend_from_slice(value.as_bytes());
-        fields.push(0);
+    use pgwire::messages::Message;
+    let info = ErrorInfo::new(
+        "FATAL".into(),
+        "53300".into(),
+        "sorry, too many clients already".into(),
+    );
+    let mut message = bytes::BytesMut::new();
+    if let Err(e) = pgwire::messages::response::ErrorResponse::from(info).encode(&mut message) {
+        tracing::debug!(%peer, "postgres: cannot encode the refusal: {e}");
+        return;
     }
-    fields.push(0);
-    let mut message = vec![b'E'];
-    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
-    message.extend_from_slice(&fields);
     let told = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let mut head = [0u8; 8];
         socket.read_exact(&mut head).await?;
@@ -443,11 +439,11 @@ impl StartupHandler for Door {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if self.tls_only && !client.is_secure() {
-            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                "FATAL".into(),
-                "28000".into(),
-                "this server takes only TLS connections (sslmode=require or stronger)".into(),
-            ))));
+            return Err(refusal(
+                "FATAL",
+                "28000",
+                "this server takes only TLS connections (sslmode=require or stronger)",
+            ));
         }
         match &self.way {
             Way::Trust(session) => session.on_startup(client, message).await?,
@@ -558,10 +554,20 @@ fn in_transaction<C: ClientInfo>(client: &C) -> bool {
 /// PostgreSQL's answer to `DECLARE` without `WITH HOLD` outside a transaction
 /// block: such a cursor would close before anyone could read it.
 fn outside_a_block() -> PgWireError {
+    refusal(
+        "ERROR",
+        "25P01",
+        "DECLARE CURSOR can only be used in transaction blocks",
+    )
+}
+
+/// An error response: `severity` (`ERROR` ends the statement, `FATAL` the
+/// connection), the SQLSTATE `code` and the message.
+pub(crate) fn refusal(severity: &str, code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        "25P01".into(),
-        "DECLARE CURSOR can only be used in transaction blocks".into(),
+        severity.into(),
+        code.into(),
+        message.into(),
     )))
 }
 

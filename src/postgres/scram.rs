@@ -27,11 +27,13 @@ use pgwire::api::{
     ClientInfo, ConnectionGuard, ConnectionHandle, ConnectionManager, PgWireConnectionState,
     PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use ring::rand::SecureRandom;
 use ring::{digest, hmac, pbkdf2};
+
+use crate::comm::constant_time_eq;
 
 /// The mechanism's name.
 const MECHANISM: &str = "SCRAM-SHA-256";
@@ -240,7 +242,7 @@ fn verify(step: &Step, client_final: &[u8]) -> PgWireResult<Result<String, Strin
     }
     let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
     let stored = digest::digest(&digest::SHA256, &client_key);
-    if !same(stored.as_ref(), &verifier.stored_key) {
+    if !constant_time_eq(stored.as_ref(), &verifier.stored_key) {
         return Ok(Err(user.clone()));
     }
     let server_signature = mac(&verifier.server_key, conversation.as_bytes());
@@ -322,11 +324,6 @@ fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn random<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     // The system's generator does not fail on Linux; a zero salt or nonce
@@ -340,11 +337,7 @@ fn malformed() -> PgWireError {
 }
 
 fn refused(code: &str, message: &str) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".into(),
-        code.into(),
-        message.into(),
-    )))
+    super::refusal("FATAL", code, message)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use parking_lot::Mutex;
 use pgwire::api::Type;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 
 /// A statement about the session.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,11 +154,9 @@ impl Settings {
     fn value(&self, name: &str) -> PgWireResult<String> {
         let name = name.to_ascii_lowercase();
         self.0.lock().get(&name).cloned().ok_or_else(|| {
-            PgWireError::UserError(Box::new(ErrorInfo::new(
-                "ERROR".to_string(),
-                "42704".to_string(), // undefined_object
-                format!("unrecognized configuration parameter \"{name}\""),
-            )))
+            // 42704: undefined_object.
+            let message = format!("unrecognized configuration parameter \"{name}\"");
+            super::refusal("ERROR", "42704", message)
         })
     }
 

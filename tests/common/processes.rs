@@ -330,3 +330,14 @@ pub fn signal(pid: u32, signal: &str) {
         .expect("sh runs");
     assert!(status.success(), "kill {signal} {pid} failed");
 }
+
+/// The field `name` (`VmRSS`, `VmHWM`) of process `pid`'s status, in KiB.
+pub fn status_kib(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("process {pid} is gone: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+}

@@ -952,12 +952,7 @@ fn a_users_file_of_scram_verifiers_lets_its_users_in() {
 
 /// The resident memory of `pid`, in MiB.
 fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib >> 10)
+    crate::processes::status_kib(pid, "VmRSS") >> 10
 }
 
 /// A connection that ran a statement leaves nothing behind when it closes:

@@ -372,14 +372,7 @@ fn a_query_over_more_data_than_the_workers_memory_finishes() {
 
 /// The peak resident memory of process `pid` so far (`VmHWM`), in bytes.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("process {pid} is gone: {e}"));
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kib * 1024
+    crate::processes::status_kib(pid, "VmHWM") * 1024
 }
 
 /// A memory cgroup of this test's own, below the test process's, removed
