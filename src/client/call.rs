@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::exec::TaskData;
 use crate::key::Key;
-use crate::scheduler::TaskSpec;
+use crate::scheduler::{TaskKind, TaskSpec};
 use crate::worker::{FunctionArg, FunctionJob, Job};
 
 static TOKENS: AtomicU64 = AtomicU64::new(0);
@@ -49,7 +49,11 @@ pub(crate) fn pure_token(name: &str, args: &[CallInput]) -> Result<String, Strin
 /// The task calling `job` on `args`, keyed `key`. The scheduler sends each
 /// input once: an input passed twice is handed to the function twice, and
 /// literals travel in the job.
-pub(crate) fn call_task(key: Key, job: FunctionJob, args: &[CallInput]) -> TaskSpec {
+pub(crate) fn call_task(
+    key: Key,
+    job: FunctionJob,
+    args: &[CallInput],
+) -> (TaskSpec, Arc<Job>) {
     let mut inputs: Vec<Key> = Vec::with_capacity(args.len());
     let mut plain = true;
     let positions: Vec<FunctionArg> = args
@@ -77,5 +81,6 @@ pub(crate) fn call_task(key: Key, job: FunctionJob, args: &[CallInput]) -> TaskS
         args: (!plain).then(|| positions.into()),
         ..job
     };
-    TaskSpec::new(key, inputs).with_job(Arc::new(Job::Function(job)))
+    let spec = TaskSpec::new(key, inputs).with_kind(TaskKind::Call);
+    (spec, Arc::new(Job::Function(job)))
 }

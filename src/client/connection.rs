@@ -13,7 +13,12 @@ use super::ClusterInfo;
 use crate::exec::{TaskData, Value};
 use crate::key::{Key, KeyMap};
 use crate::planner::StageGraph;
-use crate::scheduler::{ClientId, Event, Message, Outcome, TaskSpec, WorkerId};
+use crate::scheduler::{ClientId, Event, Outcome, TaskSpec, WorkerId};
+use crate::worker::Job;
+
+/// What a client tells its scheduler; jobs are in-process work until a remote
+/// link encodes them.
+pub(crate) type Message = crate::scheduler::Message<Job>;
 
 /// How a client reaches its cluster: a scheduler in this process
 /// ([`LocalCluster`](super::LocalCluster)) or one in another, over the network.
@@ -58,7 +63,7 @@ pub(crate) trait ClusterLink: Send + Sync {
 
     /// The jobs of `graph` as this cluster's workers take them: in place, or
     /// encoded for another process (an error if some stage cannot be).
-    fn tasks(&self, graph: &StageGraph) -> crate::Result<Vec<TaskSpec>>;
+    fn tasks(&self, graph: &StageGraph) -> crate::Result<Vec<(TaskSpec, Arc<Job>)>>;
 
     /// The scheduler, its workers and its dashboard, as last heard.
     fn info(&self) -> ClusterInfo;
@@ -160,14 +165,18 @@ impl Connection {
     }
 
     /// Submits `tasks` and returns futures of `wanted`.
-    pub fn submit(self: &Arc<Self>, tasks: Vec<TaskSpec>, wanted: Vec<Key>) -> Vec<super::Future> {
+    pub fn submit(
+        self: &Arc<Self>,
+        tasks: Vec<(TaskSpec, Arc<Job>)>,
+        wanted: Vec<Key>,
+    ) -> Vec<super::Future> {
         self.slots.lock().reserve(wanted.len());
         let futures: Vec<super::Future> = wanted.iter().map(|k| self.future(k.clone())).collect();
-        self.cluster.send(Message::Event(Event::GraphSubmitted {
+        self.cluster.send(Message::Submit {
             client: self.id,
             tasks,
             wanted,
-        }));
+        });
         futures
     }
 

@@ -30,7 +30,7 @@ use crate::exec::{PartitionState, TaskData, Value};
 use crate::key::{Key, KeySet};
 use crate::planner::{Layout, Link, Row};
 use crate::scheduler::{TaskSpec, WorkerId};
-use crate::worker::FunctionJob;
+use crate::worker::{FunctionJob, Job};
 
 /// A function registered with a client, with its argument and result types:
 /// `Args` is the tuple of its argument types, `R` its result's.
@@ -91,10 +91,10 @@ impl<Args, R> Function<Args, R> {
             fresh_token()
         };
         let key = Key::new(format!("{}-{token}", self.job.name));
-        let spec = call_task(key.clone(), self.job.clone(), &inputs);
+        let task = call_task(key.clone(), self.job.clone(), &inputs);
         Delayed::from_node(Node {
             key,
-            spec: Some(spec),
+            task: Some(task),
             inputs: nodes,
             _held: held,
             connection: Arc::clone(&self.connection),
@@ -217,8 +217,8 @@ fn split(args: Vec<Argument>) -> (Vec<CallInput>, Vec<Arc<Node>>, Vec<Future>) {
 #[derive(Clone)]
 struct Node {
     key: Key,
-    /// The task; `None` once persisted, when `held` holds its future.
-    spec: Option<TaskSpec>,
+    /// The task and its job; `None` once persisted, when `held` holds its future.
+    task: Option<(TaskSpec, Arc<Job>)>,
     /// The delayed calls it reads.
     inputs: Vec<Arc<Node>>,
     /// The futures it reads (or, persisted, its own).
@@ -270,7 +270,7 @@ impl<T> Delayed<T> {
     }
 
     fn with_spec(mut self, f: impl FnOnce(&mut TaskSpec)) -> Self {
-        if let Some(spec) = Arc::make_mut(&mut self.node).spec.as_mut() {
+        if let Some((spec, _)) = Arc::make_mut(&mut self.node).task.as_mut() {
             f(spec);
         }
         self
@@ -307,7 +307,7 @@ impl<T> Delayed<T> {
         let future = self.compute();
         Delayed::from_node(Node {
             key: future.key().clone(),
-            spec: None,
+            task: None,
             inputs: Vec::new(),
             _held: vec![future],
             connection: Arc::clone(&self.node.connection),
@@ -330,7 +330,7 @@ pub fn compute<T>(delayed: &[Delayed<T>]) -> Vec<Future> {
 }
 
 /// The tasks of the graphs under `roots`, each once, inputs before readers.
-fn tasks_of(roots: &[&Arc<Node>], connection: &Connection) -> Vec<TaskSpec> {
+fn tasks_of(roots: &[&Arc<Node>], connection: &Connection) -> Vec<(TaskSpec, Arc<Job>)> {
     let workers = connection.cluster().info().workers;
     let resolve = |names: &[String]| -> Vec<WorkerId> {
         workers
@@ -349,18 +349,18 @@ fn tasks_of(roots: &[&Arc<Node>], connection: &Connection) -> Vec<TaskSpec> {
     let mut stack: Vec<(&Arc<Node>, bool)> = roots.iter().rev().map(|n| (*n, false)).collect();
     while let Some((node, expanded)) = stack.pop() {
         if expanded {
-            if let Some(spec) = &node.spec
+            if let Some((spec, job)) = &node.task
                 && seen.insert(spec.key.clone())
             {
                 let mut spec = spec.clone();
                 if let Some(names) = &node.workers {
                     spec.workers = Some(resolve(names));
                 }
-                tasks.push(spec);
+                tasks.push((spec, Arc::clone(job)));
             }
             continue;
         }
-        if node.spec.is_none() || seen.contains(node.key()) {
+        if node.task.is_none() || seen.contains(node.key()) {
             continue;
         }
         stack.push((node, true));
@@ -421,9 +421,9 @@ fn drawing<T>(delayed: &[Delayed<T>]) -> Layout {
                 });
             }
         }
-        if let Some(spec) = &node.spec {
-            let operation = match spec.job.as_deref() {
-                Some(crate::worker::Job::Function(f)) => f.name.to_string(),
+        if let Some((spec, job)) = &node.task {
+            let operation = match &**job {
+                Job::Function(f) => f.name.to_string(),
                 _ => operation_of(&spec.key),
             };
             drawn.push(Drawn {

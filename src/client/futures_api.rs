@@ -35,9 +35,8 @@ impl Compute for DataFrame {
             let mut tasks = connection.cluster().tasks(&graph)?;
             let finals = graph.keys(graph.stages.len() - 1);
             let key = Key::new(format!("finalize-{}", graph.token));
-            let spec = crate::scheduler::TaskSpec::new(key.clone(), finals)
-                .with_job(Arc::new(crate::worker::Job::Concat));
-            tasks.push(spec);
+            let spec = crate::scheduler::TaskSpec::new(key.clone(), finals);
+            tasks.push((spec, Arc::new(crate::worker::Job::Concat)));
             Ok(connection.submit(tasks, vec![key]).remove(0))
         })
     }

@@ -105,7 +105,7 @@ impl Question {
     /// The answer of `scheduler`, whose workers are as `workers` tells.
     pub fn answer(
         self,
-        scheduler: &crate::scheduler::SchedulerServer,
+        scheduler: &dyn crate::scheduler::SchedulerHandle,
         workers: impl FnOnce() -> Vec<WorkerState>,
     ) -> Answer {
         match self {
@@ -130,7 +130,7 @@ impl Question {
                 }
                 for &worker in &found {
                     let event = crate::scheduler::Event::RetireWorker { worker };
-                    scheduler.send(crate::scheduler::Message::Event(event));
+                    scheduler.handle(event);
                 }
                 Answer::Retiring(found)
             }

@@ -9,8 +9,8 @@ use super::{Answer, ClusterInfo, Config, Question, WorkerInfo, WorkerState};
 use crate::exec::{self, TaskData, Value};
 use crate::key::Key;
 use crate::planner::StageGraph;
-use crate::scheduler::{Message, SchedulerServer, TaskSpec, WorkerId};
-use crate::worker::{DataStore, EventSink, Peers, WorkSpace, Worker, WorkerMetrics};
+use crate::scheduler::{EventLoop, Message, SchedulerHandle, TaskSpec, WorkerId};
+use crate::worker::{DataStore, EventSink, Job, Peers, WorkSpace, Worker, WorkerMetrics};
 use crate::{Error, Result};
 
 /// A scheduler thread and workers in this process. Results pass between them
@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// # Ok::<(), rask::Error>(())
 /// ```
 pub struct LocalCluster {
-    server: SchedulerServer,
+    server: EventLoop<Job>,
     peers: Arc<Peers>,
     config: Config,
     view: Arc<LocalView>,
@@ -34,7 +34,7 @@ pub struct LocalCluster {
 
 /// What the local cluster's dashboard and its questions read.
 struct LocalView {
-    server: SchedulerServer,
+    server: EventLoop<Job>,
     peers: Arc<Peers>,
     info: ClusterInfo,
 }
@@ -88,7 +88,7 @@ impl LocalCluster {
             path: "<local cluster>".into(),
             source: e,
         };
-        let server = SchedulerServer::new();
+        let server = EventLoop::new();
         let peers = Arc::new(Peers::default());
         // Where the workers spill: a folder of the cluster's own, removed with it.
         let parent = config
@@ -169,7 +169,7 @@ impl LocalCluster {
 }
 
 impl ClusterLink for LocalCluster {
-    fn enqueue(&self, message: Message) {
+    fn enqueue(&self, message: Message<Job>) {
         self.server.enqueue(message);
     }
 
@@ -205,7 +205,7 @@ impl ClusterLink for LocalCluster {
         Box::pin(async move { result })
     }
 
-    fn tasks(&self, graph: &StageGraph) -> Result<Vec<TaskSpec>> {
+    fn tasks(&self, graph: &StageGraph) -> Result<Vec<(TaskSpec, Arc<Job>)>> {
         Ok(super::query_planner::tasks(graph, None))
     }
 
@@ -283,7 +283,7 @@ impl crate::dashboard::ClusterView for LocalView {
         self.worker_states()
     }
 
-    fn scheduler(&self) -> &SchedulerServer {
+    fn scheduler(&self) -> &dyn SchedulerHandle {
         &self.server
     }
 }

@@ -180,10 +180,10 @@ pub(crate) fn cut(
 
 /// Marks the tasks of `graph` (as [`tasks`] orders them: stage by stage,
 /// partition by partition) with the functions their stage calls.
-fn needs(tasks: &mut [TaskSpec], graph: &StageGraph, functions: &[Vec<String>]) {
+fn needs(tasks: &mut [(TaskSpec, Arc<Job>)], graph: &StageGraph, functions: &[Vec<String>]) {
     let mut tasks = tasks.iter_mut();
     for (stage, names) in graph.stages.iter().zip(functions) {
-        for task in tasks.by_ref().take(stage.partitions()) {
+        for (task, _) in tasks.by_ref().take(stage.partitions()) {
             task.functions.clone_from(names);
         }
     }
@@ -191,7 +191,10 @@ fn needs(tasks: &mut [TaskSpec], graph: &StageGraph, functions: &[Vec<String>]) 
 
 /// The tasks of `graph`, each with its job: the stage itself for workers in
 /// this process, or `encoded` (one per stage) for workers in others.
-pub(crate) fn tasks(graph: &StageGraph, encoded: Option<&[Arc<EncodedStage>]>) -> Vec<TaskSpec> {
+pub(crate) fn tasks(
+    graph: &StageGraph,
+    encoded: Option<&[Arc<EncodedStage>]>,
+) -> Vec<(TaskSpec, Arc<Job>)> {
     let mut tasks = Vec::with_capacity(graph.task_count());
     for (s, stage) in graph.stages.iter().enumerate() {
         let inputs: Vec<(usize, Arc<[Key]>)> = stage
@@ -220,18 +223,18 @@ pub(crate) fn tasks(graph: &StageGraph, encoded: Option<&[Arc<EncodedStage>]>) -
                 }),
             };
             let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
-            tasks.push(spec.with_job(Arc::new(job)));
+            tasks.push((spec, Arc::new(job)));
         }
     }
     tasks
 }
 
 /// The tasks of `tasks` that `key` needs, itself included, in their order.
-fn needed_by(tasks: &[TaskSpec], key: &Key) -> Vec<TaskSpec> {
+fn needed_by(tasks: &[(TaskSpec, Arc<Job>)], key: &Key) -> Vec<(TaskSpec, Arc<Job>)> {
     let index: crate::key::KeyMap<usize> = tasks
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.key.clone(), i))
+        .map(|(i, (t, _))| (t.key.clone(), i))
         .collect();
     let mut needed = vec![false; tasks.len()];
     let mut stack: Vec<usize> = index.get(key).copied().into_iter().collect();
@@ -241,6 +244,7 @@ fn needed_by(tasks: &[TaskSpec], key: &Key) -> Vec<TaskSpec> {
         }
         stack.extend(
             tasks[i]
+                .0
                 .dependencies
                 .iter()
                 .filter_map(|d| index.get(d).copied()),
@@ -259,7 +263,7 @@ fn needed_by(tasks: &[TaskSpec], key: &Key) -> Vec<TaskSpec> {
 pub(crate) struct ClusterExec {
     graph: StageGraph,
     /// The tasks, until submitted.
-    tasks: Mutex<Vec<TaskSpec>>,
+    tasks: Mutex<Vec<(TaskSpec, Arc<Job>)>>,
     connection: Arc<Connection>,
     properties: Arc<PlanProperties>,
     /// The futures of the final tasks once submitted; each partition takes its own.
@@ -270,7 +274,11 @@ pub(crate) struct ClusterExec {
 }
 
 impl ClusterExec {
-    fn new(graph: StageGraph, tasks: Vec<TaskSpec>, connection: Arc<Connection>) -> Self {
+    fn new(
+        graph: StageGraph,
+        tasks: Vec<(TaskSpec, Arc<Job>)>,
+        connection: Arc<Connection>,
+    ) -> Self {
         let properties = Arc::clone(graph.final_stage().plan.properties());
         Self {
             graph,

@@ -7,7 +7,7 @@ use crate::exec::TaskData;
 use crate::key::Key;
 use crate::scheduler::TaskSpec;
 use crate::udf::Registry;
-use crate::worker::FunctionJob;
+use crate::worker::{FunctionJob, Job};
 
 /// Tasks that call functions on each other's results. Build it, then hand it to
 /// [`Client::submit_graph`](super::Client::submit_graph).
@@ -27,7 +27,7 @@ use crate::worker::FunctionJob;
 /// ```
 #[derive(Default)]
 pub struct TaskGraph {
-    pub(crate) tasks: Vec<TaskSpec>,
+    pub(crate) tasks: Vec<(TaskSpec, Arc<Job>)>,
 }
 
 impl TaskGraph {

@@ -25,6 +25,7 @@ use crate::exec::{RemoteInput, StageInput, TaskData, Value};
 use crate::key::{Key, KeySet};
 use crate::planner::StageGraph;
 use crate::scheduler::{Event, Message, Outcome, ReportSink, TaskError, TaskSpec, WorkerId};
+use crate::worker::Job;
 use crate::{Error, Result};
 
 /// A scheduler in another process, as a client reaches it.
@@ -141,17 +142,12 @@ impl RemoteCluster {
     /// `tasks` as they travel, each function call to run on the workers that
     /// carry its function; `Err` names the first that cannot travel or that no
     /// worker carries.
-    fn encode(&self, tasks: Vec<TaskSpec>) -> Result<Vec<EncodedTask>> {
+    fn encode(&self, tasks: Vec<(TaskSpec, Arc<Job>)>) -> Result<Vec<EncodedTask>> {
         let workers = self.shared.info.read().workers.clone();
         tasks
             .into_iter()
-            .map(|task| {
-                let job = match &task.job {
-                    Some(job) => encode_job(job)?,
-                    None => {
-                        return Err(Error::Comm(format!("task {} has nothing to run", task.key)));
-                    }
-                };
+            .map(|(task, job)| {
+                let job = encode_job(&job)?;
                 let mut functions = task.functions;
                 if let EncodedJob::Function { name, .. } = &job {
                     check_carried(&[name.clone()].into(), &workers)?;
@@ -240,7 +236,7 @@ impl Shared {
 }
 
 impl ClusterLink for RemoteCluster {
-    fn enqueue(&self, message: Message) {
+    fn enqueue(&self, message: Message<Job>) {
         match message {
             Message::Connect(_, sink) => *self.shared.sink.lock() = Some(sink),
             Message::Disconnect(_) => {
@@ -250,7 +246,7 @@ impl ClusterLink for RemoteCluster {
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.outbox.lock().take();
             }
-            Message::Event(Event::GraphSubmitted { tasks, wanted, .. }) => {
+            Message::Submit { tasks, wanted, .. } => {
                 match self.encode(tasks) {
                     Ok(tasks) => {
                         if self.expect(&wanted) {
@@ -371,7 +367,7 @@ impl ClusterLink for RemoteCluster {
         })
     }
 
-    fn tasks(&self, graph: &StageGraph) -> Result<Vec<TaskSpec>> {
+    fn tasks(&self, graph: &StageGraph) -> Result<Vec<(TaskSpec, Arc<Job>)>> {
         let encoded = graph
             .stages
             .iter()

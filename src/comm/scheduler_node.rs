@@ -1,4 +1,4 @@
-//! The scheduler as a process: the shared [`SchedulerServer`] behind a Flight
+//! The scheduler as a process: the shared [`EventLoop`] behind a Flight
 //! service, with workers and clients of other processes on control streams.
 //!
 //! A worker's stream starts with its [`Registration`]; the scheduler answers
@@ -22,20 +22,18 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::Security;
-use super::codec::encode_job;
 use super::flight::{self, ControlPlane, FlightNode, Frames};
 use super::port::{Limits, Port};
 use super::wire::{
-    EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
+    EncodedJob, EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
     ToWorker, WireOutcome, WorkerDeath,
 };
 use crate::client::{ClusterInfo, WorkerInfo, WorkerState, format_bytes};
 use crate::key::{Key, KeySet};
 use crate::scheduler::{
-    ClientId, Event, Input, Message, Outcome, Released, SchedulerServer, TaskError, TaskSpec,
-    WorkerEndpoint, WorkerId,
+    ClientId, Event, EventLoop, Input, Message, Outcome, Released, SchedulerHandle, TaskError,
+    TaskKind, TaskSpec, WorkerEndpoint, WorkerId,
 };
-use crate::worker::Job;
 use crate::worker::WorkerMetrics;
 use crate::{Error, Result};
 
@@ -82,7 +80,7 @@ pub struct SchedulerNode {
 
 /// What the control streams share.
 struct SchedulerState {
-    server: SchedulerServer,
+    server: EventLoop<EncodedJob>,
     address: String,
     dashboard: Option<String>,
     heartbeat_timeout: Duration,
@@ -126,7 +124,7 @@ impl SchedulerNode {
             None => (None, None),
         };
         let state = Arc::new(SchedulerState {
-            server: SchedulerServer::new(),
+            server: EventLoop::new(),
             address: advertised.clone(),
             dashboard: link.clone(),
             heartbeat_timeout: options.heartbeat_timeout,
@@ -200,7 +198,7 @@ impl SchedulerNode {
     }
 
     /// The scheduler server, shared with every stream.
-    pub fn server(&self) -> &SchedulerServer {
+    pub fn server(&self) -> &EventLoop<EncodedJob> {
         &self.state.server
     }
 
@@ -431,8 +429,8 @@ impl SchedulerState {
                         }
                         continue;
                     }
-                    if let Some(event) = client_event(id, message) {
-                        state.server.enqueue(Message::Event(event));
+                    if let Some(message) = client_message(id, message) {
+                        state.server.enqueue(message);
                     }
                 }
                 state.server.drain();
@@ -530,7 +528,7 @@ impl crate::dashboard::ClusterView for Arc<SchedulerState> {
         self.worker_states()
     }
 
-    fn scheduler(&self) -> &SchedulerServer {
+    fn scheduler(&self) -> &dyn SchedulerHandle {
         &self.server
     }
 }
@@ -601,14 +599,17 @@ fn worker_event(worker: WorkerId, message: FromWorker) -> Option<Event> {
     }
 }
 
-/// A client's message as a core event; `None` for a question, answered apart.
-fn client_event(client: ClientId, message: FromClient) -> Option<Event> {
-    Some(match message {
-        FromClient::Submit { tasks, wanted } => Event::GraphSubmitted {
-            client,
-            tasks: tasks.into_iter().map(task_spec).collect(),
-            wanted,
-        },
+/// A client's message as the scheduler takes it; `None` for a question,
+/// answered apart.
+fn client_message(client: ClientId, message: FromClient) -> Option<Message<EncodedJob>> {
+    Some(Message::Event(match message {
+        FromClient::Submit { tasks, wanted } => {
+            return Some(Message::Submit {
+                client,
+                tasks: tasks.into_iter().map(task_spec).collect(),
+                wanted,
+            });
+        }
         FromClient::Release { key } => Event::FutureReleased { client, key },
         FromClient::Cancel { keys } => Event::Cancel { client, keys },
         FromClient::Scattered {
@@ -625,17 +626,20 @@ fn client_event(client: ClientId, message: FromClient) -> Option<Event> {
         FromClient::Publish { name, key } => Event::Publish { name, key },
         FromClient::Unpublish { name } => Event::Unpublish { name },
         FromClient::Ask { .. } => return None,
-    })
+    }))
 }
 
-fn task_spec(task: EncodedTask) -> TaskSpec {
-    let mut spec =
-        TaskSpec::new(task.key, task.dependencies).with_job(Arc::new(Job::Encoded(task.job)));
+fn task_spec(task: EncodedTask) -> (TaskSpec, Arc<EncodedJob>) {
+    let kind = match task.job {
+        EncodedJob::Function { .. } => TaskKind::Call,
+        EncodedJob::Stage { .. } | EncodedJob::Concat => TaskKind::Stage,
+    };
+    let mut spec = TaskSpec::new(task.key, task.dependencies).with_kind(kind);
     spec.priority = task.priority;
     spec.retries = task.retries;
     spec.workers = task.workers;
     spec.functions = task.functions;
-    spec
+    (spec, Arc::new(task.job))
 }
 
 /// A worker of another process, as the scheduler server drives it: every call
@@ -648,7 +652,7 @@ struct RemoteWorker {
     state: std::sync::Weak<SchedulerState>,
 }
 
-impl WorkerEndpoint for RemoteWorker {
+impl WorkerEndpoint<EncodedJob> for RemoteWorker {
     fn id(&self) -> WorkerId {
         self.id
     }
@@ -661,14 +665,8 @@ impl WorkerEndpoint for RemoteWorker {
         Some(Arc::clone(&self.functions))
     }
 
-    fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {
-        let job = match encode_job(&job) {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::error!(%key, "cannot send the task to worker {}: {e}", self.id);
-                return;
-            }
-        };
+    fn run(&self, key: Key, job: Arc<EncodedJob>, inputs: Vec<Input>) {
+        let job = Arc::unwrap_or_clone(job);
         let Some(state) = self.state.upgrade() else {
             return;
         };

@@ -6,7 +6,6 @@
 //! travel inside jobs as `datafusion-proto` bytes ([`super::codec`]); results
 //! travel as Arrow IPC over Flight `do_get`, named by a [`FetchTicket`].
 
-use std::sync::Arc;
 
 use arrow_flight::FlightData;
 use serde::de::DeserializeOwned;
@@ -55,62 +54,7 @@ pub struct Registration {
     pub nanny: Option<u32>,
 }
 
-/// A query stage encoded for workers in other processes; shared by the jobs of
-/// its tasks, decoded once per worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EncodedStage {
-    /// Unique per query and stage: workers cache the decoded plan under it.
-    pub id: String,
-    /// The stage's number within its query.
-    pub number: u32,
-    /// The plan, as `datafusion-proto` bytes.
-    pub plan: Vec<u8>,
-    /// How the output is split (a `datafusion-proto` partitioning), or `None`
-    /// for one bucket.
-    pub output: Option<Vec<u8>>,
-    /// The query's session settings.
-    pub config: Vec<(String, String)>,
-    /// The values of the scalar subqueries the plan reads, by index (as
-    /// `datafusion-proto` scalars), computed before the query was cut.
-    pub subqueries: Vec<Option<Vec<u8>>>,
-}
-
-/// A task's job as it travels to a worker in another process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum EncodedJob {
-    /// One partition of a stage.
-    Stage {
-        /// The stage.
-        stage: Arc<EncodedStage>,
-        /// The partition to run.
-        partition: u32,
-        /// For each stage read, the keys of its tasks in partition order.
-        inputs: Vec<(u32, Vec<Key>)>,
-    },
-    /// All inputs' batches as one result.
-    Concat,
-    /// A function, by its registered name.
-    Function {
-        /// The name.
-        name: String,
-        /// Its arguments, when not the task's inputs in order.
-        args: Option<Vec<WireArg>>,
-    },
-}
-
-/// One argument of a function call, as it travels.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum WireArg {
-    /// Input `i` of the task.
-    Input(u32),
-    /// A value given with the call: its Rust type's name and postcard bytes.
-    Literal {
-        /// The type, as `Value::type_name` gives it.
-        type_name: String,
-        /// The value's bytes.
-        bytes: Vec<u8>,
-    },
-}
+pub use crate::worker::{EncodedJob, EncodedStage, WireArg};
 
 /// How often the scheduler tells each worker and client that it lives.
 pub const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -3,7 +3,7 @@
 //! as Dask's does.
 //!
 //! Everything it shows comes from a [`ClusterView`]: the scheduler's
-//! [`SchedulerServer`] (progress, task stream, graph, tasks) and the workers'
+//! [`SchedulerHandle`] (progress, task stream, graph, tasks) and the workers'
 //! state. Reading costs the scheduler little: progress is counted as tasks
 //! change state, the task stream sits behind a lock of its own, and a graph
 //! past [`GRAPH_TASKS`] tasks is drawn by group. Pages get their updates pushed
@@ -32,7 +32,7 @@ use axum::routing::get;
 
 use crate::client::{ClusterInfo, WorkerState};
 use crate::comm::{Limits, Port, Security};
-use crate::scheduler::SchedulerServer;
+use crate::scheduler::SchedulerHandle;
 use crate::{Error, Result};
 
 /// Past this many tasks the graph page shows groups, not tasks.
@@ -45,7 +45,7 @@ pub trait ClusterView: Send + Sync + 'static {
     /// Every worker now.
     fn workers(&self) -> Vec<WorkerState>;
     /// The scheduler: progress, task stream, graph and tasks.
-    fn scheduler(&self) -> &SchedulerServer;
+    fn scheduler(&self) -> &dyn SchedulerHandle;
 }
 
 /// The page (one for all paths: its script draws the one asked for), its

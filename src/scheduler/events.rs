@@ -5,11 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{ClientId, Key, WorkerId};
-use crate::worker::Job;
 
 /// A task as the scheduler sees it: a key and the keys it reads. What the task
-/// does (a plan fragment, a function call) is the cluster's business.
-#[derive(Debug, Clone)]
+/// does (a plan fragment, a function call) is the cluster's business: the core
+/// knows only its [`TaskKind`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskSpec {
     /// The task's key.
     pub key: Key,
@@ -25,9 +25,19 @@ pub struct TaskSpec {
     /// function): it runs only on workers that carry them all, whenever
     /// they join.
     pub functions: Vec<String>,
-    /// What the task does; the scheduler hands it to the worker running the
-    /// task, and lets go of it when the task is forgotten.
-    pub job: Option<Arc<Job>>,
+    /// Whether it runs part of a query or calls a function.
+    pub kind: TaskKind,
+}
+
+/// What sort of work a task is, as far as placing it goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskKind {
+    /// One partition of a query stage (or the gathering of a query's result):
+    /// kept to few per thread, not to run ahead of its readers.
+    #[default]
+    Stage,
+    /// A function call: short ones may queue further ahead on a worker.
+    Call,
 }
 
 impl TaskSpec {
@@ -40,13 +50,13 @@ impl TaskSpec {
             retries: 0,
             workers: None,
             functions: Vec::new(),
-            job: None,
+            kind: TaskKind::Stage,
         }
     }
 
-    /// The same task, doing `job`.
-    pub fn with_job(mut self, job: Arc<Job>) -> Self {
-        self.job = Some(job);
+    /// The same task, of `kind`.
+    pub fn with_kind(mut self, kind: TaskKind) -> Self {
+        self.kind = kind;
         self
     }
 }
@@ -316,7 +326,7 @@ pub enum Outcome {
 }
 
 /// What the cluster must do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Run task `key` on `worker`, reading `inputs`.
     Run {
@@ -324,8 +334,6 @@ pub enum Decision {
         worker: WorkerId,
         /// The task.
         key: Key,
-        /// What it does, as submitted.
-        job: Option<Arc<Job>>,
         /// Its inputs, each with the workers holding it.
         inputs: Vec<Input>,
     },
@@ -372,60 +380,6 @@ pub enum Decision {
         /// How it ended.
         outcome: Outcome,
     },
-}
-
-/// Decisions are equal when they say the same; jobs are compared by identity.
-impl PartialEq for Decision {
-    fn eq(&self, other: &Self) -> bool {
-        use Decision::*;
-        match (self, other) {
-            (
-                Run {
-                    worker,
-                    key,
-                    job,
-                    inputs,
-                },
-                Run {
-                    worker: w,
-                    key: k,
-                    job: j,
-                    inputs: i,
-                },
-            ) => {
-                let same_job = match (job, j) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    (a, b) => a.is_none() && b.is_none(),
-                };
-                worker == w && key == k && inputs == i && same_job
-            }
-            (Release { worker, key }, Release { worker: w, key: k })
-            | (Abort { worker, key }, Abort { worker: w, key: k }) => worker == w && key == k,
-            (Forget { key }, Forget { key: k }) => key == k,
-            (
-                Replicate { worker, key, from },
-                Replicate {
-                    worker: w,
-                    key: k,
-                    from: f,
-                },
-            ) => worker == w && key == k && from == f,
-            (Retire { worker }, Retire { worker: w }) => worker == w,
-            (
-                Report {
-                    client,
-                    key,
-                    outcome,
-                },
-                Report {
-                    client: c,
-                    key: k,
-                    outcome: o,
-                },
-            ) => client == c && key == k && outcome == o,
-            _ => false,
-        }
-    }
 }
 
 impl fmt::Display for Decision {

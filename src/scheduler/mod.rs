@@ -22,10 +22,10 @@ mod stream;
 mod transitions;
 
 pub use crate::key::Key;
-pub use events::{Decision, Event, Input, Outcome, TaskError, TaskSpec};
+pub use events::{Decision, Event, Input, Outcome, TaskError, TaskKind, TaskSpec};
 pub use progress::{GroupProgress, group_name};
 pub use server::{
-    Message, Released, ReportSink, SchedulerServer, WeakSchedulerServer, WorkerEndpoint,
+    EventLoop, Message, Released, ReportSink, SchedulerHandle, WeakEventLoop, WorkerEndpoint,
 };
 pub use state::{TaskDetail, TaskNode, TaskState, TaskStatus, WorkerStatus};
 pub use stream::{BARS_KEPT, Bar, BarKind, Mark};

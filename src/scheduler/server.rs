@@ -1,8 +1,8 @@
 //! The scheduler's event loop: the I/O around the pure [`Scheduler`] core.
 //!
-//! The core (with the jobs of known tasks), the workers and the clients live behind
-//! one lock. Everything reaches them as a [`Message`] through
-//! [`SchedulerServer::send`]: client submissions and releases, worker reports.
+//! The core, the jobs of the tasks it knows, the workers and the clients live
+//! behind one lock. Everything reaches them as a [`Message`] through
+//! [`EventLoop::send`]: client submissions and releases, worker reports.
 //! There is no scheduler thread to wake: the thread that sends a message applies
 //! it to the core and carries out the decisions (jobs to workers, releases and
 //! aborts, reports to clients), then also handles whatever other threads queued
@@ -18,10 +18,9 @@ use parking_lot::Mutex;
 use super::stream::{Bar, Mark, TaskStream};
 use super::{
     ClientId, Decision, Event, GroupProgress, Input, Outcome, Scheduler, TaskDetail, TaskNode,
-    WorkerId,
+    TaskSpec, WorkerId, WorkerStatus,
 };
 use crate::key::{Key, KeySet};
-use crate::worker::Job;
 
 /// Where a client hears how its keys ended.
 pub type ReportSink = Arc<dyn Fn(Key, Outcome) + Send + Sync>;
@@ -30,9 +29,10 @@ pub type ReportSink = Arc<dyn Fn(Key, Outcome) + Send + Sync>;
 /// server once its lock is let go (dropping data may send messages).
 pub type Released = Box<dyn std::any::Any + Send>;
 
-/// A worker as the scheduler drives it: in this process ([`Worker`]) or in
-/// another, reached over the network. Calls must not block: they queue work.
-pub trait WorkerEndpoint: Send + Sync {
+/// A worker as the scheduler drives it, running jobs of type `J`: in this
+/// process or in another, reached over the network. Calls must not block:
+/// they queue work.
+pub trait WorkerEndpoint<J>: Send + Sync {
     /// The worker's id.
     fn id(&self) -> WorkerId;
     /// Its task slots.
@@ -43,7 +43,7 @@ pub trait WorkerEndpoint: Send + Sync {
         None
     }
     /// Runs `job` as task `key`, reading `inputs`.
-    fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>);
+    fn run(&self, key: Key, job: Arc<J>, inputs: Vec<Input>);
     /// Drops the worker's copy of `key`.
     fn release(&self, key: &Key) -> Option<Released>;
     /// Stops the tasks of `keys`.
@@ -58,34 +58,70 @@ pub trait WorkerEndpoint: Send + Sync {
 }
 
 /// What the scheduler is told.
-pub enum Message {
+pub enum Message<J> {
     /// A core event (from workers and clients).
     Event(Event),
+    /// A client submits tasks (dependencies first), each with its job, and
+    /// wants the results of `wanted` ([`Event::GraphSubmitted`]). The job of a
+    /// key the scheduler already knows is dropped: that task is not redone.
+    Submit {
+        /// Who submits.
+        client: ClientId,
+        /// The tasks, each after its dependencies, with what they do.
+        tasks: Vec<(TaskSpec, Arc<J>)>,
+        /// The keys the client holds futures for.
+        wanted: Vec<Key>,
+    },
     /// A client connects.
     Connect(ClientId, ReportSink),
     /// A client goes away: its futures are released.
     Disconnect(ClientId),
     /// A worker joins.
-    AddWorker(Arc<dyn WorkerEndpoint>),
+    AddWorker(Arc<dyn WorkerEndpoint<J>>),
     /// A worker left or died: what it ran and held is recomputed elsewhere.
     RemoveWorker(WorkerId),
 }
 
-/// The scheduler of a local cluster. Cheap to clone: clones share it.
-#[derive(Clone, Default)]
-pub struct SchedulerServer {
-    shared: Arc<Shared>,
+/// The scheduler at work: the core, its workers and clients, and the jobs of
+/// its tasks. Cheap to clone: clones share it.
+pub struct EventLoop<J> {
+    shared: Arc<Shared<J>>,
 }
 
-#[derive(Default)]
-struct Shared {
-    inbox: Mutex<VecDeque<Message>>,
-    state: Mutex<EventLoop>,
+impl<J> Clone for EventLoop<J> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<J> Default for EventLoop<J> {
+    fn default() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                inbox: Mutex::default(),
+                state: Mutex::new(LoopState {
+                    core: Scheduler::default(),
+                    jobs: HashMap::new(),
+                    workers: HashMap::new(),
+                    clients: HashMap::new(),
+                    decisions: Vec::new(),
+                }),
+                stream: Mutex::default(),
+            }),
+        }
+    }
+}
+
+struct Shared<J> {
+    inbox: Mutex<VecDeque<Message<J>>>,
+    state: Mutex<LoopState<J>>,
     /// Apart from the state, so that reading it never holds the scheduler up.
     stream: Mutex<TaskStream>,
 }
 
-impl SchedulerServer {
+impl<J: Send + Sync + 'static> EventLoop<J> {
     /// A scheduler with no workers and no clients.
     pub fn new() -> Self {
         Self::default()
@@ -93,7 +129,7 @@ impl SchedulerServer {
 
     /// Hands `message` to the scheduler. It is handled before this returns,
     /// unless another thread is handling messages: that one handles it.
-    pub fn send(&self, message: Message) {
+    pub fn send(&self, message: Message<J>) {
         self.enqueue(message);
         self.drain();
     }
@@ -101,7 +137,7 @@ impl SchedulerServer {
     /// Queues `message` behind those sent before, without handling it: for a
     /// sender that must fix its place in line while holding a lock of its own
     /// (which handling could need). Call [`drain`](Self::drain) after.
-    pub fn enqueue(&self, message: Message) {
+    pub fn enqueue(&self, message: Message<J>) {
         self.shared.inbox.lock().push_back(message);
     }
 
@@ -138,7 +174,7 @@ impl SchedulerServer {
 
     /// Notes the tasks that ended and the workers that came or went in the
     /// task stream.
-    fn note(&self, batch: &VecDeque<Message>) {
+    fn note(&self, batch: &VecDeque<Message<J>>) {
         let mut stream = self.shared.stream.lock();
         let now = stream.now();
         for message in batch {
@@ -168,48 +204,6 @@ impl SchedulerServer {
         }
     }
 
-    /// The task stream's bars numbered `after` and up (at most `limit`, the
-    /// latest), the number of the next bar, and the stream's clock now (ms).
-    pub fn stream(&self, after: u64, limit: usize) -> (Vec<Bar>, u64, f64) {
-        let stream = self.shared.stream.lock();
-        (stream.since(after, limit), stream.next_seq(), stream.now())
-    }
-
-    /// How far each group of tasks has come (see [`Scheduler::progress`]).
-    pub fn progress(&self) -> Vec<GroupProgress> {
-        self.read(|core| core.progress())
-    }
-
-    /// `key`'s task, as its page shows it.
-    pub fn task_detail(&self, key: &Key) -> Option<TaskDetail> {
-        self.read(|core| core.task_detail(key))
-    }
-
-    /// Every task, when there are at most `limit` (see [`Scheduler::graph`]).
-    pub fn graph(&self, limit: usize) -> Option<Vec<TaskNode>> {
-        self.read(|core| core.graph(limit))
-    }
-
-    /// How many tasks the scheduler knows (waits for the message being handled).
-    pub fn task_count(&self) -> usize {
-        self.read(|core| core.task_count())
-    }
-
-    /// The key published as `name`.
-    pub fn published(&self, name: &str) -> Option<Key> {
-        self.read(|core| core.published(name))
-    }
-
-    /// How many tasks have finished since the scheduler started.
-    pub fn tasks_finished(&self) -> u64 {
-        self.read(|core| core.tasks_finished())
-    }
-
-    /// What the scheduler knows of `worker`: its load and holdings.
-    pub fn worker(&self, worker: WorkerId) -> Option<super::WorkerStatus> {
-        self.read(|core| core.worker(worker))
-    }
-
     /// What `look` reads of the core, once the message being handled is done.
     /// Messages sent while we held the lock were left to us: handled after.
     fn read<T>(&self, look: impl FnOnce(&Scheduler) -> T) -> T {
@@ -219,28 +213,106 @@ impl SchedulerServer {
     }
 
     /// A weak handle, for senders owned by what the scheduler owns (workers).
-    pub fn downgrade(&self) -> WeakSchedulerServer {
-        WeakSchedulerServer(Arc::downgrade(&self.shared))
+    pub fn downgrade(&self) -> WeakEventLoop<J> {
+        WeakEventLoop(Arc::downgrade(&self.shared))
     }
 }
 
-/// A [`SchedulerServer`] handle that does not keep the scheduler alive.
-#[derive(Clone)]
-pub struct WeakSchedulerServer(std::sync::Weak<Shared>);
+/// What is read of a running scheduler, and told to it, by those that do not
+/// deal in its jobs: the dashboard, the cluster's questions.
+pub trait SchedulerHandle: Send + Sync {
+    /// Hands the core `event`, as [`EventLoop::send`] does.
+    fn handle(&self, event: Event);
 
-impl WeakSchedulerServer {
+    /// The task stream's bars numbered `after` and up (at most `limit`, the
+    /// latest), the number of the next bar, and the stream's clock now (ms).
+    fn stream(&self, after: u64, limit: usize) -> (Vec<Bar>, u64, f64);
+
+    /// How far each group of tasks has come (see [`Scheduler::progress`]).
+    fn progress(&self) -> Vec<GroupProgress>;
+
+    /// `key`'s task, as its page shows it.
+    fn task_detail(&self, key: &Key) -> Option<TaskDetail>;
+
+    /// Every task, when there are at most `limit` (see [`Scheduler::graph`]).
+    fn graph(&self, limit: usize) -> Option<Vec<TaskNode>>;
+
+    /// How many tasks the scheduler knows (waits for the message being handled).
+    fn task_count(&self) -> usize;
+
+    /// The key published as `name`.
+    fn published(&self, name: &str) -> Option<Key>;
+
+    /// How many tasks have finished since the scheduler started.
+    fn tasks_finished(&self) -> u64;
+
+    /// What the scheduler knows of `worker`: its load and holdings.
+    fn worker(&self, worker: WorkerId) -> Option<WorkerStatus>;
+}
+
+impl<J: Send + Sync + 'static> SchedulerHandle for EventLoop<J> {
+    fn handle(&self, event: Event) {
+        self.send(Message::Event(event));
+    }
+
+    fn stream(&self, after: u64, limit: usize) -> (Vec<Bar>, u64, f64) {
+        let stream = self.shared.stream.lock();
+        (stream.since(after, limit), stream.next_seq(), stream.now())
+    }
+
+    fn progress(&self) -> Vec<GroupProgress> {
+        self.read(|core| core.progress())
+    }
+
+    fn task_detail(&self, key: &Key) -> Option<TaskDetail> {
+        self.read(|core| core.task_detail(key))
+    }
+
+    fn graph(&self, limit: usize) -> Option<Vec<TaskNode>> {
+        self.read(|core| core.graph(limit))
+    }
+
+    fn task_count(&self) -> usize {
+        self.read(|core| core.task_count())
+    }
+
+    fn published(&self, name: &str) -> Option<Key> {
+        self.read(|core| core.published(name))
+    }
+
+    fn tasks_finished(&self) -> u64 {
+        self.read(|core| core.tasks_finished())
+    }
+
+    fn worker(&self, worker: WorkerId) -> Option<WorkerStatus> {
+        self.read(|core| core.worker(worker))
+    }
+}
+
+/// An [`EventLoop`] handle that does not keep the scheduler alive.
+pub struct WeakEventLoop<J>(std::sync::Weak<Shared<J>>);
+
+impl<J> Clone for WeakEventLoop<J> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<J: Send + Sync + 'static> WeakEventLoop<J> {
     /// Sends `message` if the scheduler still exists.
-    pub fn send(&self, message: Message) {
+    pub fn send(&self, message: Message<J>) {
         if let Some(shared) = self.0.upgrade() {
-            SchedulerServer { shared }.send(message);
+            EventLoop { shared }.send(message);
         }
     }
 }
 
-#[derive(Default)]
-struct EventLoop {
+/// What the lock guards.
+struct LoopState<J> {
     core: Scheduler,
-    workers: HashMap<WorkerId, Arc<dyn WorkerEndpoint>>,
+    /// The job of each task the core knows (until it decides to forget it).
+    jobs: HashMap<Key, Arc<J>>,
+    workers: HashMap<WorkerId, Arc<dyn WorkerEndpoint<J>>>,
     clients: HashMap<ClientId, ReportSink>,
     /// The core's decisions, carried out one message at a time.
     decisions: Vec<Decision>,
@@ -249,11 +321,33 @@ struct EventLoop {
 /// Something let go of while the lock is held, to be dropped after.
 type Dropped = Vec<Box<dyn std::any::Any + Send>>;
 
-impl EventLoop {
-    fn handle(&mut self, message: Message, dropped: &mut Dropped) {
+impl<J: Send + Sync + 'static> LoopState<J> {
+    fn handle(&mut self, message: Message<J>, dropped: &mut Dropped) {
         let mut decisions = std::mem::take(&mut self.decisions);
         match message {
             Message::Event(event) => self.core.handle_into(event, &mut decisions),
+            Message::Submit {
+                client,
+                tasks,
+                wanted,
+            } => {
+                let mut specs = Vec::with_capacity(tasks.len());
+                for (spec, job) in tasks {
+                    match self.jobs.entry(spec.key.clone()) {
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(job);
+                        }
+                        std::collections::hash_map::Entry::Occupied(_) => dropped.push(Box::new(job)),
+                    }
+                    specs.push(spec);
+                }
+                let event = Event::GraphSubmitted {
+                    client,
+                    tasks: specs,
+                    wanted,
+                };
+                self.core.handle_into(event, &mut decisions);
+            }
             Message::Connect(client, sink) => {
                 self.clients.insert(client, sink);
             }
@@ -297,10 +391,10 @@ impl EventLoop {
                 Decision::Run {
                     worker,
                     key,
-                    job,
                     inputs,
                 } => {
-                    let (Some(w), Some(job)) = (self.workers.get(&worker), job) else {
+                    let (Some(w), Some(job)) = (self.workers.get(&worker), self.jobs.get(&key))
+                    else {
                         tracing::error!(%key, worker, "cannot run: unknown worker or no job");
                         continue;
                     };
@@ -308,7 +402,7 @@ impl EventLoop {
                     if let Some(keys) = aborts.remove(&worker) {
                         w.abort(&keys);
                     }
-                    w.run(key, job, inputs);
+                    w.run(key, Arc::clone(job), inputs);
                 }
                 Decision::Release { worker, key } => {
                     if let Some(data) = self.workers.get(&worker).and_then(|w| w.release(&key)) {
@@ -318,7 +412,11 @@ impl EventLoop {
                 Decision::Abort { worker, key } => {
                     aborts.entry(worker).or_default().insert(key);
                 }
-                Decision::Forget { .. } => {}
+                Decision::Forget { key } => {
+                    if let Some(job) = self.jobs.remove(&key) {
+                        dropped.push(Box::new(job));
+                    }
+                }
                 Decision::Replicate { worker, key, from } => match self.workers.get(&worker) {
                     Some(w) => w.replicate(key, from),
                     None => tracing::debug!(%key, worker, "no worker to copy to"),

@@ -7,7 +7,6 @@ use smallvec::SmallVec;
 
 use super::{ClientId, TaskError, WorkerId};
 use crate::key::{Key, KeyMap};
-use crate::worker::Job;
 
 /// Where a task stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,8 +67,8 @@ pub(super) struct Task {
     pub died_on: Vec<WorkerId>,
     /// Times an input of this task could not be fetched from its holder.
     pub fetch_failures: u8,
-    /// What the task does, handed to the worker that runs it.
-    pub job: Option<Arc<Job>>,
+    /// Whether it runs part of a query or calls a function.
+    pub kind: super::TaskKind,
     /// Its group, for progress.
     pub group: super::progress::GroupId,
     /// What progress has counted of it.

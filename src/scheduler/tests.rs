@@ -176,9 +176,7 @@ fn published_keys_outlive_their_clients_until_unpublished() {
 
 /// A root task calling a function.
 fn call_spec(k: &str) -> TaskSpec {
-    let noop: crate::worker::TaskFn = Arc::new(|_| Ok(crate::exec::TaskData::local_value((), 0)));
-    let job = crate::worker::FunctionJob::new("noop", noop, false);
-    spec(k, &[]).with_job(Arc::new(crate::worker::Job::Function(job)))
+    spec(k, &[]).with_kind(super::TaskKind::Call)
 }
 
 #[test]

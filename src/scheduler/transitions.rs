@@ -14,7 +14,7 @@ use super::state::{Clients, IdSet, Priority, Retiring, Task, TaskId, Tasks, Work
 use super::state::{TaskDetail, TaskNode};
 use super::{
     ClientId, Decision, Event, FIRE_AND_FORGET, Input, Key, Outcome, PUBLISHED, TaskError,
-    TaskSpec, TaskState, TaskStatus, WorkerId, WorkerStatus,
+    TaskKind, TaskSpec, TaskState, TaskStatus, WorkerId, WorkerStatus,
 };
 
 /// A task that has taken down this many workers errs instead of running again.
@@ -338,7 +338,7 @@ impl Scheduler {
                 recomputable: true,
                 died_on: Vec::new(),
                 fetch_failures: 0,
-                job: spec.job,
+                kind: spec.kind,
                 group,
                 counted: 0,
             });
@@ -430,7 +430,7 @@ impl Scheduler {
                 recomputable: false,
                 died_on: Vec::new(),
                 fetch_failures: 0,
-                job: None,
+                kind: TaskKind::Stage,
                 group: NO_GROUP,
                 counted: 0,
             }),
@@ -1069,7 +1069,6 @@ impl Scheduler {
         };
         task.state = TaskState::Processing(worker);
         let key = task.key.clone();
-        let job = task.job.clone();
         if let Some(w) = self.workers.get_mut(&worker) {
             w.processing.insert(id);
         }
@@ -1088,7 +1087,6 @@ impl Scheduler {
         self.out.push(Decision::Run {
             worker,
             key,
-            job,
             inputs,
         });
     }
@@ -1114,7 +1112,7 @@ impl Scheduler {
             // Short function calls may run further ahead: a thread finishing
             // one finds the next waiting instead of waiting a round trip for
             // it. Query stages keep to two, not to run ahead of their readers.
-            let is_call = task.job.as_deref().is_some_and(crate::worker::Job::is_call);
+            let is_call = task.kind == TaskKind::Call;
             let per_thread = if is_call && self.durations.is_short(&task.key) {
                 SHORT_TASKS_PER_THREAD
             } else {

@@ -24,7 +24,7 @@ use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
 
 pub use activity::{Activity, WorkerMetrics};
-pub use job::{FunctionArg, FunctionJob, Job, StageJob, TaskFn};
+pub use job::{EncodedJob, EncodedStage, FunctionArg, FunctionJob, Job, StageJob, TaskFn, WireArg};
 pub use space::WorkSpace;
 pub use store::{Budget, DataStore, Peers, Stored};
 
@@ -164,7 +164,7 @@ impl Worker {
     }
 }
 
-impl crate::scheduler::WorkerEndpoint for Worker {
+impl crate::scheduler::WorkerEndpoint<Job> for Worker {
     fn id(&self) -> WorkerId {
         Worker::id(self)
     }
