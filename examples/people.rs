@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let address = args
                 .get(i + 1)
                 .ok_or("--scheduler needs an address, HOST:PORT")?;
-            let security = rask::comm::Security::from_env()?;
+            let security = rask::net::Security::from_env()?;
             let client =
                 Client::connect_with_registry(address, security, functions::registry()).await?;
             client

@@ -29,7 +29,8 @@ use crate::comm::flight::FlightNode;
 use crate::comm::wire::{
     self, EncodedStage, EncodedTask, FromClient, FromWorker, Hello, ToClient, ToWorker,
 };
-use crate::comm::{EncodedJob, SchedulerNode, SchedulerOptions, Security};
+use crate::comm::{EncodedJob, SchedulerNode, SchedulerOptions};
+use crate::net::Security;
 use crate::exec::{TaskData, Value};
 use crate::planner::StageGraph;
 use crate::worker::{DataStore, Peers};
@@ -119,7 +120,7 @@ impl PlanDecode {
     pub fn new() -> Result<Self> {
         let (client, runtime) = local()?;
         let seeds = seed_stages(&client, &runtime)?;
-        let task = crate::exec::new_context(&Config::default(), None)?.task_ctx();
+        let task = crate::exec::new_context(&Default::default(), None)?.task_ctx();
         Ok(Self {
             seeds,
             task,
@@ -167,17 +168,20 @@ impl Control {
         frame(wire::frame(&[Hello::Client {
             version: wire::PROTOCOL_VERSION,
         }]));
-        frame(wire::frame(&[Hello::Worker(wire::Registration {
+        frame(wire::frame(&[Hello::Worker {
             version: wire::PROTOCOL_VERSION,
-            name: "w".into(),
-            address: "127.0.0.1:4000".into(),
-            nthreads: 2,
-            memory_limit: Some(1 << 30),
-            local_directory: "/tmp/w".into(),
-            pid: 7,
-            functions: vec!["f".into()],
-            nanny: None,
-        })]));
+            info: crate::cluster::WorkerInfo {
+                id: 0,
+                name: "w".into(),
+                address: "127.0.0.1:4000".into(),
+                nthreads: 2,
+                memory_limit: Some(1 << 30),
+                local_directory: "/tmp/w".into(),
+                pid: Some(7),
+                functions: vec!["f".into()],
+                nanny: None,
+            },
+        }]));
         for (i, stage) in stages.into_iter().enumerate() {
             let job = EncodedJob::Stage {
                 stage: Arc::new(stage),

@@ -22,14 +22,16 @@
 //! [`timeseries`](datasets::timeseries), and [`output`] renders results.
 
 pub mod client;
+pub mod cluster;
 pub mod comm;
 pub mod dashboard;
 pub mod datasets;
-mod error;
+pub mod error;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod key;
+pub mod net;
 pub mod output;
 pub mod planner;
 pub mod postgres;

@@ -127,7 +127,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     let cluster = ProcessCluster::start_with_env(&me, 2, 1, &[(AS_RASK, "1")])?;
     let remote = rask::Client::connect_with_registry(
         &cluster.address,
-        rask::comm::Security::default(),
+        rask::net::Security::default(),
         registry(),
     )
     .await?;
@@ -467,7 +467,7 @@ pub async fn scheduler(
                     ProcessCluster::start_with_env(&me, 2, per_worker, &[(AS_RASK, "1")])?;
                 let client = rask::Client::connect_with_registry(
                     &cluster.address,
-                    rask::comm::Security::default(),
+                    rask::net::Security::default(),
                     registry(),
                 )
                 .await?;

@@ -207,7 +207,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 /// `2400416 KiB` → `2.29 GiB`.
 pub fn format_memory(bytes: u64) -> String {
-    rask::client::format_bytes(bytes)
+    rask::output::format_bytes(bytes)
 }
 
 #[cfg(test)]

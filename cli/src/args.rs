@@ -156,16 +156,16 @@ pub struct SecurityArgs {
 
 impl SecurityArgs {
     /// The settings as the library takes them.
-    pub fn security(&self) -> rask::comm::Security {
+    pub fn security(&self) -> rask::net::Security {
         let tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
-            (Some(cert), Some(key), Some(ca)) => Some(rask::comm::TlsFiles {
+            (Some(cert), Some(key), Some(ca)) => Some(rask::net::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 ca: ca.clone(),
             }),
             _ => None,
         };
-        rask::comm::Security {
+        rask::net::Security {
             token: self.auth_token.clone().filter(|t| !t.is_empty()),
             tls,
             insecure: self.insecure,

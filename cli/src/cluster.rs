@@ -9,9 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rask::comm::{
-    SchedulerNode, SchedulerOptions, TOKEN_VARIABLE, WorkerDeath, WorkerOptions, report_death,
-    run_worker,
+    SchedulerNode, SchedulerOptions, WorkerDeath, WorkerOptions, report_death, run_worker,
 };
+use rask::net::TOKEN_VARIABLE;
 use tokio::process::Command;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -71,7 +71,7 @@ pub async fn serve_postgres(
     host: &str,
     port: u16,
     pg: &crate::args::PgUsers,
-    security: &rask::comm::Security,
+    security: &rask::net::Security,
     open: rask::postgres::OpenSession,
 ) -> rask::Result<AbortOnDrop> {
     let logins = pg.logins(security.token.as_deref())?;
@@ -249,7 +249,7 @@ struct Watched {
     /// The cluster's token, passed to the worker by environment.
     token: Option<String>,
     /// How the nanny reaches the scheduler.
-    security: rask::comm::Security,
+    security: rask::net::Security,
 }
 
 /// Keeps one worker process running until it exits by itself (it retired:
@@ -434,7 +434,7 @@ pub fn worker_process(
     let host = settings
         .host
         .clone()
-        .unwrap_or_else(|| rask::comm::address::default_worker_host(&args.scheduler).into());
+        .unwrap_or_else(|| rask::net::address::default_worker_host(&args.scheduler).into());
     let options = WorkerOptions {
         scheduler: args.scheduler.clone(),
         host,

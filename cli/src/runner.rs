@@ -8,7 +8,8 @@ use std::time::Instant;
 use futures::StreamExt;
 use rask::client::ScriptError;
 use rask::output::{self, Format};
-use rask::planner::{Location, split_statements};
+use rask::error::Location;
+use rask::planner::split_statements;
 use rask::{Client, Error};
 
 use crate::args::RunArgs;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use rask::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use rask::arrow::datatypes::{DataType, Field, Schema};
 use rask::arrow::record_batch::RecordBatch;
-use rask::client::{WorkerState, format_bytes};
+use rask::cluster::WorkerState;
+use rask::output::format_bytes;
 use rask::output::{self, Format};
 use tokio::runtime::Runtime;
 
@@ -207,7 +208,7 @@ fn text(cell: &Cell) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rask::client::WorkerInfo;
+    use rask::cluster::WorkerInfo;
     use rask::worker::WorkerMetrics;
 
     #[test]

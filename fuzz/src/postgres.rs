@@ -60,7 +60,7 @@ impl Postgres {
             "127.0.0.1",
             0,
             64,
-            &rask::comm::Security::default(),
+            &rask::net::Security::default(),
             rask::postgres::Logins::Trust,
             rask::postgres::Access::new(&[], &[])?,
         ))?;

@@ -63,6 +63,16 @@ impl Config {
         }
     }
 
+    /// What sessions of this cluster's client and workers are set up with.
+    pub(crate) fn session_options(&self) -> crate::exec::SessionOptions {
+        crate::exec::SessionOptions {
+            target_partitions: self.total_threads(),
+            batch_size: self.batch_size,
+            memory_limit: self.worker_memory_limit(),
+            local_directory: self.local_directory.clone(),
+        }
+    }
+
     /// Task slots in the whole cluster.
     pub fn total_threads(&self) -> usize {
         self.workers * self.threads

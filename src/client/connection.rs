@@ -7,70 +7,12 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
-use futures::future::BoxFuture;
 
-use super::ClusterInfo;
+use crate::cluster::{ClusterLink, Message};
 use crate::exec::{TaskData, Value};
 use crate::key::{Key, KeyMap};
-use crate::planner::StageGraph;
 use crate::scheduler::{ClientId, Event, Outcome, TaskSpec, WorkerId};
 use crate::worker::Job;
-
-/// What a client tells its scheduler; jobs are in-process work until a remote
-/// link encodes them.
-pub(crate) type Message = crate::scheduler::Message<Job>;
-
-/// How a client reaches its cluster: a scheduler in this process
-/// ([`LocalCluster`](super::LocalCluster)) or one in another, over the network.
-pub(crate) trait ClusterLink: Send + Sync {
-    /// Queues `message` for the scheduler behind those queued before, without
-    /// waiting for it to be handled.
-    fn enqueue(&self, message: Message);
-
-    /// Has what is queued handled (in-process) or sent on its way.
-    fn drain(&self);
-
-    /// Queues `message` and has it handled or sent.
-    fn send(&self, message: Message) {
-        self.enqueue(message);
-        self.drain();
-    }
-
-    /// The result of `key` from one of `workers`.
-    fn fetch(
-        &self,
-        key: &Key,
-        workers: &[WorkerId],
-    ) -> BoxFuture<'static, crate::Result<Arc<TaskData>>>;
-
-    /// The results of `keys`, each from one of its holders: those of one
-    /// worker in one request where the cluster can.
-    fn fetch_many(
-        &self,
-        keys: &[(Key, Vec<WorkerId>)],
-    ) -> BoxFuture<'static, crate::Result<Vec<Arc<TaskData>>>> {
-        let fetches: Vec<_> = keys.iter().map(|(k, w)| self.fetch(k, w)).collect();
-        Box::pin(futures::future::try_join_all(fetches))
-    }
-
-    /// Stores `value` under `key` on each of `workers`.
-    fn put(
-        &self,
-        key: &Key,
-        value: &Value,
-        workers: &[WorkerId],
-    ) -> BoxFuture<'static, crate::Result<()>>;
-
-    /// The jobs of `graph` as this cluster's workers take them: in place, or
-    /// encoded for another process (an error if some stage cannot be).
-    fn tasks(&self, graph: &StageGraph) -> crate::Result<Vec<(TaskSpec, Arc<Job>)>>;
-
-    /// The scheduler, its workers and its dashboard, as last heard.
-    fn info(&self) -> ClusterInfo;
-
-    /// The scheduler's answer to `question`.
-    fn ask(&self, question: super::Question) -> BoxFuture<'static, crate::Result<super::Answer>>;
-}
 
 static CLIENTS: AtomicU64 = AtomicU64::new(1);
 

@@ -12,7 +12,6 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::exec::MapPartitionsExec;
 
-use super::WorkerInfo;
 use crate::udf::Registry;
 
 /// The registry's scalar UDFs and partition functions that `plan` calls.
@@ -74,76 +73,3 @@ pub(crate) fn session_only(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -
     found
 }
 
-/// Checks that some worker carries every function of `names` (the scheduler
-/// then runs the task only on such workers); `Err` names a function no worker
-/// has, or says that none has them all.
-pub(crate) fn check_carried(
-    names: &BTreeSet<String>,
-    workers: &[WorkerInfo],
-) -> Result<(), crate::Error> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    if let Some(missing) = names
-        .iter()
-        .find(|name| !workers.iter().any(|w| w.functions.contains(name)))
-    {
-        return Err(crate::Error::Config(format!(
-            "function {missing} is not registered on any of the {} workers of the cluster; \
-             start the workers with a binary that registers it (rask_cli::main_with)",
-            workers.len()
-        )));
-    }
-    if !workers
-        .iter()
-        .any(|w| names.iter().all(|n| w.functions.contains(n)))
-    {
-        let list = names.iter().cloned().collect::<Vec<_>>().join(", ");
-        return Err(crate::Error::Config(format!(
-            "no worker of the cluster carries all of {list} at once"
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn worker(id: crate::scheduler::WorkerId, functions: &[&str]) -> WorkerInfo {
-        WorkerInfo {
-            id,
-            name: format!("w{id}"),
-            address: String::new(),
-            nthreads: 1,
-            memory_limit: None,
-            functions: functions.iter().map(|f| f.to_string()).collect(),
-            local_directory: String::new(),
-            pid: None,
-            nanny: None,
-        }
-    }
-
-    #[test]
-    fn a_function_no_worker_carries_is_refused() {
-        let names: BTreeSet<String> = ["square".to_string()].into();
-        let all = [worker(0, &["square"]), worker(1, &["square", "add"])];
-        assert!(check_carried(&names, &all).is_ok());
-        let some = [worker(0, &[]), worker(1, &["square"])];
-        assert!(check_carried(&names, &some).is_ok());
-        let both: BTreeSet<String> = ["square".to_string(), "add".to_string()].into();
-        let apart = [worker(0, &["add"]), worker(1, &["square"])];
-        let err = check_carried(&both, &apart).unwrap_err();
-        assert!(
-            err.to_string().contains("carries all of add, square"),
-            "{err}"
-        );
-        let err = check_carried(&names, &[worker(0, &["add"])]).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("function square is not registered on any of the 1 workers"),
-            "{err}"
-        );
-        assert!(check_carried(&BTreeSet::new(), &[]).is_ok());
-    }
-}

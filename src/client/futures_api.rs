@@ -104,11 +104,11 @@ impl Client {
     fn function_of<Args, R>(
         &self,
         name: &str,
-        code: crate::worker::TaskFn,
+        code: crate::udf::TaskFn,
     ) -> Result<Function<Args, R>> {
         let info = self.info();
         if !info.is_local() {
-            super::check_carried(&[name.to_string()].into(), &info.workers)?;
+            crate::cluster::check_carried(&[name.to_string()].into(), &info.workers)?;
         }
         let job = FunctionJob::new(name, code, true);
         Ok(Function::new(job, Arc::clone(&self.connection)))

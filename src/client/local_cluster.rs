@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::connection::ClusterLink;
+use crate::cluster::ClusterLink;
 use super::{Answer, ClusterInfo, Config, Question, WorkerInfo, WorkerState};
 use crate::exec::{self, TaskData, Value};
 use crate::key::Key;
@@ -102,7 +102,8 @@ impl LocalCluster {
         for id in 0..config.workers as WorkerId {
             let scheduler = server.downgrade();
             let events: EventSink = Arc::new(move |event| scheduler.send(Message::Event(event)));
-            let session = exec::new_context(&config, None)?;
+            let session = exec::new_context(&config.session_options(), None)?;
+            config.registry.install(&session);
             let directory = space.path().to_path_buf();
             let store = Arc::new(DataStore::for_session(
                 config.worker_memory_limit(),
@@ -206,7 +207,7 @@ impl ClusterLink for LocalCluster {
     }
 
     fn tasks(&self, graph: &StageGraph) -> Result<Vec<(TaskSpec, Arc<Job>)>> {
-        Ok(super::query_planner::tasks(graph, None))
+        Ok(crate::cluster::stage_tasks(graph, None))
     }
 
     fn info(&self) -> ClusterInfo {
@@ -229,13 +230,13 @@ fn local_info(config: &Config, dashboard: Option<String>) -> ClusterInfo {
         .display()
         .to_string();
     ClusterInfo {
-        scheduler: super::info::IN_PROCESS.into(),
+        scheduler: crate::cluster::IN_PROCESS.into(),
         dashboard,
         workers: (0..config.workers)
             .map(|id| WorkerInfo {
                 id: id as WorkerId,
                 name: format!("local-{id}"),
-                address: super::info::IN_PROCESS.into(),
+                address: crate::cluster::IN_PROCESS.into(),
                 nthreads: config.threads,
                 memory_limit,
                 functions: config.registry.names(),

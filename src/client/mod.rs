@@ -13,7 +13,6 @@ pub mod delayed;
 mod functions;
 mod future;
 mod futures_api;
-mod info;
 mod local_cluster;
 mod query_planner;
 mod scatter;
@@ -29,18 +28,17 @@ pub use dataframe::{Agg, DataFrame, GroupBy, How, Structure, TimeseriesBuilder};
 pub use delayed::{Argument, CallArgs, Delayed, Function, IntoArg};
 pub use future::{Future, FutureStatus};
 pub use futures_api::{Compute, as_completed, gather, wait};
-pub use info::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState, format_bytes};
+pub use crate::cluster::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 pub use scatter::Scatter;
 pub use task_graph::TaskGraph;
 
-use crate::planner::{Location, StageGraph};
+use crate::cluster::ClusterLink;
+use crate::error::Location;
+use crate::planner::StageGraph;
 use crate::{Error, Key, Result, exec};
-pub(crate) use connection::ClusterLink;
 use connection::Connection;
-pub(crate) use functions::check_carried;
 use query_planner::ClusterQueryPlanner;
-pub(crate) use query_planner::tasks as stage_tasks;
 
 /// How long [`Client::connect`] waits for a first worker to plan queries for.
 const FIRST_WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -96,7 +94,9 @@ impl Client {
             Arc::clone(&connection),
             config.registry.clone(),
         ));
-        let ctx = exec::new_context(&config, Some(planner))?;
+        let ctx = exec::new_context(&config.session_options(), Some(planner))?;
+        config.registry.install(&ctx);
+        crate::datasets::install(&ctx);
         Ok(Self {
             ctx,
             config,
@@ -116,11 +116,11 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect(address: &str) -> Result<Self> {
-        Self::connect_with(address, crate::comm::Security::from_env()?).await
+        Self::connect_with(address, crate::net::Security::from_env()?).await
     }
 
     /// [`connect`](Self::connect) with explicit token and TLS settings.
-    pub async fn connect_with(address: &str, security: crate::comm::Security) -> Result<Self> {
+    pub async fn connect_with(address: &str, security: crate::net::Security) -> Result<Self> {
         Self::connect_with_registry(address, security, crate::udf::Registry::default()).await
     }
 
@@ -129,7 +129,7 @@ impl Client {
     /// announce them (a worker binary built with the same registry).
     pub async fn connect_with_registry(
         address: &str,
-        security: crate::comm::Security,
+        security: crate::net::Security,
         registry: crate::udf::Registry,
     ) -> Result<Self> {
         let link = crate::comm::RemoteCluster::connect(address, security).await?;

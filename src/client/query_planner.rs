@@ -30,13 +30,12 @@ use parking_lot::Mutex;
 
 use super::connection::Connection;
 use super::{Future, functions, subqueries};
-use crate::comm::{EncodedJob, EncodedStage};
 use crate::exec::MapPartitionsPlanner;
 use crate::key::Key;
 use crate::planner::{StageGraph, Uncuttable};
 use crate::scheduler::TaskSpec;
 use crate::udf::Registry;
-use crate::worker::{Job, StageJob};
+use crate::worker::Job;
 
 /// Plans queries as DataFusion does, then lowers them to tasks.
 pub(crate) struct ClusterQueryPlanner {
@@ -116,7 +115,7 @@ impl ClusterQueryPlanner {
             .iter()
             .map(|stage| {
                 let names = functions::udfs_in(&stage.plan, &self.registry);
-                functions::check_carried(&names, &workers)
+                crate::cluster::check_carried(&names, &workers)
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 Ok(names.into_iter().collect())
             })
@@ -187,46 +186,6 @@ fn needs(tasks: &mut [(TaskSpec, Arc<Job>)], graph: &StageGraph, functions: &[Ve
             task.functions.clone_from(names);
         }
     }
-}
-
-/// The tasks of `graph`, each with its job: the stage itself for workers in
-/// this process, or `encoded` (one per stage) for workers in others.
-pub(crate) fn tasks(
-    graph: &StageGraph,
-    encoded: Option<&[Arc<EncodedStage>]>,
-) -> Vec<(TaskSpec, Arc<Job>)> {
-    let mut tasks = Vec::with_capacity(graph.task_count());
-    for (s, stage) in graph.stages.iter().enumerate() {
-        let inputs: Vec<(usize, Arc<[Key]>)> = stage
-            .inputs
-            .iter()
-            .map(|&u| (u, graph.keys(u).into()))
-            .collect();
-        let dependencies: Vec<Key> = inputs
-            .iter()
-            .flat_map(|(_, keys)| keys.iter().cloned())
-            .collect();
-        for partition in 0..stage.partitions() {
-            let job = match encoded.and_then(|e| e.get(s)) {
-                Some(encoded) => Job::Encoded(EncodedJob::Stage {
-                    stage: Arc::clone(encoded),
-                    partition: partition as u32,
-                    inputs: inputs
-                        .iter()
-                        .map(|(u, k)| (*u as u32, k.to_vec()))
-                        .collect(),
-                }),
-                None => Job::Stage(StageJob {
-                    stage: Arc::clone(stage),
-                    partition,
-                    inputs: inputs.clone(),
-                }),
-            };
-            let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
-            tasks.push((spec, Arc::new(job)));
-        }
-    }
-    tasks
 }
 
 /// The tasks of `tasks` that `key` needs, itself included, in their order.

@@ -57,7 +57,7 @@ impl TaskGraph {
     /// of `inputs`; returns its key. Unlike a closure, it can run on workers in
     /// other processes: those that carry the same function.
     pub fn call(&mut self, registry: &Registry, name: &str, inputs: &[Key]) -> crate::Result<Key> {
-        let (job, arity) = registry.function(name).ok_or_else(|| {
+        let (code, arity) = registry.function(name).ok_or_else(|| {
             crate::Error::Config(format!("no task function {name} is registered"))
         })?;
         if arity != inputs.len() {
@@ -66,7 +66,7 @@ impl TaskGraph {
                 inputs.len()
             )));
         }
-        Ok(self.push(name, inputs, job))
+        Ok(self.push(name, inputs, FunctionJob::new(name, code, true)))
     }
 
     /// Adds a task running `job` on `inputs`, keyed `<name>-<token>`.

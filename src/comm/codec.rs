@@ -360,7 +360,7 @@ pub fn decode_stage(encoded: &EncodedStage, ctx: &TaskContext) -> Result<StagePl
     .map_err(|panic| {
         proto_err(format!(
             "a plan rask cannot run: {}",
-            crate::error::panic_message(panic.as_ref())
+            crate::exec::panic_message(panic.as_ref())
         ))
     })?
 }
@@ -486,7 +486,6 @@ mod tests {
     use datafusion::physical_plan::collect;
 
     use super::*;
-    use crate::client::Config;
 
     #[test]
     fn a_plan_that_panics_datafusion_proto_is_an_error() {
@@ -506,7 +505,7 @@ mod tests {
             config: Vec::new(),
             subqueries: Vec::new(),
         };
-        let ctx = crate::exec::new_context(&Config::default(), None).unwrap();
+        let ctx = crate::exec::new_context(&Default::default(), None).unwrap();
         let e = decode_stage(&stage, &ctx.task_ctx())
             .unwrap_err()
             .to_string();
@@ -515,11 +514,12 @@ mod tests {
 
     /// Runs `sql`'s plan as planned and after a trip through bytes; both answers.
     async fn both_ways(setup: &[&str], sql: &str) -> (String, String) {
-        let config = Config {
-            threads: 4,
-            ..Config::default()
+        let options = crate::exec::SessionOptions {
+            target_partitions: 4,
+            ..Default::default()
         };
-        let ctx = crate::exec::new_context(&config, None).unwrap();
+        let ctx = crate::exec::new_context(&options, None).unwrap();
+        crate::datasets::install(&ctx);
         for statement in setup {
             ctx.sql(statement).await.unwrap().collect().await.unwrap();
         }

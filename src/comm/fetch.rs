@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tonic::transport::Channel;
 
-use super::Security;
+use crate::net::Security;
 use super::wire::{FetchTicket, Holder};
 use crate::exec::{RemoteSource, TaskData};
 use crate::key::Key;

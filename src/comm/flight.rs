@@ -32,8 +32,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Security;
-use super::port::Port;
+use crate::net::{Port, Security};
 use super::wire::{self, FetchTicket, Hello, WORKER_DIED, WorkerDeath};
 use crate::exec::TaskData;
 use crate::worker::Peers;
@@ -140,7 +139,7 @@ pub(crate) async fn connect(
     address: &str,
     security: &Security,
 ) -> Result<FlightServiceClient<Channel>> {
-    let address = &super::address::normalize(address)?;
+    let address = &crate::net::address::normalize(address)?;
     let unreachable = |message: String| Error::Connect {
         address: address.to_string(),
         message,

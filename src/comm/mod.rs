@@ -2,33 +2,27 @@
 //!
 //! The local cluster needs none of this (its scheduler, workers and clients
 //! share memory). A cluster of processes runs the same scheduler and workers;
-//! this layer carries what passes between them:
+//! this layer carries what passes between them (over the sockets of
+//! [`net`](crate::net)):
 //!
 //! - [`wire`]: the control messages and their framing;
-//! - [`address`]: where a process listens and the address it advertises;
 //! - [`codec`]: plans as `datafusion-proto` bytes, rask's own nodes included;
 //! - [`flight`]: the Arrow Flight service of every process (results by
 //!   `do_get`, control streams by `do_exchange`), token and TLS checked;
 //! - [`SchedulerNode`], [`run_worker`] and [`RemoteCluster`]: the scheduler's,
 //!   a worker's and a client's side.
 
-pub mod address;
 pub mod codec;
 mod fetch;
 pub(crate) mod flight;
 pub mod plan_nodes;
-mod port;
 mod remote_cluster;
 mod scheduler_node;
-mod security;
 pub mod wire;
 mod worker_node;
 
 pub use flight::{MAX_ARGUMENT, MAX_MESSAGE, MAX_TICKET, report_death};
-pub use port::{Arrival, Connection, Limits, Port};
 pub use remote_cluster::RemoteCluster;
 pub use scheduler_node::{SchedulerNode, SchedulerOptions};
-pub(crate) use security::constant_time_eq;
-pub use security::{Security, TOKEN_VARIABLE, TlsFiles};
 pub use wire::{EncodedJob, EncodedStage, WorkerDeath};
 pub use worker_node::{WorkerOptions, run_worker};

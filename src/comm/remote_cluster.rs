@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
-use super::Security;
+use crate::net::Security;
 use super::codec::{encode_job, encode_stage};
 use super::fetch::FlightFetcher;
 use super::flight::{self, open_control};
@@ -20,7 +20,7 @@ use super::wire::{
     CLIENT_PATIENCE, EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient,
     WireOutcome,
 };
-use crate::client::{Answer, ClusterInfo, ClusterLink, Question, check_carried};
+use crate::cluster::{Answer, ClusterInfo, ClusterLink, Question, check_carried, stage_tasks};
 use crate::exec::{RemoteInput, StageInput, TaskData, Value};
 use crate::key::{Key, KeySet};
 use crate::planner::StageGraph;
@@ -56,7 +56,7 @@ struct Shared {
 impl RemoteCluster {
     /// Connects to the scheduler at `address`.
     pub async fn connect(address: &str, security: Security) -> Result<Arc<Self>> {
-        let address = &super::address::normalize(address)?;
+        let address = &crate::net::address::normalize(address)?;
         let mut client = flight::connect(address, &security).await?;
         let hello = Hello::Client {
             version: PROTOCOL_VERSION,
@@ -373,7 +373,7 @@ impl ClusterLink for RemoteCluster {
             .iter()
             .map(|stage| encode_stage(stage, &graph.token).map(Arc::new))
             .collect::<datafusion::common::Result<Vec<_>>>()?;
-        Ok(crate::client::stage_tasks(graph, Some(&encoded)))
+        Ok(stage_tasks(graph, Some(&encoded)))
     }
 
     fn info(&self) -> ClusterInfo {

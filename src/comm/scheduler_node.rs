@@ -21,14 +21,14 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::Security;
+use crate::net::{Limits, Port, Security};
 use super::flight::{self, ControlPlane, FlightNode, Frames};
-use super::port::{Limits, Port};
 use super::wire::{
-    EncodedJob, EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, Registration, ToClient,
+    EncodedJob, EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, ToClient,
     ToWorker, WireOutcome, WorkerDeath,
 };
-use crate::client::{ClusterInfo, WorkerInfo, WorkerState, format_bytes};
+use crate::cluster::{ClusterInfo, WorkerInfo, WorkerState};
+use crate::output::format_bytes;
 use crate::key::{Key, KeySet};
 use crate::scheduler::{
     ClientId, Event, EventLoop, Input, Message, Outcome, Released, SchedulerHandle, TaskError,
@@ -104,7 +104,7 @@ impl SchedulerNode {
             .expose(&options.security, options.security.checks_callers())?;
         let address = port.address()?;
         let advertised =
-            super::address::advertised(address, options.contact_address.as_deref(), None)?;
+            crate::net::address::advertised(address, options.contact_address.as_deref(), None)?;
         let (dashboard, link) = match &options.dashboard {
             Some(wanted) => {
                 let (listener, _) = crate::dashboard::bind_address(wanted, &options.host)?;
@@ -261,23 +261,18 @@ impl SchedulerState {
 
     fn add_worker(
         self: &Arc<Self>,
-        registration: Registration,
+        version: u32,
+        info: WorkerInfo,
         incoming: Streaming<FlightData>,
         peer: String,
     ) -> Result<Frames, Status> {
-        check_version("worker", registration.version, &peer)?;
+        check_version("worker", version, &peer)?;
         let (outbox, frames) = flight::outgoing::<ToWorker>();
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let info = WorkerInfo {
             id,
-            name: registration.name.clone(),
-            address: registration.address.clone(),
-            nthreads: registration.nthreads.max(1),
-            memory_limit: registration.memory_limit,
-            functions: registration.functions.clone(),
-            local_directory: registration.local_directory.clone(),
-            pid: Some(registration.pid),
-            nanny: registration.nanny,
+            nthreads: info.nthreads.max(1),
+            ..info
         };
         let silence_ms = self.heartbeat_timeout.as_millis() as u64;
         let _ = outbox.send(ToWorker::Welcome { id, silence_ms });
@@ -287,16 +282,16 @@ impl SchedulerState {
             info.name,
             info.address,
             info.nthreads,
-            registration
-                .memory_limit
-                .map_or("none".into(), format_bytes),
-            registration.pid,
+            info.memory_limit.map_or("none".into(), format_bytes),
+            info.pid.map_or("unknown".into(), |pid| pid.to_string()),
         );
         self.workers.write().insert(id, info.clone());
         self.reported
             .lock()
             .insert(id, (WorkerMetrics::default(), Instant::now()));
-        self.pids.lock().insert(id, registration.pid);
+        if let Some(pid) = info.pid {
+            self.pids.lock().insert(id, pid);
+        }
         let endpoint = RemoteWorker {
             id,
             nthreads: info.nthreads,
@@ -555,7 +550,7 @@ impl ControlPlane for Arc<SchedulerState> {
     ) -> Result<Frames, Status> {
         let peer = peer.map_or_else(|| "unknown peer".into(), |p| p.to_string());
         match hello {
-            Hello::Worker(registration) => self.add_worker(registration, incoming, peer),
+            Hello::Worker { version, info } => self.add_worker(version, info, incoming, peer),
             Hello::Client { version } => self.add_client(version, incoming, peer),
         }
     }

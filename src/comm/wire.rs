@@ -11,47 +11,30 @@ use arrow_flight::FlightData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Answer, ClusterInfo, Question, WorkerInfo};
+use crate::cluster::{Answer, ClusterInfo, Question, WorkerInfo};
 use crate::key::Key;
 use crate::scheduler::{Mark, TaskError, WorkerId};
 use crate::worker::WorkerMetrics;
 
 /// The version of this protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The first message of a control stream: who is connecting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Hello {
-    /// A worker registers.
-    Worker(Registration),
+    /// A worker registers: itself as the cluster will list it (the scheduler
+    /// gives its id).
+    Worker {
+        /// Its [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The worker.
+        info: WorkerInfo,
+    },
     /// A client connects.
     Client {
         /// Its [`PROTOCOL_VERSION`].
         version: u32,
     },
-}
-
-/// What a worker announces when it registers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Registration {
-    /// Its [`PROTOCOL_VERSION`].
-    pub version: u32,
-    /// Its name.
-    pub name: String,
-    /// Where it serves results (Flight `do_get`).
-    pub address: String,
-    /// Task slots.
-    pub nthreads: usize,
-    /// Memory its queries may hold, when bounded.
-    pub memory_limit: Option<u64>,
-    /// Where it spills.
-    pub local_directory: String,
-    /// Its process id.
-    pub pid: u32,
-    /// The functions it can run, by registered name.
-    pub functions: Vec<String>,
-    /// The process id of the nanny that started it, if one did.
-    pub nanny: Option<u32>,
 }
 
 pub use crate::worker::{EncodedJob, EncodedStage, WireArg};

@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 use super::codec::decode_stage;
 use super::fetch::FlightFetcher;
 use super::flight::{self, FlightNode, open_control};
-use super::port::{Limits, Port};
 use super::wire::{
-    EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, Registration, ToWorker,
+    EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, ToWorker,
 };
-use super::{Security, address};
-use crate::client::{Config, format_bytes};
+use crate::net::{Limits, Port, Security, address};
+use crate::cluster::WorkerInfo;
+use crate::output::format_bytes;
 use crate::exec::{self, StagePlan};
 use crate::key::KeySet;
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
@@ -101,16 +101,14 @@ pub async fn run_worker(
     let listening = port.address()?;
     let toward = address::resolve(&options.scheduler).ok();
     let address = address::advertised(listening, options.contact_address.as_deref(), toward)?;
-    let config = Config {
-        workers: 1,
-        threads: options.nthreads,
-        // 0: none (see `Config::memory_limit`).
-        memory_limit: Some(options.memory_limit.unwrap_or(0)),
+    let settings = exec::SessionOptions {
+        target_partitions: options.nthreads,
+        batch_size: None,
+        memory_limit: options.memory_limit,
         local_directory: Some(options.local_directory.clone()),
-        registry: options.registry.clone(),
-        ..Config::default()
     };
-    let session = exec::new_context(&config, None)?;
+    let session = exec::new_context(&settings, None)?;
+    options.registry.install(&session);
     let store = Arc::new(DataStore::for_session(
         options.memory_limit,
         &options.local_directory,
@@ -146,14 +144,14 @@ pub async fn run_worker(
         options.nthreads,
         options.local_directory.display()
     );
-    let registration = Registration {
-        version: PROTOCOL_VERSION,
+    let registration = WorkerInfo {
+        id: 0,
         name: name.clone(),
         address: address.clone(),
         nthreads: options.nthreads,
         memory_limit: options.memory_limit.map(|m| m as u64),
         local_directory: options.local_directory.display().to_string(),
-        pid,
+        pid: Some(pid),
         functions: options.registry.names(),
         nanny: options.nanny,
     };
@@ -248,7 +246,7 @@ impl Shared<'_> {
     /// passed since `since`; a refusal (token, version) ends it at once.
     async fn register(
         &self,
-        registration: &Registration,
+        registration: &WorkerInfo,
         since: tokio::time::Instant,
     ) -> Result<Connected> {
         let options = self.options;
@@ -282,10 +280,13 @@ impl Shared<'_> {
         }
     }
 
-    async fn try_register(&self, registration: &Registration) -> Result<Connected> {
+    async fn try_register(&self, registration: &WorkerInfo) -> Result<Connected> {
         let options = self.options;
         let mut client = flight::connect(&options.scheduler, &options.security).await?;
-        let hello = Hello::Worker(registration.clone());
+        let hello = Hello::Worker {
+            version: PROTOCOL_VERSION,
+            info: registration.clone(),
+        };
         let (outbox, mut incoming) =
             open_control::<FromWorker>(&mut client, &options.security, hello).await?;
         let first = flight::next_messages::<ToWorker>(&mut incoming, "scheduler message").await?;
@@ -506,11 +507,11 @@ impl TaskMaker {
             })),
             EncodedJob::Concat => Ok(Job::Concat),
             EncodedJob::Function { name, args } => match self.registry.function(name) {
-                Some((function, _)) => Ok(Job::Function(FunctionJob {
+                Some((code, _)) => Ok(Job::Function(FunctionJob {
                     args: args
                         .as_deref()
                         .map(|args| args.iter().map(super::codec::decode_arg).collect()),
-                    ..function
+                    ..FunctionJob::new(name, code, true)
                 })),
                 None => Err(format!(
                     "function {name} is not registered on worker {}",

@@ -25,7 +25,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use super::{ClusterView, GRAPH_TASKS};
-use crate::client::{ClusterInfo, WorkerState};
+use crate::cluster::{ClusterInfo, WorkerState};
 use crate::key::Key;
 use crate::scheduler::{Bar, GroupProgress, TaskNode};
 

@@ -51,7 +51,7 @@ fn render(dashboard: &Dashboard) -> String {
         "counter",
         one(scheduler.tasks_finished() as f64),
     );
-    let per_worker = |value: &dyn Fn(&crate::client::WorkerState) -> f64| {
+    let per_worker = |value: &dyn Fn(&crate::cluster::WorkerState) -> f64| {
         workers
             .iter()
             .map(|w| (format!("{{worker=\"{}\"}}", escape(&w.info.name)), value(w)))

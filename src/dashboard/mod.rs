@@ -30,8 +30,8 @@ use axum::http::header;
 use axum::response::{Html, Redirect};
 use axum::routing::get;
 
-use crate::client::{ClusterInfo, WorkerState};
-use crate::comm::{Limits, Port, Security};
+use crate::cluster::{ClusterInfo, WorkerState};
+use crate::net::{Limits, Port, Security};
 use crate::scheduler::SchedulerHandle;
 use crate::{Error, Result};
 

@@ -6,3 +6,8 @@
 pub mod timeseries;
 
 pub use timeseries::{TimeseriesFunction, TimeseriesSpec, TimeseriesTable};
+
+/// Makes the built-in datasets callable from `ctx`'s SQL (`timeseries(...)`).
+pub fn install(ctx: &datafusion::prelude::SessionContext) {
+    ctx.register_udtf("timeseries", std::sync::Arc::new(TimeseriesFunction));
+}

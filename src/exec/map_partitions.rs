@@ -33,7 +33,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{PersistedPartitions, TaskData, TaskInputs};
 
-use crate::udf::PartitionFn;
+use super::PartitionFn;
 
 /// `function` over `input`, in a logical plan.
 #[derive(Debug, Clone)]

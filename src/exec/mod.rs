@@ -8,6 +8,7 @@ mod compact;
 mod data;
 mod leaf;
 mod map_partitions;
+mod partition_fn;
 pub mod object_stores;
 mod persisted;
 pub mod session;
@@ -23,8 +24,18 @@ pub use data::{
 pub(crate) use leaf::leaf_node_methods;
 pub use map_partitions::{MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
 pub use object_stores::ObjectStores;
+pub use partition_fn::{PartitionFn, partition, partition_with};
 pub use persisted::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};
-pub use session::{MAX_TASKS, RaskOptions, new_context};
+pub use session::{MAX_TASKS, RaskOptions, SessionOptions, new_context};
 pub use stage_read::{ReadMode, StageReadExec};
 pub use stage_task::{StageOutput, StagePlan};
 pub use value::{AnyValue, Value, ValueError};
+
+/// What a panic said.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a task panicked".to_string())
+}

@@ -11,12 +11,23 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::ObjectStores;
-use crate::client::Config;
-use crate::datasets::TimeseriesFunction;
 
-/// A session configured from `config`: `timeseries()` and the registry's
-/// scalar UDFs registered, files and
-/// object-store URLs readable by path (`SELECT * FROM 'data/*.parquet'`), cloud
+/// What a session is set up with. The functions and tables of a session are
+/// its caller's to register (`Registry::install`, `datasets::install`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// How many partitions DataFusion spreads a query over (at least 1): the
+    /// task slots of the cluster that runs it.
+    pub target_partitions: usize,
+    /// Rows per record batch; `None` for DataFusion's default (8192).
+    pub batch_size: Option<usize>,
+    /// Bytes the session's sorts, joins and aggregations may hold before
+    /// spilling; `None` for no bound.
+    pub memory_limit: Option<usize>,
+    /// Where queries spill; `None` for the system's temporary directory.
+    pub local_directory: Option<std::path::PathBuf>,
+}
+
 /// The most tasks one query may run unless its session says otherwise.
 pub const MAX_TASKS: usize = 100_000;
 
@@ -34,38 +45,38 @@ impl datafusion::common::config::ConfigExtension for RaskOptions {
     const PREFIX: &'static str = "rask";
 }
 
-/// stores created on first use, SQL positions kept for error messages, and
-/// memory bounded as `config.memory_limit` says. With a `query_planner`,
-/// physical plans are made by it (the client's sessions lower them to tasks).
+/// A session set up as `options` say: files and object-store URLs readable by
+/// path (`SELECT * FROM 'data/*.parquet'`), cloud stores created on first use,
+/// SQL positions kept for error messages, `rask.*` settings known, and memory
+/// bounded. With a `query_planner`, physical plans are made by it (the
+/// client's sessions lower them to tasks).
 pub fn new_context(
-    config: &Config,
+    options: &SessionOptions,
     query_planner: Option<Arc<dyn QueryPlanner + Send + Sync>>,
 ) -> Result<SessionContext> {
     let mut session = SessionConfig::new()
-        .with_target_partitions(config.total_threads().max(1))
+        .with_target_partitions(options.target_partitions.max(1))
         .with_information_schema(true);
-    // Plans decoded here find the partition functions by name.
-    session = session.with_extension(Arc::new(config.registry.clone()));
-    if let Some(batch_size) = config.batch_size {
+    if let Some(batch_size) = options.batch_size {
         session = session.with_batch_size(batch_size);
     }
-    let options = session.options_mut();
-    options.extensions.insert(RaskOptions::default());
-    options.sql_parser.collect_spans = true;
+    let settings = session.options_mut();
+    settings.extensions.insert(RaskOptions::default());
+    settings.sql_parser.collect_spans = true;
     // A partitioned hash join's dynamic filter waits for every partition's build
     // side; the partitions of a join run as separate tasks, not all at once.
-    options.optimizer.enable_join_dynamic_filter_pushdown = false;
+    settings.optimizer.enable_join_dynamic_filter_pushdown = false;
     // A task reads exactly its partition's files: with work stealing, a scan
     // partition also reads files of siblings it finds unclaimed, which in a
     // task of its own (another process, or a rerun) means read twice or never.
-    options.execution.enable_file_stream_work_stealing = false;
+    settings.execution.enable_file_stream_work_stealing = false;
 
     let mut runtime =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
-    if let Some(limit) = config.worker_memory_limit() {
+    if let Some(limit) = options.memory_limit {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
-    if let Some(directory) = &config.local_directory {
+    if let Some(directory) = &options.local_directory {
         let mode = DiskManagerMode::Directories(vec![directory.clone()]);
         runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode));
     }
@@ -76,10 +87,5 @@ pub fn new_context(
     if let Some(planner) = query_planner {
         state = state.with_query_planner(planner);
     }
-    let ctx = SessionContext::new_with_state(state.build()).enable_url_table();
-    ctx.register_udtf("timeseries", Arc::new(TimeseriesFunction));
-    for udf in config.registry.scalars() {
-        ctx.register_udf(udf.clone());
-    }
-    Ok(ctx)
+    Ok(SessionContext::new_with_state(state.build()).enable_url_table())
 }

@@ -115,3 +115,28 @@ fn io_error(e: std::io::Error) -> crate::Error {
         source: e,
     }
 }
+
+/// `2147483648` → `2.00 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_read_as_people_say_them() {
+        assert_eq!(super::format_bytes(512), "512 B");
+        assert_eq!(super::format_bytes(2147483648), "2.00 GiB");
+    }
+}

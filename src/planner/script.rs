@@ -6,7 +6,7 @@
 //! quoted strings, quoted identifiers, dollar-quoted bodies and comments do not
 //! split.
 
-use crate::planner::Location;
+use crate::error::Location;
 use crate::{Error, Result};
 
 /// One statement cut from a script.

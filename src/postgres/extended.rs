@@ -34,7 +34,7 @@ use super::{Opened, Session, types};
 /// The most rows one `Execute` sends before it suspends its portal.
 pub const MAX_ROWS_AT_ONCE: i32 = 1 << 20;
 use crate::Error;
-use crate::planner::Location;
+use crate::error::Location;
 
 /// A statement as `Parse` left it.
 #[derive(Debug, Clone)]

@@ -47,8 +47,8 @@ use self::cancel::{BackendKey, Cancels};
 use self::catalog::Dialect;
 use self::cursors::{CursorStatement, Cursors};
 use self::settings::{SessionStatement, Settings};
-use crate::comm::{Arrival, Limits, Port, Security};
-use crate::planner::Location;
+use crate::net::{Arrival, Limits, Port, Security};
+use crate::error::Location;
 use crate::{Client, Error, Result};
 
 pub use self::access::Access;
@@ -191,7 +191,7 @@ impl Server {
                         Ok(result) => result.map_err(|e| e.to_string()),
                         Err(panic) => Err(format!(
                             "a malformed message ({})",
-                            crate::error::panic_message(panic.as_ref())
+                            crate::exec::panic_message(panic.as_ref())
                         )),
                     },
                     () = login_overdue(login) => Err(format!(

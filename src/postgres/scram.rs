@@ -33,7 +33,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use ring::rand::SecureRandom;
 use ring::{digest, hmac, pbkdf2};
 
-use crate::comm::constant_time_eq;
+use crate::net::constant_time_eq;
 
 /// The mechanism's name.
 const MECHANISM: &str = "SCRAM-SHA-256";

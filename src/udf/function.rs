@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::exec::{TaskData, Value};
-use crate::worker::TaskFn;
+use super::TaskFn;
 
 /// Marks a function whose result is its value ([`Registry::function`](super::Registry::function)).
 pub struct Infallible(PhantomData<()>);

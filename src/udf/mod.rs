@@ -23,7 +23,6 @@
 //! ```
 
 mod function;
-mod partition;
 mod scalar;
 
 use std::collections::BTreeMap;
@@ -33,10 +32,13 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 
 pub use function::{Fallible, Infallible, TaskFunction};
-pub use partition::{PartitionFn, partition, partition_with};
+pub use crate::exec::{PartitionFn, partition, partition_with};
 pub use scalar::{ScalarFn, SqlArg, SqlResult, scalar};
 
-use crate::worker::{FunctionJob, TaskFn};
+use crate::exec::TaskData;
+
+/// A task function's code: its inputs' data in, its result out.
+pub type TaskFn = Arc<dyn Fn(&[Arc<TaskData>]) -> Result<TaskData, String> + Send + Sync>;
 
 /// Scalar UDFs and task functions by name. Cheap to clone: clones share what
 /// was registered before them.
@@ -148,6 +150,19 @@ impl Registry {
         self
     }
 
+    /// Registers the scalar UDFs in `ctx`, and keeps the registry in its
+    /// configuration: plans decoded in that session find the partition
+    /// functions there by name.
+    pub fn install(&self, ctx: &datafusion::prelude::SessionContext) {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(self.clone()));
+        for udf in self.scalars() {
+            ctx.register_udf(udf.clone());
+        }
+    }
+
     /// The scalar UDFs.
     pub fn scalars(&self) -> impl Iterator<Item = &ScalarUDF> {
         self.scalars.values()
@@ -158,12 +173,11 @@ impl Registry {
         self.scalars.contains_key(name)
     }
 
-    /// The task function `name`, as a job, and its number of arguments.
-    pub fn function(&self, name: &str) -> Option<(FunctionJob, usize)> {
-        self.functions.get(name).map(|f| {
-            let job = FunctionJob::new(name, Arc::clone(&f.code), true);
-            (job, f.arity)
-        })
+    /// The task function `name`'s code and its number of arguments.
+    pub fn function(&self, name: &str) -> Option<(TaskFn, usize)> {
+        self.functions
+            .get(name)
+            .map(|f| (Arc::clone(&f.code), f.arity))
     }
 
     /// Every name, scalar UDFs, task and partition functions, sorted: what a

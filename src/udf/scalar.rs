@@ -326,7 +326,7 @@ impl ScalarUDFImpl for ClosureUdf {
             Ok(Ok(array)) => Ok(ColumnarValue::Array(array)),
             Ok(Err(message)) => Err(udf_error(&self.name, &message)),
             Err(panic) => {
-                let message = crate::error::panic_message(panic.as_ref());
+                let message = crate::exec::panic_message(panic.as_ref());
                 Err(udf_error(&self.name, &format!("panicked: {message}")))
             }
         }

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::{StagePlan, TaskData};
+use crate::udf::TaskFn;
 use crate::key::Key;
 
-/// A function task's code: its inputs' data in, its result out.
-pub type TaskFn = Arc<dyn Fn(&[Arc<TaskData>]) -> Result<TaskData, String> + Send + Sync>;
 
 /// The work of one task.
 #[derive(Debug)]

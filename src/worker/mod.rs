@@ -24,7 +24,7 @@ use futures::future::{AbortHandle, Abortable};
 use parking_lot::Mutex;
 
 pub use activity::{Activity, WorkerMetrics};
-pub use job::{EncodedJob, EncodedStage, FunctionArg, FunctionJob, Job, StageJob, TaskFn, WireArg};
+pub use job::{EncodedJob, EncodedStage, FunctionArg, FunctionJob, Job, StageJob, WireArg};
 pub use space::WorkSpace;
 pub use store::{Budget, DataStore, Peers, Stored};
 
@@ -373,7 +373,7 @@ fn call(function: &FunctionJob, args: &[Arc<TaskData>]) -> Result<TaskData, Fail
         Err(panic) => Err(Failure::Message(format!(
             "{}: panicked: {}",
             function.name,
-            crate::error::panic_message(panic.as_ref())
+            crate::exec::panic_message(panic.as_ref())
         ))),
     }
 }

@@ -318,7 +318,7 @@ impl DataStore {
                             "spilling results to {}: those in memory passed {:.0}% of {}",
                             budget.directory.display(),
                             budget.spill * 100.0,
-                            crate::client::format_bytes(budget.limit)
+                            crate::output::format_bytes(budget.limit)
                         );
                     }
                     tracing::debug!(%key, nbytes = entry.nbytes, "spilled to disk");

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rask::comm::Security;
+use rask::net::Security;
 use rask::scheduler::TaskError;
 use rask::{Client, Error, TaskGraph};
 

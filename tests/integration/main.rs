@@ -12,6 +12,7 @@ mod functions;
 mod futures;
 #[path = "../common/hosts.rs"]
 mod hosts;
+mod layers;
 mod postgres;
 #[path = "../common/processes.rs"]
 mod processes;

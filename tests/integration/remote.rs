@@ -663,7 +663,7 @@ fn hostile_stage(name: &str, bytes: Vec<u8>) -> rask::comm::EncodedStage {
         config: Vec::new(),
         subqueries: Vec::new(),
     };
-    let task = rask::exec::new_context(&rask::Config::default(), None)
+    let task = rask::exec::new_context(&Default::default(), None)
         .expect("a session")
         .task_ctx();
     let panics = |stage: &EncodedStage| {

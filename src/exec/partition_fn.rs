@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::de::DeserializeOwned;
 
-use crate::exec::TaskData;
+use super::TaskData;
 
 type Code =
     Arc<dyn Fn(RecordBatch, Option<&TaskData>) -> Result<RecordBatch, String> + Send + Sync>;
@@ -107,7 +107,7 @@ impl PartitionFn {
             Ok(Err(message)) => Err(fail(message)),
             Err(payload) => Err(fail(format!(
                 "panicked: {}",
-                crate::error::panic_message(payload.as_ref())
+                crate::exec::panic_message(payload.as_ref())
             ))),
         }
     }

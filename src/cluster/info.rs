@@ -1,10 +1,13 @@
-//! [`ClusterInfo`]: what a client shows of its cluster, as Dask's client display does.
+//! [`ClusterInfo`]: what a client shows of its cluster, as Dask's client display does,
+//! the state of each worker, and the questions a client asks its scheduler.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scheduler::{GroupProgress, WorkerId, WorkerStatus};
+use crate::output::format_bytes;
+use crate::scheduler::{GroupProgress, SchedulerHandle, WorkerId, WorkerStatus};
 use crate::worker::WorkerMetrics;
 
 /// The scheduler, its workers and its dashboard, as the client last heard.
@@ -105,7 +108,7 @@ impl Question {
     /// The answer of `scheduler`, whose workers are as `workers` tells.
     pub fn answer(
         self,
-        scheduler: &dyn crate::scheduler::SchedulerHandle,
+        scheduler: &dyn SchedulerHandle,
         workers: impl FnOnce() -> Vec<WorkerState>,
     ) -> Answer {
         match self {
@@ -193,25 +196,80 @@ impl fmt::Display for ClusterInfo {
     }
 }
 
-/// `2147483648` → `2.00 GiB`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
+
+/// Checks that some worker carries every function of `names` (the scheduler
+/// then runs the task only on such workers); `Err` names a function no worker
+/// has, or says that none has them all.
+pub fn check_carried(
+    names: &BTreeSet<String>,
+    workers: &[WorkerInfo],
+) -> Result<(), crate::Error> {
+    if names.is_empty() {
+        return Ok(());
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
+    if let Some(missing) = names
+        .iter()
+        .find(|name| !workers.iter().any(|w| w.functions.contains(name)))
+    {
+        return Err(crate::Error::Config(format!(
+            "function {missing} is not registered on any of the {} workers of the cluster; \
+             start the workers with a binary that registers it (rask_cli::main_with)",
+            workers.len()
+        )));
     }
+    if !workers
+        .iter()
+        .any(|w| names.iter().all(|n| w.functions.contains(n)))
+    {
+        let list = names.iter().cloned().collect::<Vec<_>>().join(", ");
+        return Err(crate::Error::Config(format!(
+            "no worker of the cluster carries all of {list} at once"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn worker(id: crate::scheduler::WorkerId, functions: &[&str]) -> WorkerInfo {
+        WorkerInfo {
+            id,
+            name: format!("w{id}"),
+            address: String::new(),
+            nthreads: 1,
+            memory_limit: None,
+            functions: functions.iter().map(|f| f.to_string()).collect(),
+            local_directory: String::new(),
+            pid: None,
+            nanny: None,
+        }
+    }
+
+    #[test]
+    fn a_function_no_worker_carries_is_refused() {
+        let names: BTreeSet<String> = ["square".to_string()].into();
+        let all = [worker(0, &["square"]), worker(1, &["square", "add"])];
+        assert!(check_carried(&names, &all).is_ok());
+        let some = [worker(0, &[]), worker(1, &["square"])];
+        assert!(check_carried(&names, &some).is_ok());
+        let both: BTreeSet<String> = ["square".to_string(), "add".to_string()].into();
+        let apart = [worker(0, &["add"]), worker(1, &["square"])];
+        let err = check_carried(&both, &apart).unwrap_err();
+        assert!(
+            err.to_string().contains("carries all of add, square"),
+            "{err}"
+        );
+        let err = check_carried(&names, &[worker(0, &["add"])]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("function square is not registered on any of the 1 workers"),
+            "{err}"
+        );
+        assert!(check_carried(&BTreeSet::new(), &[]).is_ok());
+    }
+
 
     #[test]
     fn display_sums_threads_and_memory() {
@@ -241,7 +299,6 @@ mod tests {
             text.contains("Workers: 2  Threads: 3  Memory: 2.00 GiB"),
             "{text}"
         );
-        assert_eq!(format_bytes(512), "512 B");
         // A worker is paused as it reports itself, retiring as the scheduler has it.
         let paused = WorkerMetrics {
             paused: true,

@@ -5,11 +5,14 @@
 //! planning error; [`Error::describe`] renders them for people, without the
 //! debug-formatting and backtraces DataFusion's own `Display` may include.
 
+mod location;
+
 use std::path::PathBuf;
 
 use datafusion::error::DataFusionError;
 
-use crate::planner::Location;
+pub use location::{Location, locate};
+pub(crate) use location::strip_position;
 
 /// The result type of every fallible rask call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -126,7 +129,7 @@ impl Error {
     /// The location is relative to the SQL text given to [`crate::Client::sql`].
     pub fn location(&self) -> Option<Location> {
         match self {
-            Error::DataFusion(e) => crate::planner::locate(e),
+            Error::DataFusion(e) => locate(e),
             Error::Script { location, .. } => Some(*location),
             _ => None,
         }
@@ -137,7 +140,7 @@ impl Error {
 /// the `ParserError("...")` debug wrapping, position suffixes or backtraces.
 fn describe_datafusion(err: &DataFusionError) -> String {
     match err {
-        DataFusionError::SQL(parser, _) => crate::planner::strip_position(&parser.to_string()),
+        DataFusionError::SQL(parser, _) => strip_position(&parser.to_string()),
         DataFusionError::Diagnostic(_, inner) => describe_datafusion(inner),
         DataFusionError::Context(ctx, inner) => format!("{ctx}: {}", describe_datafusion(inner)),
         DataFusionError::Shared(inner) => describe_datafusion(inner),
@@ -160,17 +163,8 @@ fn describe_datafusion(err: &DataFusionError) -> String {
 impl Error {
     /// The error for a caught panic with payload `payload`.
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
-        Error::Panic(panic_message(payload.as_ref()))
+        Error::Panic(crate::exec::panic_message(payload.as_ref()))
     }
-}
-
-/// What a panic said.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a task panicked".to_string())
 }
 
 /// Runs `future`, turning a panic inside it into [`Error::Panic`].
