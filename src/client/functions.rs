@@ -50,10 +50,22 @@ static BUILT_IN: LazyLock<HashSet<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// A scalar function of this client's session alone: neither DataFusion's nor
+/// the registry's.
+pub(crate) struct SessionOnly {
+    /// Its name.
+    pub name: String,
+    /// Whether it is a closure of this program (`udf::scalar`, as `apply`
+    /// takes), rather than one a library added to the session (`pg_catalog`'s).
+    pub closure: bool,
+}
+
 /// A scalar function `plan` calls that no worker's session has: one added to
-/// this client's session alone (as `pg_catalog`'s are), neither DataFusion's
-/// nor the registry's. Such a plan runs in the client.
-pub(crate) fn session_only(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -> Option<String> {
+/// this client's session alone, neither DataFusion's nor the registry's.
+pub(crate) fn session_only(
+    plan: &Arc<dyn ExecutionPlan>,
+    registry: &Registry,
+) -> Option<SessionOnly> {
     let mut found = None;
     // Walking plans and expressions cannot fail: the closures never err.
     let _ = plan.apply(|node| {
@@ -63,7 +75,10 @@ pub(crate) fn session_only(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -
                     && !BUILT_IN.contains(f.name())
                     && !registry.has_scalar(f.name())
                 {
-                    found = Some(f.name().to_string());
+                    found = Some(SessionOnly {
+                        name: f.name().to_string(),
+                        closure: crate::udf::is_closure(f.fun()),
+                    });
                     return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)

@@ -35,7 +35,6 @@ pub use task_graph::TaskGraph;
 
 use crate::cluster::ClusterLink;
 use crate::error::Location;
-use crate::planner::StageGraph;
 use crate::{Error, Key, Result, exec};
 use connection::Connection;
 use query_planner::ClusterQueryPlanner;
@@ -220,8 +219,8 @@ impl Client {
     }
 
     /// The stages and tasks `sql` (one query) would run as.
-    pub async fn explain(&self, sql: &str) -> Result<StageGraph> {
-        self.sql(sql).await?.stages().await
+    pub async fn explain(&self, sql: &str) -> Result<String> {
+        self.sql(sql).await?.explain().await
     }
 
     /// Submits a graph of function tasks; returns futures of `wanted`, in order.

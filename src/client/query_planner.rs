@@ -51,23 +51,65 @@ impl ClusterQueryPlanner {
         }
     }
 
-    /// `plan` as tasks on the cluster (a [`ClusterExec`]), or as it is when it
-    /// cannot be cut into stages or sent to the workers (it then runs here).
+    /// `plan` as tasks on the cluster (a [`ClusterExec`]), or, where it must
+    /// run here, in a [`ClientExec`] saying why (logged at `info`). Refused:
+    /// a query of too many tasks, or calling a function no worker carries.
     fn lower(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         config: &Arc<SessionConfig>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if let Some(name) = functions::session_only(&plan, &self.registry) {
-            tracing::debug!("running in the client: {name} is this session's own");
-            return Ok(plan);
-        }
-        let (graph, merge) = match cut(Arc::clone(&plan), Arc::clone(config)) {
-            Ok(cut) => cut,
-            Err(e) => {
-                tracing::debug!("running in the client: {e}");
-                return Ok(plan);
+        match self.place(Arc::clone(&plan), config)? {
+            Placement::Tasks {
+                graph,
+                merge,
+                tasks,
+            } => {
+                if graph.only_reads_persisted() {
+                    // The client reads the persisted partitions itself: no task to run.
+                    return Ok(plan);
+                }
+                let cluster: Arc<dyn ExecutionPlan> =
+                    Arc::new(ClusterExec::new(graph, tasks, Arc::clone(&self.connection)));
+                match merge {
+                    Some(merge) => merge.replace_children(
+                        vec![cluster],
+                        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+                    ),
+                    None => Ok(cluster),
+                }
             }
+            Placement::Client(why) => {
+                tracing::info!("this query runs in the client, not as tasks: {why}");
+                Ok(Arc::new(ClientExec::new(plan, why)))
+            }
+        }
+    }
+
+    /// Where `plan` runs: as the tasks of its stages, or in the client (and
+    /// why). On a local cluster every function runs in its tasks (the workers
+    /// share this process); on a cluster of processes a closure no worker
+    /// carries is refused by name, and a function of this session alone
+    /// (`pg_catalog`'s) keeps the plan here.
+    fn place(&self, plan: Arc<dyn ExecutionPlan>, config: &Arc<SessionConfig>) -> Result<Placement> {
+        let local = self.connection.cluster().info().is_local();
+        if !local && let Some(function) = functions::session_only(&plan, &self.registry) {
+            if function.closure {
+                return Err(DataFusionError::Plan(format!(
+                    "function {} is not registered on any worker of the cluster: a closure \
+                     runs only in this process; register it in the workers' binary \
+                     (Registry::with_scalar, rask_cli::main_with) and in this client's registry",
+                    function.name
+                )));
+            }
+            return Ok(Placement::Client(format!(
+                "it calls {}, a function of this session alone",
+                function.name
+            )));
+        }
+        let (graph, merge) = match cut(plan, Arc::clone(config)) {
+            Ok(cut) => cut,
+            Err(e) => return Ok(Placement::Client(e.to_string())),
         };
         let most = config
             .options()
@@ -81,28 +123,26 @@ impl ClusterQueryPlanner {
             )));
         }
         if graph.only_reads_persisted() {
-            // The client reads the persisted partitions itself: no task to run.
-            return Ok(plan);
+            return Ok(Placement::Tasks {
+                graph,
+                merge,
+                tasks: Vec::new(),
+            });
         }
         let functions = self.functions(&graph)?;
         match self.connection.cluster().tasks(&graph) {
             Ok(mut tasks) => {
                 needs(&mut tasks, &graph, &functions);
-                let cluster: Arc<dyn ExecutionPlan> =
-                    Arc::new(ClusterExec::new(graph, tasks, Arc::clone(&self.connection)));
-                match merge {
-                    Some(merge) => merge.replace_children(
-                        vec![cluster],
-                        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-                    ),
-                    None => Ok(cluster),
-                }
+                Ok(Placement::Tasks {
+                    graph,
+                    merge,
+                    tasks,
+                })
             }
-            Err(e) => {
-                // A plan the workers cannot be sent (a node without a wire form).
-                tracing::debug!("running in the client: {e}");
-                Ok(plan)
-            }
+            // A node without a wire form: workers of another process cannot get it.
+            Err(e) => Ok(Placement::Client(format!(
+                "workers of another process cannot be sent its plan: {e}"
+            ))),
         }
     }
 
@@ -146,10 +186,7 @@ impl QueryPlanner for ClusterQueryPlanner {
                 return Ok(plan);
             };
             let inner = planner.create_physical_plan(&explain.plan, session).await?;
-            let stages = match cut(inner, config) {
-                Ok((graph, _)) => graph.to_string(),
-                Err(e) => format!("runs in the client: {e}"),
-            };
+            let stages = self.place(inner, &config)?.to_string();
             let mut rows = exec.stringified_plans().to_vec();
             rows.push(StringifiedPlan::new(PlanType::FinalPhysicalPlan, stages));
             return Ok(Arc::new(ExplainExec::new(
@@ -215,6 +252,111 @@ fn needed_by(tasks: &[(TaskSpec, Arc<Job>)], key: &Key) -> Vec<(TaskSpec, Arc<Jo
         .filter(|(_, n)| *n)
         .map(|(t, _)| t.clone())
         .collect()
+}
+
+/// Where a plan runs.
+enum Placement {
+    /// As the tasks of its stages (none when it only reads persisted
+    /// partitions), with the merge the client runs over the final stage.
+    Tasks {
+        graph: StageGraph,
+        merge: Option<Arc<dyn ExecutionPlan>>,
+        tasks: Vec<(TaskSpec, Arc<Job>)>,
+    },
+    /// In the client, for this reason.
+    Client(String),
+}
+
+impl fmt::Display for Placement {
+    /// The stage listing, or why there is none.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::Tasks { graph, .. } => write!(f, "{graph}"),
+            Placement::Client(why) => writeln!(f, "{}", in_client(why)),
+        }
+    }
+}
+
+/// How listings say a plan runs in the client.
+pub(crate) fn in_client(why: &str) -> String {
+    format!("no tasks: runs in the client, as {why}")
+}
+
+/// A plan that runs in the client rather than as tasks, and why: it runs its
+/// input as it is, and tells listings (`explain`, `structure`) the reason.
+#[derive(Debug)]
+pub(crate) struct ClientExec {
+    input: Arc<dyn ExecutionPlan>,
+    why: String,
+}
+
+impl ClientExec {
+    fn new(input: Arc<dyn ExecutionPlan>, why: String) -> Self {
+        Self { input, why }
+    }
+
+    /// Why the plan runs in the client.
+    pub fn why(&self) -> &str {
+        &self.why
+    }
+}
+
+impl DisplayAs for ClientExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ClientExec: runs in the client, as {}", self.why)
+    }
+}
+
+impl ExecutionPlan for ClientExec {
+    fn name(&self) -> &'static str {
+        "ClientExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
+    ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("ClientExec takes one input".into()))?;
+        Ok(Arc::new(ClientExec::new(input, self.why.clone())))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
 }
 
 /// A query running on the cluster, as one DataFusion node: partition `i` is the

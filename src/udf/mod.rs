@@ -34,6 +34,7 @@ use datafusion::logical_expr::ScalarUDF;
 pub use function::{Fallible, Infallible, TaskFunction};
 pub use crate::exec::{PartitionFn, partition, partition_with};
 pub use scalar::{ScalarFn, SqlArg, SqlResult, scalar};
+pub(crate) use scalar::is_closure;
 
 use crate::exec::TaskData;
 

@@ -305,6 +305,12 @@ impl Hash for ClosureUdf {
     }
 }
 
+/// Whether `udf` is a closure made by [`scalar`].
+pub(crate) fn is_closure(udf: &ScalarUDF) -> bool {
+    let inner: &dyn std::any::Any = udf.inner().as_ref();
+    inner.is::<ClosureUdf>()
+}
+
 impl ScalarUDFImpl for ClosureUdf {
     fn name(&self) -> &str {
         &self.name

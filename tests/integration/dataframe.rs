@@ -182,14 +182,22 @@ async fn row_and_column_operations_match_their_sql() {
     .await;
     assert_eq!(rows(assigned).await, expected);
 
+    // A closure the registry does not hold runs in the cluster's tasks: the
+    // workers share this process.
     let square = rask::udf::scalar("square", |x: f64| x * x);
     let applied = week()
         .apply("x", &square)
         .unwrap()
         .agg([("x", "sum")])
         .unwrap();
+    let tasks = applied.structure().await.unwrap().tasks;
+    assert!(tasks > 1, "{tasks} tasks");
+    let local = client.local_cluster().expect("a local cluster");
+    let before = local.tasks_finished();
+    let ours = rows(applied).await;
+    assert_eq!(local.tasks_finished() - before, tasks as u64, "tasks run");
     let expected = sql_rows(&client, &sql("SELECT sum(x * x)")).await;
-    assert_same(&rows(applied).await, &expected, "apply");
+    assert_same(&ours, &expected, "apply");
 
     let head = week()
         .sort_values([("id", true)])
@@ -690,4 +698,31 @@ async fn head_computes_only_the_partitions_it_needs() {
         .await
         .unwrap();
     assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 24);
+}
+
+/// A plan that cannot be cut into tasks (a recursive query) runs in the
+/// client, and every listing says so and why; no task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_runs_in_the_client_says_so() {
+    let client = cluster();
+    let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5) \
+               SELECT sum(i) AS total FROM n";
+    let why = "RecursiveQueryExec cannot run as separate tasks";
+    let explained = client.explain(sql).await.unwrap();
+    assert_eq!(
+        explained,
+        format!("no tasks: runs in the client, as {why}\n")
+    );
+    let frame = client.sql(sql).await.unwrap();
+    let structure = frame.structure().await.unwrap();
+    assert_eq!(structure.tasks, 0);
+    assert_eq!(structure.in_client.as_deref(), Some(why));
+    assert!(structure.to_string().ends_with(&format!("runs in the client, as {why}")));
+    let plan = client.sql(&format!("EXPLAIN {sql}")).await.unwrap();
+    let listing = csv(&plan.collect().await.unwrap()).join("\n");
+    assert!(listing.contains(&format!("no tasks: runs in the client, as {why}")), "{listing}");
+    let local = client.local_cluster().expect("a local cluster");
+    let before = local.tasks_finished();
+    assert_eq!(rows(frame).await, ["15"]);
+    assert_eq!(local.tasks_finished(), before, "no task runs");
 }

@@ -167,6 +167,23 @@ fn functions_no_worker_carries_are_refused_by_name() {
             err.contains("the closure one cannot run on workers of another process"),
             "{err}"
         );
+        // Nor does a scalar closure in a dataframe: refused while planned, by
+        // name, rather than run in the client.
+        let cube = rask::udf::scalar("cube", |x: f64| x * x * x);
+        let frame = client
+            .timeseries()
+            .end("2000-01-02")
+            .build()
+            .unwrap()
+            .apply("x", &cube)
+            .unwrap();
+        let err = frame.clone().collect().await.unwrap_err().to_string();
+        assert!(
+            err.contains("function cube is not registered on any worker of the cluster"),
+            "{err}"
+        );
+        let err = frame.explain().await.unwrap_err().to_string();
+        assert!(err.contains("function cube is not registered"), "{err}");
     });
 }
 

@@ -47,7 +47,7 @@ use futures::StreamExt;
 
 use std::sync::Arc;
 
-use super::query_planner::{ClusterExec, cut};
+use super::query_planner::{ClientExec, ClusterExec, cut, in_client};
 use crate::planner::StageGraph;
 use crate::{Error, Result};
 
@@ -158,21 +158,35 @@ impl DataFrame {
 
     /// The stages and tasks this query runs as.
     pub async fn stages(&self) -> Result<StageGraph> {
+        self.placement()
+            .await?
+            .map_err(|why| Error::Config(in_client(&why)))
+    }
+
+    /// The graph of this frame's tasks, or why it runs in the client instead.
+    async fn placement(&self) -> Result<std::result::Result<StageGraph, String>> {
         let frame = self.inner.clone();
         let config = Arc::new(frame.task_ctx().session_config().clone());
         let plan = crate::error::catch_panics(frame.create_physical_plan()).await??;
-        match cluster_exec(&plan) {
-            Some(exec) => Ok(exec.graph().clone()),
-            None => cut(plan, config)
-                .map(|(graph, _)| graph)
-                .map_err(|e| Error::Config(e.to_string())),
+        if let Some(exec) = cluster_exec(&plan) {
+            return Ok(Ok(exec.graph().clone()));
         }
+        if let Some(client) = plan.downcast_ref::<ClientExec>() {
+            return Ok(Err(client.why().to_string()));
+        }
+        // Nothing to run: the plan reads persisted partitions.
+        cut(plan, config)
+            .map(|(graph, _)| Ok(graph))
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The stages and tasks this frame runs as, one line a stage (what
-    /// `EXPLAIN` adds after DataFusion's plans).
+    /// `EXPLAIN` adds after DataFusion's plans), or why it runs in the client.
     pub async fn explain(&self) -> Result<String> {
-        Ok(self.stages().await?.to_string())
+        Ok(match self.placement().await? {
+            Ok(graph) => graph.to_string(),
+            Err(why) => format!("{}\n", in_client(&why)),
+        })
     }
 
     /// Writes the task graph to `path`: Graphviz DOT when it ends in `.dot`,
@@ -186,7 +200,19 @@ impl DataFrame {
     /// What the result will look like and what computing it takes, as Dask's
     /// `df` display shows: columns and types, partitions, operation and tasks.
     pub async fn structure(&self) -> Result<Structure> {
-        let graph = self.stages().await?;
+        let graph = match self.placement().await? {
+            Ok(graph) => graph,
+            Err(why) => {
+                return Ok(Structure {
+                    schema: self.schema(),
+                    index: self.index.clone(),
+                    npartitions: 1,
+                    operation: "client".to_string(),
+                    tasks: 0,
+                    in_client: Some(why),
+                });
+            }
+        };
         // A merge in the client makes one partition of the final stage's.
         let (npartitions, operation) = match graph.merge() {
             Some(merge) => (1, merge),
@@ -206,6 +232,7 @@ impl DataFrame {
             npartitions,
             operation: operation.to_string(),
             tasks,
+            in_client: None,
         })
     }
 

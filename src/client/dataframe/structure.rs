@@ -18,6 +18,8 @@ pub struct Structure {
     pub operation: String,
     /// Tasks it takes to compute.
     pub tasks: usize,
+    /// Why it runs in the client rather than as tasks, when it does.
+    pub in_client: Option<String>,
 }
 
 impl fmt::Display for Structure {
@@ -55,6 +57,10 @@ impl fmt::Display for Structure {
         }
         writeln!(f)?;
         let s = if self.tasks == 1 { "" } else { "s" };
-        write!(f, "rask Name: {}, {} task{s}", self.operation, self.tasks)
+        write!(f, "rask Name: {}, {} task{s}", self.operation, self.tasks)?;
+        match &self.in_client {
+            Some(why) => write!(f, "\nruns in the client, as {why}"),
+            None => Ok(()),
+        }
     }
 }
