@@ -21,7 +21,7 @@ use linfa::Dataset;
 use linfa::prelude::Fit;
 use linfa_linear::LinearRegression;
 use ndarray::{Array1, Array2};
-use rask::client::delayed;
+use rask::delayed;
 use rask::{Client, Delayed};
 
 /// A small random number generator (splitmix64), so runs can be repeated.
@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let address = args
                 .get(i + 1)
                 .ok_or("--scheduler needs an address, HOST:PORT")?;
-            let security = rask::net::Security::from_env()?;
+            let security = rask::internals::net::Security::from_env()?;
             let client =
                 Client::connect_with_registry(address, security, functions::registry()).await?;
             client

@@ -25,7 +25,7 @@ async fn main() -> rask::Result<()> {
             let address = args.get(i + 1).ok_or_else(|| {
                 rask::Error::Config("--scheduler needs an address, HOST:PORT".into())
             })?;
-            let security = rask::net::Security::from_env()?;
+            let security = rask::internals::net::Security::from_env()?;
             Client::connect_with_registry(address, security, functions::registry()).await?
         }
         None => Client::with_config(rask::Config {

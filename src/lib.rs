@@ -16,37 +16,91 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The crate is split by layer (see `ARCHITECTURE.md`): [`client`] is what users
-//! hold, [`planner`] turns SQL text into plans, [`exec`] configures and runs
-//! DataFusion, [`datasets`] holds built-in data generators such as
-//! [`timeseries`](datasets::timeseries), and [`output`] renders results.
+//! What users hold is re-exported here: [`Client`] and the [`DataFrame`]s,
+//! [`Future`]s and [`Delayed`] calls it makes, [`Config`] and
+//! [`LocalCluster`], user functions ([`udf`]), built-in data ([`datasets`])
+//! and renderers ([`output`]). The layers beneath (see `ARCHITECTURE.md`) are
+//! private; rask's own binaries reach them through a hidden module, which is
+//! not part of the API.
 
-pub mod client;
-pub mod cluster;
-pub mod comm;
-pub mod dashboard;
+mod client;
+mod cluster;
+mod comm;
+mod dashboard;
 pub mod datasets;
-pub mod error;
-pub mod exec;
+mod error;
+mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod key;
-pub mod net;
+mod key;
+mod net;
 pub mod output;
-pub mod planner;
-pub mod postgres;
-pub mod scheduler;
+mod planner;
+mod postgres;
+mod scheduler;
 pub mod udf;
-pub mod worker;
+mod worker;
 
+pub use client::delayed;
 pub use client::{
-    Agg, Client, Config, DataFrame, Delayed, Function, Future, FutureStatus, How, LocalCluster,
-    TaskGraph, as_completed, gather, wait,
+    Agg, Argument, CallArgs, Client, Compute, Config, DataFrame, Delayed, Function, Future,
+    FutureStatus, GroupBy, How, IntoArg, LocalCluster, LocalClusterBuilder, Scatter, Structure,
+    TaskGraph, TimeseriesBuilder, as_completed, gather, wait,
 };
-pub use error::{Error, Result};
+pub use cluster::{ClusterInfo, WorkerInfo, WorkerState};
+pub use error::{Error, Location, Result};
+pub use exec::{TaskData, Value, ValueError};
 pub use key::Key;
+pub use scheduler::{GroupProgress, TaskError};
 
 /// The DataFusion version rask is built on, re-exported so users need not pin it.
 pub use datafusion;
 /// Arrow, as used by DataFusion.
 pub use datafusion::arrow;
+
+/// rask's layers, for rask's own binaries, tests and benchmarks: not part of
+/// the API, and changed without notice.
+#[doc(hidden)]
+pub mod internals {
+    pub mod client {
+        pub use crate::client::*;
+    }
+    pub mod cluster {
+        pub use crate::cluster::*;
+    }
+    pub mod comm {
+        pub use crate::comm::*;
+    }
+    pub mod dashboard {
+        pub use crate::dashboard::*;
+    }
+    pub mod error {
+        pub use crate::error::*;
+    }
+    pub mod exec {
+        pub use crate::exec::*;
+    }
+    pub mod key {
+        pub use crate::key::*;
+    }
+    pub mod net {
+        pub use crate::net::*;
+    }
+    pub mod planner {
+        pub use crate::planner::*;
+    }
+    pub mod postgres {
+        pub use crate::postgres::*;
+    }
+    pub mod scheduler {
+        pub use crate::scheduler::*;
+    }
+    pub mod worker {
+        pub use crate::worker::*;
+    }
+}
+
+/// README.md's Rust examples, compiled by `cargo test --doc`.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExamples;

@@ -131,7 +131,7 @@ fn run_file(root: &Path, path: &Path, target: Target) -> Result<(), Failed> {
                     })?,
                     Target::Scheduler(address) => {
                         let registry = custom_worker::registry();
-                        let security = rask::net::Security::default();
+                        let security = rask::internals::net::Security::default();
                         Client::connect_with_registry(&address, security, registry).await?
                     }
                 };

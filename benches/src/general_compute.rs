@@ -127,7 +127,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     let cluster = ProcessCluster::start_with_env(&me, 2, 1, &[(AS_RASK, "1")])?;
     let remote = rask::Client::connect_with_registry(
         &cluster.address,
-        rask::net::Security::default(),
+        rask::internals::net::Security::default(),
         registry(),
     )
     .await?;
@@ -158,7 +158,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     row.figures
         .push(("GB_per_s".into(), gb_per_s(size, copies.median)));
     let encodes = timed(options.runs.min(5), || {
-        let value = rask::exec::Value::new(source.clone());
+        let value = rask::Value::new(source.clone());
         std::hint::black_box(value.bytes()?);
         Ok(())
     })?;
@@ -467,7 +467,7 @@ pub async fn scheduler(
                     ProcessCluster::start_with_env(&me, 2, per_worker, &[(AS_RASK, "1")])?;
                 let client = rask::Client::connect_with_registry(
                     &cluster.address,
-                    rask::net::Security::default(),
+                    rask::internals::net::Security::default(),
                     registry(),
                 )
                 .await?;

@@ -79,7 +79,7 @@ pub struct PgUsers {
     /// A PostgreSQL user, NAME:PASSWORD (may be repeated), who logs in by
     /// SCRAM-SHA-256. Without any, the cluster's token is the password (by
     /// SCRAM too); without a token either, connections are trusted.
-    #[arg(long = "pg-user", value_name = "NAME:PASSWORD", value_parser = rask::postgres::parse_user)]
+    #[arg(long = "pg-user", value_name = "NAME:PASSWORD", value_parser = rask::internals::postgres::parse_user)]
     pub users: Vec<(String, String)>,
 
     /// A file of PostgreSQL users, a line each: NAME:SCRAM-SHA-256$… (the
@@ -99,19 +99,19 @@ pub struct PgUsers {
 
     /// PostgreSQL connections open at once; more are told "too many clients"
     /// (SQLSTATE 53300).
-    #[arg(long = "pg-max-connections", value_name = "N", default_value_t = rask::postgres::MAX_CONNECTIONS)]
+    #[arg(long = "pg-max-connections", value_name = "N", default_value_t = rask::internals::postgres::MAX_CONNECTIONS)]
     pub max_connections: usize,
 }
 
 impl PgUsers {
     /// The logins, with `token` the cluster's.
-    pub fn logins(&self, token: Option<&str>) -> rask::Result<rask::postgres::Logins> {
-        rask::postgres::Logins::new(&self.users, self.users_file.as_deref(), token)
+    pub fn logins(&self, token: Option<&str>) -> rask::Result<rask::internals::postgres::Logins> {
+        rask::internals::postgres::Logins::new(&self.users, self.users_file.as_deref(), token)
     }
 
     /// What the sessions' SQL may touch.
-    pub fn access(&self) -> rask::Result<rask::postgres::Access> {
-        rask::postgres::Access::new(&self.allow_paths, &self.allow_urls)
+    pub fn access(&self) -> rask::Result<rask::internals::postgres::Access> {
+        rask::internals::postgres::Access::new(&self.allow_paths, &self.allow_urls)
     }
 }
 
@@ -156,16 +156,16 @@ pub struct SecurityArgs {
 
 impl SecurityArgs {
     /// The settings as the library takes them.
-    pub fn security(&self) -> rask::net::Security {
+    pub fn security(&self) -> rask::internals::net::Security {
         let tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
-            (Some(cert), Some(key), Some(ca)) => Some(rask::net::TlsFiles {
+            (Some(cert), Some(key), Some(ca)) => Some(rask::internals::net::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 ca: ca.clone(),
             }),
             _ => None,
         };
-        rask::net::Security {
+        rask::internals::net::Security {
             token: self.auth_token.clone().filter(|t| !t.is_empty()),
             tls,
             insecure: self.insecure,
@@ -301,7 +301,7 @@ impl MemoryLimit {
         match self {
             MemoryLimit::Bytes(bytes) => Some(bytes),
             MemoryLimit::Auto => {
-                Some((rask::worker::memory::available() / workers.max(1) as u64) as usize)
+                Some((rask::internals::worker::memory::available() / workers.max(1) as u64) as usize)
             }
             MemoryLimit::Unlimited => None,
         }

@@ -8,10 +8,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rask::comm::{
+use rask::internals::comm::{
     SchedulerNode, SchedulerOptions, WorkerDeath, WorkerOptions, report_death, run_worker,
 };
-use rask::net::TOKEN_VARIABLE;
+use rask::internals::net::TOKEN_VARIABLE;
 use tokio::process::Command;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -40,7 +40,7 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
             Some(port) => {
                 let address = node.address().to_string();
                 let session_security = security.clone();
-                let open: rask::postgres::OpenSession = std::sync::Arc::new(move || {
+                let open: rask::internals::postgres::OpenSession = std::sync::Arc::new(move || {
                     let (address, security) = (address.clone(), session_security.clone());
                     Box::pin(async move {
                         rask::Client::connect_with_registry(
@@ -71,11 +71,11 @@ pub async fn serve_postgres(
     host: &str,
     port: u16,
     pg: &crate::args::PgUsers,
-    security: &rask::net::Security,
-    open: rask::postgres::OpenSession,
+    security: &rask::internals::net::Security,
+    open: rask::internals::postgres::OpenSession,
 ) -> rask::Result<AbortOnDrop> {
     let logins = pg.logins(security.token.as_deref())?;
-    let server = rask::postgres::Server::bind(
+    let server = rask::internals::postgres::Server::bind(
         host,
         port,
         pg.max_connections,
@@ -115,7 +115,7 @@ pub fn serve(
         );
         return false;
     };
-    let open: rask::postgres::OpenSession = std::sync::Arc::new(move || {
+    let open: rask::internals::postgres::OpenSession = std::sync::Arc::new(move || {
         let cluster = std::sync::Arc::clone(&cluster);
         Box::pin(async move { cluster.client() })
     });
@@ -249,7 +249,7 @@ struct Watched {
     /// The cluster's token, passed to the worker by environment.
     token: Option<String>,
     /// How the nanny reaches the scheduler.
-    security: rask::net::Security,
+    security: rask::internals::net::Security,
 }
 
 /// Keeps one worker process running until it exits by itself (it retired:
@@ -423,7 +423,7 @@ pub fn worker_process(
         .unwrap_or_else(std::env::temp_dir);
     // Its own folder in there, mode 0700, removed when it exits (and by the
     // next worker, if it is killed).
-    let space = match rask::worker::WorkSpace::create(&parent) {
+    let space = match rask::internals::worker::WorkSpace::create(&parent) {
         Ok(space) => space,
         Err(e) => {
             tracing::error!("cannot make a folder in {}: {e}", parent.display());
@@ -434,7 +434,7 @@ pub fn worker_process(
     let host = settings
         .host
         .clone()
-        .unwrap_or_else(|| rask::net::address::default_worker_host(&args.scheduler).into());
+        .unwrap_or_else(|| rask::internals::net::address::default_worker_host(&args.scheduler).into());
     let options = WorkerOptions {
         scheduler: args.scheduler.clone(),
         host,

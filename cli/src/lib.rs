@@ -56,7 +56,7 @@ fn pg_verifier(name: &str) -> bool {
     }
     println!(
         "{name}:{}",
-        rask::postgres::Verifier::from_password(password)
+        rask::internals::postgres::Verifier::from_password(password)
     );
     true
 }

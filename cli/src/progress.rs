@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use rask::Client;
-use rask::scheduler::GroupProgress;
+use rask::GroupProgress;
 
 /// How long a query runs before the bar shows.
 const DELAY: Duration = Duration::from_millis(300);

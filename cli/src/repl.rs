@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use rask::output::Format;
-use rask::planner::script::is_incomplete;
+use rask::internals::planner::script::is_incomplete;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rask::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use rask::arrow::datatypes::{DataType, Field, Schema};
 use rask::arrow::record_batch::RecordBatch;
-use rask::cluster::WorkerState;
+use rask::WorkerState;
 use rask::output::format_bytes;
 use rask::output::{self, Format};
 use tokio::runtime::Runtime;
@@ -208,8 +208,8 @@ fn text(cell: &Cell) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rask::cluster::WorkerInfo;
-    use rask::worker::WorkerMetrics;
+    use rask::WorkerInfo;
+    use rask::internals::worker::WorkerMetrics;
 
     #[test]
     fn the_table_shows_sizes_for_people_and_bytes_for_programs() {

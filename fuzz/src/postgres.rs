@@ -52,17 +52,17 @@ impl Postgres {
             .local_cluster()
             .cloned()
             .ok_or_else(|| rask::Error::Config("no local cluster".into()))?;
-        let open: rask::postgres::OpenSession = Arc::new(move || {
+        let open: rask::internals::postgres::OpenSession = Arc::new(move || {
             let cluster = Arc::clone(&cluster);
             Box::pin(async move { cluster.client() })
         });
-        let server = runtime.block_on(rask::postgres::Server::bind(
+        let server = runtime.block_on(rask::internals::postgres::Server::bind(
             "127.0.0.1",
             0,
             64,
-            &rask::net::Security::default(),
-            rask::postgres::Logins::Trust,
-            rask::postgres::Access::new(&[], &[])?,
+            &rask::internals::net::Security::default(),
+            rask::internals::postgres::Logins::Trust,
+            rask::internals::postgres::Access::new(&[], &[])?,
         ))?;
         let address = server.address()?;
         runtime.spawn(server.serve(open));

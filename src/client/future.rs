@@ -14,6 +14,7 @@ use crate::{Error, Result};
 
 /// Where a future's task stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FutureStatus {
     /// Not done yet.
     Pending,

@@ -15,7 +15,7 @@ use crate::worker::{FunctionJob, Job};
 /// ```no_run
 /// # async fn demo(client: rask::Client) -> rask::Result<()> {
 /// use std::sync::Arc;
-/// use rask::exec::TaskData;
+/// use rask::TaskData;
 /// let mut graph = rask::TaskGraph::new();
 /// let one = graph.add("one", &[], |_| Ok(TaskData::local_value(1u64, 8)));
 /// let two = graph.add("double", &[one], |args| {

@@ -38,7 +38,7 @@ impl Location {
     /// past its end.
     ///
     /// ```
-    /// use rask::error::Location;
+    /// use rask::Location;
     /// let at = Location { line: 2, column: 3 };
     /// assert_eq!(at.char_index("ab\ncdé"), Some(5));
     /// assert_eq!(Location { line: 3, column: 1 }.char_index("ab"), None);

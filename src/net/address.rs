@@ -21,7 +21,7 @@ const SCHEME: &str = "tcp://";
 /// dropped; an error naming it when it has no port.
 ///
 /// ```
-/// use rask::comm::address::normalize;
+/// use rask::internals::net::address::normalize;
 /// assert_eq!(normalize("tcp://10.0.0.1:8786/").unwrap(), "10.0.0.1:8786");
 /// assert_eq!(normalize("localhost:8786").unwrap(), "localhost:8786");
 /// assert!(normalize("10.0.0.1").is_err());

@@ -59,7 +59,7 @@ impl Security {
     /// operator did not accept the risk (`--insecure`).
     ///
     /// ```
-    /// use rask::comm::Security;
+    /// use rask::internals::net::Security;
     /// let open = Security::default();
     /// assert!(open.may_expose("Flight", "127.0.0.1:8786".parse().unwrap(), false).is_ok());
     /// let err = open.may_expose("Flight", "0.0.0.0:8786".parse().unwrap(), false).unwrap_err();

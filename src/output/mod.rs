@@ -20,6 +20,7 @@ pub use text::TextSink;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Format {
     /// An aligned table with a `rows × columns` footer, long results elided in the middle.
     #[default]

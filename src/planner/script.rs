@@ -22,7 +22,7 @@ pub struct Statement {
 /// yields no statement. A statement need not end with `;` at the end of the script.
 ///
 /// ```
-/// use rask::planner::split_statements;
+/// use rask::internals::planner::split_statements;
 /// let stmts = split_statements("-- two of them\nSELECT 1;\n  SELECT ';' ;").unwrap();
 /// assert_eq!(stmts.len(), 2);
 /// assert_eq!(stmts[1].text, "SELECT ';' ");
@@ -43,7 +43,7 @@ pub fn split_statements(script: &str) -> Result<Vec<Statement>> {
 /// REPL keeps reading lines while this holds.
 ///
 /// ```
-/// use rask::planner::script::is_incomplete;
+/// use rask::internals::planner::script::is_incomplete;
 /// assert!(is_incomplete("SELECT 1"));
 /// assert!(is_incomplete("SELECT ';"));
 /// assert!(!is_incomplete("SELECT 1; -- done"));

@@ -84,7 +84,7 @@ impl Verifier {
     /// Reads PostgreSQL's form, `SCRAM-SHA-256$4096:SALT$STOREDKEY:SERVERKEY`.
     ///
     /// ```
-    /// use rask::postgres::Verifier;
+    /// use rask::internals::postgres::Verifier;
     /// let made = Verifier::from_password("sesame").to_string();
     /// assert!(made.starts_with("SCRAM-SHA-256$4096:"));
     /// assert_eq!(Verifier::parse(&made).unwrap().to_string(), made);

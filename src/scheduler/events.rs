@@ -63,6 +63,7 @@ impl TaskSpec {
 
 /// Why a task has no result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum TaskError {
     /// The task's code returned an error or panicked.
     #[error("task {key} failed on worker {worker}: {message}")]

@@ -35,7 +35,7 @@ fn query(address: &str, sql: &str) -> Run {
 
 /// A library client of the cluster at `address`, with the token.
 async fn connect(address: &str) -> rask::Client {
-    let security = rask::net::Security {
+    let security = rask::internals::net::Security {
         token: Some(TOKEN.into()),
         ..Default::default()
     };

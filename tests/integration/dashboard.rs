@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use rask::client::ClusterInfo;
+use rask::ClusterInfo;
 
 use crate::processes::{Process, ProcessCluster};
 use crate::support::repository_root;
@@ -366,7 +366,7 @@ async fn a_local_cluster_serves_its_dashboard_on_a_free_port() {
     let keys: Vec<rask::Key> = (0..2_500)
         .map(|i| {
             graph.add("leaf", &[], move |_| {
-                Ok(rask::exec::TaskData::local_value(i as u64, 8))
+                Ok(rask::TaskData::local_value(i as u64, 8))
             })
         })
         .collect();

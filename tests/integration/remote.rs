@@ -653,8 +653,8 @@ fn every_flight_method_of_every_process_checks_the_token_before_the_body() {
 /// (datafusion-proto panics on it without Avro), or a plan the fuzzer found
 /// (kept under `fuzz/regressions/plan/`: a literal whose buffers make arrow
 /// panic), as raw plan bytes or a whole encoded stage, whichever it is.
-fn hostile_stage(name: &str, bytes: Vec<u8>) -> rask::comm::EncodedStage {
-    use rask::comm::EncodedStage;
+fn hostile_stage(name: &str, bytes: Vec<u8>) -> rask::internals::comm::EncodedStage {
+    use rask::internals::comm::EncodedStage;
     let raw = EncodedStage {
         id: name.into(),
         number: 0,
@@ -663,15 +663,15 @@ fn hostile_stage(name: &str, bytes: Vec<u8>) -> rask::comm::EncodedStage {
         config: Vec::new(),
         subqueries: Vec::new(),
     };
-    let task = rask::exec::new_context(&Default::default(), None)
+    let task = rask::internals::exec::new_context(&Default::default(), None)
         .expect("a session")
         .task_ctx();
     let panics = |stage: &EncodedStage| {
-        rask::comm::codec::decode_stage(stage, &task)
+        rask::internals::comm::codec::decode_stage(stage, &task)
             .err()
             .is_some_and(|e| e.to_string().contains("a plan rask cannot run"))
     };
-    match rask::comm::wire::decode::<EncodedStage>(&bytes, "stage") {
+    match rask::internals::comm::wire::decode::<EncodedStage>(&bytes, "stage") {
         Ok(stage) if !panics(&raw) && panics(&stage) => EncodedStage {
             id: name.into(),
             ..stage
@@ -683,8 +683,8 @@ fn hostile_stage(name: &str, bytes: Vec<u8>) -> rask::comm::EncodedStage {
 #[test]
 fn a_plan_that_would_crash_a_worker_fails_its_task_and_the_worker_lives() {
     use arrow_flight::flight_service_client::FlightServiceClient;
-    use rask::comm::EncodedJob;
-    use rask::comm::wire::{self, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient};
+    use rask::internals::comm::EncodedJob;
+    use rask::internals::comm::wire::{self, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient};
 
     let root = repository_root();
     let cluster = ProcessCluster::start(&root, 1, 1, &[]);

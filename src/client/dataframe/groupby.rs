@@ -11,6 +11,7 @@ use crate::{Error, Result};
 
 /// An aggregation, by its pandas name (`"max"`, `"mean"`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Agg {
     /// Non-null values.
     Count,

@@ -17,6 +17,7 @@ use crate::{Error, Result};
 
 /// How [`DataFrame::merge`] joins, as pandas' `how=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum How {
     /// Rows with a match on both sides.
     Inner,

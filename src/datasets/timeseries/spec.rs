@@ -52,6 +52,7 @@ impl Default for TimeseriesSpec {
 
 /// Why a [`TimeseriesSpec`] is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     /// `end` is not after `start`.
     #[error("end ({end}) must be after start ({start})")]
