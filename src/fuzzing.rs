@@ -30,8 +30,8 @@ use crate::comm::wire::{
     self, EncodedStage, EncodedTask, FromClient, FromWorker, Hello, ToClient, ToWorker,
 };
 use crate::comm::{EncodedJob, SchedulerNode, SchedulerOptions};
-use crate::net::Security;
 use crate::exec::{TaskData, Value};
+use crate::net::Security;
 use crate::planner::StageGraph;
 use crate::worker::{DataStore, Peers};
 use crate::{Client, Config, Key, Result};

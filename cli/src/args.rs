@@ -300,9 +300,9 @@ impl MemoryLimit {
     pub fn per_worker(self, workers: usize) -> Option<usize> {
         match self {
             MemoryLimit::Bytes(bytes) => Some(bytes),
-            MemoryLimit::Auto => {
-                Some((rask::internals::worker::memory::available() / workers.max(1) as u64) as usize)
-            }
+            MemoryLimit::Auto => Some(
+                (rask::internals::worker::memory::available() / workers.max(1) as u64) as usize,
+            ),
             MemoryLimit::Unlimited => None,
         }
     }

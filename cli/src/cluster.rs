@@ -431,10 +431,9 @@ pub fn worker_process(
         }
     };
     let local_directory = space.path().to_path_buf();
-    let host = settings
-        .host
-        .clone()
-        .unwrap_or_else(|| rask::internals::net::address::default_worker_host(&args.scheduler).into());
+    let host = settings.host.clone().unwrap_or_else(|| {
+        rask::internals::net::address::default_worker_host(&args.scheduler).into()
+    });
     let options = WorkerOptions {
         scheduler: args.scheduler.clone(),
         host,

@@ -8,8 +8,8 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use rask::output::Format;
 use rask::internals::planner::script::is_incomplete;
+use rask::output::Format;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;

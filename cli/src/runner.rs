@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
-use rask::internals::client::ScriptError;
-use rask::output::{self, Format};
 use rask::Location;
+use rask::internals::client::ScriptError;
 use rask::internals::planner::split_statements;
+use rask::output::{self, Format};
 use rask::{Client, Error};
 
 use crate::args::RunArgs;

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
+use rask::WorkerState;
 use rask::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use rask::arrow::datatypes::{DataType, Field, Schema};
 use rask::arrow::record_batch::RecordBatch;
-use rask::WorkerState;
 use rask::output::format_bytes;
 use rask::output::{self, Format};
 use tokio::runtime::Runtime;

@@ -49,11 +49,7 @@ pub(crate) fn pure_token(name: &str, args: &[CallInput]) -> Result<String, Strin
 /// The task calling `job` on `args`, keyed `key`. The scheduler sends each
 /// input once: an input passed twice is handed to the function twice, and
 /// literals travel in the job.
-pub(crate) fn call_task(
-    key: Key,
-    job: FunctionJob,
-    args: &[CallInput],
-) -> (TaskSpec, Arc<Job>) {
+pub(crate) fn call_task(key: Key, job: FunctionJob, args: &[CallInput]) -> (TaskSpec, Arc<Job>) {
     let mut inputs: Vec<Key> = Vec::with_capacity(args.len());
     let mut plain = true;
     let positions: Vec<FunctionArg> = args

@@ -7,7 +7,6 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
-
 use crate::cluster::{ClusterLink, Message};
 use crate::exec::{TaskData, Value};
 use crate::key::{Key, KeyMap};

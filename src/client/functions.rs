@@ -87,4 +87,3 @@ pub(crate) fn session_only(
     });
     found
 }
-

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::cluster::ClusterLink;
 use super::{Answer, ClusterInfo, Config, Question, WorkerInfo, WorkerState};
+use crate::cluster::ClusterLink;
 use crate::exec::{self, TaskData, Value};
 use crate::key::Key;
 use crate::planner::StageGraph;

@@ -23,12 +23,12 @@ use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 
+pub use crate::cluster::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState};
 pub use config::Config;
 pub use dataframe::{Agg, DataFrame, GroupBy, How, Structure, TimeseriesBuilder};
 pub use delayed::{Argument, CallArgs, Delayed, Function, IntoArg};
 pub use future::{Future, FutureStatus};
 pub use futures_api::{Compute, as_completed, gather, wait};
-pub use crate::cluster::{Answer, ClusterInfo, Question, WorkerInfo, WorkerState};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 pub use scatter::Scatter;
 pub use task_graph::TaskGraph;

@@ -91,7 +91,11 @@ impl ClusterQueryPlanner {
     /// share this process); on a cluster of processes a closure no worker
     /// carries is refused by name, and a function of this session alone
     /// (`pg_catalog`'s) keeps the plan here.
-    fn place(&self, plan: Arc<dyn ExecutionPlan>, config: &Arc<SessionConfig>) -> Result<Placement> {
+    fn place(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &Arc<SessionConfig>,
+    ) -> Result<Placement> {
         let local = self.connection.cluster().info().is_local();
         if !local && let Some(function) = functions::session_only(&plan, &self.registry) {
             if function.closure {

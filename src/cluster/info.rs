@@ -196,14 +196,10 @@ impl fmt::Display for ClusterInfo {
     }
 }
 
-
 /// Checks that some worker carries every function of `names` (the scheduler
 /// then runs the task only on such workers); `Err` names a function no worker
 /// has, or says that none has them all.
-pub fn check_carried(
-    names: &BTreeSet<String>,
-    workers: &[WorkerInfo],
-) -> Result<(), crate::Error> {
+pub fn check_carried(names: &BTreeSet<String>, workers: &[WorkerInfo]) -> Result<(), crate::Error> {
     if names.is_empty() {
         return Ok(());
     }
@@ -269,7 +265,6 @@ mod tests {
         );
         assert!(check_carried(&BTreeSet::new(), &[]).is_ok());
     }
-
 
     #[test]
     fn display_sums_threads_and_memory() {

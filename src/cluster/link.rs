@@ -107,4 +107,3 @@ pub fn stage_tasks(
     }
     tasks
 }
-

@@ -7,7 +7,5 @@
 mod info;
 mod link;
 
-pub use info::{
-    Answer, ClusterInfo, IN_PROCESS, Question, WorkerInfo, WorkerState, check_carried,
-};
+pub use info::{Answer, ClusterInfo, IN_PROCESS, Question, WorkerInfo, WorkerState, check_carried};
 pub use link::{ClusterLink, Message, stage_tasks};

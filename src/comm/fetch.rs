@@ -14,10 +14,10 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tonic::transport::Channel;
 
-use crate::net::Security;
 use super::wire::{FetchTicket, Holder};
 use crate::exec::{RemoteSource, TaskData};
 use crate::key::Key;
+use crate::net::Security;
 use crate::scheduler::WorkerId;
 use crate::worker::Activity;
 

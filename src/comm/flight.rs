@@ -32,9 +32,9 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::net::{Port, Security};
 use super::wire::{self, FetchTicket, Hello, WORKER_DIED, WorkerDeath};
 use crate::exec::TaskData;
+use crate::net::{Port, Security};
 use crate::worker::Peers;
 use crate::{Error, Result};
 

@@ -12,7 +12,6 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
-use crate::net::Security;
 use super::codec::{encode_job, encode_stage};
 use super::fetch::FlightFetcher;
 use super::flight::{self, open_control};
@@ -23,6 +22,7 @@ use super::wire::{
 use crate::cluster::{Answer, ClusterInfo, ClusterLink, Question, check_carried, stage_tasks};
 use crate::exec::{RemoteInput, StageInput, TaskData, Value};
 use crate::key::{Key, KeySet};
+use crate::net::Security;
 use crate::planner::StageGraph;
 use crate::scheduler::{Event, Message, Outcome, ReportSink, TaskError, TaskSpec, WorkerId};
 use crate::worker::Job;
@@ -246,25 +246,23 @@ impl ClusterLink for RemoteCluster {
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.outbox.lock().take();
             }
-            Message::Submit { tasks, wanted, .. } => {
-                match self.encode(tasks) {
-                    Ok(tasks) => {
-                        if self.expect(&wanted) {
-                            self.send(FromClient::Submit { tasks, wanted });
-                        }
-                    }
-                    Err(e) => {
-                        for key in wanted {
-                            let error = TaskError::Failed {
-                                key: key.clone(),
-                                worker: WorkerId::MAX,
-                                message: e.to_string(),
-                            };
-                            self.shared.report(key, Outcome::Erred(Arc::new(error)));
-                        }
+            Message::Submit { tasks, wanted, .. } => match self.encode(tasks) {
+                Ok(tasks) => {
+                    if self.expect(&wanted) {
+                        self.send(FromClient::Submit { tasks, wanted });
                     }
                 }
-            }
+                Err(e) => {
+                    for key in wanted {
+                        let error = TaskError::Failed {
+                            key: key.clone(),
+                            worker: WorkerId::MAX,
+                            message: e.to_string(),
+                        };
+                        self.shared.report(key, Outcome::Erred(Arc::new(error)));
+                    }
+                }
+            },
             Message::Event(Event::FutureReleased { key, .. }) => {
                 self.send(FromClient::Release { key });
             }

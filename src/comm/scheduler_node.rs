@@ -21,15 +21,15 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use crate::net::{Limits, Port, Security};
 use super::flight::{self, ControlPlane, FlightNode, Frames};
 use super::wire::{
     EncodedJob, EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, ToClient,
     ToWorker, WireOutcome, WorkerDeath,
 };
 use crate::cluster::{ClusterInfo, WorkerInfo, WorkerState};
-use crate::output::format_bytes;
 use crate::key::{Key, KeySet};
+use crate::net::{Limits, Port, Security};
+use crate::output::format_bytes;
 use crate::scheduler::{
     ClientId, Event, EventLoop, Input, Message, Outcome, Released, SchedulerHandle, TaskError,
     TaskKind, TaskSpec, WorkerEndpoint, WorkerId,

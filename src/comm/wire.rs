@@ -6,7 +6,6 @@
 //! travel inside jobs as `datafusion-proto` bytes ([`super::codec`]); results
 //! travel as Arrow IPC over Flight `do_get`, named by a [`FetchTicket`].
 
-
 use arrow_flight::FlightData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -18,14 +18,12 @@ use tokio::sync::mpsc;
 use super::codec::decode_stage;
 use super::fetch::FlightFetcher;
 use super::flight::{self, FlightNode, open_control};
-use super::wire::{
-    EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, ToWorker,
-};
-use crate::net::{Limits, Port, Security, address};
+use super::wire::{EncodedJob, EncodedStage, FromWorker, Hello, PROTOCOL_VERSION, ToWorker};
 use crate::cluster::WorkerInfo;
-use crate::output::format_bytes;
 use crate::exec::{self, StagePlan};
 use crate::key::KeySet;
+use crate::net::{Limits, Port, Security, address};
+use crate::output::format_bytes;
 use crate::scheduler::{Event, Input, TaskError, WorkerId};
 use crate::udf::Registry;
 use crate::worker::{DataStore, EventSink, FunctionJob, Job, Peers, StageJob, Worker};

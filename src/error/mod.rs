@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use datafusion::error::DataFusionError;
 
-pub use location::{Location, locate};
 pub(crate) use location::strip_position;
+pub use location::{Location, locate};
 
 /// The result type of every fallible rask call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,15 +1,18 @@
-//! Running plans: how a DataFusion session is set up for rask.
+//! Running plans: how a DataFusion session is set up for rask, rask's own plan
+//! nodes, and the data tasks produce and read.
 //!
-//! Every place that plans or runs a query (the client today; the workers once the
-//! scheduler runs plan fragments) builds its session with [`session::new_context`],
-//! so they agree on the functions, the object stores and the configuration.
+//! Every place that plans or runs a query (a client's session, each worker's,
+//! in process or not) builds its session with [`session::new_context`] from
+//! [`SessionOptions`], so they agree on the object stores and the
+//! configuration; the caller adds its functions (`Registry::install`) and, for
+//! SQL, the built-in tables (`datasets::install`).
 
 mod compact;
 mod data;
 mod leaf;
 mod map_partitions;
-mod partition_fn;
 pub mod object_stores;
+mod partition_fn;
 mod persisted;
 pub mod session;
 mod stage_read;

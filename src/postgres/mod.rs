@@ -47,8 +47,8 @@ use self::cancel::{BackendKey, Cancels};
 use self::catalog::Dialect;
 use self::cursors::{CursorStatement, Cursors};
 use self::settings::{SessionStatement, Settings};
-use crate::net::{Arrival, Limits, Port, Security};
 use crate::error::Location;
+use crate::net::{Arrival, Limits, Port, Security};
 use crate::{Client, Error, Result};
 
 pub use self::access::Access;

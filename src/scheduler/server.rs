@@ -337,7 +337,9 @@ impl<J: Send + Sync + 'static> LoopState<J> {
                         std::collections::hash_map::Entry::Vacant(slot) => {
                             slot.insert(job);
                         }
-                        std::collections::hash_map::Entry::Occupied(_) => dropped.push(Box::new(job)),
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            dropped.push(Box::new(job))
+                        }
                     }
                     specs.push(spec);
                 }

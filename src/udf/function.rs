@@ -12,14 +12,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::exec::{TaskData, Value};
 use super::TaskFn;
+use crate::exec::{TaskData, Value};
 
 /// Marks a function whose result is its value ([`Registry::function`](super::Registry::function)).
 pub struct Infallible(PhantomData<()>);
 
 /// Marks a function returning `Result<T, E>`, whose error fails the task
-/// ([`Registry::try_function`](super::Registry::try_function)).
+/// ([`Registry::add_try_function`](super::Registry::add_try_function)).
 pub struct Fallible(PhantomData<()>);
 
 /// A Rust function usable as a task: implemented for functions and closures of

@@ -31,10 +31,10 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
-pub use function::{Fallible, Infallible, TaskFunction};
 pub use crate::exec::{PartitionFn, partition, partition_with};
-pub use scalar::{ScalarFn, SqlArg, SqlResult, scalar};
+pub use function::{Fallible, Infallible, TaskFunction};
 pub(crate) use scalar::is_closure;
+pub use scalar::{ScalarFn, SqlArg, SqlResult, scalar};
 
 use crate::exec::TaskData;
 

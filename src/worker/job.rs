@@ -7,9 +7,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::{StagePlan, TaskData};
-use crate::udf::TaskFn;
 use crate::key::Key;
-
+use crate::udf::TaskFn;
 
 /// The work of one task.
 #[derive(Debug)]

@@ -206,8 +206,8 @@ async fn the_dataframe_display_shows_partitions_and_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_tasks_read_their_inputs_results() {
-    use rask::TaskGraph;
     use rask::TaskData;
+    use rask::TaskGraph;
 
     let client = cluster(2, 1);
     let number = |v: u64| TaskData::local_value(v, 8);
@@ -246,8 +246,8 @@ fn concurrent_clients_and_tiny_tasks_never_stall() {
     use std::sync::Arc;
     use std::sync::mpsc;
 
-    use rask::TaskGraph;
     use rask::TaskData;
+    use rask::TaskGraph;
 
     let cluster = LocalCluster::builder()
         .n_workers(2)

@@ -717,10 +717,17 @@ async fn a_plan_that_runs_in_the_client_says_so() {
     let structure = frame.structure().await.unwrap();
     assert_eq!(structure.tasks, 0);
     assert_eq!(structure.in_client.as_deref(), Some(why));
-    assert!(structure.to_string().ends_with(&format!("runs in the client, as {why}")));
+    assert!(
+        structure
+            .to_string()
+            .ends_with(&format!("runs in the client, as {why}"))
+    );
     let plan = client.sql(&format!("EXPLAIN {sql}")).await.unwrap();
     let listing = csv(&plan.collect().await.unwrap()).join("\n");
-    assert!(listing.contains(&format!("no tasks: runs in the client, as {why}")), "{listing}");
+    assert!(
+        listing.contains(&format!("no tasks: runs in the client, as {why}")),
+        "{listing}"
+    );
     let local = client.local_cluster().expect("a local cluster");
     let before = local.tasks_finished();
     assert_eq!(rows(frame).await, ["15"]);

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rask::internals::net::Security;
 use rask::TaskError;
+use rask::internals::net::Security;
 use rask::{Client, Error, TaskGraph};
 
 use crate::processes::{ProcessCluster, custom_worker_binary};
@@ -158,9 +158,7 @@ fn functions_no_worker_carries_are_refused_by_name() {
         );
         // A closure cannot go to another process at all.
         let mut graph = TaskGraph::new();
-        let one = graph.add("one", &[], |_| {
-            Ok(rask::TaskData::local_value(1u8, 1))
-        });
+        let one = graph.add("one", &[], |_| Ok(rask::TaskData::local_value(1u8, 1)));
         let futures = client.submit_graph(graph, &[one]);
         let err = futures[0].data().await.unwrap_err().to_string();
         assert!(

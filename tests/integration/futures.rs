@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rask::delayed;
 use rask::TaskError;
+use rask::delayed;
 use rask::{Client, Error, FutureStatus, LocalCluster};
 
 fn cluster(workers: usize, threads: usize) -> (Arc<LocalCluster>, Client) {

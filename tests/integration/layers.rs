@@ -230,14 +230,21 @@ fn every_import_follows_the_table_in_architecture_md() {
         std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let rules = rules(&architecture);
     if let Some(cycle) = cycle(&rules) {
-        panic!("the table lets layers import in a circle: {}", cycle.join(" → "));
+        panic!(
+            "the table lets layers import in a circle: {}",
+            cycle.join(" → ")
+        );
     }
     let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("src/lib.rs");
     let mut files = BTreeMap::new();
     sources(&root.join("src"), &root.join("src"), &mut files);
     assert!(files.len() > 50, "src/ read: {} files", files.len());
     let wrong = violations(&rules, &root_names(&lib), &files);
-    assert!(wrong.is_empty(), "imports against the table:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the table:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -271,5 +278,8 @@ fn the_check_finds_an_import_against_the_table() {
     let circular = rules(&format!(
         "{HEADING}\n\n| layer | may import |\n|---|---|\n| `a` | b |\n| `b` | a |\n"
     ));
-    assert_eq!(cycle(&circular), Some(vec!["a".into(), "b".into(), "a".into()]));
+    assert_eq!(
+        cycle(&circular),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
 }

@@ -684,7 +684,9 @@ fn hostile_stage(name: &str, bytes: Vec<u8>) -> rask::internals::comm::EncodedSt
 fn a_plan_that_would_crash_a_worker_fails_its_task_and_the_worker_lives() {
     use arrow_flight::flight_service_client::FlightServiceClient;
     use rask::internals::comm::EncodedJob;
-    use rask::internals::comm::wire::{self, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient};
+    use rask::internals::comm::wire::{
+        self, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient,
+    };
 
     let root = repository_root();
     let cluster = ProcessCluster::start(&root, 1, 1, &[]);
