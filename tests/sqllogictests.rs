@@ -13,7 +13,10 @@
 //! are that binary.
 //!
 //! `cargo nextest run --test sqllogictests` runs them all; add a file name (or
-//! part of one) to run only that file.
+//! part of one) to run only that file. `cargo test --test sqllogictests --
+//! --complete [NAME]` writes what the embedded cluster answers into the files
+//! as their expected results (new queries, or after a deliberate change):
+//! review the diff before committing it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,7 +27,7 @@ use rask::arrow::array::{Array, ArrayRef, AsArray};
 use rask::arrow::datatypes::{DataType, Float16Type, Float32Type, Float64Type};
 use rask::arrow::util::display::{ArrayFormatter, FormatOptions};
 use rask::{Client, Config};
-use sqllogictest::{DBOutput, DefaultColumnType};
+use sqllogictest::DBOutput;
 
 #[path = "common/processes.rs"]
 mod processes;
@@ -41,7 +44,8 @@ use processes::{ProcessCluster, custom_worker_binary};
 type SharedCluster = Arc<Mutex<Option<ProcessCluster>>>;
 
 fn main() {
-    let args = Arguments::from_args();
+    let complete = std::env::args().any(|a| a == "--complete");
+    let args = Arguments::from_iter(std::env::args().filter(|a| a != "--complete"));
     let root = repository_root();
     let files = slt_files(&root.join("tests/sql"));
     let cluster: SharedCluster = Arc::default();
@@ -53,12 +57,16 @@ fn main() {
             .unwrap_or_default();
         let (root_a, path_a) = (root.clone(), path.clone());
         trials.push(Trial::test(format!("local::{name}"), move || {
-            run_file(&root_a, &path_a, Target::Local)
+            run_file(&root_a, &path_a, Target::Local, complete)
         }));
+        if complete {
+            // The embedded cluster's answers are what a file is completed with.
+            continue;
+        }
         let (root_b, cluster) = (root.clone(), Arc::clone(&cluster));
         trials.push(Trial::test(format!("cluster::{name}"), move || {
             let address = cluster_address(&root_b, &cluster)?;
-            run_file(&root_b, &path, Target::Scheduler(address))
+            run_file(&root_b, &path, Target::Scheduler(address), false)
         }));
     }
     let conclusion = libtest_mimic::run(&args, trials);
@@ -111,7 +119,9 @@ fn slt_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn run_file(root: &Path, path: &Path, target: Target) -> Result<(), Failed> {
+/// Runs the file at `path` on `target`; with `complete`, writes the answers
+/// into it as its expected results instead of checking them.
+fn run_file(root: &Path, path: &Path, target: Target, complete: bool) -> Result<(), Failed> {
     std::env::set_current_dir(root).map_err(|e| format!("cannot enter {}: {e}", root.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -138,6 +148,18 @@ fn run_file(root: &Path, path: &Path, target: Target) -> Result<(), Failed> {
                 Ok(RaskDb { client })
             }
         });
+        if complete {
+            return runner
+                .update_test_file(
+                    path,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
+                .await
+                .map_err(|e| Failed::from(format!("cannot complete {}: {e}", path.display())));
+        }
         runner
             .run_file_async(path)
             .await
@@ -153,9 +175,9 @@ struct RaskDb {
 #[async_trait]
 impl sqllogictest::AsyncDB for RaskDb {
     type Error = rask::Error;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = ColumnType;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, rask::Error> {
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<ColumnType>, rask::Error> {
         let frame = self.client.sql(sql).await?;
         let schema = frame.schema();
         let batches = frame.collect().await?;
@@ -192,13 +214,55 @@ impl sqllogictest::AsyncDB for RaskDb {
     }
 }
 
-fn column_type(t: &DataType) -> DefaultColumnType {
-    if t.is_integer() {
-        DefaultColumnType::Integer
-    } else if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) {
-        DefaultColumnType::FloatingPoint
-    } else {
-        DefaultColumnType::Text
+/// A result column's type, as a `query` line's letters say it (DataFusion's
+/// letters): `I` integer, `R` floating point or decimal, `B` boolean, `P`
+/// timestamp, `D` date or time, `T` text and everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnType {
+    Integer,
+    Float,
+    Boolean,
+    Timestamp,
+    DateTime,
+    Text,
+}
+
+impl sqllogictest::ColumnType for ColumnType {
+    fn from_char(value: char) -> Option<Self> {
+        Some(match value {
+            'I' => Self::Integer,
+            'R' => Self::Float,
+            'B' => Self::Boolean,
+            'P' => Self::Timestamp,
+            'D' => Self::DateTime,
+            'T' => Self::Text,
+            _ => return None,
+        })
+    }
+
+    fn to_char(&self) -> char {
+        match self {
+            Self::Integer => 'I',
+            Self::Float => 'R',
+            Self::Boolean => 'B',
+            Self::Timestamp => 'P',
+            Self::DateTime => 'D',
+            Self::Text => 'T',
+        }
+    }
+}
+
+fn column_type(t: &DataType) -> ColumnType {
+    match t {
+        t if t.is_integer() => ColumnType::Integer,
+        t if t.is_floating() => ColumnType::Float,
+        DataType::Decimal128(..) | DataType::Decimal256(..) => ColumnType::Float,
+        DataType::Boolean => ColumnType::Boolean,
+        DataType::Timestamp(..) => ColumnType::Timestamp,
+        DataType::Date32 | DataType::Date64 | DataType::Time32(_) | DataType::Time64(_) => {
+            ColumnType::DateTime
+        }
+        _ => ColumnType::Text,
     }
 }
 

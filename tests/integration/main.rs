@@ -13,6 +13,7 @@ mod futures;
 #[path = "../common/hosts.rs"]
 mod hosts;
 mod layers;
+mod plans;
 mod postgres;
 #[path = "../common/processes.rs"]
 mod processes;

@@ -1,7 +1,8 @@
 //! TPC-H's 22 queries on a cluster of processes, answers checked against bare
 //! DataFusion's on the same files (scale factor 0.01; `rask-bench tpch` runs
 //! SF1 and checks DuckDB's answers too). Data and answer checking are the
-//! benchmark's own code.
+//! benchmark's own code. Each query's stage listing is a snapshot
+//! (`snapshots/`).
 
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ fn the_22_tpch_queries_answer_on_a_cluster_as_datafusion_does() {
                 stages.stages.len() > 1,
                 "{name} runs as one stage:\n{stages}"
             );
+            // The stage listing, pinned: a planner change shows as a diff
+            // (`cargo insta review`, or INSTA_UPDATE=always to accept).
+            insta::assert_snapshot!(format!("tpch_{name}"), crate::plans::pinned(&stages));
             let ours = client.sql(sql).await.unwrap().collect().await;
             let theirs = bare.sql(sql).await.unwrap().collect().await.unwrap();
             let verdict = ours
