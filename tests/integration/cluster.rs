@@ -126,7 +126,14 @@ async fn compute_gives_a_future_to_await_or_block_on() {
         .await
         .unwrap();
     let both = client.gather(&[a, b]).await.unwrap();
-    assert_eq!(both.len(), 2);
+    let values: Vec<Vec<Vec<String>>> = both
+        .iter()
+        .map(|data| {
+            let batches: Vec<_> = data.batches().cloned().collect();
+            rask::output::format_rows(&batches).unwrap()
+        })
+        .collect();
+    assert_eq!(values, [[["1"]], [["2"]]], "each future's value, in order");
 
     // Dropping the last future releases every result on the workers.
     drop(future);

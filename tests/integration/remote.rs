@@ -54,6 +54,35 @@ pub(crate) fn local_query(sql: &str) -> String {
         .stdout
 }
 
+/// `--nprocs` (Dask's name for `--nworkers`) starts that many worker processes.
+#[test]
+fn nprocs_starts_that_many_worker_processes() {
+    let root = repository_root();
+    let (scheduler, address) = crate::processes::scheduler(&root);
+    let _workers = Process::start(
+        "workers",
+        &root,
+        &[
+            "worker",
+            &address,
+            "--nprocs",
+            "2",
+            "--nthreads",
+            "1",
+            "--watch-stdin",
+        ],
+        &[],
+    );
+    scheduler.wait_for_nth("registered:", 2);
+    let out = run(rask().args(["status", &address, "--format", "csv"])).success();
+    assert_eq!(
+        out.stdout.lines().count(),
+        3,
+        "a header and two workers:\n{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn scheduler_and_workers_run_queries_and_say_what_they_do() {
     let root = repository_root();
@@ -80,6 +109,17 @@ fn scheduler_and_workers_run_queries_and_say_what_they_do() {
     let remote = remote_query(&named, JOINED, &[]).success().stdout;
     assert_eq!(remote, local_query(JOINED));
     assert_eq!(remote.lines().count(), 27, "{remote}");
+
+    // RASK_SCHEDULER stands for --scheduler: the query is the scheduler's
+    // next client.
+    let clients = cluster.scheduler.count("disconnected");
+    let by_env = run(rask()
+        .env("RASK_SCHEDULER", &cluster.address)
+        .args(["query", "--format", "csv", "-c", JOINED]))
+    .success()
+    .stdout;
+    assert_eq!(by_env, remote);
+    cluster.scheduler.wait_for_nth("disconnected", clients + 1);
 
     // The shell connects the same way.
     let shell = run_with_input(

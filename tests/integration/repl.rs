@@ -185,4 +185,23 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
     ]);
     let shown = wait_for("1 row × 1 column");
     assert!(shown.contains("|     42 |"), "{shown}");
+
+    // Leaving keeps the lines typed in ~/.rask_history, for the next session.
+    tmux(&["send-keys", "-t", "shell", "\\q", "Enter"]);
+    let history = home.path().join(".rask_history");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !history.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no {} after \\q",
+            history.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(saved.contains("SELECT 40 + 2 AS answer;"), "{saved}");
+    assert!(
+        saved.contains("timeseries('2000-01-01', '2010-01-01')"),
+        "{saved}"
+    );
 }
