@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 use super::wire::{EncodedJob, EncodedStage, WireArg};
 use crate::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
 use crate::exec::{
-    MapArgument, MapPartitionsExec, ReadMode, StageOutput, StagePlan, StageReadExec, TaskData,
-    Value,
+    MapArgument, MapPartitionsExec, MapUnit, ReadMode, StageOutput, StagePlan, StageReadExec,
+    TaskData, Value,
 };
 use crate::udf::Registry;
 use crate::worker::{FunctionArg, Job};
@@ -75,6 +75,8 @@ enum Node {
     /// A partition function, by registered name, with the schema it returns.
     MapPartitions {
         name: String,
+        /// Whether it is called per batch rather than per partition.
+        per_batch: bool,
         /// `protobuf::Schema` bytes.
         schema: Vec<u8>,
         /// The task input holding the function's argument, if it takes one.
@@ -142,6 +144,7 @@ impl PhysicalExtensionCodec for RaskCodec {
             };
             Node::MapPartitions {
                 name: map.function().name().to_string(),
+                per_batch: map.unit() == MapUnit::Batch,
                 schema: schema.encode_to_vec(),
                 argument,
             }
@@ -238,6 +241,7 @@ impl PhysicalExtensionCodec for RaskCodec {
             }
             Node::MapPartitions {
                 name,
+                per_batch,
                 schema,
                 argument,
             } => {
@@ -255,9 +259,14 @@ impl PhysicalExtensionCodec for RaskCodec {
                     })?;
                 let schema = protobuf::Schema::decode(schema.as_slice()).map_err(proto_err)?;
                 let schema = Arc::new(Schema::try_from(&schema)?);
-                Ok(Arc::new(MapPartitionsExec::with_argument(
+                let unit = match per_batch {
+                    true => MapUnit::Batch,
+                    false => MapUnit::Partition,
+                };
+                Ok(Arc::new(MapPartitionsExec::new(
                     Arc::clone(input),
                     function,
+                    unit,
                     schema,
                     argument.map(|input| MapArgument::Input(input as usize)),
                 )))
@@ -541,6 +550,37 @@ mod tests {
         let before = show(collect(plan, Arc::clone(&task)).await.unwrap());
         let after = show(collect(back, task).await.unwrap());
         (before, after)
+    }
+
+    /// A partition function travels by name, with what it is called on.
+    #[test]
+    fn map_partitions_keep_their_unit_through_bytes() {
+        let function = crate::udf::partition("same", Ok::<_, String>);
+        let registry = crate::udf::Registry::new().with_partition(function.clone());
+        let ctx = crate::exec::new_context(&Default::default(), None).unwrap();
+        registry.install(&ctx);
+        let schema = Arc::new(Schema::empty());
+        let input = Arc::new(datafusion::physical_plan::empty::EmptyExec::new(
+            Arc::clone(&schema),
+        ));
+        for unit in [MapUnit::Partition, MapUnit::Batch] {
+            let plan = Arc::new(MapPartitionsExec::new(
+                input.clone(),
+                function.clone(),
+                unit,
+                Arc::clone(&schema),
+                None,
+            ));
+            let bytes = physical_plan_to_bytes_with_extension_codec(plan, &RaskCodec).unwrap();
+            let back = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
+                &bytes,
+                &ctx.task_ctx(),
+                &RaskCodec,
+            )
+            .unwrap();
+            let map = back.downcast_ref::<MapPartitionsExec>().expect("a map");
+            assert_eq!((map.function().name(), map.unit()), ("same", unit));
+        }
     }
 
     #[tokio::test]

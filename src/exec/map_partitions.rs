@@ -1,8 +1,9 @@
-//! `map_partitions`: a [`PartitionFn`] over every batch of its input, as a
-//! logical node ([`MapPartitionsNode`]), its physical operator
-//! ([`MapPartitionsExec`]) and the planner that makes one from the other
-//! ([`MapPartitionsPlanner`]). The operator keeps its input's partitions, so
-//! it runs inside the tasks of its input's stage.
+//! `map_partitions`: a [`PartitionFn`] over every partition of its input (or,
+//! for `map_batches`, every batch as it streams), as a logical node
+//! ([`MapPartitionsNode`]), its physical operator ([`MapPartitionsExec`]) and
+//! the planner that makes one from the other ([`MapPartitionsPlanner`]). The
+//! operator keeps its input's partitions, so it runs inside the tasks of its
+//! input's stage.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -10,6 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
@@ -35,11 +37,26 @@ use super::{PersistedPartitions, TaskData, TaskInputs};
 
 use super::PartitionFn;
 
+/// What a [`PartitionFn`] is called on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum MapUnit {
+    /// Each partition whole, its batches concatenated: Dask's
+    /// `map_partitions` contract (a function may sort, deduplicate or keep a
+    /// running total within its partition).
+    #[default]
+    Partition,
+    /// Each batch as the partition streams (about 8,192 rows), holding no
+    /// more than one: for functions of single rows, over partitions too big
+    /// to hold.
+    Batch,
+}
+
 /// `function` over `input`, in a logical plan.
 #[derive(Debug, Clone)]
 pub struct MapPartitionsNode {
     input: LogicalPlan,
     function: PartitionFn,
+    unit: MapUnit,
     schema: DFSchemaRef,
     /// The value passed to the function besides each batch: a future's result.
     argument: Option<Arc<dyn PersistedPartitions>>,
@@ -48,8 +65,8 @@ pub struct MapPartitionsNode {
 impl MapPartitionsNode {
     /// The node, its output schema found from `function` (declared, or its
     /// result on an empty batch).
-    pub fn try_new(input: LogicalPlan, function: PartitionFn) -> Result<Self> {
-        Self::try_with_argument(input, function, None)
+    pub fn try_new(input: LogicalPlan, function: PartitionFn, unit: MapUnit) -> Result<Self> {
+        Self::try_with_argument(input, function, None, unit)
     }
 
     /// The node with `argument` (its one partition the value, `sample` that
@@ -58,6 +75,7 @@ impl MapPartitionsNode {
         input: LogicalPlan,
         function: PartitionFn,
         argument: Option<(Arc<dyn PersistedPartitions>, Arc<TaskData>)>,
+        unit: MapUnit,
     ) -> Result<Self> {
         let input_schema: SchemaRef = Arc::new(input.schema().as_arrow().clone());
         let output = function
@@ -70,6 +88,7 @@ impl MapPartitionsNode {
         Ok(Self {
             input,
             function,
+            unit,
             schema,
             argument: argument.map(|(partitions, _)| partitions),
         })
@@ -83,6 +102,7 @@ impl MapPartitionsNode {
 impl PartialEq for MapPartitionsNode {
     fn eq(&self, other: &Self) -> bool {
         self.function.name() == other.function.name()
+            && self.unit == other.unit
             && self.argument_key() == other.argument_key()
             && self.input == other.input
     }
@@ -102,6 +122,7 @@ impl PartialOrd for MapPartitionsNode {
 impl Hash for MapPartitionsNode {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.function.name().hash(state);
+        self.unit.hash(state);
         self.input.hash(state);
     }
 }
@@ -124,7 +145,12 @@ impl UserDefinedLogicalNodeCore for MapPartitionsNode {
     }
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "MapPartitions: {}", self.function.name())
+        write!(
+            f,
+            "MapPartitions: {}{}",
+            self.function.name(),
+            self.unit.suffix()
+        )
     }
 
     fn with_exprs_and_inputs(
@@ -138,6 +164,7 @@ impl UserDefinedLogicalNodeCore for MapPartitionsNode {
         Ok(Self {
             input,
             function: self.function.clone(),
+            unit: self.unit,
             schema: Arc::clone(&self.schema),
             argument: self.argument.clone(),
         })
@@ -153,25 +180,33 @@ pub enum MapArgument {
     Input(usize),
 }
 
-/// Runs `function` on each batch of each partition of `input`.
+impl MapUnit {
+    /// How listings tell the per-batch form apart.
+    fn suffix(self) -> &'static str {
+        match self {
+            MapUnit::Partition => "",
+            MapUnit::Batch => " (per batch)",
+        }
+    }
+}
+
+/// Runs `function` on each partition of `input`, or each batch.
 #[derive(Debug)]
 pub struct MapPartitionsExec {
     input: Arc<dyn ExecutionPlan>,
     function: PartitionFn,
+    unit: MapUnit,
     properties: Arc<PlanProperties>,
     argument: Option<MapArgument>,
 }
 
 impl MapPartitionsExec {
-    /// `function` over `input`, producing batches of `schema`.
-    pub fn new(input: Arc<dyn ExecutionPlan>, function: PartitionFn, schema: SchemaRef) -> Self {
-        Self::with_argument(input, function, schema, None)
-    }
-
-    /// [`new`](Self::new), the function also given `argument`'s value.
-    pub fn with_argument(
+    /// `function` over each `unit` of `input`, producing batches of
+    /// `schema`, also given `argument`'s value if there is one.
+    pub fn new(
         input: Arc<dyn ExecutionPlan>,
         function: PartitionFn,
+        unit: MapUnit,
         schema: SchemaRef,
         argument: Option<MapArgument>,
     ) -> Self {
@@ -185,9 +220,15 @@ impl MapPartitionsExec {
         Self {
             input,
             function,
+            unit,
             properties: Arc::new(properties),
             argument,
         }
+    }
+
+    /// What the function is called on.
+    pub fn unit(&self) -> MapUnit {
+        self.unit
     }
 
     /// The function.
@@ -202,9 +243,10 @@ impl MapPartitionsExec {
 
     /// The same node reading its argument as task input `input`.
     pub fn reading_argument_as(&self, input: usize) -> Self {
-        Self::with_argument(
+        Self::new(
             Arc::clone(&self.input),
             self.function.clone(),
+            self.unit,
             self.schema(),
             Some(MapArgument::Input(input)),
         )
@@ -213,7 +255,12 @@ impl MapPartitionsExec {
 
 impl DisplayAs for MapPartitionsExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "MapPartitionsExec: {}", self.function.name())
+        write!(
+            f,
+            "MapPartitionsExec: {}{}",
+            self.function.name(),
+            self.unit.suffix()
+        )
     }
 }
 
@@ -247,9 +294,10 @@ impl ExecutionPlan for MapPartitionsExec {
         let Some(input) = children.pop() else {
             return internal_err!("MapPartitionsExec takes one input");
         };
-        Ok(Arc::new(Self::with_argument(
+        Ok(Arc::new(Self::new(
             input,
             self.function.clone(),
+            self.unit,
             self.schema(),
             self.argument.clone(),
         )))
@@ -273,21 +321,32 @@ impl ExecutionPlan for MapPartitionsExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let argument = self.argument_data(&context)?;
+        let input_schema = self.input.schema();
         let input = self.input.execute(partition, context)?;
         let function = self.function.clone();
         let schema = self.schema();
         let expected = Arc::clone(&schema);
-        let batches = futures::stream::once(async move {
-            let argument = argument.await?;
-            Ok::<_, DataFusionError>(
-                input
-                    .map(move |batch| map_batch(&function, batch?, argument.as_deref(), &expected)),
-            )
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            batches.try_flatten(),
-        )))
+        let stream: futures::stream::BoxStream<'static, Result<RecordBatch>> =
+            match self.unit {
+                MapUnit::Batch => futures::stream::once(async move {
+                    let argument = argument.await?;
+                    Ok::<_, DataFusionError>(input.map(move |batch| {
+                        map_batch(&function, batch?, argument.as_deref(), &expected)
+                    }))
+                })
+                .try_flatten()
+                .boxed(),
+                // The whole partition, as one batch: the function sees all its rows.
+                MapUnit::Partition => futures::stream::once(async move {
+                    let argument = argument.await?;
+                    let batches: Vec<RecordBatch> = input.try_collect().await?;
+                    let whole = concat_batches(&input_schema, &batches)?;
+                    drop(batches);
+                    map_batch(&function, whole, argument.as_deref(), &expected)
+                })
+                .boxed(),
+            };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
@@ -374,9 +433,10 @@ impl ExtensionPlanner for MapPartitionsPlanner {
             return internal_err!("MapPartitions takes one input");
         };
         let schema = Arc::new(node.schema.as_arrow().clone());
-        Ok(Some(Arc::new(MapPartitionsExec::with_argument(
+        Ok(Some(Arc::new(MapPartitionsExec::new(
             Arc::clone(input),
             node.function.clone(),
+            node.unit,
             schema,
             node.argument.clone().map(MapArgument::Partitions),
         ))))

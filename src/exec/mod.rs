@@ -25,7 +25,9 @@ pub use data::{
     TaskData, TaskInputs,
 };
 pub(crate) use leaf::leaf_node_methods;
-pub use map_partitions::{MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner};
+pub use map_partitions::{
+    MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner, MapUnit,
+};
 pub use object_stores::ObjectStores;
 pub use partition_fn::{PartitionFn, partition, partition_with};
 pub use persisted::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};

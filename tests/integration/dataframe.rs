@@ -2,6 +2,8 @@
 //! computed another way: DuckDB's answers on data Dask wrote
 //! (`../shared/data`), or the same query written in SQL.
 
+use std::sync::Arc;
+
 use rask::arrow::record_batch::RecordBatch;
 use rask::datafusion::prelude::{col, lit};
 use rask::{Client, DataFrame, How, LocalCluster};
@@ -481,6 +483,55 @@ async fn map_partitions_runs_in_the_tasks_of_its_input() {
     assert!(
         err.to_string().contains("map_partitions hopeless: never"),
         "{err}"
+    );
+}
+
+/// Dask's contract: `map_partitions` gives the function each partition
+/// whole; `map_batches` each batch as it streams. A row number within what
+/// the function is given tells them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_partitions_sees_whole_partitions_and_map_batches_single_batches() {
+    use rask::arrow::array::{ArrayRef, Int64Array};
+    use rask::arrow::datatypes::{DataType, Field};
+
+    let client = cluster();
+    let row_number = rask::udf::partition("row_number", |batch: RecordBatch| {
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..batch.num_rows() as i64));
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("n", DataType::Int64, false));
+        let mut columns = batch.columns().to_vec();
+        columns.push(n);
+        RecordBatch::try_new(
+            Arc::new(rask::arrow::datatypes::Schema::new(fields)),
+            columns,
+        )
+    });
+    // Two daily partitions of 86,400 rows each.
+    let days = || client.timeseries().end("2000-01-03").build().unwrap();
+    let stats = |frame: DataFrame| async move {
+        let summary = frame.agg([("n", "max"), ("n", "count")]).unwrap();
+        rows(summary).await
+    };
+    let whole = days().map_partitions(&row_number).unwrap();
+    assert_eq!(stats(whole).await, ["86399,172800"]);
+    let batches = days().map_batches(&row_number).unwrap();
+    let summary = stats(batches).await;
+    let max: i64 = summary[0].split(',').next().unwrap().parse().unwrap();
+    assert!(
+        max < 8192,
+        "per batch, no row number reaches a batch's size: {summary:?}"
+    );
+    assert!(summary[0].ends_with(",172800"), "{summary:?}");
+    let plan = days().map_batches(&row_number).unwrap();
+    let plan = plan.logical_plan().display_indent().to_string();
+    assert!(
+        plan.contains("MapPartitions: row_number (per batch)"),
+        "{plan}"
     );
 }
 

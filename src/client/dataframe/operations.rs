@@ -10,7 +10,7 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, Partitioning, Scala
 
 use super::groupby::GroupBy;
 use super::{DataFrame, column};
-use crate::exec::MapPartitionsNode;
+use crate::exec::{MapPartitionsNode, MapUnit};
 use crate::output;
 use crate::udf::PartitionFn;
 use crate::{Error, Result};
@@ -113,18 +113,32 @@ impl DataFrame {
         self.map(|df| df.select(vec![expr]))
     }
 
-    /// `function` over every batch of every partition (Dask's
-    /// `map_partitions`), in the tasks that make them: no extra stage. The
-    /// output columns are declared on the function or found by running it on
-    /// an empty batch. On workers of other processes it runs by name: register
-    /// it in their binary's registry ([`Registry::with_partition`](crate::udf::Registry::with_partition)).
+    /// `function` over every partition whole (Dask's `map_partitions`): the
+    /// partition's batches concatenated into one, so the function sees all
+    /// its rows at once and may sort, deduplicate or keep a running total
+    /// within it. It runs in the tasks that make the partitions: no extra
+    /// stage. The output columns are declared on the function or found by
+    /// running it on an empty batch. On workers of other processes it runs by
+    /// name: register it in their binary's registry
+    /// ([`Registry::with_partition`](crate::udf::Registry::with_partition)).
+    /// For a function of single rows over partitions too big to hold, use
+    /// [`map_batches`](Self::map_batches).
     pub fn map_partitions(self, function: &PartitionFn) -> Result<DataFrame> {
+        self.map_each(function, MapUnit::Partition)
+    }
+
+    /// `function` over every batch as each partition streams (about 8,192
+    /// rows at a time), holding no more than one batch: the streaming form of
+    /// [`map_partitions`](Self::map_partitions), right only for functions
+    /// whose answer for a row does not depend on the other rows.
+    pub fn map_batches(self, function: &PartitionFn) -> Result<DataFrame> {
+        self.map_each(function, MapUnit::Batch)
+    }
+
+    fn map_each(self, function: &PartitionFn, unit: MapUnit) -> Result<DataFrame> {
         let (state, plan) = self.inner.clone().into_parts();
-        let node = MapPartitionsNode::try_new(plan, function.clone())?;
-        let plan = LogicalPlan::Extension(Extension {
-            node: Arc::new(node),
-        });
-        Ok(self.with_inner(datafusion::dataframe::DataFrame::new(state, plan)))
+        let node = MapPartitionsNode::try_new(plan, function.clone(), unit)?;
+        self.with_node(state, node)
     }
 
     /// [`map_partitions`](Self::map_partitions) with a function that also
@@ -137,9 +151,33 @@ impl DataFrame {
         function: &PartitionFn,
         argument: &crate::Future,
     ) -> Result<DataFrame> {
+        self.map_each_with(function, argument, MapUnit::Partition)
+            .await
+    }
+
+    /// [`map_batches`](Self::map_batches) with a function that also takes
+    /// `argument`'s value, as [`map_partitions_with`](Self::map_partitions_with).
+    pub async fn map_batches_with(
+        self,
+        function: &PartitionFn,
+        argument: &crate::Future,
+    ) -> Result<DataFrame> {
+        self.map_each_with(function, argument, MapUnit::Batch).await
+    }
+
+    async fn map_each_with(
+        self,
+        function: &PartitionFn,
+        argument: &crate::Future,
+        unit: MapUnit,
+    ) -> Result<DataFrame> {
         if !function.takes_argument() {
             return Err(Error::Config(format!(
-                "map_partitions_with: {} takes no argument (make it with udf::partition_with)",
+                "{}: {} takes no argument (make it with udf::partition_with)",
+                match unit {
+                    MapUnit::Partition => "map_partitions_with",
+                    MapUnit::Batch => "map_batches_with",
+                },
                 function.name()
             )));
         }
@@ -147,8 +185,17 @@ impl DataFrame {
         let input: Arc<dyn crate::exec::PersistedPartitions> =
             Arc::new(super::persist::FutureInput::new(argument));
         let (state, plan) = self.inner.clone().into_parts();
-        let node =
-            MapPartitionsNode::try_with_argument(plan, function.clone(), Some((input, sample)))?;
+        let argument = Some((input, sample));
+        let node = MapPartitionsNode::try_with_argument(plan, function.clone(), argument, unit)?;
+        self.with_node(state, node)
+    }
+
+    /// This frame's index over `node`, planned in `state`.
+    fn with_node(
+        &self,
+        state: datafusion::execution::SessionState,
+        node: MapPartitionsNode,
+    ) -> Result<DataFrame> {
         let plan = LogicalPlan::Extension(Extension {
             node: Arc::new(node),
         });
