@@ -60,6 +60,29 @@ impl Key {
         }
         text
     }
+
+    /// The group of tasks the key belongs to, as progress and the dashboard
+    /// count them: a stage's partitions share one (`aggregate-3f9c02-7` →
+    /// `aggregate-3f9c02`), a function's calls another (`add_two_people-5e1a`
+    /// → `add_two_people`).
+    ///
+    /// ```
+    /// use rask::Key;
+    /// assert_eq!(Key::new("read-parquet-3f9c02-7").group(), "read-parquet-3f9c02");
+    /// assert_eq!(Key::new("add_two_people-5e1a00000001").group(), "add_two_people");
+    /// assert_eq!(Key::new("plain").group(), "plain");
+    /// ```
+    pub fn group(&self) -> &str {
+        let text = self.as_str();
+        if let Some((rest, last)) = text.rsplit_once('-')
+            && !last.is_empty()
+            && last.bytes().all(|b| b.is_ascii_digit())
+            && rest.contains('-')
+        {
+            return rest;
+        }
+        self.operation()
+    }
 }
 
 impl PartialEq for Key {

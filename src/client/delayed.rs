@@ -513,8 +513,5 @@ fn drawing<T>(delayed: &[Delayed<T>]) -> Layout {
 
 /// `add_two_people-1a2b` → `add_two_people`.
 fn operation_of(key: &Key) -> String {
-    let text = key.as_str();
-    text.rsplit_once('-')
-        .map_or(text, |(name, _)| name)
-        .to_string()
+    key.operation().to_string()
 }

@@ -23,7 +23,7 @@ mod transitions;
 
 pub use crate::key::Key;
 pub use events::{Decision, Event, Input, Outcome, TaskError, TaskKind, TaskSpec};
-pub use progress::{GroupProgress, group_name};
+pub use progress::GroupProgress;
 pub use server::{
     EventLoop, Message, Released, ReportSink, SchedulerHandle, WeakEventLoop, WorkerEndpoint,
 };

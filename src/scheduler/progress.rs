@@ -76,7 +76,7 @@ pub(super) const COUNTED_ERRED: u8 = 2;
 impl Progress {
     /// Counts a new task of `key`, reading results of the groups `inputs`.
     pub fn add(&mut self, key: &Key, inputs: impl IntoIterator<Item = GroupId>) -> GroupId {
-        let name = group_name(key);
+        let name = key.group();
         let id = match &self.last {
             Some((last, id)) if **last == *name && self.groups.contains_key(id) => *id,
             _ => {
@@ -211,37 +211,9 @@ impl Progress {
     }
 }
 
-/// `aggregate-3f9c02-7` → `aggregate-3f9c02`; `add_two_people-5e1a` →
-/// `add_two_people`: partitions of one stage share a group, calls of one
-/// function too.
-pub fn group_name(key: &Key) -> &str {
-    let text = key.as_str();
-    if let Some((rest, last)) = text.rsplit_once('-')
-        && !last.is_empty()
-        && last.bytes().all(|b| b.is_ascii_digit())
-        && rest.contains('-')
-    {
-        return rest;
-    }
-    key.operation()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partitions_of_a_stage_share_a_group_and_calls_of_a_function_too() {
-        assert_eq!(
-            group_name(&Key::new("aggregate-3f9c02-7")),
-            "aggregate-3f9c02"
-        );
-        assert_eq!(
-            group_name(&Key::new("add_two_people-5e1a00000001")),
-            "add_two_people"
-        );
-        assert_eq!(group_name(&Key::new("plain")), "plain");
-    }
 
     #[test]
     fn groups_count_once_per_task_and_end_with_their_last_task() {

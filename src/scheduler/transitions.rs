@@ -37,19 +37,14 @@ const SHORT_TASKS_PER_THREAD: usize = 16;
 /// Tasks of a name that runs this long or less, on average, are short.
 const SHORT_TASK_MICROS: u64 = 500;
 
-/// How long tasks run, by the name before their key's first `-` (the
-/// function, or the operation of a stage: `add_two_people`, `aggregate`).
+/// How long tasks run, by their key's operation (the function, or the
+/// operation of a stage: `add_two_people`, `read-parquet`).
 #[derive(Debug, Default)]
 struct Durations(std::collections::HashMap<String, (u64, u64)>);
 
 impl Durations {
-    fn name(key: &Key) -> &str {
-        let text = key.as_str();
-        text.split_once('-').map_or(text, |(name, _)| name)
-    }
-
     fn record(&mut self, key: &Key, micros: u64) {
-        let name = Self::name(key);
+        let name = key.operation();
         match self.0.get_mut(name) {
             Some((n, total)) => {
                 *n += 1;
@@ -65,7 +60,7 @@ impl Durations {
     /// four times.
     fn is_short(&self, key: &Key) -> bool {
         self.0
-            .get(Self::name(key))
+            .get(key.operation())
             .is_some_and(|&(n, total)| n >= 4 && total / n <= SHORT_TASK_MICROS)
     }
 }
