@@ -40,7 +40,7 @@ use crate::{Error, Result};
 
 /// The largest message a process accepts; a bigger one closes that call.
 /// Data travels in messages of about 2 MiB (arrow-flight splits batches),
-/// control frames stay under [`FRAME_BYTES`] plus one message, and a task's
+/// control frames stay under `FRAME_BYTES` plus one message, and a task's
 /// literal arguments under [`MAX_ARGUMENT`].
 pub const MAX_MESSAGE: usize = 64 << 20;
 

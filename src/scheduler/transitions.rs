@@ -65,7 +65,7 @@ impl Durations {
     }
 }
 
-/// The scheduler state machine. See the [module docs](super).
+/// The scheduler state machine. See the module docs of `scheduler`.
 #[derive(Debug, Default)]
 pub struct Scheduler {
     tasks: Tasks,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-/// A [`DataFrame`]'s shape and cost, displayed as Dask displays a dataframe.
+/// A [`DataFrame`](super::DataFrame)'s shape and cost, displayed as Dask displays a dataframe.
 #[derive(Debug, Clone)]
 pub struct Structure {
     /// Columns and types, the index among them.
