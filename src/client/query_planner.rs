@@ -320,18 +320,7 @@ impl ExecutionPlan for ClientExec {
         self.input.properties()
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(
-            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-        ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
-    ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    }
+    crate::exec::single_input_methods!(input);
 
     fn replace_children(
         self: Arc<Self>,
@@ -342,16 +331,6 @@ impl ExecutionPlan for ClientExec {
             .pop()
             .ok_or_else(|| DataFusionError::Internal("ClientExec takes one input".into()))?;
         Ok(Arc::new(ClientExec::new(input, self.why.clone())))
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
     }
 
     fn execute(
