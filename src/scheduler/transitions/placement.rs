@@ -1,0 +1,189 @@
+//! Where tasks run: ready tasks with inputs go to the worker where they would
+//! start soonest; queued root tasks fill free threads, best first.
+
+use super::*;
+
+/// Root tasks a worker holds per thread: one running, one waiting, so a thread
+/// finishing a task finds the next one, while root tasks still don't run far
+/// ahead of the tasks that consume their output.
+const TASKS_PER_THREAD: usize = 2;
+
+/// Root tasks a worker holds per thread when they are short function calls
+/// (see [`Durations::is_short`]): enough that a thread does not wait on round
+/// trips to the scheduler between them.
+const SHORT_TASKS_PER_THREAD: usize = 16;
+
+/// Tasks of a name that runs this long or less, on average, are short.
+const SHORT_TASK_MICROS: u64 = 500;
+
+/// How long tasks run, by their key's operation (the function, or the
+/// operation of a stage: `add_two_people`, `read-parquet`).
+#[derive(Debug, Default)]
+pub(super) struct Durations(std::collections::HashMap<String, (u64, u64)>);
+
+impl Durations {
+    pub(super) fn record(&mut self, key: &Key, micros: u64) {
+        let name = key.operation();
+        match self.0.get_mut(name) {
+            Some((n, total)) => {
+                *n += 1;
+                *total += micros;
+            }
+            None => {
+                self.0.insert(name.to_string(), (1, micros));
+            }
+        }
+    }
+
+    /// Whether tasks named as `key` is have run short, on average, at least
+    /// four times.
+    pub(super) fn is_short(&self, key: &Key) -> bool {
+        self.0
+            .get(key.operation())
+            .is_some_and(|&(n, total)| n >= 4 && total / n <= SHORT_TASK_MICROS)
+    }
+}
+
+impl Scheduler {
+    /// The best worker for a task with inputs: one with a free thread if any,
+    /// then the one where it would start soonest, counting the input bytes to
+    /// fetch and the tasks already there (each worth [`QUEUED_TASK_BYTES`]).
+    pub(super) fn decide_worker(&self, id: TaskId) -> Option<WorkerId> {
+        let task = self.tasks.get(id)?;
+        self.allowed_workers(task)
+            .map(|(worker, w)| {
+                let transfer: u64 = task
+                    .dependencies
+                    .iter()
+                    .filter_map(|&d| self.tasks.get(d))
+                    .filter(|d| !d.who_has.contains(&worker))
+                    .map(|d| d.nbytes)
+                    .sum();
+                let cost = transfer as f64 + w.load() * QUEUED_TASK_BYTES;
+                (
+                    (w.is_saturated(TASKS_PER_THREAD), OrderedLoad(cost)),
+                    worker,
+                )
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, worker)| worker)
+    }
+
+    pub(super) fn allowed_workers<'a>(
+        &'a self,
+        task: &'a Task,
+    ) -> impl Iterator<Item = (WorkerId, &'a Worker)> + 'a {
+        self.workers
+            .iter()
+            .filter(move |(id, w)| w.can_run(**id, task))
+            .map(|(id, w)| (*id, w))
+    }
+
+    pub(super) fn assign(&mut self, id: TaskId, worker: WorkerId) {
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
+        task.state = TaskState::Processing(worker);
+        let key = task.key.clone();
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.insert(id);
+        }
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
+        let inputs = task
+            .dependencies
+            .iter()
+            .filter_map(|&d| self.tasks.get(d))
+            .map(|d| Input {
+                key: d.key.clone(),
+                holders: d.who_has.to_vec(),
+            })
+            .collect();
+        self.out.push(Decision::Run {
+            worker,
+            key,
+            inputs,
+        });
+    }
+
+    /// Sends queued root tasks to workers with free threads, best first.
+    pub(super) fn fill_slots(&mut self) {
+        let mut blocked = Vec::new();
+        while !self.queue.is_empty()
+            && self
+                .workers
+                .values()
+                .any(|w| w.is_open() && !w.is_saturated(SHORT_TASKS_PER_THREAD))
+        {
+            let Some((priority, id)) = self.queue.pop() else {
+                break;
+            };
+            let Some(task) = self.tasks.get(id) else {
+                continue;
+            };
+            if task.state != TaskState::Queued || task.priority != priority {
+                continue;
+            }
+            // Short function calls may run further ahead: a thread finishing
+            // one finds the next waiting instead of waiting a round trip for
+            // it. Query stages keep to two, not to run ahead of their readers.
+            let is_call = task.kind == TaskKind::Call;
+            let per_thread = if is_call && self.durations.is_short(&task.key) {
+                SHORT_TASKS_PER_THREAD
+            } else {
+                TASKS_PER_THREAD
+            };
+            let free = self
+                .allowed_workers(task)
+                .filter(|(_, w)| !w.is_saturated(per_thread))
+                .min_by(|a, b| OrderedLoad(a.1.load()).cmp(&OrderedLoad(b.1.load())))
+                .map(|(worker, _)| worker);
+            let open = self.workers.values().filter(|w| w.is_open()).count();
+            let unrestricted = self.allowed_workers(task).count() == open;
+            match free {
+                Some(worker) => self.assign(id, worker),
+                None if self.allowed_workers(task).next().is_none() => {
+                    if let Some(task) = self.tasks.get_mut(id) {
+                        task.state = TaskState::Released;
+                        self.unrunnable.insert((priority, id));
+                    }
+                }
+                // Every worker is as busy as this task allows: so they are
+                // for the (mostly alike) tasks queued behind it.
+                None if unrestricted => {
+                    blocked.push((priority, id));
+                    break;
+                }
+                None => blocked.push((priority, id)),
+            }
+        }
+        for (priority, id) in blocked {
+            self.queue.push(priority, id);
+        }
+    }
+}
+
+/// Loads compared as numbers (they are never NaN).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrderedLoad(f64);
+
+/// What a task queued ahead on a thread weighs against moving input bytes when
+/// placing a task: about what a link moves in the time of a short task (a
+/// millisecond at 1 GB/s). Small inputs then do not pile every reader onto the
+/// worker holding a few more of them; large ones still draw tasks to their data.
+const QUEUED_TASK_BYTES: f64 = 1024.0 * 1024.0;
+
+impl PartialOrd for OrderedLoad {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Eq for OrderedLoad {}
+
+impl Ord for OrderedLoad {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
