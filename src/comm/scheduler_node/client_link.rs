@@ -1,0 +1,133 @@
+//! The clients' side of the scheduler process: a client's control stream,
+//! its messages as the core takes them, its questions answered, and the
+//! heartbeat that tells it the scheduler lives.
+
+use super::*;
+
+impl SchedulerState {
+    pub(super) fn add_client(
+        self: &Arc<Self>,
+        version: u32,
+        incoming: Streaming<FlightData>,
+        peer: String,
+    ) -> Result<Frames, Status> {
+        check_version("client", version, &peer)?;
+        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let (outbox, frames) = flight::outgoing::<ToClient>();
+        let _ = outbox.send(ToClient::Welcome(self.info()));
+        let weak = Arc::downgrade(self);
+        let reports = outbox.clone();
+        let sink = Arc::new(move |key: Key, outcome: Outcome| {
+            let Some(state) = weak.upgrade() else {
+                return;
+            };
+            let outcome = match outcome {
+                Outcome::Finished { workers } => WireOutcome::Finished(state.holders(&workers)),
+                Outcome::Erred(error) => match (last_killed(&error), Handle::try_current()) {
+                    // Its nanny's report of that worker's last words may be on the way.
+                    (Some(worker), Ok(runtime)) => {
+                        let reports = reports.clone();
+                        runtime.spawn(async move {
+                            let log = state.last_words(worker).await;
+                            let outcome = WireOutcome::Erred(with_log(&error, &log));
+                            let _ = reports.send(ToClient::Report { key, outcome });
+                        });
+                        return;
+                    }
+                    _ => WireOutcome::Erred((*error).clone()),
+                },
+                Outcome::Cancelled => WireOutcome::Cancelled,
+            };
+            let _ = reports.send(ToClient::Report { key, outcome });
+        });
+        self.server.send(Message::Connect(id, sink));
+        self.clients.lock().insert(id, outbox);
+        tracing::info!(%peer, "client {id} connected");
+
+        let state = Arc::clone(self);
+        let answers = self.clients.lock().get(&id).cloned();
+        tokio::spawn(async move {
+            let mut messages =
+                flight::messages::<FromClient>(incoming, "client message", peer.clone());
+            while let Some(batch) = messages.next().await {
+                for message in batch {
+                    if let FromClient::Ask { id, question } = message {
+                        // Behind the messages before it, as they are handled now.
+                        state.server.drain();
+                        let answer = question.answer(&state.server, || state.worker_states());
+                        if let Some(answers) = &answers {
+                            let _ = answers.send(ToClient::Answer { id, answer });
+                        }
+                        continue;
+                    }
+                    if let Some(message) = client_message(id, message) {
+                        state.server.enqueue(message);
+                    }
+                }
+                state.server.drain();
+            }
+            state.clients.lock().remove(&id);
+            state.server.send(Message::Disconnect(id));
+            tracing::info!(%peer, "client {id} disconnected");
+        });
+        Ok(frames.map(Ok).boxed())
+    }
+}
+
+/// A client's message as the scheduler takes it; `None` for a question,
+/// answered apart.
+pub(super) fn client_message(client: ClientId, message: FromClient) -> Option<Message<EncodedJob>> {
+    Some(Message::Event(match message {
+        FromClient::Submit { tasks, wanted } => {
+            return Some(Message::Submit {
+                client,
+                tasks: tasks.into_iter().map(task_spec).collect(),
+                wanted,
+            });
+        }
+        FromClient::Release { key } => Event::FutureReleased { client, key },
+        FromClient::Cancel { keys } => Event::Cancel { client, keys },
+        FromClient::Scattered {
+            key,
+            workers,
+            nbytes,
+        } => Event::DataScattered {
+            client,
+            key,
+            workers,
+            nbytes,
+        },
+        FromClient::FireAndForget { key } => Event::FireAndForget { key },
+        FromClient::Publish { name, key } => Event::Publish { name, key },
+        FromClient::Unpublish { name } => Event::Unpublish { name },
+        FromClient::Ask { .. } => return None,
+    }))
+}
+
+pub(super) fn task_spec(task: EncodedTask) -> (TaskSpec, Arc<EncodedJob>) {
+    let kind = match task.job {
+        EncodedJob::Function { .. } => TaskKind::Call,
+        EncodedJob::Stage { .. } | EncodedJob::Concat => TaskKind::Stage,
+    };
+    let mut spec = TaskSpec::new(task.key, task.dependencies).with_kind(kind);
+    spec.priority = task.priority;
+    spec.retries = task.retries;
+    spec.workers = task.workers;
+    spec.functions = task.functions;
+    (spec, Arc::new(task.job))
+}
+
+/// Tells every client, every [`ALIVE_EVERY`](crate::comm::wire::ALIVE_EVERY), that
+/// the scheduler lives, until the scheduler is gone.
+pub(super) async fn tell_clients_alive(state: std::sync::Weak<SchedulerState>) {
+    let mut ticks = tokio::time::interval(crate::comm::wire::ALIVE_EVERY);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        for client in state.clients.lock().values() {
+            let _ = client.send(ToClient::Alive);
+        }
+    }
+}
