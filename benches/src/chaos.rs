@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::report::{self, Report};
 use crate::tpch::{answers, data};
-use crate::{ProcessCluster, bare_datafusion, sibling};
+use crate::{ProcessCluster, bare_datafusion, peak_memory, sibling};
 
 /// How the suite runs.
 pub struct Options {
@@ -63,7 +63,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
 
     let rask_bin = sibling("rask")?;
     let per_worker = (threads / 2).max(1);
-    let cluster = ProcessCluster::start(&rask_bin, 2, per_worker)?;
+    let cluster = ProcessCluster::start_program(&rask_bin, Path::new("."), 2, per_worker);
     let client = rask::Client::connect(&cluster.address).await?;
     client.wait_for_workers(2, Duration::from_secs(30)).await?;
     for statement in data::create_tables(&dir) {
@@ -91,7 +91,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let (nanny, peaks, kills, stop) = (
-            cluster.nanny_pid(),
+            cluster.workers.pid(),
             Arc::clone(&peaks),
             Arc::clone(&kills),
             Arc::clone(&stop),
@@ -143,10 +143,9 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = killer.join();
-    note_peaks(&report::children_of(cluster.nanny_pid()), &peaks);
+    note_peaks(&report::children_of(cluster.workers.pid()), &peaks);
     let workers_seen = peaks.lock().map_or(BTreeMap::new(), |p| p.clone());
-    let mut peaks: Vec<(String, u64)> = cluster
-        .peak_memory()
+    let mut peaks: Vec<(String, u64)> = peak_memory(&cluster)
         .into_iter()
         .filter(|(role, _)| !role.starts_with("worker"))
         .collect();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rask::udf::Registry;
 
 use crate::report::Report;
-use crate::{ProcessCluster, Stats, peer_script};
+use crate::{ProcessCluster, Stats, describe_peaks, peak_memory, peer_script};
 
 /// The walkthrough's `Person` and `add_two_people`, as `examples/people.rs`
 /// has them (its linfa model is left out: it would change the features this
@@ -124,7 +124,13 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     measure(&client, &options, "local cluster", report).await?;
 
     let me = std::env::current_exe()?;
-    let cluster = ProcessCluster::start_with_env(&me, 2, 1, &[(AS_RASK, "1")])?;
+    let cluster = ProcessCluster::start_program_with_env(
+        &me,
+        std::path::Path::new("."),
+        2,
+        1,
+        &[(AS_RASK, "1")],
+    );
     let remote = rask::Client::connect_with_registry(
         &cluster.address,
         rask::internals::net::Security::default(),
@@ -134,8 +140,8 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     remote.wait_for_workers(2, Duration::from_secs(30)).await?;
     println!("\nscheduler + 2 worker processes × 1 thread");
     measure(&remote, &options, "2 worker processes", report).await?;
-    println!("  peak memory: {}", cluster.describe_peaks());
-    let peaks = cluster.peak_memory();
+    println!("  peak memory: {}", describe_peaks(&cluster));
+    let peaks = peak_memory(&cluster);
     if let Some(row) = report.row("650 add_two_people, 2 worker processes", "rask") {
         row.peak_memory = peaks;
     }
@@ -463,8 +469,13 @@ pub async fn scheduler(
             ClusterKind::Processes => {
                 let per_worker = (graphs.threads / 2).max(1);
                 let me = std::env::current_exe()?;
-                let cluster =
-                    ProcessCluster::start_with_env(&me, 2, per_worker, &[(AS_RASK, "1")])?;
+                let cluster = ProcessCluster::start_program_with_env(
+                    &me,
+                    std::path::Path::new("."),
+                    2,
+                    per_worker,
+                    &[(AS_RASK, "1")],
+                );
                 let client = rask::Client::connect_with_registry(
                     &cluster.address,
                     rask::internals::net::Security::default(),
@@ -517,7 +528,7 @@ pub async fn scheduler(
             );
         }
         if let Some(cluster) = &cluster {
-            println!("peak memory: {}", cluster.describe_peaks());
+            println!("peak memory: {}", describe_peaks(&cluster));
         } else if let Some(peak) = crate::report::own_peak_memory() {
             println!(
                 "peak memory of this process: {}",

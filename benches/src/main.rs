@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 mod chaos;
 mod general_compute;
 mod postgres;
+#[path = "../../tests/common/processes.rs"]
+mod processes;
 mod report;
 mod tpch;
+
+use processes::ProcessCluster;
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
@@ -378,7 +382,7 @@ async fn walkthrough(
     // The same groupby on a cluster of processes: a scheduler and two workers
     // sharing the same cores (`threads / 2` threads each), against bare DataFusion.
     let per_worker = (threads / 2).max(1);
-    let cluster = ProcessCluster::start(&rask_bin, 2, per_worker)?;
+    let cluster = ProcessCluster::start_program(&rask_bin, Path::new("."), 2, per_worker);
     let remote = rask::Client::connect(&cluster.address).await?;
     remote.wait_for_workers(2, Duration::from_secs(30)).await?;
     println!();
@@ -390,12 +394,12 @@ async fn walkthrough(
         print_pair(&measurement, ("rask", &r), ("DataFusion", &d));
         report.pair(&measurement, &r, &d);
         if let Some(row) = report.row(&measurement, "rask") {
-            row.peak_memory = cluster.peak_memory();
+            row.peak_memory = peak_memory(&cluster);
         }
     }
     println!(
         "  peak memory of the cluster's processes: {}",
-        cluster.describe_peaks()
+        describe_peaks(&cluster)
     );
     drop(remote);
     drop(cluster);
@@ -856,118 +860,34 @@ fn sibling(name: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
     Ok(path)
 }
 
-/// `rask scheduler` and `rask worker` processes on free ports of 127.0.0.1,
-/// killed when dropped.
-struct ProcessCluster {
-    address: String,
-    children: Vec<std::process::Child>,
+/// The peak memory of each process of `cluster` so far: the scheduler, the
+/// nanny, its workers.
+fn peak_memory(cluster: &ProcessCluster) -> Vec<(String, u64)> {
+    let mut peaks = Vec::new();
+    for (pid, role) in [
+        (cluster.scheduler.pid(), "scheduler"),
+        (cluster.workers.pid(), "nanny"),
+    ] {
+        if let Some(peak) = report::peak_memory(pid) {
+            peaks.push((role.to_string(), peak));
+        }
+    }
+    for (i, worker) in report::children_of(cluster.workers.pid())
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(peak) = report::peak_memory(worker) {
+            peaks.push((format!("worker {i}"), peak));
+        }
+    }
+    peaks
 }
 
-impl ProcessCluster {
-    fn start(
-        rask: &Path,
-        nworkers: usize,
-        nthreads: usize,
-    ) -> Result<Self, Box<dyn std::error::Error>> {
-        Self::start_with_env(rask, nworkers, nthreads, &[])
-    }
-
-    /// [`start`](Self::start), the processes run with `env` set.
-    fn start_with_env(
-        rask: &Path,
-        nworkers: usize,
-        nthreads: usize,
-        env: &[(&str, &str)],
-    ) -> Result<Self, Box<dyn std::error::Error>> {
-        use std::io::{BufRead, BufReader};
-        let spawn = |args: &[&str]| {
-            Command::new(rask)
-                .args(args)
-                .envs(env.iter().copied())
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-        };
-        let mut scheduler = spawn(&["scheduler", "--port", "0", "--watch-stdin"])?;
-        let mut lines = BufReader::new(scheduler.stderr.take().ok_or("no stderr")?).lines();
-        let mut cluster = Self {
-            address: String::new(),
-            children: vec![scheduler],
-        };
-        for line in lines.by_ref() {
-            let line = line?;
-            if let Some(address) = line.split("scheduler at ").nth(1) {
-                cluster.address = address.trim().to_string();
-                break;
-            }
-        }
-        if cluster.address.is_empty() {
-            return Err("the scheduler did not start".into());
-        }
-        let (n, t) = (nworkers.to_string(), nthreads.to_string());
-        let args = [
-            "worker",
-            &cluster.address,
-            "--nworkers",
-            &n,
-            "--nthreads",
-            &t,
-            "--watch-stdin",
-        ];
-        let mut workers = spawn(&args)?;
-        // The workers' log is not needed; keep its pipe drained.
-        if let Some(stderr) = workers.stderr.take() {
-            std::thread::spawn(move || BufReader::new(stderr).lines().for_each(drop));
-        }
-        cluster.children.push(workers);
-        // And the scheduler's, after its address.
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(cluster)
-    }
-}
-
-impl ProcessCluster {
-    /// The process id of the nanny (`rask worker`), whose children are the workers.
-    fn nanny_pid(&self) -> u32 {
-        self.children.last().map_or(0, |c| c.id())
-    }
-
-    /// The peak memory of each process so far: the scheduler, the nanny, its workers.
-    fn peak_memory(&self) -> Vec<(String, u64)> {
-        let mut peaks = Vec::new();
-        let roles = ["scheduler", "nanny"];
-        for (child, role) in self.children.iter().zip(roles) {
-            if let Some(peak) = report::peak_memory(child.id()) {
-                peaks.push((role.to_string(), peak));
-            }
-            if role == "nanny" {
-                for (i, worker) in report::children_of(child.id()).into_iter().enumerate() {
-                    if let Some(peak) = report::peak_memory(worker) {
-                        peaks.push((format!("worker {i}"), peak));
-                    }
-                }
-            }
-        }
-        peaks
-    }
-
-    /// [`peak_memory`](Self::peak_memory) in words.
-    fn describe_peaks(&self) -> String {
-        self.peak_memory()
-            .iter()
-            .map(|(role, peak)| format!("{role} {}", report::format_memory(*peak)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-impl Drop for ProcessCluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// [`peak_memory`] in words.
+fn describe_peaks(cluster: &ProcessCluster) -> String {
+    peak_memory(cluster)
+        .iter()
+        .map(|(role, peak)| format!("{role} {}", report::format_memory(*peak)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,6 +1,6 @@
-//! Real `rask scheduler` and `rask worker` processes on 127.0.0.1 for tests:
-//! started on free ports, their logs kept, killed when dropped (also when a
-//! test fails).
+//! Real `rask scheduler` and `rask worker` processes on 127.0.0.1 for tests
+//! and benchmarks (`rask-bench` includes this file): started on free ports,
+//! their logs kept, killed when dropped (also when a test fails).
 
 #![allow(dead_code)]
 
@@ -9,6 +9,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The `rask` binary: the one cargo built for these tests, or else the one
+/// beside the running program (`target/<profile>/rask`, as for `rask-bench`).
+pub fn rask_binary() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_rask") {
+        Some(path) => path.into(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("rask")))
+            .expect("the running program's folder"),
+    }
+}
 
 /// How long a test waits for a process to say something.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -27,7 +39,7 @@ pub struct Process {
 impl Process {
     /// Starts `rask ARGS…` from `dir`, logging at info level.
     pub fn start(name: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_program(Path::new(env!("CARGO_BIN_EXE_rask")), name, dir, args, env)
+        Self::start_program(&rask_binary(), name, dir, args, env)
     }
 
     /// Starts `PROGRAM ARGS…` (`rask` or a binary built on its entry point)
@@ -169,7 +181,7 @@ pub fn scheduler(dir: &Path) -> (Process, String) {
 /// `rask scheduler EXTRA…` from `dir` on free ports with `env`, and its
 /// address once it listens.
 pub fn scheduler_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Process, String) {
-    start_scheduler(Path::new(env!("CARGO_BIN_EXE_rask")), dir, extra, env)
+    start_scheduler(&rask_binary(), dir, extra, env)
 }
 
 /// `program scheduler EXTRA…` from `dir` on free ports (tests run side by
@@ -224,15 +236,25 @@ impl ProcessCluster {
         scheduler_extra: &[&str],
         worker_extra: &[&str],
     ) -> Self {
-        let rask = Path::new(env!("CARGO_BIN_EXE_rask"));
         let flags = [extra, scheduler_extra, worker_extra];
-        Self::launch(rask, dir, (nworkers, nthreads), flags)
+        Self::launch(&rask_binary(), dir, (nworkers, nthreads), flags, &[])
     }
 
     /// A scheduler and `nworkers` workers started by `program` (a custom worker
     /// binary built on `rask_cli::main_with`).
     pub fn start_program(program: &Path, dir: &Path, nworkers: usize, nthreads: usize) -> Self {
-        Self::launch(program, dir, (nworkers, nthreads), [&[], &[], &[]])
+        Self::start_program_with_env(program, dir, nworkers, nthreads, &[])
+    }
+
+    /// [`start_program`](Self::start_program), both processes run with `env`.
+    pub fn start_program_with_env(
+        program: &Path,
+        dir: &Path,
+        nworkers: usize,
+        nthreads: usize,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(program, dir, (nworkers, nthreads), [&[], &[], &[]], env)
     }
 
     /// `program`'s scheduler and workers; `flags` go to both, to the
@@ -242,9 +264,10 @@ impl ProcessCluster {
         dir: &Path,
         (nworkers, nthreads): (usize, usize),
         [extra, scheduler_extra, worker_extra]: [&[&str]; 3],
+        env: &[(&str, &str)],
     ) -> Self {
         let flags: Vec<&str> = extra.iter().chain(scheduler_extra).copied().collect();
-        let (scheduler, address) = start_scheduler(program, dir, &flags, &[]);
+        let (scheduler, address) = start_scheduler(program, dir, &flags, env);
         let (n, t) = (nworkers.to_string(), nthreads.to_string());
         let mut args = vec![
             "worker",
@@ -257,7 +280,7 @@ impl ProcessCluster {
         ];
         args.extend(extra);
         args.extend(worker_extra);
-        let workers = Process::start_program(program, "workers", dir, &args, &[]);
+        let workers = Process::start_program(program, "workers", dir, &args, env);
         for i in 1..=nworkers {
             scheduler.wait_for_nth("registered:", i);
         }

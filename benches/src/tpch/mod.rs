@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rask::datafusion::prelude::SessionContext;
 
 use crate::report::Report;
-use crate::{ProcessCluster, Stats, bare_datafusion, sibling};
+use crate::{ProcessCluster, Stats, bare_datafusion, describe_peaks, peak_memory, sibling};
 
 /// How the suite runs.
 pub struct Options {
@@ -78,7 +78,8 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
 
     let rask_bin = sibling("rask")?;
     let per_worker = (threads / 2).max(1);
-    let cluster = ProcessCluster::start(&rask_bin, 2, per_worker)?;
+    let cluster =
+        ProcessCluster::start_program(&rask_bin, std::path::Path::new("."), 2, per_worker);
     let client = rask::Client::connect(&cluster.address).await?;
     client.wait_for_workers(2, Duration::from_secs(30)).await?;
     let ctx = bare_datafusion(threads);
@@ -96,8 +97,8 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
         measured.push(m);
     }
     print_summary(&measured);
-    println!("peak memory: {}", cluster.describe_peaks());
-    let peaks = cluster.peak_memory();
+    println!("peak memory: {}", describe_peaks(&cluster));
+    let peaks = peak_memory(&cluster);
     record(&measured, runs, peaks, report);
     drop(client);
     drop(cluster);
