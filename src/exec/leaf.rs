@@ -1,15 +1,11 @@
 //! The `ExecutionPlan` methods that every leaf node, and every node of one
 //! input, writes the same way.
 
-/// Expands to the `children`, `apply_expressions`, `replace_children` and
-/// `with_new_children` methods of an `ExecutionPlan` with no children and no
-/// expressions of its own.
-macro_rules! leaf_node_methods {
+/// Expands to the `apply_expressions` (none of its own) and
+/// `with_new_children` (through `replace_children`) methods every rask node
+/// writes alike.
+macro_rules! plain_node_methods {
     () => {
-        fn children(&self) -> Vec<&std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-            vec![]
-        }
-
         fn apply_expressions(
             &self,
             _f: &mut dyn FnMut(
@@ -17,14 +13,6 @@ macro_rules! leaf_node_methods {
             ) -> datafusion::common::Result<datafusion::common::tree_node::TreeNodeRecursion>,
         ) -> datafusion::common::Result<datafusion::common::tree_node::TreeNodeRecursion> {
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        }
-
-        fn replace_children(
-            self: std::sync::Arc<Self>,
-            _children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
-            _options: datafusion::physical_plan::ReplaceChildrenOptions,
-        ) -> datafusion::common::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-            Ok(self)
         }
 
         fn with_new_children(
@@ -41,6 +29,29 @@ macro_rules! leaf_node_methods {
     };
 }
 
+pub(crate) use plain_node_methods;
+
+/// Expands to the `children`, `apply_expressions`, `replace_children` and
+/// `with_new_children` methods of an `ExecutionPlan` with no children and no
+/// expressions of its own.
+macro_rules! leaf_node_methods {
+    () => {
+        fn children(&self) -> Vec<&std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+            vec![]
+        }
+
+        fn replace_children(
+            self: std::sync::Arc<Self>,
+            _children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+            _options: datafusion::physical_plan::ReplaceChildrenOptions,
+        ) -> datafusion::common::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+            Ok(self)
+        }
+
+        $crate::exec::plain_node_methods!();
+    };
+}
+
 pub(crate) use leaf_node_methods;
 
 /// Expands to the `children`, `apply_expressions` and `with_new_children`
@@ -52,26 +63,7 @@ macro_rules! single_input_methods {
             vec![&self.$input]
         }
 
-        fn apply_expressions(
-            &self,
-            _f: &mut dyn FnMut(
-                &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-            ) -> datafusion::common::Result<datafusion::common::tree_node::TreeNodeRecursion>,
-        ) -> datafusion::common::Result<datafusion::common::tree_node::TreeNodeRecursion> {
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        }
-
-        fn with_new_children(
-            self: std::sync::Arc<Self>,
-            children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
-        ) -> datafusion::common::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-            self.replace_children(
-                children,
-                datafusion::physical_plan::ReplaceChildrenOptions::new(
-                    datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
-                ),
-            )
-        }
+        $crate::exec::plain_node_methods!();
     };
 }
 

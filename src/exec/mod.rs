@@ -24,7 +24,7 @@ pub use data::{
     FetchError, RemoteInput, RemoteSource, StageInput, StoredBatches, StoredInput, StoredResult,
     TaskData, TaskInputs,
 };
-pub(crate) use leaf::{leaf_node_methods, single_input_methods};
+pub(crate) use leaf::{leaf_node_methods, plain_node_methods, single_input_methods};
 pub use map_partitions::{
     MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner, MapUnit,
 };
