@@ -528,7 +528,7 @@ pub async fn scheduler(
             );
         }
         if let Some(cluster) = &cluster {
-            println!("peak memory: {}", describe_peaks(&cluster));
+            println!("peak memory: {}", describe_peaks(cluster));
         } else if let Some(peak) = crate::report::own_peak_memory() {
             println!(
                 "peak memory of this process: {}",
