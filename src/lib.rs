@@ -51,6 +51,7 @@ pub use cluster::{ClusterInfo, WorkerInfo, WorkerState};
 pub use error::{Error, Location, Result};
 pub use exec::{TaskData, Value, ValueError};
 pub use key::Key;
+pub use net::{Security, TlsFiles};
 pub use scheduler::{GroupProgress, TaskError};
 
 /// The DataFusion version rask is built on, re-exported so users need not pin it.
@@ -62,6 +63,13 @@ pub use datafusion::arrow;
 /// the API, and changed without notice.
 #[doc(hidden)]
 pub mod internals {
+    /// The stages `frame` runs as (for tests that check how plans are cut).
+    pub async fn stages(
+        frame: &crate::DataFrame,
+    ) -> crate::Result<crate::internals::planner::StageGraph> {
+        frame.stages().await
+    }
+
     pub mod client {
         pub use crate::client::*;
     }

@@ -38,7 +38,9 @@ pub(crate) fn wait_until_cluster_empty(cluster: &LocalCluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_groupby_is_cut_into_stages_at_the_exchanges() {
     let client = cluster(1, 2);
-    let graph = client.sql(GROUPBY).await.unwrap().stages().await.unwrap();
+    let graph = rask::internals::stages(&client.sql(GROUPBY).await.unwrap())
+        .await
+        .unwrap();
     let tasks: Vec<usize> = graph.stages.iter().map(|s| s.partitions()).collect();
     // 30 partial aggregates, 2 final aggregates (hash exchange into 2); the
     // client merges the 2 sorted results as it fetches them.
@@ -67,7 +69,9 @@ async fn joins_read_their_build_side_from_its_own_stage() {
         .await
         .unwrap();
     let sql = "SELECT s.column2, count(*) FROM timeseries() t JOIN small s ON t.name = s.column1 GROUP BY s.column2 ORDER BY 1";
-    let graph = client.sql(sql).await.unwrap().stages().await.unwrap();
+    let graph = rask::internals::stages(&client.sql(sql).await.unwrap())
+        .await
+        .unwrap();
     assert!(graph.stages.len() >= 3, "{graph}");
     let batches = client.sql(sql).await.unwrap().collect().await.unwrap();
     let text = rask::output::to_string(

@@ -23,7 +23,9 @@ async fn the_walkthrough_queries_run_as_these_stages() {
     let mut listing = String::new();
     for statement in statements {
         let sql = statement.text.trim();
-        let stages = client.sql(sql).await.unwrap().stages().await.unwrap();
+        let stages = rask::internals::stages(&client.sql(sql).await.unwrap())
+            .await
+            .unwrap();
         let line = statement.start.line;
         listing.push_str(&format!("-- line {line}\n{}\n", pinned(&stages)));
     }

@@ -45,7 +45,9 @@ fn the_22_tpch_queries_answer_on_a_cluster_as_datafusion_does() {
         }
         let mut wrong = Vec::new();
         for (name, sql) in &queries {
-            let stages = client.sql(sql).await.unwrap().stages().await.unwrap();
+            let stages = rask::internals::stages(&client.sql(sql).await.unwrap())
+                .await
+                .unwrap();
             assert!(
                 stages.stages.len() > 1,
                 "{name} runs as one stage:\n{stages}"

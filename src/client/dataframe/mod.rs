@@ -157,7 +157,7 @@ impl DataFrame {
     }
 
     /// The stages and tasks this query runs as.
-    pub async fn stages(&self) -> Result<StageGraph> {
+    pub(crate) async fn stages(&self) -> Result<StageGraph> {
         self.placement()
             .await?
             .map_err(|why| Error::Config(in_client(&why)))
