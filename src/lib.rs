@@ -30,8 +30,7 @@ mod dashboard;
 pub mod datasets;
 mod error;
 mod exec;
-#[doc(hidden)]
-pub mod fuzzing;
+mod fuzzing;
 mod key;
 mod net;
 pub mod output;
@@ -105,6 +104,9 @@ pub mod internals {
     }
     pub mod worker {
         pub use crate::worker::*;
+    }
+    pub mod fuzzing {
+        pub use crate::fuzzing::*;
     }
 }
 

@@ -4,7 +4,7 @@
 //! rask-fuzz plan --inputs 10000000 --minutes 60
 //! ```
 //!
-//! Each target (see `rask::fuzzing` and [`postgres`]) starts from real
+//! Each target (see `rask::internals::fuzzing` and [`postgres`]) starts from real
 //! messages and feeds it inputs made by [`mutate`] until the count or the
 //! time runs out. A panic that escapes a target is a crash: its input is kept
 //! under `--findings` and the run fails. A panic that rask contained (a plan
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use rask::fuzzing::{Control, FlightCalls, PlanDecode, SqlFrontEnd, Target};
+use rask::internals::fuzzing::{Control, FlightCalls, PlanDecode, SqlFrontEnd, Target};
 
 #[derive(Parser)]
 #[command(name = "rask-fuzz", about = "Hostile bytes for every door of rask.")]

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rask::fuzzing::Target;
+use rask::internals::fuzzing::Target;
 
 /// How long an answer may take before the connection counts as stuck.
 const PATIENCE: Duration = Duration::from_millis(300);
