@@ -1,6 +1,6 @@
 //! The Dask-style DataFrame API, each operation checked against an answer
 //! computed another way: DuckDB's answers on data Dask wrote
-//! (`../shared/data`), or the same query written in SQL.
+//! (`tests/data/`), or the same query written in SQL.
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! rask's answers on data Dask wrote, against DuckDB's answers to the same queries
-//! (`../shared/data`: Parquet from `dask.datasets.timeseries(seed=42)`, expected
+//! (`tests/data/`: Parquet from `dask.datasets.timeseries(seed=42)`, expected
 //! results from DuckDB). Floats must agree to a relative 1e-9.
 
 use rask::{Client, Config};

@@ -17,9 +17,10 @@ pub fn tls_files() -> (String, String, String) {
     (path("node.pem"), path("node.key"), path("ca.pem"))
 }
 
-/// The `../shared/data` reference folder beside the repository.
+/// The reference data: Dask-written Parquet and DuckDB's answers
+/// (`tests/data/`, see its README).
 pub fn shared_data() -> PathBuf {
-    repository_root().join("../shared/data")
+    repository_root().join("tests/data")
 }
 
 /// A `rask` command run from the repository root, with two threads.
