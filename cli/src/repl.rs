@@ -212,9 +212,9 @@ fn interactive(runtime: &Runtime, shell: &mut Shell) {
         "rask {} — SQL on {on}. \\? for help, \\q to quit.",
         env!("CARGO_PKG_VERSION")
     );
-    if !info.is_local() {
-        println!("{info}");
-    }
+    // The scheduler, the dashboard's link (the embedded cluster's too) and
+    // the workers, as Dask's client display shows them.
+    println!("{info}");
     let mut buffer = Buffer::default();
     loop {
         let prompt = if buffer.text.trim().is_empty() {

@@ -162,7 +162,10 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    wait_for("rask>");
+    // The banner shows the embedded cluster and its dashboard's link.
+    let banner = wait_for("rask>");
+    assert!(banner.contains("Scheduler: in-process"), "{banner}");
+    assert!(banner.contains("Dashboard: http://127.0.0.1:"), "{banner}");
     // Ten years of seconds: far longer than the test waits.
     tmux(&[
         "send-keys",
