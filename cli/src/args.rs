@@ -390,6 +390,9 @@ pub struct QueryArgs {
     /// when it ends in `.dot` (with several queries, the last one's).
     #[arg(long, value_name = "FILE")]
     pub visualize: Option<PathBuf>,
+    /// Write the results to FILE (created, or truncated) instead of standard output
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// How many rows the table view shows.

@@ -12,6 +12,15 @@ use crate::runner::{Outcome, Runner, print_error};
 pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
     runner.explain = args.explain;
     runner.visualize = args.visualize.clone();
+    if let Some(path) = &args.output {
+        match std::fs::File::create(path) {
+            Ok(file) => runner.output = Some(std::sync::Arc::new(std::sync::Mutex::new(file))),
+            Err(e) => {
+                print_error(&format!("cannot write {}: {e}", path.display()));
+                return false;
+            }
+        }
+    }
     if args.commands.is_empty() && args.files.is_empty() {
         print_error("nothing to run: give SQL with -c \"SQL\" or a file with -f FILE");
         return false;

@@ -29,6 +29,9 @@ pub struct Runner {
     /// Draw a progress bar on standard error while a query runs (when it is
     /// a terminal).
     pub progress: bool,
+    /// Where results go instead of standard output (`--output FILE`), one
+    /// statement's after another.
+    pub output: Option<Arc<std::sync::Mutex<std::fs::File>>>,
 }
 
 /// How running a piece of SQL ended.
@@ -52,6 +55,7 @@ impl Runner {
             explain: false,
             visualize: None,
             progress: std::io::stderr().is_terminal() && !args.no_progress,
+            output: None,
         }
     }
 
@@ -82,8 +86,10 @@ impl Runner {
     pub async fn run_statement(&self, sql: &str) -> rask::Result<()> {
         if self.explain {
             let stages = self.client.explain(sql).await?;
-            print!("{stages}");
-            return Ok(());
+            let mut out = self.destination();
+            return out
+                .write_all(stages.as_bytes())
+                .map_err(|source| self.output_error(source));
         }
         let started = Instant::now();
         // Dropped (wiping its line) when the statement ends, however it ends.
@@ -101,9 +107,9 @@ impl Runner {
             frame.visualize(path).await?;
         }
         let mut stream = frame.stream().await?;
-        let stdout = Stdout::default();
-        let closed = stdout.closed.clone();
-        let mut sink = output::sink(self.format, stream.schema(), self.maxrows, stdout);
+        let destination = self.destination();
+        let closed = destination.closed.clone();
+        let mut sink = output::sink(self.format, stream.schema(), self.maxrows, destination);
         let written = async {
             while let Some(batch) = stream.next().await {
                 sink.write_batch(&batch?)?;
@@ -112,10 +118,7 @@ impl Runner {
         }
         .await;
         if closed.load(Ordering::Relaxed) {
-            return Err(Error::Io {
-                path: "<stdout>".into(),
-                source: std::io::ErrorKind::BrokenPipe.into(),
-            });
+            return Err(self.output_error(std::io::ErrorKind::BrokenPipe.into()));
         }
         let rows = written?;
         if self.timing {
@@ -153,24 +156,59 @@ pub fn print_error(message: &str) {
     };
 }
 
-/// Standard output that remembers whether the reader went away (a broken pipe),
-/// however deep in a writer the error surfaced.
-#[derive(Default)]
-struct Stdout {
-    closed: Arc<AtomicBool>,
+impl Runner {
+    /// Where this statement's results are written.
+    fn destination(&self) -> Destination {
+        Destination {
+            closed: Arc::default(),
+            file: self.output.clone(),
+        }
+    }
+
+    /// `source` as an error writing results, naming where they went.
+    fn output_error(&self, source: std::io::Error) -> Error {
+        let path = match &self.output {
+            Some(_) => "--output".into(),
+            None => "<stdout>".into(),
+        };
+        Error::Io { path, source }
+    }
 }
 
-impl Write for Stdout {
+/// Standard output (or the `--output` file) that remembers whether the reader
+/// went away (a broken pipe), however deep in a writer the error surfaced.
+struct Destination {
+    closed: Arc<AtomicBool>,
+    file: Option<Arc<std::sync::Mutex<std::fs::File>>>,
+}
+
+impl Write for Destination {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.watch(std::io::stdout().lock().write(buf))
+        let written = match &self.file {
+            Some(file) => lock(file)?.write(buf),
+            None => std::io::stdout().lock().write(buf),
+        };
+        self.watch(written)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.watch(std::io::stdout().lock().flush())
+        let flushed = match &self.file {
+            Some(file) => lock(file)?.flush(),
+            None => std::io::stdout().lock().flush(),
+        };
+        self.watch(flushed)
     }
 }
 
-impl Stdout {
+/// The output file, for one write.
+fn lock(
+    file: &std::sync::Mutex<std::fs::File>,
+) -> std::io::Result<std::sync::MutexGuard<'_, std::fs::File>> {
+    file.lock()
+        .map_err(|_| std::io::Error::other("a writer of the output file panicked"))
+}
+
+impl Destination {
     fn watch<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
         if let Err(e) = &result
             && e.kind() == std::io::ErrorKind::BrokenPipe

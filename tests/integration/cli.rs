@@ -340,3 +340,33 @@ fn the_sql_example_runs() {
     assert!(out.stdout.contains("| Alice "), "{}", out.stdout);
     assert!(out.stdout.contains("26 rows × 3 columns"), "{}", out.stdout);
 }
+
+#[test]
+fn output_writes_the_results_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.csv");
+    let path_text = path.display().to_string();
+    let out = run(rask().args([
+        "query",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 1 AS one",
+        "-c",
+        "SELECT 2 AS two",
+        "--output",
+        &path_text,
+    ]))
+    .success();
+    assert_eq!(out.stdout, "", "nothing on standard output");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n1\ntwo\n2\n");
+    // A file that cannot be made is an error naming it, before anything runs.
+    let missing = dir.path().join("no/such/folder/out.csv");
+    let missing_text = missing.display().to_string();
+    let out = run(rask().args(["query", "-c", "SELECT 1", "-o", &missing_text])).failure();
+    assert!(
+        out.stderr.contains(&format!("cannot write {missing_text}")),
+        "{}",
+        out.stderr
+    );
+}
