@@ -393,6 +393,10 @@ pub struct QueryArgs {
     /// Write the results to FILE (created, or truncated) instead of standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Set a variable for the SQL, as psql's --set: `:NAME` is replaced by VALUE,
+    /// `:'NAME'` by it as a string, `:"NAME"` as an identifier (repeatable)
+    #[arg(long = "set", alias = "variable", value_name = "NAME=VALUE", value_parser = parse_variable)]
+    pub variables: Vec<(String, String)>,
 }
 
 /// How many rows the table view shows.
@@ -414,6 +418,22 @@ fn parse_maxrows(s: &str) -> Result<MaxRows, String> {
 }
 
 /// Parses sizes such as `2GiB`, `512MB`, `1e9` or `1000000`.
+/// `NAME=VALUE`, for `--set`.
+fn parse_variable(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "{name:?} is not a variable name (letters, digits and _)"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t

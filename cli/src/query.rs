@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use rask::internals::planner::script::substitute;
 use tokio::runtime::Runtime;
 
 use crate::args::QueryArgs;
@@ -46,9 +47,17 @@ pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
             }
         }
     }
+    let variables: std::collections::BTreeMap<String, String> =
+        args.variables.iter().cloned().collect();
     runtime.block_on(async {
         for (name, text) in &sources {
-            match runner.run_script(name, text, 1).await {
+            // A script that cannot be scanned runs as it is: its error then
+            // points at the unterminated quote or comment.
+            let text = match variables.is_empty() {
+                true => text.clone(),
+                false => substitute(text, &variables).unwrap_or_else(|_| text.clone()),
+            };
+            match runner.run_script(name, &text, 1).await {
                 Outcome::Done => {}
                 Outcome::OutputClosed => return true,
                 Outcome::Failed => return false,

@@ -55,6 +55,91 @@ pub fn is_incomplete(script: &str) -> bool {
     }
 }
 
+/// `script` with psql's variables substituted: `:NAME` by the value as it is,
+/// `:'NAME'` as a string literal and `:"NAME"` as a quoted identifier (quotes
+/// inside doubled). Names not in `variables`, casts (`::`), and everything in
+/// strings, quoted identifiers and comments are left as they are. Positions
+/// in errors are those of the substituted text.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use rask::internals::planner::script::substitute;
+/// let vars = BTreeMap::from([("t".to_string(), "people".to_string()), ("n".into(), "2".into())]);
+/// let sql = "SELECT :n + 1, :'t', ':n', 3::int, :other FROM :\"t\"";
+/// assert_eq!(
+///     substitute(sql, &vars).unwrap(),
+///     "SELECT 2 + 1, 'people', ':n', 3::int, :other FROM \"people\""
+/// );
+/// ```
+pub fn substitute(
+    script: &str,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> Result<String> {
+    let mut out = String::with_capacity(script.len());
+    let mut cursor = Cursor::new(script);
+    // Bytes of `script` already in `out`.
+    let mut copied = 0;
+    while let Some(c) = cursor.peek() {
+        let here = cursor.location();
+        match c {
+            '-' if cursor.peek_nth(1) == Some('-') => cursor.skip_line(),
+            '/' if cursor.peek_nth(1) == Some('*') => cursor.skip_block_comment(here)?,
+            '\'' | '"' | '`' => cursor.skip_quoted(c, here)?,
+            '$' => cursor.skip_dollar_quoted(here)?,
+            ':' if cursor.peek_nth(1) == Some(':') => {
+                cursor.bump();
+                cursor.bump();
+            }
+            ':' => {
+                let colon = cursor.offset;
+                match reference(&script[colon + 1..], variables) {
+                    Some((value, len)) => {
+                        out.push_str(&script[copied..colon]);
+                        out.push_str(&value);
+                        while cursor.offset < colon + 1 + len {
+                            cursor.bump();
+                        }
+                        copied = cursor.offset;
+                    }
+                    None => {
+                        cursor.bump();
+                    }
+                }
+            }
+            _ => {
+                cursor.bump();
+            }
+        }
+    }
+    out.push_str(&script[copied..]);
+    Ok(out)
+}
+
+/// What the text after a `:` refers to among `variables`, as it is to be
+/// written, and how many bytes the reference takes.
+fn reference(
+    rest: &str,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> Option<(String, usize)> {
+    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"');
+    let body = &rest[quote.map_or(0, char::len_utf8)..];
+    let name_len = body
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(body.len());
+    if name_len == 0 || body.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let value = variables.get(&body[..name_len])?;
+    match quote {
+        None => Some((value.clone(), name_len)),
+        Some(q) if body[name_len..].starts_with(q) => {
+            let escaped = value.replace(q, &format!("{q}{q}"));
+            Some((format!("{q}{escaped}{q}"), name_len + 2))
+        }
+        Some(_) => None,
+    }
+}
+
 struct Split {
     statement: Statement,
     terminated: bool,

@@ -370,3 +370,32 @@ fn output_writes_the_results_to_a_file() {
         out.stderr
     );
 }
+
+/// `--set NAME=VALUE` (psql's `-v`): `:NAME`, `:'NAME'` and `:"NAME"` in the SQL.
+#[test]
+fn set_substitutes_variables_as_psql_does() {
+    let sql = "SELECT :n + 1 AS m, :'who' AS w, ':n' AS s, 3::int AS c, :\"col\" FROM (SELECT 7 AS answer)";
+    let out = run(rask().args([
+        "query",
+        "--format",
+        "csv",
+        "--set",
+        "n=2",
+        "--variable",
+        "who=O'Brien",
+        "--set",
+        "col=answer",
+        "-c",
+        sql,
+    ]))
+    .success();
+    assert_eq!(out.stdout, "m,w,s,c,answer\n3,O'Brien,:n,3,7\n");
+    // A bad name is a usage error (exit 2), as clap reports them.
+    let out = run(rask().args(["query", "--set", "1x=2", "-c", "SELECT 1"]));
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("is not a variable name"),
+        "{}",
+        out.stderr
+    );
+}
