@@ -25,6 +25,7 @@ SQL statements end with ';' and may span lines. Commands:
   \\d NAME       columns and types of table NAME
   \\timing       toggle printing how long each statement took
   \\format [F]   show or set the output format (table, csv, json, ndjson)
+  \\o [FILE]     send results to FILE (created, or truncated); alone, back to the screen
   \\i FILE       run the SQL file FILE
   \\?            this help
   \\q            quit
@@ -138,6 +139,17 @@ impl Shell {
                     println!("format is {f}");
                 }
                 Err(e) => self.fail(&e),
+            },
+            ("\\o", "") => {
+                self.runner.output = None;
+                println!("results go to standard output");
+            }
+            ("\\o", path) => match std::fs::File::create(path) {
+                Ok(file) => {
+                    self.runner.output = Some(std::sync::Arc::new(std::sync::Mutex::new(file)));
+                    println!("results go to {path}");
+                }
+                Err(e) => self.fail(&format!("cannot write {path}: {e}")),
             },
             ("\\i", "") => self.fail("\\i needs a file name"),
             ("\\i", path) => self.include(runtime, PathBuf::from(path)),

@@ -53,6 +53,26 @@ SELECT 'never reached' AS x;
     assert!(!out.stdout.contains("never reached"));
 }
 
+/// `\o FILE` sends results to a file until `\o` alone.
+#[test]
+fn backslash_o_sends_results_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.csv");
+    let input = format!(
+        "\\format csv\n\\o {}\nSELECT 1 AS one;\nSELECT 2 AS two;\n\\o\nSELECT 3 AS three;\n\\o /no/such/folder/x\n",
+        path.display()
+    );
+    let out = run_with_input(&mut rask(), &input).failure();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n1\ntwo\n2\n");
+    assert!(out.stdout.contains("three\n3\n"), "{}", out.stdout);
+    assert!(!out.stdout.contains("one\n1"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cannot write /no/such/folder/x"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn an_error_keeps_the_session_and_sets_the_exit_code() {
     let input = "SELECT 1 AS a;\nSELECT nope;\n\\d nosuchtable\n\\bogus\nSELECT 2 AS b;\n";
