@@ -21,10 +21,11 @@ const CONTINUATION: &str = "   -> ";
 
 const HELP: &str = "\
 SQL statements end with ';' and may span lines. Commands:
-  \\d            list tables
+  \\d, \\dt       list tables
   \\d NAME       columns and types of table NAME
   \\timing       toggle printing how long each statement took
-  \\format [F]   show or set the output format (table, csv, json, ndjson)
+  \\format [F]   show or set the output format (table, csv, json, ndjson, expanded)
+  \\x [on|off]   toggle expanded rows (a record of column | value lines per row)
   \\o [FILE]     send results to FILE (created, or truncated); alone, back to the screen
   \\i FILE       run the SQL file FILE
   \\?            this help
@@ -113,7 +114,7 @@ impl Shell {
         match (name, arg) {
             ("\\q", _) => return Step::Quit,
             ("\\?" | "\\h" | "\\help", _) => println!("{HELP}"),
-            ("\\d", "") => self.execute(
+            ("\\d" | "\\dt", "") => self.execute(
                 runtime,
                 "SELECT table_schema AS schema, table_name AS name, table_type AS type \
                  FROM information_schema.tables \
@@ -130,6 +131,22 @@ impl Shell {
                 println!(
                     "timing is {}",
                     if self.runner.timing { "on" } else { "off" }
+                );
+            }
+            ("\\x", arg) => {
+                let expanded = match arg {
+                    "on" => true,
+                    "off" => false,
+                    _ => self.runner.format != Format::Expanded,
+                };
+                self.runner.format = if expanded {
+                    Format::Expanded
+                } else {
+                    Format::Table
+                };
+                println!(
+                    "expanded display is {}",
+                    if expanded { "on" } else { "off" }
                 );
             }
             ("\\format", "") => println!("format is {}", self.runner.format),

@@ -4,6 +4,7 @@
 //! never holds it whole: the table view keeps only the rows it will show (the
 //! first and last `maxrows / 2`) and counts the rest.
 
+mod expanded;
 mod table;
 mod text;
 
@@ -15,6 +16,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::Result;
 
+pub use expanded::ExpandedSink;
 pub use table::{TableSink, format_rows};
 pub use text::TextSink;
 
@@ -31,11 +33,13 @@ pub enum Format {
     Json,
     /// One JSON object per row, one per line.
     Ndjson,
+    /// Each row as a record of `column | value` lines (psql's `\x`).
+    Expanded,
 }
 
 impl Format {
     /// All formats, by name.
-    pub const NAMES: [&'static str; 4] = ["table", "csv", "json", "ndjson"];
+    pub const NAMES: [&'static str; 5] = ["table", "csv", "json", "ndjson", "expanded"];
 }
 
 impl FromStr for Format {
@@ -47,6 +51,7 @@ impl FromStr for Format {
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
             "ndjson" | "jsonl" => Ok(Format::Ndjson),
+            "expanded" => Ok(Format::Expanded),
             other => Err(format!(
                 "unknown format '{other}' (expected one of {})",
                 Format::NAMES.join(", ")
@@ -62,6 +67,7 @@ impl std::fmt::Display for Format {
             Format::Csv => "csv",
             Format::Json => "json",
             Format::Ndjson => "ndjson",
+            Format::Expanded => "expanded",
         };
         f.write_str(name)
     }
@@ -86,6 +92,7 @@ pub fn sink<'a, W: Write + 'a>(
 ) -> Box<dyn ResultSink + 'a> {
     match format {
         Format::Table => Box::new(TableSink::new(schema, maxrows, out)),
+        Format::Expanded => Box::new(ExpandedSink::new(schema, out)),
         other => Box::new(TextSink::new(other, schema, out)),
     }
 }

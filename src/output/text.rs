@@ -30,7 +30,7 @@ impl<W: Write> TextSink<W> {
         let writer = match format {
             Format::Json => Writer::Json(ArrayWriter::new(out)),
             Format::Ndjson => Writer::Ndjson(LineDelimitedWriter::new(out)),
-            Format::Csv | Format::Table => {
+            Format::Csv | Format::Table | Format::Expanded => {
                 Writer::Csv(csv::WriterBuilder::new().with_header(true).build(out))
             }
         };

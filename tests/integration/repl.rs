@@ -53,6 +53,25 @@ SELECT 'never reached' AS x;
     assert!(!out.stdout.contains("never reached"));
 }
 
+/// `\x` shows each row as a record; `\dt` lists tables as `\d` does.
+#[test]
+fn backslash_x_expands_rows_and_dt_lists_tables() {
+    let input = "CREATE TABLE pets (name VARCHAR, legs INT) AS VALUES ('cat', 4);\n\\dt\n\\x\nSELECT name, legs FROM pets;\n\\x off\nSELECT legs FROM pets;\n";
+    let out = run_with_input(&mut rask(), input).success();
+    assert!(out.stdout.contains("| public | pets "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("expanded display is on\n-[ RECORD 1 ]-\nname | cat\nlegs | 4\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("expanded display is off\n+------+"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// `\o FILE` sends results to a file until `\o` alone.
 #[test]
 fn backslash_o_sends_results_to_a_file() {
