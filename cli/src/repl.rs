@@ -8,7 +8,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use rask::internals::planner::script::is_incomplete;
+use rask::internals::planner::script::{is_incomplete, substitute};
 use rask::output::Format;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -26,6 +26,7 @@ SQL statements end with ';' and may span lines. Commands:
   \\timing       toggle printing how long each statement took
   \\format [F]   show or set the output format (table, csv, json, ndjson, expanded)
   \\x [on|off]   toggle expanded rows (a record of column | value lines per row)
+  \\set [N V]    set variable N to V (:N, :'N', :\"N\" in statements); alone, list them
   \\o [FILE]     send results to FILE (created, or truncated); alone, back to the screen
   \\i FILE       run the SQL file FILE
   \\?            this help
@@ -36,6 +37,7 @@ Ctrl-C cancels a running query; Ctrl-D quits.";
 pub fn run(runtime: &Runtime, runner: Runner) -> bool {
     let mut shell = Shell {
         runner,
+        variables: Default::default(),
         failed: false,
         source: "<stdin>".into(),
     };
@@ -50,6 +52,8 @@ pub fn run(runtime: &Runtime, runner: Runner) -> bool {
 
 struct Shell {
     runner: Runner,
+    /// Variables set with `\set`, substituted as `:NAME` in statements.
+    variables: std::collections::BTreeMap<String, String>,
     failed: bool,
     /// Names the input in error messages; empty when interactive.
     source: String,
@@ -84,6 +88,12 @@ impl Shell {
         buffer.text.push('\n');
         if !is_incomplete(&buffer.text) {
             let text = std::mem::take(&mut buffer.text);
+            // `:NAME` from `\set`, as psql substitutes; a script that cannot be
+            // scanned runs as it is, for its error to point at the quote.
+            let text = match self.variables.is_empty() {
+                true => text,
+                false => substitute(&text, &self.variables).unwrap_or(text),
+            };
             self.execute(runtime, &text, buffer.first_line);
         }
         Step::Continue
@@ -132,6 +142,17 @@ impl Shell {
                     "timing is {}",
                     if self.runner.timing { "on" } else { "off" }
                 );
+            }
+            ("\\set", "") => {
+                for (name, value) in &self.variables {
+                    println!("{name} = '{value}'");
+                }
+            }
+            ("\\set", arg) => {
+                let (name, value) = arg
+                    .split_once(char::is_whitespace)
+                    .map_or((arg, ""), |(n, v)| (n, v.trim()));
+                self.variables.insert(name.to_string(), value.to_string());
             }
             ("\\x", arg) => {
                 let expanded = match arg {

@@ -72,6 +72,23 @@ fn backslash_x_expands_rows_and_dt_lists_tables() {
     );
 }
 
+/// `\set NAME VALUE` fills `:NAME` in later statements, as psql does.
+#[test]
+fn backslash_set_fills_variables() {
+    let input = "\\set n 41\n\\set who O'Brien\n\\set\n\\format csv\nSELECT :n + 1 AS m, :'who' AS w, ':n' AS s;\n";
+    let out = run_with_input(&mut rask(), input).success();
+    assert!(
+        out.stdout.contains("n = '41'\nwho = 'O'Brien'\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("m,w,s\n42,O'Brien,:n\n"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// `\o FILE` sends results to a file until `\o` alone.
 #[test]
 fn backslash_o_sends_results_to_a_file() {
