@@ -23,6 +23,8 @@ const HELP: &str = "\
 SQL statements end with ';' and may span lines. Commands:
   \\d, \\dt       list tables
   \\d NAME       columns and types of table NAME
+  \\df           user functions, and the workers that carry them
+  \\status       the cluster: scheduler, dashboard, workers, threads, memory
   \\timing       toggle printing how long each statement took
   \\format [F]   show or set the output format (table, csv, json, ndjson, expanded)
   \\x [on|off]   toggle expanded rows (a record of column | value lines per row)
@@ -143,6 +145,8 @@ impl Shell {
                     if self.runner.timing { "on" } else { "off" }
                 );
             }
+            ("\\status", _) => println!("{}", self.runner.client.info()),
+            ("\\df", _) => self.functions(),
             ("\\set", "") => {
                 for (name, value) in &self.variables {
                     println!("{name} = '{value}'");
@@ -194,6 +198,31 @@ impl Shell {
             (other, _) => self.fail(&format!("unknown command {other} (\\? lists the commands)")),
         }
         Step::Continue
+    }
+
+    /// `\df`: the client's user functions, each with the workers carrying it.
+    fn functions(&self) {
+        let info = self.runner.client.info();
+        let names = self.runner.client.registry().names();
+        if names.is_empty() {
+            println!("no user functions (a registry adds them: rask_cli::main_with)");
+            return;
+        }
+        let width = names.iter().map(String::len).max().unwrap_or(0);
+        for name in names {
+            let carriers: Vec<&str> = info
+                .workers
+                .iter()
+                .filter(|w| w.functions.contains(&name))
+                .map(|w| w.name.as_str())
+                .collect();
+            let on = match carriers.len() {
+                0 => "no worker".to_string(),
+                n if n == info.workers.len() => format!("every worker ({n})"),
+                _ => carriers.join(", "),
+            };
+            println!("{name:<width$}  {on}");
+        }
     }
 
     fn describe(&mut self, runtime: &Runtime, table: &str) {

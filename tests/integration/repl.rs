@@ -89,6 +89,35 @@ fn backslash_set_fills_variables() {
     );
 }
 
+/// `\status` shows the cluster; `\df` the user functions and their workers.
+#[test]
+fn backslash_status_and_df() {
+    let out = run_with_input(&mut rask(), "\\status\n\\df\n").success();
+    assert!(
+        out.stdout.contains("Scheduler: in-process"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Dashboard: http://127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Workers: 1  Threads: 2"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("no user functions"), "{}", out.stdout);
+    // The custom worker binary carries the walkthrough's functions, on every worker.
+    let custom = crate::processes::custom_worker_binary();
+    let mut shell = std::process::Command::new(custom);
+    shell.current_dir(crate::support::repository_root());
+    let out = run_with_input(&mut shell, "\\df\n").success();
+    assert!(out.stdout.contains("square"), "{}", out.stdout);
+    assert!(out.stdout.contains("every worker (1)"), "{}", out.stdout);
+}
+
 /// `\o FILE` sends results to a file until `\o` alone.
 #[test]
 fn backslash_o_sends_results_to_a_file() {
