@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod cluster;
+pub mod completion;
 pub mod progress;
 pub mod query;
 pub mod repl;

@@ -10,10 +10,12 @@ use std::path::PathBuf;
 
 use rask::internals::planner::script::{is_incomplete, substitute};
 use rask::output::Format;
-use rustyline::DefaultEditor;
+use rustyline::Editor;
 use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
 use tokio::runtime::Runtime;
 
+use crate::completion::SqlCompleter;
 use crate::runner::{Outcome, Runner, print_error};
 
 const PROMPT: &str = "rask> ";
@@ -270,13 +272,15 @@ impl Shell {
 }
 
 fn interactive(runtime: &Runtime, shell: &mut Shell) {
-    let mut editor = match DefaultEditor::new() {
+    let mut editor: Editor<SqlCompleter, DefaultHistory> = match Editor::new() {
         Ok(editor) => editor,
         Err(e) => {
             print_error(&format!("cannot start line editing: {e}"));
             return;
         }
     };
+    // Tab completes keywords, tables, columns, functions and commands.
+    editor.set_helper(Some(SqlCompleter::new(shell.runner.client.clone())));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);

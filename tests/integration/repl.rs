@@ -274,6 +274,29 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
     let shown = wait_for("1 row × 1 column");
     assert!(shown.contains("|     42 |"), "{shown}");
 
+    // Tab completes keywords (in the case typed) and the session's tables.
+    tmux(&[
+        "send-keys",
+        "-t",
+        "shell",
+        "CREATE TABLE zoo_pets AS VALUES (4)\\;",
+        "Enter",
+    ]);
+    tmux(&["send-keys", "-t", "shell", "sel", "Tab"]);
+    tmux(&[
+        "send-keys",
+        "-t",
+        "shell",
+        " count(*) AS pets_counted FROM zoo",
+        "Tab",
+    ]);
+    tmux(&["send-keys", "-t", "shell", "\\;", "Enter"]);
+    let shown = wait_for("select count(*) AS pets_counted FROM zoo_pets;");
+    assert!(shown.contains("| pets_counted |"), "{shown}");
+    // And backslash commands.
+    tmux(&["send-keys", "-t", "shell", "\\stat", "Tab", "Enter"]);
+    wait_for("Scheduler: in-process\n  Dashboard");
+
     // Leaving keeps the lines typed in ~/.rask_history, for the next session.
     tmux(&["send-keys", "-t", "shell", "\\q", "Enter"]);
     let history = home.path().join(".rask_history");
