@@ -291,11 +291,21 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
         "Tab",
     ]);
     tmux(&["send-keys", "-t", "shell", "\\;", "Enter"]);
-    let shown = wait_for("select count(*) AS pets_counted FROM zoo_pets;");
-    assert!(shown.contains("| pets_counted |"), "{shown}");
+    // The completed line ran: its result is on the screen below it.
+    let shown = wait_for("| pets_counted |");
+    assert!(
+        shown.contains("select count(*) AS pets_counted FROM zoo_pets;"),
+        "{shown}"
+    );
     // And backslash commands.
     tmux(&["send-keys", "-t", "shell", "\\stat", "Tab", "Enter"]);
-    wait_for("Scheduler: in-process\n  Dashboard");
+    // \status prints the cluster a second time, under the banner's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while screen().matches("Scheduler: in-process").count() < 2 {
+        assert!(Instant::now() < deadline, "no \\status:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(screen().contains("rask> \\status"), "{}", screen());
 
     // Leaving keeps the lines typed in ~/.rask_history, for the next session.
     tmux(&["send-keys", "-t", "shell", "\\q", "Enter"]);

@@ -23,14 +23,6 @@ impl SchedulerState {
         let silence_ms = self.heartbeat_timeout.as_millis() as u64;
         let _ = outbox.send(ToWorker::Welcome { id, silence_ms });
         let pings = outbox.clone();
-        tracing::info!(
-            "worker {id} registered: {} at {}, {} threads, memory limit {}, pid {}",
-            info.name,
-            info.address,
-            info.nthreads,
-            info.memory_limit.map_or("none".into(), format_bytes),
-            info.pid.map_or("unknown".into(), |pid| pid.to_string()),
-        );
         self.workers.write().insert(id, info.clone());
         self.reported
             .lock()
@@ -47,6 +39,15 @@ impl SchedulerState {
         };
         self.server.send(Message::AddWorker(Arc::new(endpoint)));
         self.announce_workers();
+        // Said once the worker is known everywhere: tests and operators wait for it.
+        tracing::info!(
+            "worker {id} registered: {} at {}, {} threads, memory limit {}, pid {}",
+            info.name,
+            info.address,
+            info.nthreads,
+            info.memory_limit.map_or("none".into(), format_bytes),
+            info.pid.map_or("unknown".into(), |pid| pid.to_string()),
+        );
 
         let state = Arc::clone(self);
         tokio::spawn(async move {
