@@ -203,7 +203,7 @@ impl Control {
             }]));
             frame(wire::frame(&[ToWorker::Run {
                 key: task.key,
-                job,
+                job: Arc::new(job),
                 inputs: vec![(key("scan-00aa-0"), vec![(0, "127.0.0.1:4000".into())])],
             }]));
         }

@@ -2,7 +2,6 @@
 
 use std::io::Read;
 
-use rask::internals::planner::script::substitute;
 use tokio::runtime::Runtime;
 
 use crate::args::QueryArgs;
@@ -13,14 +12,10 @@ use crate::runner::{Outcome, Runner, print_error};
 pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
     runner.explain = args.explain;
     runner.visualize = args.visualize.clone();
-    if let Some(path) = &args.output {
-        match std::fs::File::create(path) {
-            Ok(file) => runner.output = Some(std::sync::Arc::new(std::sync::Mutex::new(file))),
-            Err(e) => {
-                print_error(&format!("cannot write {}: {e}", path.display()));
-                return false;
-            }
-        }
+    runner.variables = args.variables.iter().cloned().collect();
+    if let Err(e) = runner.output_to(args.output.as_deref()) {
+        print_error(&e);
+        return false;
     }
     if args.commands.is_empty() && args.files.is_empty() {
         print_error("nothing to run: give SQL with -c \"SQL\" or a file with -f FILE");
@@ -47,17 +42,9 @@ pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
             }
         }
     }
-    let variables: std::collections::BTreeMap<String, String> =
-        args.variables.iter().cloned().collect();
     runtime.block_on(async {
         for (name, text) in &sources {
-            // A script that cannot be scanned runs as it is: its error then
-            // points at the unterminated quote or comment.
-            let text = match variables.is_empty() {
-                true => text.clone(),
-                false => substitute(text, &variables).unwrap_or_else(|_| text.clone()),
-            };
-            match runner.run_script(name, &text, 1).await {
+            match runner.run_script(name, text, 1).await {
                 Outcome::Done => {}
                 Outcome::OutputClosed => return true,
                 Outcome::Failed => return false,

@@ -8,7 +8,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use rask::internals::planner::script::{is_incomplete, substitute};
+use rask::internals::planner::script::is_incomplete;
 use rask::output::Format;
 use rustyline::Editor;
 use rustyline::error::ReadlineError;
@@ -41,7 +41,6 @@ Ctrl-C cancels a running query; Ctrl-D quits.";
 pub fn run(runtime: &Runtime, runner: Runner) -> bool {
     let mut shell = Shell {
         runner,
-        variables: Default::default(),
         failed: false,
         source: "<stdin>".into(),
     };
@@ -56,8 +55,6 @@ pub fn run(runtime: &Runtime, runner: Runner) -> bool {
 
 struct Shell {
     runner: Runner,
-    /// Variables set with `\set`, substituted as `:NAME` in statements.
-    variables: std::collections::BTreeMap<String, String>,
     failed: bool,
     /// Names the input in error messages; empty when interactive.
     source: String,
@@ -92,12 +89,6 @@ impl Shell {
         buffer.text.push('\n');
         if !is_incomplete(&buffer.text) {
             let text = std::mem::take(&mut buffer.text);
-            // `:NAME` from `\set`, as psql substitutes; a script that cannot be
-            // scanned runs as it is, for its error to point at the quote.
-            let text = match self.variables.is_empty() {
-                true => text,
-                false => substitute(&text, &self.variables).unwrap_or(text),
-            };
             self.execute(runtime, &text, buffer.first_line);
         }
         Step::Continue
@@ -150,7 +141,7 @@ impl Shell {
             ("\\status", _) => println!("{}", self.runner.client.info()),
             ("\\df", _) => self.functions(),
             ("\\set", "") => {
-                for (name, value) in &self.variables {
+                for (name, value) in &self.runner.variables {
                     println!("{name} = '{value}'");
                 }
             }
@@ -158,7 +149,9 @@ impl Shell {
                 let (name, value) = arg
                     .split_once(char::is_whitespace)
                     .map_or((arg, ""), |(n, v)| (n, v.trim()));
-                self.variables.insert(name.to_string(), value.to_string());
+                self.runner
+                    .variables
+                    .insert(name.to_string(), value.to_string());
             }
             ("\\x", arg) => {
                 let expanded = match arg {
@@ -184,17 +177,14 @@ impl Shell {
                 }
                 Err(e) => self.fail(&e),
             },
-            ("\\o", "") => {
-                self.runner.output = None;
-                println!("results go to standard output");
-            }
-            ("\\o", path) => match std::fs::File::create(path) {
-                Ok(file) => {
-                    self.runner.output = Some(std::sync::Arc::new(std::sync::Mutex::new(file)));
-                    println!("results go to {path}");
+            ("\\o", path) => {
+                let to = (!path.is_empty()).then(|| std::path::Path::new(path));
+                match self.runner.output_to(to) {
+                    Ok(()) if path.is_empty() => println!("results go to standard output"),
+                    Ok(()) => println!("results go to {path}"),
+                    Err(e) => self.fail(&e),
                 }
-                Err(e) => self.fail(&format!("cannot write {path}: {e}")),
-            },
+            }
             ("\\i", "") => self.fail("\\i needs a file name"),
             ("\\i", path) => self.include(runtime, PathBuf::from(path)),
             (other, _) => self.fail(&format!("unknown command {other} (\\? lists the commands)")),

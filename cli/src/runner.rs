@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use rask::Location;
 use rask::internals::client::ScriptError;
+use rask::internals::planner::script::substitute;
 use rask::internals::planner::split_statements;
 use rask::output::{self, Format};
 use rask::{Client, Error};
@@ -29,9 +30,18 @@ pub struct Runner {
     /// Draw a progress bar on standard error while a query runs (when it is
     /// a terminal).
     pub progress: bool,
-    /// Where results go instead of standard output (`--output FILE`), one
-    /// statement's after another.
-    pub output: Option<Arc<std::sync::Mutex<std::fs::File>>>,
+    /// Where results go instead of standard output (`--output FILE`, `\o`),
+    /// one statement's after another.
+    output: Option<OutputFile>,
+    /// Variables substituted into scripts as psql does (`--set`, `\set`).
+    pub variables: std::collections::BTreeMap<String, String>,
+}
+
+/// The file results go to, shared by the statements written to it.
+#[derive(Clone)]
+struct OutputFile {
+    path: std::path::PathBuf,
+    file: Arc<std::sync::Mutex<std::fs::File>>,
 }
 
 /// How running a piece of SQL ended.
@@ -56,13 +66,39 @@ impl Runner {
             visualize: None,
             progress: std::io::stderr().is_terminal() && !args.no_progress,
             output: None,
+            variables: Default::default(),
         }
+    }
+
+    /// Sends results to the file at `path` (created, or truncated) from now
+    /// on; `None` back to standard output. `Err` says why the file cannot be
+    /// written, and leaves results where they went.
+    pub fn output_to(&mut self, path: Option<&std::path::Path>) -> Result<(), String> {
+        self.output = match path {
+            None => None,
+            Some(path) => {
+                let file = std::fs::File::create(path)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Some(OutputFile {
+                    path: path.to_path_buf(),
+                    file: Arc::new(std::sync::Mutex::new(file)),
+                })
+            }
+        };
+        Ok(())
     }
 
     /// Runs each statement of `script` in order, stopping at the first failure.
     /// `source` names the script in error messages (`job.sql`, `-c`, `<stdin>`);
     /// `first_line` is the script's first line number within that source.
     pub async fn run_script(&self, source: &str, script: &str, first_line: u64) -> Outcome {
+        // A script that cannot be scanned runs as it is: its error then
+        // points at the unterminated quote or comment.
+        let substituted = match self.variables.is_empty() {
+            true => None,
+            false => substitute(script, &self.variables).ok(),
+        };
+        let script = substituted.as_deref().unwrap_or(script);
         let statements = match split_statements(script) {
             Ok(s) => s,
             Err(e) => return self.report(source, first_line, ScriptError::in_script(e)),
@@ -161,14 +197,14 @@ impl Runner {
     fn destination(&self) -> Destination {
         Destination {
             closed: Arc::default(),
-            file: self.output.clone(),
+            file: self.output.as_ref().map(|o| Arc::clone(&o.file)),
         }
     }
 
     /// `source` as an error writing results, naming where they went.
     fn output_error(&self, source: std::io::Error) -> Error {
         let path = match &self.output {
-            Some(_) => "--output".into(),
+            Some(output) => output.path.clone(),
             None => "<stdout>".into(),
         };
         Error::Io { path, source }

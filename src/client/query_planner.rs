@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 
 use super::connection::Connection;
 use super::{Future, functions, subqueries};
+use crate::cluster::WorkerInfo;
 use crate::exec::MapPartitionsPlanner;
 use crate::key::Key;
 use crate::planner::{StageGraph, Uncuttable};
@@ -96,7 +97,9 @@ impl ClusterQueryPlanner {
         plan: Arc<dyn ExecutionPlan>,
         config: &Arc<SessionConfig>,
     ) -> Result<Placement> {
-        let local = self.connection.cluster().info().is_local();
+        // The cluster as last heard, read once for the whole decision.
+        let info = self.connection.cluster().info();
+        let local = info.is_local();
         if !local && let Some(function) = functions::session_only(&plan, &self.registry) {
             if function.closure {
                 return Err(DataFusionError::Plan(format!(
@@ -133,7 +136,7 @@ impl ClusterQueryPlanner {
                 tasks: Vec::new(),
             });
         }
-        let functions = self.functions(&graph)?;
+        let functions = self.functions(&graph, &info.workers)?;
         match self.connection.cluster().tasks(&graph) {
             Ok(mut tasks) => {
                 needs(&mut tasks, &graph, &functions);
@@ -150,16 +153,15 @@ impl ClusterQueryPlanner {
         }
     }
 
-    /// For each stage, the registered UDFs it calls. Refuses a stage no
-    /// worker can run.
-    fn functions(&self, graph: &StageGraph) -> Result<Vec<Vec<String>>> {
-        let workers = self.connection.cluster().info().workers;
+    /// For each stage, the registered UDFs it calls. Refuses a stage none of
+    /// `workers` can run.
+    fn functions(&self, graph: &StageGraph, workers: &[WorkerInfo]) -> Result<Vec<Vec<String>>> {
         graph
             .stages
             .iter()
             .map(|stage| {
                 let names = functions::udfs_in(&stage.plan, &self.registry);
-                crate::cluster::check_carried(&names, &workers)
+                crate::cluster::check_carried(&names, workers)
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 Ok(names.into_iter().collect())
             })

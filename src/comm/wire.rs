@@ -6,6 +6,8 @@
 //! travel inside jobs as `datafusion-proto` bytes ([`super::codec`]); results
 //! travel as Arrow IPC over Flight `do_get`, named by a [`FetchTicket`].
 
+use std::sync::Arc;
+
 use arrow_flight::FlightData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -73,8 +75,9 @@ pub enum ToWorker {
     Run {
         /// The task.
         key: Key,
-        /// What it does.
-        job: EncodedJob,
+        /// What it does: the scheduler's own copy, shared, not cloned per
+        /// task (it travels as the job itself).
+        job: Arc<EncodedJob>,
         /// Its inputs, each with the workers holding it.
         inputs: Vec<(Key, Vec<Holder>)>,
     },
@@ -370,7 +373,7 @@ mod tests {
     fn messages_round_trip_and_garbage_errs() {
         let run = ToWorker::Run {
             key: Key::new("aggregate-3f9c-1"),
-            job: EncodedJob::Concat,
+            job: Arc::new(EncodedJob::Concat),
             inputs: vec![(Key::new("scan-3f9c-0"), vec![(2, "127.0.0.1:4000".into())])],
         };
         let back: Vec<ToWorker> = unframe(&frame(&[run]), "worker message").unwrap();

@@ -26,20 +26,19 @@ fn pg_port(process: &Process) -> String {
     address.rsplit(':').next().unwrap_or_default().to_string()
 }
 
-/// `rask serve` on a free port with `threads` threads and `env`; the port.
+/// `rask serve` on a free port with `threads` threads and `env`, its sessions
+/// allowed the reference data and nothing else; the port.
 fn serve(root: &std::path::Path, threads: &str, env: &[(&str, &str)]) -> (Process, String) {
-    // Its sessions may read the reference data, and nothing else.
     let data = shared_data().display().to_string();
-    let args = [
-        "serve",
-        "--pg-port",
-        "0",
-        "--threads",
-        threads,
-        "--allow-path",
-        &data,
-        "--watch-stdin",
-    ];
+    serve_with(root, &["--threads", threads, "--allow-path", &data], env)
+}
+
+/// `rask serve --pg-port 0 EXTRA…` with `env`, ended when the test drops it
+/// (`--watch-stdin`); the port it listens on.
+fn serve_with(root: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> (Process, String) {
+    let mut args = vec!["serve", "--pg-port", "0"];
+    args.extend(extra);
+    args.push("--watch-stdin");
     let server = Process::start("serve", root, &args, env);
     let port = pg_port(&server);
     (server, port)
@@ -510,20 +509,18 @@ fn logins_go_by_scram_never_in_clear() {
     assert_eq!(answers[4], "ok", "the server lives on: {answers:?}");
 
     // PostgreSQL users of their own: the token is not a password then.
-    let args = [
-        "serve",
-        "--pg-port",
-        "0",
-        "--threads",
-        "1",
-        "--pg-user",
-        "alice:wonder",
-        "--pg-user",
-        "bob:builder",
-        "--watch-stdin",
-    ];
-    let users = Process::start("serve", &root, &args, &[("RASK_AUTH_TOKEN", "sesame")]);
-    let port = pg_port(&users);
+    let (_users, port) = serve_with(
+        &root,
+        &[
+            "--threads",
+            "1",
+            "--pg-user",
+            "alice:wonder",
+            "--pg-user",
+            "bob:builder",
+        ],
+        &[("RASK_AUTH_TOKEN", "sesame")],
+    );
     let answers = psycopg_logins(
         &port,
         &[
@@ -779,18 +776,7 @@ fn message(kind: u8, body: &[u8]) -> Vec<u8> {
 #[test]
 fn postgres_limits_rows_cursors_and_connections() {
     let root = repository_root();
-    let args = [
-        "serve",
-        "--pg-port",
-        "0",
-        "--threads",
-        "1",
-        "--pg-max-connections",
-        "2",
-        "--watch-stdin",
-    ];
-    let server = Process::start("serve", &root, &args, &[]);
-    let port = pg_port(&server);
+    let (_server, port) = serve_with(&root, &["--threads", "1", "--pg-max-connections", "2"], &[]);
 
     // max_rows: 2, 2, then the last one.
     let mut stream = logged_in(&port);
@@ -866,22 +852,20 @@ fn postgres_limits_rows_cursors_and_connections() {
 fn postgres_speaks_tls_with_the_clusters_certificate() {
     let root = repository_root();
     let (cert, key, ca) = crate::support::tls_files();
-    let args = [
-        "serve",
-        "--pg-port",
-        "0",
-        "--threads",
-        "1",
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--tls-ca",
-        &ca,
-        "--watch-stdin",
-    ];
-    let server = Process::start("serve", &root, &args, &[]);
-    let port = pg_port(&server);
+    let (_server, port) = serve_with(
+        &root,
+        &[
+            "--threads",
+            "1",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-ca",
+            &ca,
+        ],
+        &[],
+    );
     let verified = format!("sslmode=verify-full sslrootcert={ca}");
     let (code, out, err) = psql_with(
         &port,
@@ -915,18 +899,7 @@ fn a_users_file_of_scram_verifiers_lets_its_users_in() {
     assert!(!line.contains("explorer"), "{line}");
     std::fs::write(&file, format!("# who may log in\n{line}")).expect("a file");
     let users = file.display().to_string();
-    let args = [
-        "serve",
-        "--pg-port",
-        "0",
-        "--threads",
-        "1",
-        "--pg-users-file",
-        &users,
-        "--watch-stdin",
-    ];
-    let server = Process::start("serve", &root, &args, &[]);
-    let port = pg_port(&server);
+    let (_server, port) = serve_with(&root, &["--threads", "1", "--pg-users-file", &users], &[]);
     let answers = psycopg_logins(
         &port,
         &[

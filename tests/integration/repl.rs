@@ -247,6 +247,15 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
+    // Waits until the shell reads a new line: keys typed while a statement
+    // runs would reach the terminal, not the line editor (Tab included).
+    let at_prompt = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while screen().lines().rev().find(|l| !l.trim().is_empty()) != Some("rask>") {
+            assert!(Instant::now() < deadline, "no prompt:\n{}", screen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     // The banner shows the embedded cluster and its dashboard's link.
     let banner = wait_for("rask>");
     assert!(banner.contains("Scheduler: in-process"), "{banner}");
@@ -282,6 +291,8 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
         "CREATE TABLE zoo_pets AS VALUES (4)\\;",
         "Enter",
     ]);
+    wait_for("zoo_pets AS VALUES (4);");
+    at_prompt();
     tmux(&["send-keys", "-t", "shell", "sel", "Tab"]);
     tmux(&[
         "send-keys",
@@ -298,6 +309,7 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
         "{shown}"
     );
     // And backslash commands.
+    at_prompt();
     tmux(&["send-keys", "-t", "shell", "\\stat", "Tab", "Enter"]);
     // \status prints the cluster a second time, under the banner's.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -167,7 +167,6 @@ impl WorkerEndpoint<EncodedJob> for RemoteWorker {
     }
 
     fn run(&self, key: Key, job: Arc<EncodedJob>, inputs: Vec<Input>) {
-        let job = Arc::unwrap_or_clone(job);
         let Some(state) = self.state.upgrade() else {
             return;
         };
