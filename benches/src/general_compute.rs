@@ -8,16 +8,19 @@
 //! - with `--peers`, the same on Dask (`benches/peers/people_dask.py`).
 //!
 //! `scheduler`: graphs of no-op tasks by shape (independent, chain, fan-in
-//! tree, all-to-all shuffle) and size, submitted whole and gathered.
+//! tree, all-to-all shuffle) and size, submitted whole and gathered, `--runs`
+//! times after a warm-up graph.
 //!
-//! The worker processes are this binary run as `rask` (see [`as_rask`]), so
-//! they carry the functions below.
+//! The worker processes are this binary run as `rask` (see [`as_rask`] and
+//! [`processes`]), so they carry the functions below, and the walkthrough's
+//! scalar UDF `square`.
 
 use std::time::{Duration, Instant};
 
 use rask::udf::Registry;
 
 use crate::report::Report;
+use crate::timing::settle;
 use crate::{ProcessCluster, Stats, describe_peaks, peak_memory, peer_script};
 
 /// The walkthrough's `Person` and `add_two_people`, as `examples/people.rs`
@@ -78,9 +81,15 @@ fn length(bytes: &Vec<u8>) -> usize {
     bytes.len()
 }
 
-/// The functions the suite's workers carry.
+/// The walkthrough's scalar UDF for `apply`: `x * x`.
+pub fn square() -> rask::datafusion::logical_expr::ScalarUDF {
+    rask::udf::scalar("square", |x: f64| x * x)
+}
+
+/// The functions the suite's workers carry, and the walkthrough's [`square`].
 pub fn registry() -> Registry {
     Registry::new()
+        .with_scalar(square())
         .with_function("add_two_people", people::add_two_people)
         .with_function("noop", noop)
         .with_function("length", length)
@@ -107,6 +116,33 @@ fn local_cluster(workers: usize, threads: usize) -> rask::Result<rask::Client> {
     })
 }
 
+/// A scheduler and `workers` worker processes × `threads`, all this binary
+/// run as `rask` (so they carry [`registry`]), and a client of it with the
+/// same registry, once the workers are up.
+pub async fn processes(
+    workers: usize,
+    threads: usize,
+) -> Result<(ProcessCluster, rask::Client), Box<dyn std::error::Error>> {
+    let me = std::env::current_exe()?;
+    let cluster = ProcessCluster::start_program_with_env(
+        &me,
+        std::path::Path::new("."),
+        workers,
+        threads,
+        &[(AS_RASK, "1")],
+    );
+    let client = rask::Client::connect_with_registry(
+        &cluster.address,
+        rask::internals::net::Security::default(),
+        registry(),
+    )
+    .await?;
+    client
+        .wait_for_workers(workers, Duration::from_secs(30))
+        .await?;
+    Ok((cluster, client))
+}
+
 /// Options of the suite.
 pub struct Options {
     /// Runs per measurement.
@@ -123,21 +159,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     println!("local cluster: 2 workers × 1 thread, in process");
     measure(&client, &options, "local cluster", report).await?;
 
-    let me = std::env::current_exe()?;
-    let cluster = ProcessCluster::start_program_with_env(
-        &me,
-        std::path::Path::new("."),
-        2,
-        1,
-        &[(AS_RASK, "1")],
-    );
-    let remote = rask::Client::connect_with_registry(
-        &cluster.address,
-        rask::internals::net::Security::default(),
-        registry(),
-    )
-    .await?;
-    remote.wait_for_workers(2, Duration::from_secs(30)).await?;
+    let (cluster, remote) = processes(2, 1).await?;
     println!("\nscheduler + 2 worker processes × 1 thread");
     measure(&remote, &options, "2 worker processes", report).await?;
     println!("  peak memory: {}", describe_peaks(&cluster));
@@ -150,13 +172,17 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
 
     let size = 100 << 20;
     let source = vec![7u8; size];
+    // A destination touched once beforehand: the copy is timed, not the page
+    // faults of fresh memory.
+    let mut destination = vec![0u8; size];
+    destination.fill(1);
     let copies = timed(options.runs, || {
-        let copy = source.clone();
-        std::hint::black_box(&copy);
+        destination.copy_from_slice(&source);
+        std::hint::black_box(destination.as_slice());
         Ok(())
     })?;
     println!(
-        "\nmemcpy of 100 MB: {:.2} ms, {:.1} GB/s",
+        "\nmemcpy of 100 MB into memory already touched: {:.2} ms, {:.1} GB/s",
         copies.median,
         gb_per_s(size, copies.median)
     );
@@ -434,6 +460,8 @@ pub enum Shape {
 pub struct Graphs {
     /// Graph sizes, in tasks.
     pub sizes: Vec<usize>,
+    /// Timed runs per shape and size.
+    pub runs: usize,
     /// Threads in all.
     pub threads: usize,
     /// Graph shapes.
@@ -445,8 +473,13 @@ pub struct Graphs {
 /// Width of the shuffle shape: the largest arity of a task function is 6.
 const SHUFFLE_WIDTH: usize = 4;
 
+/// How long the scheduler suite waits at most for the cluster to forget a
+/// graph before the next.
+const FORGET: Duration = Duration::from_secs(60);
+
 /// The scheduler suite: each shape and size on each cluster, submitted as one
-/// graph and gathered; tasks per second.
+/// graph and gathered, `runs` times after a warm-up graph of the same shape
+/// and the smallest size; the median and range of µs per task.
 pub async fn scheduler(
     graphs: Graphs,
     report: &mut Report,
@@ -468,57 +501,49 @@ pub async fn scheduler(
             }
             ClusterKind::Processes => {
                 let per_worker = (graphs.threads / 2).max(1);
-                let me = std::env::current_exe()?;
-                let cluster = ProcessCluster::start_program_with_env(
-                    &me,
-                    std::path::Path::new("."),
-                    2,
-                    per_worker,
-                    &[(AS_RASK, "1")],
-                );
-                let client = rask::Client::connect_with_registry(
-                    &cluster.address,
-                    rask::internals::net::Security::default(),
-                    registry(),
-                )
-                .await?;
-                client.wait_for_workers(2, Duration::from_secs(30)).await?;
+                let (cluster, client) = processes(2, per_worker).await?;
                 let label = format!("scheduler + 2 worker processes × {per_worker} thread(s)");
                 (client, Some(cluster), label)
             }
         };
-        println!("\nno-op function tasks on a {label}\n");
         println!(
-            "{:<12} {:>10} {:>10} {:>10} {:>14} {:>10}",
-            "shape", "tasks", "seconds", "µs / task", "tasks / s", "submit s"
+            "\nno-op function tasks on a {label}; {} run(s) each, medians\n",
+            graphs.runs
         );
+        println!(
+            "{:<12} {:>10} {:>10} {:>10} {:>19} {:>14} {:>10}",
+            "shape", "tasks", "seconds", "µs / task", "range µs / task", "tasks / s", "submit s"
+        );
+        let smallest = graphs.sizes.iter().copied().min().unwrap_or(1);
         for &shape in &graphs.shapes {
             for &n in &graphs.sizes {
-                let (graph, wanted) = shape_graph(client.registry(), shape, n)?;
-                let tasks = graph.len();
-                let started = Instant::now();
-                let futures = client.submit_graph(graph, &wanted);
-                let submitted = started.elapsed().as_secs_f64();
-                client.gather(&futures).await?;
-                let took = started.elapsed();
-                let seconds = took.as_secs_f64();
-                drop(futures);
-                // Let the cluster forget the graph before the next.
-                while client.progress().await?.iter().any(|g| g.live > 0) {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                // A warm-up graph, untimed.
+                run_graph(&client, shape, smallest).await?;
+                let (mut times, mut submits) = (Vec::new(), Vec::new());
+                let mut tasks = 0;
+                for _ in 0..graphs.runs.max(1) {
+                    let (count, took, submitted) = run_graph(&client, shape, n).await?;
+                    tasks = count;
+                    times.push(took);
+                    submits.push(submitted);
                 }
+                let (took, submitted) = (Stats::of(&times), Stats::of(&submits));
+                let per_task = |ms: f64| ms * 1e3 / tasks as f64;
+                let per_second = tasks as f64 / (took.median / 1e3);
                 println!(
-                    "{:<12} {tasks:>10} {seconds:>10.3} {:>10.2} {:>14.0} {submitted:>10.3}",
+                    "{:<12} {tasks:>10} {:>10.3} {:>10.2} {:>19} {per_second:>14.0} {:>10.3}",
                     format!("{shape:?}"),
-                    seconds * 1e6 / tasks as f64,
-                    tasks as f64 / seconds
+                    took.median / 1e3,
+                    per_task(took.median),
+                    format!("{:.2} – {:.2}", per_task(took.min), per_task(took.max)),
+                    submitted.median / 1e3,
                 );
                 let measurement = format!("{shape:?} graph of {tasks} no-op tasks, {label}");
-                let row = report.add(&measurement, "rask", &[took]);
+                let row = report.add(&measurement, "rask", &times);
                 row.figures.push(("tasks".into(), tasks as f64));
+                row.figures.push(("tasks_per_second".into(), per_second));
                 row.figures
-                    .push(("tasks_per_second".into(), tasks as f64 / seconds));
-                row.figures.push(("submit_seconds".into(), submitted));
+                    .push(("submit_seconds".into(), submitted.median / 1e3));
             }
         }
         if let Some(watcher) = watcher {
@@ -537,6 +562,26 @@ pub async fn scheduler(
         }
     }
     Ok(())
+}
+
+/// Submits a graph of about `n` no-op tasks of `shape` and gathers it; then,
+/// untimed, lets the cluster forget it. Its number of tasks, the time to the
+/// gathered results, and the time to submit.
+async fn run_graph(
+    client: &rask::Client,
+    shape: Shape,
+    n: usize,
+) -> Result<(usize, Duration, Duration), Box<dyn std::error::Error>> {
+    let (graph, wanted) = shape_graph(client.registry(), shape, n)?;
+    let tasks = graph.len();
+    let started = Instant::now();
+    let futures = client.submit_graph(graph, &wanted);
+    let submitted = started.elapsed();
+    client.gather(&futures).await?;
+    let took = started.elapsed();
+    drop(futures);
+    settle(client, FORGET).await?;
+    Ok((tasks, took, submitted))
 }
 
 /// A graph of about `n` no-op tasks of `shape` calling the registered

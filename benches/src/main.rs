@@ -5,8 +5,9 @@
 //! target/release/rask-bench walkthrough --runs 10
 //! ```
 //!
-//! Each measurement runs both sides alternately, `--runs` times, and reports the
-//! median, the range and the ratio rask / DataFusion. Whole-process timings
+//! Each measurement runs both sides alternately (rask first in one run,
+//! DataFusion first in the next), `--runs` times after a warm-up of each, and
+//! reports the median, the range and the ratio rask / DataFusion. Whole-process timings
 //! include start-up on both sides: `rask query -c SQL` against this binary's
 //! `datafusion-sql -c SQL`, a plain DataFusion `SessionContext` with the same
 //! partition count.
@@ -73,6 +74,9 @@ enum Suite {
         /// Graph sizes, in tasks.
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
         sizes: Vec<usize>,
+        /// Timed runs per shape and size (after a warm-up graph of the smallest size).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         /// Threads in all (the local cluster's one worker; split over the 2 processes).
         #[arg(long, default_value_t = available_cores())]
         threads: usize,
@@ -256,12 +260,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         )),
         Suite::Scheduler {
             sizes,
+            runs,
             threads,
             shapes,
             clusters,
         } => runtime.block_on(general_compute::scheduler(
             general_compute::Graphs {
                 sizes,
+                runs,
                 threads,
                 shapes,
                 clusters,
@@ -285,11 +291,13 @@ async fn datafusion_sql(sql: &str, threads: usize) -> Result<(), Box<dyn std::er
 }
 
 /// Both sides in this process: a `rask::Client` on a local cluster of one
-/// worker with `threads` threads, and [`bare_datafusion`].
+/// worker with `threads` threads, carrying the suites' functions
+/// ([`general_compute::registry`]), and [`bare_datafusion`].
 fn in_process_sides(threads: usize) -> rask::Result<(rask::Client, SessionContext)> {
     let client = rask::Client::with_config(rask::Config {
         workers: 1,
         threads,
+        registry: general_compute::registry(),
         ..rask::Config::default()
     })?;
     Ok((client, bare_datafusion(threads)))

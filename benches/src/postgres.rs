@@ -115,7 +115,8 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     let (client, ctx) = super::in_process_sides(threads)?;
     let mut in_process = Vec::new();
     for (what, sql) in QUERIES {
-        let (r, d) = alternate(runs, &client, &ctx, sql).await?;
+        let timed = alternate(runs, &client, &ctx, sql).await?;
+        let (r, d) = (timed.ours, timed.theirs);
         let measurement = format!("{what}, in one session");
         print_pair(&measurement, ("rask::Client", &r), ("DataFusion", &d));
         report.pair(&measurement, &r, &d);

@@ -1,30 +1,129 @@
-//! Timing both sides alike: runs alternated, medians and ranges, whole
-//! processes timed from start to exit.
+//! Timing both sides alike: runs alternated (A B, then B A, …), medians and
+//! ranges, whole processes timed from start to exit.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use rask::arrow::record_batch::RecordBatch;
 
 use super::*;
 
-/// Runs `sql` on `client` and on `ctx` alternately, `runs` times after one
-/// warm-up each; returns their times.
+/// How long [`alternate`] waits at most for rask's cluster to go idle after
+/// a run, before the other side is timed.
+pub(crate) const SETTLE: Duration = Duration::from_secs(1);
+
+/// Both sides' times of one query, and their answers in the last run.
+pub(crate) struct Alternated {
+    /// rask's times.
+    pub ours: Vec<Duration>,
+    /// DataFusion's times.
+    pub theirs: Vec<Duration>,
+    /// rask's answer.
+    pub our_answer: Vec<RecordBatch>,
+    /// DataFusion's answer.
+    pub their_answer: Vec<RecordBatch>,
+}
+
+/// Runs `sql` on `client` and on `ctx` alternately (see [`abba`]), `runs`
+/// times after one warm-up each, rask's cluster let go idle after each of
+/// its runs; returns their times and last answers.
 pub(crate) async fn alternate(
     runs: usize,
     client: &rask::Client,
     ctx: &SessionContext,
     sql: &str,
-) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for i in 0..=runs {
-        let started = Instant::now();
-        client.sql(sql).await?.collect().await?;
-        let a = started.elapsed();
-        let started = Instant::now();
-        ctx.sql(sql).await?.collect().await?;
-        let b = started.elapsed();
-        if i > 0 {
-            ours.push(a);
-            theirs.push(b);
+) -> Result<Alternated, Box<dyn std::error::Error>> {
+    let (ours_last, theirs_last) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
+    let (ours_cell, theirs_cell) = (&ours_last, &theirs_last);
+    let (ours, theirs) = abba(
+        runs,
+        move || rask_run(client, sql, ours_cell),
+        move || datafusion_run(ctx, sql, theirs_cell),
+    )
+    .await?;
+    Ok(Alternated {
+        ours,
+        theirs,
+        our_answer: ours_last.into_inner(),
+        their_answer: theirs_last.into_inner(),
+    })
+}
+
+/// One timed run of `sql` on rask, its answer kept in `last`; then, untimed,
+/// [`settle`].
+async fn rask_run(
+    client: &rask::Client,
+    sql: &str,
+    last: &RefCell<Vec<RecordBatch>>,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let batches = client.sql(sql).await?.collect().await?;
+    let took = started.elapsed();
+    *last.borrow_mut() = batches;
+    settle(client, SETTLE).await?;
+    Ok(took)
+}
+
+/// One timed run of `sql` on bare DataFusion, its answer kept in `last`.
+async fn datafusion_run(
+    ctx: &SessionContext,
+    sql: &str,
+    last: &RefCell<Vec<RecordBatch>>,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let took = started.elapsed();
+    *last.borrow_mut() = batches;
+    Ok(took)
+}
+
+/// Waits until no task group of `client`'s cluster has live tasks (polling
+/// every millisecond, `within` at most): what one run left behind is not
+/// timed with the next.
+pub(crate) async fn settle(
+    client: &rask::Client,
+    within: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + within;
+    while client.progress().await?.iter().any(|g| g.live > 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+/// Whether side A runs first in timed run `run`: A B, B A, A B, … so that
+/// neither side always runs just after the other (on caches, memory and a
+/// clock the other left).
+pub(crate) fn a_first(run: usize) -> bool {
+    run.is_multiple_of(2)
+}
+
+/// Times `a` and `b` (each returns the time of its work) once each as a
+/// warm-up, then `runs` times in the order of [`a_first`]; returns their times.
+pub(crate) async fn abba<A, B, FA, FB>(
+    runs: usize,
+    mut a: A,
+    mut b: B,
+) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>>
+where
+    A: FnMut() -> FA,
+    B: FnMut() -> FB,
+    FA: Future<Output = Result<Duration, Box<dyn std::error::Error>>>,
+    FB: Future<Output = Result<Duration, Box<dyn std::error::Error>>>,
+{
+    a().await?;
+    b().await?;
+    let (mut a_times, mut b_times) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        if a_first(run) {
+            a_times.push(a().await?);
+            b_times.push(b().await?);
+        } else {
+            b_times.push(b().await?);
+            a_times.push(a().await?);
         }
     }
-    Ok((ours, theirs))
+    Ok((a_times, b_times))
 }
 
 pub(crate) fn args(a: &[&str]) -> Vec<String> {
@@ -53,8 +152,8 @@ pub(crate) fn whole_processes(
 /// Wall-clock times of a command's runs, and the largest peak memory of one.
 pub(crate) type Timed = (Vec<Duration>, u64);
 
-/// Runs both commands alternately `runs` times; returns their wall-clock
-/// times and peak memory.
+/// Runs both commands alternately `runs` times, in the order of
+/// [`a_first`]; returns their wall-clock times and peak memory.
 pub(crate) fn compare(
     runs: usize,
     ours: &Invocation,
@@ -64,8 +163,12 @@ pub(crate) fn compare(
     run_once(ours)?;
     run_once(theirs)?;
     let (mut a, mut b) = ((Vec::new(), 0), (Vec::new(), 0));
-    for _ in 0..runs {
-        for ((took, peak), command) in [(&mut a, ours), (&mut b, theirs)] {
+    for run in 0..runs {
+        let mut sides = [(&mut a, ours), (&mut b, theirs)];
+        if !a_first(run) {
+            sides.reverse();
+        }
+        for ((took, peak), command) in sides {
             let (time, memory) = run_once(command)?;
             took.push(time);
             *peak = (*peak).max(memory);

@@ -1,9 +1,12 @@
 //! The walkthrough suite: the walkthrough's groupby over a Parquet month and
 //! `timeseries()` generation, in process, as whole processes and on a
 //! cluster of processes, next to bare DataFusion (and Dask and pandas with
-//! `--peers`).
+//! `--peers`). In process and on the cluster, rask's answers are checked
+//! against DataFusion's (and `apply`'s against the expression it stands for):
+//! a difference fails the suite.
 
 use super::*;
+use crate::tpch::answers;
 
 pub(crate) async fn walkthrough(
     runs: usize,
@@ -53,19 +56,15 @@ pub(crate) async fn walkthrough(
     // rask's medians of the steps Dask also runs, in process.
     let mut steps: Vec<(&str, Stats)> = Vec::new();
     for (what, sql, step) in queries {
-        let (r, d) = alternate(runs, &client, &ctx, sql).await?;
         let measurement =
             format!("groupby over {what}, in process (rask's scheduler vs plain DataFusion)");
-        print_pair(&measurement, ("rask", &r), ("DataFusion", &d));
-        report.pair(&measurement, &r, &d);
+        let r = sql_pair(runs, &client, &ctx, sql, &measurement, report).await?;
         // Dask generates the month: its groupby compares with timeseries()'s.
         steps.push((step, Stats::of(&r)));
     }
     let unique = "SELECT DISTINCT name FROM timeseries()";
-    let (r, d) = alternate(runs, &client, &ctx, unique).await?;
     let measurement = "unique names of the month, in process";
-    print_pair(measurement, ("rask", &r), ("DataFusion", &d));
-    report.pair(measurement, &r, &d);
+    let r = sql_pair(runs, &client, &ctx, unique, measurement, report).await?;
     steps.push(("unique", Stats::of(&r)));
 
     steps.extend(dataframe_udfs(runs, &client, report).await?);
@@ -88,23 +87,22 @@ pub(crate) async fn walkthrough(
     }
 
     // The same groupby on a cluster of processes: a scheduler and two workers
-    // sharing the same cores (`threads / 2` threads each), against bare DataFusion.
+    // sharing the same cores (`threads / 2` threads each), against bare
+    // DataFusion; then the `apply` step there. The processes are this binary
+    // run as `rask`, so that they carry `square`.
     let per_worker = (threads / 2).max(1);
-    let cluster = ProcessCluster::start_program(&rask_bin, Path::new("."), 2, per_worker);
-    let remote = rask::Client::connect(&cluster.address).await?;
-    remote.wait_for_workers(2, Duration::from_secs(30)).await?;
+    let (cluster, remote) = general_compute::processes(2, per_worker).await?;
+    let on_cluster = format!("scheduler + 2 worker processes × {per_worker} thread(s)");
     println!();
     for (what, sql, _) in queries {
-        let (r, d) = alternate(runs, &remote, &ctx, sql).await?;
-        let measurement = format!(
-            "groupby over {what}, scheduler + 2 worker processes × {per_worker} thread(s) vs plain DataFusion ({threads} threads)"
-        );
-        print_pair(&measurement, ("rask", &r), ("DataFusion", &d));
-        report.pair(&measurement, &r, &d);
+        let measurement =
+            format!("groupby over {what}, {on_cluster} vs plain DataFusion ({threads} threads)");
+        sql_pair(runs, &remote, &ctx, sql, &measurement, report).await?;
         if let Some(row) = report.row(&measurement, "rask") {
             row.peak_memory = peak_memory(&cluster);
         }
     }
+    apply_vs_expression(runs, &remote, &on_cluster, report).await?;
     println!(
         "  peak memory of the cluster's processes: {}",
         describe_peaks(&cluster)
@@ -136,6 +134,32 @@ pub(crate) async fn walkthrough(
     Ok(())
 }
 
+/// Runs `sql` on `client` and `ctx` alternately ([`alternate`]); prints and
+/// records both sides' times as `measurement`, then fails unless both gave
+/// the same answer. rask's times.
+async fn sql_pair(
+    runs: usize,
+    client: &rask::Client,
+    ctx: &SessionContext,
+    sql: &str,
+    measurement: &str,
+    report: &mut Report,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let timed = alternate(runs, client, ctx, sql).await?;
+    print_pair(
+        measurement,
+        ("rask", &timed.ours),
+        ("DataFusion", &timed.theirs),
+    );
+    report.pair(measurement, &timed.ours, &timed.theirs);
+    answers::check(
+        measurement,
+        ("rask", &timed.our_answer),
+        ("DataFusion", &timed.their_answer),
+    )?;
+    Ok(timed.ours)
+}
+
 /// Records a generation rate (rows per second) as the time of the month's 2,592,000 rows.
 pub(crate) fn record_rate(report: &mut Report, measurement: &str, rate: f64) {
     let ms = 2_592_000.0 / rate * 1e3;
@@ -155,25 +179,12 @@ pub(crate) async fn dataframe_udfs(
     client: &rask::Client,
     report: &mut Report,
 ) -> Result<Vec<(&'static str, Stats)>, Box<dyn std::error::Error>> {
-    use rask::datafusion::prelude::col;
-    let square = rask::udf::scalar("square", |x: f64| x * x);
-    let month = || client.timeseries().build();
-    let applied =
-        || -> rask::Result<rask::DataFrame> { month()?.apply("x", &square)?.agg([("x", "sum")]) };
-    let native = || -> rask::Result<rask::DataFrame> {
-        month()?
-            .select_exprs(vec![(col("x") * col("x")).alias("x")])?
-            .agg([("x", "sum")])
-    };
-    let (a, n) = alternate_frames(runs, applied, native).await?;
     println!();
-    let measurement = "apply(x, square) then sum, vs the expression x * x (rask, in process)";
-    print_pair(measurement, ("apply", &a), ("x * x", &n));
-    report.add(measurement, "rask apply", &a);
-    report.add(measurement, "rask x * x", &n);
+    let (a, n) = apply_vs_expression(runs, client, "in process", report).await?;
+    let month = || client.timeseries().build();
     let identity = rask::udf::partition("identity", Ok::<_, String>);
     let mapped = || month()?.map_partitions(&identity);
-    let (m, p) = alternate_frames(runs, mapped, month).await?;
+    let (m, p) = alternate_frames(runs, client, mapped, month).await?;
     let measurement =
         "map_partitions(identity), every row to the client, vs the plain frame (rask, in process)";
     print_pair(measurement, ("map_partitions", &m), ("plain", &p));
@@ -185,6 +196,37 @@ pub(crate) async fn dataframe_udfs(
         ("map_partitions", Stats::of(&m)),
         ("plain", Stats::of(&p)),
     ])
+}
+
+/// The walkthrough's `apply(x, square)` then a sum, against the expression
+/// `x * x` it stands for, alternately on `client` (`on`: where its tasks
+/// run); prints and records both, then fails unless both gave the same sum.
+/// `square` runs in the cluster's tasks: it is in the registry of `client`
+/// and of its workers ([`general_compute::registry`]).
+async fn apply_vs_expression(
+    runs: usize,
+    client: &rask::Client,
+    on: &str,
+    report: &mut Report,
+) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
+    use rask::datafusion::prelude::col;
+    let square = general_compute::square();
+    let month = || client.timeseries().build();
+    let applied =
+        || -> rask::Result<rask::DataFrame> { month()?.apply("x", &square)?.agg([("x", "sum")]) };
+    let native = || -> rask::Result<rask::DataFrame> {
+        month()?
+            .select_exprs(vec![(col("x") * col("x")).alias("x")])?
+            .agg([("x", "sum")])
+    };
+    let (a, n) = alternate_frames(runs, client, &applied, &native).await?;
+    let measurement = format!("apply(x, square) then sum, vs the expression x * x (rask, {on})");
+    print_pair(&measurement, ("apply", &a), ("x * x", &n));
+    report.add(&measurement, "rask apply", &a);
+    report.add(&measurement, "rask x * x", &n);
+    let (ours, theirs) = (applied()?.collect().await?, native()?.collect().await?);
+    answers::check(&measurement, ("apply", &ours), ("x * x", &theirs))?;
+    Ok((a, n))
 }
 
 /// Runs `benches/peers/walkthrough_dask.py` on 2 worker processes and prints
@@ -287,27 +329,34 @@ pub(crate) fn engines_walkthrough(
     Ok(())
 }
 
-/// Collects the frames `a` and `b` make alternately, `runs` times after one
-/// warm-up each; returns their times.
+/// Collects the frames `a` and `b` make alternately ([`timing::abba`]), `runs`
+/// times after one warm-up each; returns their times.
 pub(crate) async fn alternate_frames(
     runs: usize,
+    client: &rask::Client,
     a: impl Fn() -> rask::Result<rask::DataFrame>,
     b: impl Fn() -> rask::Result<rask::DataFrame>,
 ) -> Result<(Vec<Duration>, Vec<Duration>), Box<dyn std::error::Error>> {
-    let (mut first, mut second) = (Vec::new(), Vec::new());
-    for i in 0..=runs {
-        let started = Instant::now();
-        a()?.collect().await?;
-        let ta = started.elapsed();
-        let started = Instant::now();
-        b()?.collect().await?;
-        let tb = started.elapsed();
-        if i > 0 {
-            first.push(ta);
-            second.push(tb);
-        }
-    }
-    Ok((first, second))
+    let (a, b) = (&a, &b);
+    timing::abba(
+        runs,
+        move || collect_timed(client, a),
+        move || collect_timed(client, b),
+    )
+    .await
+}
+
+/// Collects the frame `frame` makes, timed; then, untimed, lets `client`'s
+/// cluster go idle ([`timing::settle`]).
+async fn collect_timed(
+    client: &rask::Client,
+    frame: impl Fn() -> rask::Result<rask::DataFrame>,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    frame()?.collect().await?;
+    let took = started.elapsed();
+    timing::settle(client, timing::SETTLE).await?;
+    Ok(took)
 }
 
 /// Generates every partition of `spec` on this thread; returns rows per second.

@@ -21,6 +21,7 @@ mod extended;
 mod logins;
 mod scram;
 mod settings;
+mod text_rows;
 mod types;
 
 use std::fmt::Debug;

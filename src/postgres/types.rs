@@ -1,6 +1,7 @@
 //! Arrow types as PostgreSQL types, and result batches as PostgreSQL rows in
 //! the text or binary format each column was asked in. The mapping and the
-//! encodings are the `arrow-pg` crate's (PostgreSQL's own spellings: `t`/`f`,
+//! encodings are the `arrow-pg` crate's (common columns in text go through
+//! [`super::text_rows`], a column at a time, to the same bytes) (PostgreSQL's own spellings: `t`/`f`,
 //! `2000-01-01 00:00:00`, shortest round-tripping floats). A column of a type
 //! PostgreSQL has no match for (a map) goes out as text, as Arrow displays it;
 //! a half float as a `float4`.
@@ -89,12 +90,14 @@ where
 {
     batches
         .map(move |batch| {
-            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch
-                .and_then(wire_batch)
-            {
-                Ok(batch) => arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch),
-                Err(e) => Box::new(std::iter::once(Err(e))),
-            };
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> =
+                match batch.and_then(wire_batch) {
+                    Ok(batch) => match super::text_rows::encode(&batch, &fields) {
+                        Some(rows) => Box::new(rows.into_iter().map(Ok)),
+                        None => arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch),
+                    },
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                };
             futures::stream::iter(rows)
         })
         .flatten()

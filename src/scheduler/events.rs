@@ -308,7 +308,9 @@ pub enum Event {
 pub struct Input {
     /// The input's key.
     pub key: Key,
-    /// The workers holding it.
+    /// The workers holding it. Empty when the input is still being computed
+    /// on the worker this task is sent to: the task was sent ahead (see the
+    /// scheduler's placement) and starts once that result is stored there.
     pub holders: Vec<WorkerId>,
 }
 

@@ -39,6 +39,15 @@ impl TaskState {
 /// submissions, then earlier in their graph.
 pub(super) type Priority = (i32, u64, u64);
 
+impl Task {
+    /// Sent ahead to the worker that computes its last missing input: it
+    /// starts there once that input is stored, with no round trip to the
+    /// scheduler in between.
+    pub fn is_ahead(&self) -> bool {
+        matches!(self.state, TaskState::Processing(_)) && self.waiting_on > 0
+    }
+}
+
 /// A task's index in [`Tasks`]: the core refers to tasks by number, and hashes
 /// a key only when an event names one.
 pub(super) type TaskId = u32;
@@ -51,7 +60,8 @@ pub(super) struct Task {
     /// The tasks whose results this one reads, each once, in the order given.
     pub dependencies: SmallVec<[TaskId; 4]>,
     pub dependents: IdSet,
-    /// Inputs not yet in memory, while waiting.
+    /// Inputs not yet in memory, while waiting, or while processing ahead of
+    /// its input (see [`Task::is_ahead`]).
     pub waiting_on: usize,
     pub wanted_by: Clients,
     pub who_has: SmallVec<[WorkerId; 2]>,

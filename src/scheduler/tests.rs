@@ -111,20 +111,21 @@ fn root_tasks_queue_until_a_worker_has_room() {
 #[test]
 fn fire_and_forget_tasks_run_with_no_future_then_go() {
     let mut s = with_workers(&[(1, 1)]);
-    submit(
+    let d = submit(
         &mut s,
         7,
         vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
         &["b-1"],
     );
+    assert_eq!(runs(&d), [(1, "a-1".into()), (1, "b-1".into())]);
     s.handle(Event::FireAndForget { key: key("b-1") });
-    s.handle(Event::FutureReleased {
+    let d = s.handle(Event::FutureReleased {
         client: 7,
         key: key("b-1"),
     });
-    // Still wanted: a runs, then b.
-    let d = finish(&mut s, 1, "a-1");
-    assert_eq!(runs(&d), [(1, "b-1".into())]);
+    // Still wanted: a runs, then b (sent ahead, not aborted).
+    assert!(d.is_empty(), "{d:?}");
+    finish(&mut s, 1, "a-1");
     let d = finish(&mut s, 1, "b-1");
     assert!(
         d.contains(&Decision::Forget { key: key("b-1") }),
@@ -246,10 +247,14 @@ fn dependents_run_where_their_inputs_are() {
         vec![spec("a-1", &[]), spec("b-1", &[]), spec("c-1", &["b-1"])],
         &["a-1", "c-1"],
     );
-    assert_eq!(runs(&d), [(1, "a-1".into()), (2, "b-1".into())]);
+    // c runs where b is: sent ahead, to start once b is stored there.
+    assert_eq!(
+        runs(&d),
+        [(1, "a-1".into()), (2, "b-1".into()), (2, "c-1".into())]
+    );
     finish(&mut s, 1, "a-1");
     let d = finish(&mut s, 2, "b-1");
-    assert_eq!(runs(&d), [(2, "c-1".into())], "c runs where b is");
+    assert!(runs(&d).is_empty(), "{d:?}");
     // b is released as soon as c, its only reader, is done.
     let d = finish(&mut s, 2, "c-1");
     assert!(d.contains(&Decision::Release {
@@ -500,9 +505,13 @@ fn a_lost_result_is_recomputed_from_its_lineage() {
     finish(&mut s, 1, "b-1");
     // a was released once b was done; losing b's worker recomputes a, then b.
     let d = s.handle(Event::WorkerRemoved { worker: 1 });
-    assert_eq!(runs(&d), [(2, "a-1".into())]);
-    let d = finish(&mut s, 2, "a-1");
-    assert_eq!(runs(&d), [(2, "b-1".into())]);
+    assert_eq!(runs(&d), [(2, "a-1".into()), (2, "b-1".into())]);
+    finish(&mut s, 2, "a-1");
+    let d = finish(&mut s, 2, "b-1");
+    assert!(matches!(
+        first_report(&d, "b-1"),
+        Some(Outcome::Finished { .. })
+    ));
 }
 
 #[test]
@@ -534,11 +543,11 @@ fn an_input_that_cannot_be_fetched_is_released_and_the_task_gives_up() {
             "{d:?}"
         );
         if attempt < 3 {
-            // a is recomputed, then b runs again.
-            let (w, k) = runs(&d).pop().expect("a runs again");
-            assert_eq!(k, "a-1");
-            let d = finish(&mut s, w, "a-1");
-            assert_eq!(runs(&d).len(), 1, "b runs again: {d:?}");
+            // a is recomputed, and b goes ahead with it to run again.
+            let again = runs(&d);
+            let keys: Vec<&str> = again.iter().map(|(_, k)| k.as_str()).collect();
+            assert_eq!(keys, ["a-1", "b-1"], "{d:?}");
+            finish(&mut s, again[0].0, "a-1");
         } else {
             let e = first_error(&d).to_string();
             assert!(e.contains("b-1"), "{e}");
@@ -720,6 +729,172 @@ fn tasks_calling_functions_wait_for_a_worker_that_carries_them() {
     assert_eq!(runs(&d), [(8, "square-2".into())]);
 }
 
+/// The inputs of the run of `k` among `decisions`, with their holders.
+fn inputs_of(decisions: &[Decision], k: &str) -> Vec<(String, Vec<WorkerId>)> {
+    decisions
+        .iter()
+        .find_map(|d| match d {
+            Decision::Run { key, inputs, .. } if key.as_str() == k => Some(
+                inputs
+                    .iter()
+                    .map(|i| (i.key.to_string(), i.holders.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no run of {k} in {decisions:?}"))
+}
+
+#[test]
+fn a_chain_runs_ahead_on_the_worker_of_its_input() {
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let d = submit(
+        &mut s,
+        1,
+        vec![
+            spec("a-1", &[]),
+            spec("b-1", &["a-1"]),
+            spec("c-1", &["b-1"]),
+        ],
+        &["c-1"],
+    );
+    // b-1 goes with a-1, to wait there for it (no holders: computed there
+    // first); c-1 waits for room (two tasks a thread).
+    let w = runs(&d)[0].0;
+    assert_eq!(runs(&d), [(w, "a-1".into()), (w, "b-1".into())]);
+    assert_eq!(inputs_of(&d, "b-1"), [("a-1".to_string(), vec![])]);
+    assert_eq!(s.task(&key("b-1")).unwrap().state, TaskState::Processing(w));
+    assert_eq!(s.task(&key("c-1")).unwrap().state, TaskState::Waiting);
+    // a-1 stored: b-1 runs, and c-1 goes ahead of it.
+    let d = finish(&mut s, w, "a-1");
+    assert_eq!(runs(&d), [(w, "c-1".into())]);
+    assert_eq!(inputs_of(&d, "c-1"), [("b-1".to_string(), vec![])]);
+    // b-1 read a-1, which nothing else needs, once b-1 is done.
+    let d = finish(&mut s, w, "b-1");
+    assert!(d.contains(&Decision::Release {
+        worker: w,
+        key: key("a-1")
+    }));
+    let d = finish(&mut s, w, "c-1");
+    assert!(d.contains(&Decision::Report {
+        client: 1,
+        key: key("c-1"),
+        outcome: Outcome::Finished { workers: vec![w] }
+    }));
+}
+
+#[test]
+fn a_task_sent_ahead_may_report_before_its_input() {
+    let mut s = with_workers(&[(1, 1)]);
+    submit(
+        &mut s,
+        1,
+        vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
+        &["b-1"],
+    );
+    // The worker ran both; b-1's report overtook a-1's.
+    let d = finish(&mut s, 1, "b-1");
+    assert!(d.contains(&Decision::Report {
+        client: 1,
+        key: key("b-1"),
+        outcome: Outcome::Finished { workers: vec![1] }
+    }));
+    let d = finish(&mut s, 1, "a-1");
+    assert!(d.contains(&Decision::Release {
+        worker: 1,
+        key: key("a-1")
+    }));
+    let status = s.worker(1).unwrap();
+    assert_eq!((status.processing, status.in_memory), (0, 1));
+}
+
+#[test]
+fn tasks_sent_ahead_of_a_failed_input_are_called_back() {
+    let mut s = with_workers(&[(1, 1)]);
+    let mut a = spec("a-1", &[]);
+    a.retries = 1;
+    let d = submit(&mut s, 1, vec![a, spec("b-1", &["a-1"])], &["b-1"]);
+    assert_eq!(runs(&d), [(1, "a-1".into()), (1, "b-1".into())]);
+    let d = s.handle(Event::TaskErred {
+        worker: 1,
+        key: key("a-1"),
+        error: TaskError::Failed {
+            key: key("a-1"),
+            worker: 1,
+            message: "flaky".into(),
+        },
+    });
+    // b-1 is stopped, then sent ahead again with the retry of a-1.
+    let abort = d
+        .iter()
+        .position(|d| {
+            *d == Decision::Abort {
+                worker: 1,
+                key: key("b-1"),
+            }
+        })
+        .unwrap_or_else(|| panic!("b-1 not aborted: {d:?}"));
+    let rerun = d
+        .iter()
+        .position(|d| matches!(d, Decision::Run { key, .. } if key.as_str() == "b-1"))
+        .unwrap_or_else(|| panic!("b-1 not sent again: {d:?}"));
+    assert!(abort < rerun, "{d:?}");
+    assert_eq!(runs(&d), [(1, "a-1".into()), (1, "b-1".into())]);
+    finish(&mut s, 1, "a-1");
+    let d = finish(&mut s, 1, "b-1");
+    assert!(matches!(
+        first_report(&d, "b-1"),
+        Some(Outcome::Finished { .. })
+    ));
+}
+
+#[test]
+fn tasks_sent_ahead_to_a_worker_that_dies_run_elsewhere() {
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let d = submit(
+        &mut s,
+        1,
+        vec![spec("a-1", &[]), spec("b-1", &["a-1"])],
+        &["b-1"],
+    );
+    let w = runs(&d)[0].0;
+    let other = if w == 1 { 2 } else { 1 };
+    let d = s.handle(Event::WorkerRemoved { worker: w });
+    assert_eq!(runs(&d), [(other, "a-1".into()), (other, "b-1".into())]);
+    assert_eq!(inputs_of(&d, "b-1"), [("a-1".to_string(), vec![])]);
+}
+
+#[test]
+fn fan_outs_are_sent_ahead_only_while_the_worker_has_room() {
+    // Four readers of one root on a worker of one thread: one goes ahead
+    // (two tasks a thread), the rest are placed once the root is stored.
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let mut tasks = vec![spec("a-1", &[])];
+    for i in 0..4 {
+        tasks.push(spec(&format!("b-{i}"), &["a-1"]));
+    }
+    let wanted: Vec<String> = (0..4).map(|i| format!("b-{i}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let d = submit(&mut s, 1, tasks, &wanted);
+    let w = runs(&d)[0].0;
+    assert_eq!(runs(&d).len(), 2, "{d:?}");
+    let d = finish(&mut s, w, "a-1");
+    let placed = runs(&d);
+    assert_eq!(placed.len(), 3, "{d:?}");
+    assert!(
+        placed.iter().any(|(worker, _)| *worker != w),
+        "spread: {placed:?}"
+    );
+}
+
+/// The outcome of the first report of `k` among `decisions`.
+fn first_report(decisions: &[Decision], k: &str) -> Option<Outcome> {
+    decisions.iter().find_map(|d| match d {
+        Decision::Report { key, outcome, .. } if key.as_str() == k => Some(outcome.clone()),
+        _ => None,
+    })
+}
+
 // ----- a simulated cluster, for property tests --------------------------------------------
 
 /// A random DAG: task i depends on some of tasks 0..i.
@@ -797,6 +972,8 @@ struct Cluster {
     reports: HashMap<Key, Outcome>,
     runs: HashMap<Key, usize>,
     next_worker: WorkerId,
+    /// Events and decisions so far, shown when the cluster gets stuck.
+    log: Vec<String>,
 }
 
 impl Cluster {
@@ -808,6 +985,7 @@ impl Cluster {
             reports: HashMap::new(),
             runs: HashMap::new(),
             next_worker: 0,
+            log: Vec::new(),
         };
         for &n in workers {
             c.add_worker(n);
@@ -827,7 +1005,9 @@ impl Cluster {
     }
 
     fn event(&mut self, event: Event) {
+        self.log.push(format!("{event:?}"));
         for decision in self.scheduler.handle(event) {
+            self.log.push(format!("  -> {decision:?}"));
             match decision {
                 Decision::Run {
                     worker,
@@ -877,9 +1057,29 @@ impl Cluster {
         }
     }
 
-    /// Completes running task number `pick`.
+    /// Completes startable task number `pick`: one whose inputs sent without
+    /// holders (computed first on its worker) are stored there, as a worker
+    /// parks a task sent ahead until then.
     fn complete(&mut self, pick: usize) {
-        let (worker, key, inputs) = self.running.remove(pick % self.running.len());
+        let startable: Vec<usize> = (0..self.running.len())
+            .filter(|&i| {
+                let (worker, _, inputs) = &self.running[i];
+                inputs.iter().all(|input| {
+                    !input.holders.is_empty()
+                        || self
+                            .stores
+                            .get(worker)
+                            .is_some_and(|s| s.contains_key(&input.key))
+                })
+            })
+            .collect();
+        assert!(
+            !startable.is_empty(),
+            "every task sent waits on an input that is not coming: {:?}\n{}",
+            self.running,
+            self.log.join("\n")
+        );
+        let (worker, key, inputs) = self.running.remove(startable[pick % startable.len()]);
         let index: u64 = key
             .as_str()
             .rsplit('-')
@@ -888,14 +1088,18 @@ impl Cluster {
             .expect("task index");
         let mut value = index;
         for input in &inputs {
-            let found = input
-                .holders
+            let here = [worker];
+            let holders = match input.holders.as_slice() {
+                [] => &here[..],
+                holders => holders,
+            };
+            let found = holders
                 .iter()
                 .find_map(|h| self.stores.get(h).and_then(|s| s.get(&input.key)));
             match found {
                 Some(v) => value += v,
                 None => {
-                    let holder = input.holders.first().copied().unwrap_or(WorkerId::MAX);
+                    let holder = holders.first().copied().unwrap_or(WorkerId::MAX);
                     let error = TaskError::FetchFailed {
                         worker: holder,
                         key: input.key.clone(),

@@ -51,6 +51,9 @@ struct Slots {
     queue: TaskQueue,
     /// What every task context of the worker starts from.
     base: Arc<TaskContext>,
+    /// Tasks sent ahead of an input this worker computes first, by that
+    /// input: queued once it is stored (see [`Input::holders`]).
+    parked: Mutex<KeyMap<Vec<Assigned>>>,
     /// Stage tasks queued or running, to abort them; each with the number of
     /// its run, so a run that ends late does not unregister a newer one.
     running: Mutex<KeyMap<(u64, AbortHandle)>>,
@@ -95,6 +98,7 @@ impl Worker {
             store,
             peers,
             queue: TaskQueue::default(),
+            parked: Mutex::new(KeyMap::default()),
             base: Arc::new(TaskContext::from(session)),
             running: Mutex::new(KeyMap::default()),
             runs: std::sync::atomic::AtomicU64::new(0),
@@ -130,7 +134,9 @@ impl Worker {
     }
 
     /// Queues `job` as task `key`, reading `inputs`; a slot runs it and reports.
-    /// A stage task can be aborted from now on, queued or running.
+    /// An input with no holders is one this worker computes first: the task
+    /// waits for it to be stored. A stage task can be aborted from now on,
+    /// waiting, queued or running.
     pub fn run(&self, key: Key, job: Arc<Job>, inputs: Vec<Input>) {
         let abort = matches!(*job, Job::Stage(_)).then(|| {
             let run = self.slots.runs.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +144,7 @@ impl Worker {
             self.slots.running.lock().insert(key.clone(), (run, handle));
             (run, registration)
         });
-        self.slots.queue.push(Assigned {
+        self.slots.queue_or_park(Assigned {
             key,
             job,
             inputs,
@@ -155,6 +161,10 @@ impl Worker {
     /// running stages. A running function call finishes; its result is dropped.
     pub fn abort(&self, keys: &KeySet) {
         self.slots.queue.remove(keys);
+        self.slots.parked.lock().retain(|_, waiting| {
+            waiting.retain(|task| !keys.contains(&task.key));
+            !waiting.is_empty()
+        });
         let mut running = self.slots.running.lock();
         for key in keys {
             if let Some((_, handle)) = running.remove(key) {
@@ -221,6 +231,33 @@ impl Drop for Worker {
 }
 
 impl Slots {
+    /// Queues `task`, or parks it until the first of its inputs this worker
+    /// is still computing is stored.
+    fn queue_or_park(&self, task: Assigned) {
+        let mut parked = self.parked.lock();
+        // Checked under the lock: `unpark` takes it after storing a result.
+        let missing = task
+            .inputs
+            .iter()
+            .find(|input| input.holders.is_empty() && !self.store.contains(&input.key))
+            .map(|input| input.key.clone());
+        match missing {
+            Some(key) => parked.entry(key).or_default().push(task),
+            None => {
+                drop(parked);
+                self.queue.push(task);
+            }
+        }
+    }
+
+    /// `key` is stored: the tasks waiting for it go on.
+    fn unpark(&self, key: &Key) {
+        let waiting = self.parked.lock().remove(key);
+        for task in waiting.into_iter().flatten() {
+            self.queue_or_park(task);
+        }
+    }
+
     /// One task slot: takes tasks from the queue, runs them, reports them.
     async fn run_slot(self: Arc<Self>) {
         loop {
@@ -290,6 +327,7 @@ impl Slots {
                     "task finished"
                 );
                 self.store.insert(key.clone(), Arc::new(data));
+                self.unpark(&key);
                 Event::TaskFinished {
                     worker: id,
                     key,
@@ -358,8 +396,14 @@ impl Slots {
 
     /// Where an input can be read: in this process, or from a remote holder.
     fn input(&self, input: &Input) -> Result<StageInput, Failure> {
-        self.peers.input(&input.key, &input.holders).ok_or_else(|| {
-            let worker = input.holders.first().copied().unwrap_or(WorkerId::MAX);
+        // No holders: computed here before this task (sent ahead).
+        let here = [self.id];
+        let holders = match input.holders.as_slice() {
+            [] => &here[..],
+            holders => holders,
+        };
+        self.peers.input(&input.key, holders).ok_or_else(|| {
+            let worker = holders.first().copied().unwrap_or(WorkerId::MAX);
             Failure::fetch(input.key.clone(), worker)
         })
     }
@@ -389,5 +433,71 @@ enum Failure {
 impl Failure {
     fn fetch(key: Key, worker: WorkerId) -> Self {
         Failure::Fetch(TaskError::FetchFailed { worker, key })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A function job returning `f` of its inputs' `u64` values.
+    fn job(f: fn(&[u64]) -> u64) -> Arc<Job> {
+        let code: crate::udf::TaskFn = Arc::new(move |inputs: &[Arc<TaskData>]| {
+            let values: Vec<u64> = inputs
+                .iter()
+                .map(|d| d.value::<u64>().copied().ok_or("not a u64"))
+                .collect::<Result<_, _>>()?;
+            Ok(TaskData::local_value(f(&values), 8))
+        });
+        Arc::new(Job::Function(FunctionJob::new("f", code, false)))
+    }
+
+    /// An input computed on this worker first (sent with no holders).
+    fn computed_here(k: &str) -> Input {
+        Input {
+            key: Key::new(k),
+            holders: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_task_sent_ahead_starts_once_its_input_is_stored_here() {
+        let (sender, events) = mpsc::channel();
+        let sink: EventSink = Arc::new(move |event| {
+            let _ = sender.send(event);
+        });
+        let session = SessionContext::new();
+        let worker = Worker::start(1, 1, &session, Arc::new(Peers::default()), sink)
+            .expect("worker threads");
+        // b reads a, c reads b, and both arrive before a; d waits on an input
+        // that never comes and is aborted.
+        worker.run(
+            Key::new("c-1"),
+            job(|v| v[0] * 10),
+            vec![computed_here("b-1")],
+        );
+        worker.run(
+            Key::new("b-1"),
+            job(|v| v[0] + 1),
+            vec![computed_here("a-1")],
+        );
+        worker.run(Key::new("d-1"), job(|v| v[0]), vec![computed_here("x-1")]);
+        worker.abort(&[Key::new("d-1")].into_iter().collect());
+        worker.run(Key::new("a-1"), job(|_| 41), Vec::new());
+        let mut finished = Vec::new();
+        while finished.len() < 3 {
+            match events.recv_timeout(Duration::from_secs(10)) {
+                Ok(Event::TaskFinished { key, .. }) => finished.push(key.to_string()),
+                Ok(other) => panic!("unexpected event {other:?}"),
+                Err(e) => panic!("finished so far {finished:?}: {e}"),
+            }
+        }
+        assert_eq!(finished, ["a-1", "b-1", "c-1"]);
+        let c = worker.store().get(&Key::new("c-1")).expect("c stored");
+        assert_eq!(c.value::<u64>(), Some(&420));
+        assert!(worker.slots.parked.lock().is_empty(), "d was dropped");
     }
 }

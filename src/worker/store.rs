@@ -211,6 +211,11 @@ impl DataStore {
         }
     }
 
+    /// Whether the result of `key` is held, in memory or on disk.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.data.read().contains_key(key)
+    }
+
     /// Where `key`'s result is, without reading it back from disk.
     pub fn stored(&self, key: &Key) -> Option<Stored> {
         let map = self.data.read();

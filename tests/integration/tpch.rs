@@ -12,6 +12,8 @@ use rask::datafusion::prelude::{SessionConfig, SessionContext};
 use crate::processes::ProcessCluster;
 use crate::support::repository_root;
 
+// Shared with the bench, which also compares answers in any row order (`check`).
+#[allow(dead_code)]
 #[path = "../../benches/src/tpch/answers.rs"]
 mod answers;
 #[path = "../../benches/src/tpch/data.rs"]

@@ -1,7 +1,8 @@
 //! The `tpch` suite: TPC-H at scale factor `--sf`, its 22 queries on a scheduler
 //! with two worker processes, next to bare DataFusion on the same files and
 //! cores, each answer checked against DataFusion's and, with `--peers` and the
-//! `duckdb` Python package installed, against DuckDB's.
+//! `duckdb` Python package installed, against DuckDB's: once the table is
+//! printed, a wrong answer fails the run, naming the queries.
 //!
 //! The queries (`benches/tpch/queries/`) are the specification's with its
 //! validation parameters; where a `LIMIT` cuts through ties, a key is added to
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use rask::datafusion::prelude::SessionContext;
 
 use crate::report::Report;
+use crate::timing::alternate;
 use crate::{ProcessCluster, Stats, bare_datafusion, describe_peaks, peak_memory, sibling};
 
 /// How the suite runs.
@@ -102,10 +104,28 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
     record(&measured, runs, peaks, report);
     drop(client);
     drop(cluster);
+    let wrong = wrong_answers(&measured);
+    if !wrong.is_empty() {
+        return Err(format!("wrong answers: {}", wrong.join("; ")).into());
+    }
     Ok(())
 }
 
-/// Runs `sql` on both sides alternately; checks the answers.
+/// The queries whose answer differed from DataFusion's or DuckDB's, and how.
+fn wrong_answers(measured: &[Measured]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for m in measured {
+        if let Err(e) = &m.vs_datafusion {
+            wrong.push(format!("{} vs DataFusion: {e}", m.name));
+        }
+        if let Some(Err(e)) = &m.vs_duckdb {
+            wrong.push(format!("{} vs DuckDB: {e}", m.name));
+        }
+    }
+    wrong
+}
+
+/// Runs `sql` on both sides alternately ([`alternate`]); checks the answers.
 async fn measure(
     name: &str,
     sql: &str,
@@ -114,32 +134,18 @@ async fn measure(
     ctx: &SessionContext,
     duckdb: Option<&DuckDb>,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let (mut last_ours, mut last_theirs) = (Vec::new(), Vec::new());
-    for i in 0..=runs {
-        let started = Instant::now();
-        let batches = client.sql(sql).await?.collect().await?;
-        let a = started.elapsed();
-        let started = Instant::now();
-        let reference = ctx.sql(sql).await?.collect().await?;
-        let b = started.elapsed();
-        if i > 0 {
-            ours.push(a);
-            theirs.push(b);
-        }
-        (last_ours, last_theirs) = (batches, reference);
-    }
+    let timed = alternate(runs, client, ctx, sql).await?;
     // Answers are formatted once, from the last run of each side.
-    let our_rows = answers::rows(&last_ours)?;
-    let their_rows = answers::rows(&last_theirs)?;
+    let our_rows = answers::rows(&timed.our_answer)?;
+    let their_rows = answers::rows(&timed.their_answer)?;
     let vs_duckdb = duckdb
         .and_then(|d| d.answers.get(name))
         .map(|expected| answers::same(&our_rows, expected));
     Ok(Measured {
         name: name.to_string(),
         rows: our_rows.len(),
-        rask: Stats::of(&ours),
-        datafusion: Stats::of(&theirs),
+        rask: Stats::of(&timed.ours),
+        datafusion: Stats::of(&timed.theirs),
         duckdb: duckdb.and_then(|d| d.times.get(name).copied()),
         vs_datafusion: answers::same(&our_rows, &their_rows),
         vs_duckdb,

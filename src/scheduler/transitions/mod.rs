@@ -341,6 +341,9 @@ impl Scheduler {
             }
         }
         task.state = TaskState::Memory;
+        // Sent ahead, it may report before the input it waited on (both ran
+        // on this worker, the input first).
+        task.waiting_on = 0;
         self.finished_total += 1;
         self.progress.done(task.group, &mut task.counted);
         // Copies recorded while it ran (data scattered under its key) give way.
@@ -376,14 +379,22 @@ impl Scheduler {
             w.hold(nbytes);
         }
         let mut ready = std::mem::take(&mut self.scratch.ready);
+        let mut started = SmallVec::<[(TaskId, WorkerId); 2]>::new();
         for dependent in dependents.iter() {
-            if let Some(d) = self.tasks.get_mut(dependent)
-                && d.state == TaskState::Waiting
-            {
-                d.waiting_on -= 1;
-                if d.waiting_on == 0 {
-                    ready.push((d.priority, dependent));
+            let Some(d) = self.tasks.get_mut(dependent) else {
+                continue;
+            };
+            match d.state {
+                TaskState::Waiting => {
+                    d.waiting_on -= 1;
+                    if d.waiting_on == 0 {
+                        ready.push((d.priority, dependent));
+                    }
                 }
+                // Sent ahead: it starts once nothing it reads is pending
+                // (counted again: an input lost meanwhile is recomputed).
+                TaskState::Processing(w) if d.waiting_on > 0 => started.push((dependent, w)),
+                _ => {}
             }
         }
         if let Some(task) = self.tasks.get_mut(id) {
@@ -394,6 +405,15 @@ impl Scheduler {
             self.ready(dependent);
         }
         self.scratch.ready = ready;
+        for (dependent, w) in started {
+            let waiting_on = self.pending_inputs(dependent);
+            if let Some(d) = self.tasks.get_mut(dependent) {
+                d.waiting_on = waiting_on;
+            }
+            if waiting_on == 0 {
+                self.run_ahead(dependent, w);
+            }
+        }
         self.settle(id);
         for input in inputs.drain(..) {
             self.settle(input);
@@ -412,6 +432,10 @@ impl Scheduler {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.processing.remove(&id);
         }
+        self.call_back_ahead(id);
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
         match error {
             TaskError::FetchFailed {
                 worker: holder,
@@ -454,6 +478,52 @@ impl Scheduler {
             }
             error => self.fail(id, Arc::new(error)),
         }
+    }
+
+    /// `id` will not be stored where it ran: the tasks sent ahead to wait for
+    /// it there (and those waiting on them) are stopped and wait again.
+    fn call_back_ahead(&mut self, id: TaskId) {
+        let mut stack = vec![id];
+        while let Some(t) = stack.pop() {
+            let Some(task) = self.tasks.get(t) else {
+                continue;
+            };
+            let ahead: SmallVec<[(TaskId, WorkerId); 4]> = task
+                .dependents
+                .iter()
+                .filter_map(|d| {
+                    let dependent = self.tasks.get(d)?;
+                    match dependent.state {
+                        TaskState::Processing(w) if dependent.is_ahead() => Some((d, w)),
+                        _ => None,
+                    }
+                })
+                .collect();
+            for (d, w) in ahead {
+                self.abort_on(w, d);
+                // Counted again: another input may have been lost meanwhile.
+                let waiting_on = self.pending_inputs(d);
+                if let Some(dependent) = self.tasks.get_mut(d) {
+                    dependent.state = TaskState::Waiting;
+                    dependent.waiting_on = waiting_on;
+                }
+                stack.push(d);
+            }
+        }
+    }
+
+    /// How many inputs of `id` are not in memory.
+    fn pending_inputs(&self, id: TaskId) -> usize {
+        self.tasks.get(id).map_or(0, |task| {
+            task.dependencies
+                .iter()
+                .filter(|&&d| {
+                    self.tasks
+                        .get(d)
+                        .is_some_and(|d| d.state != TaskState::Memory)
+                })
+                .count()
+        })
     }
 
     /// Forgets that `worker` holds `id`. If that was the last copy, the task goes

@@ -13,6 +13,9 @@ const TASKS_PER_THREAD: usize = 2;
 /// trips to the scheduler between them.
 const SHORT_TASKS_PER_THREAD: usize = 16;
 
+/// How many tasks [`Scheduler::run_ahead`] looks at for one task that starts.
+const AHEAD_LOOKS: usize = 64;
+
 /// Tasks of a name that runs this long or less, on average, are short.
 const SHORT_TASK_MICROS: u64 = 500;
 
@@ -52,14 +55,7 @@ impl Scheduler {
         let task = self.tasks.get(id)?;
         self.allowed_workers(task)
             .map(|(worker, w)| {
-                let transfer: u64 = task
-                    .dependencies
-                    .iter()
-                    .filter_map(|&d| self.tasks.get(d))
-                    .filter(|d| !d.who_has.contains(&worker))
-                    .map(|d| d.nbytes)
-                    .sum();
-                let cost = transfer as f64 + w.load() * QUEUED_TASK_BYTES;
+                let cost = self.transfer_to(worker, task) as f64 + w.load() * QUEUED_TASK_BYTES;
                 (
                     (w.is_saturated(TASKS_PER_THREAD), OrderedLoad(cost)),
                     worker,
@@ -79,7 +75,17 @@ impl Scheduler {
             .map(|(id, w)| (*id, w))
     }
 
+    /// Sends `id`, whose inputs are all in memory, to `worker`, and the tasks
+    /// that wait only on it after it ([`run_ahead`](Self::run_ahead)).
     pub(super) fn assign(&mut self, id: TaskId, worker: WorkerId) {
+        self.dispatch(id, worker);
+        self.run_ahead(id, worker);
+    }
+
+    /// Marks `id` processing on `worker` and tells the worker to run it. An
+    /// input not yet in memory is one `worker` computes first: it goes with
+    /// no holders, and the worker starts the task once it has stored it.
+    fn dispatch(&mut self, id: TaskId, worker: WorkerId) {
         let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
@@ -97,7 +103,10 @@ impl Scheduler {
             .filter_map(|&d| self.tasks.get(d))
             .map(|d| Input {
                 key: d.key.clone(),
-                holders: d.who_has.to_vec(),
+                holders: match d.state {
+                    TaskState::Memory => d.who_has.to_vec(),
+                    _ => Vec::new(),
+                },
             })
             .collect();
         self.out.push(Decision::Run {
@@ -105,6 +114,79 @@ impl Scheduler {
             key,
             inputs,
         });
+    }
+
+    /// Sends `worker`, which runs `id` (or will, once its input is stored),
+    /// the tasks waiting only on `id`, and those waiting only on them in turn,
+    /// while it has room for them. A chain of tasks then runs on one worker
+    /// with no round trip to the scheduler between its links; each still
+    /// reports when it ends. Tasks that would read more than
+    /// [`QUEUED_TASK_BYTES`] from other workers are left for
+    /// [`decide_worker`](Self::decide_worker) once their input is in memory.
+    pub(super) fn run_ahead(&mut self, id: TaskId, worker: WorkerId) {
+        let mut stack = vec![id];
+        let mut looked = 0;
+        while let Some(t) = stack.pop() {
+            looked += 1;
+            if looked > AHEAD_LOOKS {
+                return;
+            }
+            let Some(task) = self.tasks.get(t) else {
+                continue;
+            };
+            let mut send = SmallVec::<[TaskId; 4]>::new();
+            for d in task.dependents.iter() {
+                let Some(dependent) = self.tasks.get(d) else {
+                    continue;
+                };
+                match dependent.state {
+                    // Already sent ahead there: look beyond it.
+                    TaskState::Processing(w) if w == worker && dependent.is_ahead() => {
+                        stack.push(d)
+                    }
+                    // Waits on `t` alone.
+                    TaskState::Waiting if dependent.waiting_on == 1 => send.push(d),
+                    _ => {}
+                }
+            }
+            for d in send {
+                let Some(dependent) = self.tasks.get(d) else {
+                    continue;
+                };
+                let Some(w) = self.workers.get(&worker) else {
+                    return;
+                };
+                let room = w.can_run(worker, dependent)
+                    && !w.is_saturated(self.tasks_per_thread(dependent))
+                    && self.transfer_to(worker, dependent) as f64 <= QUEUED_TASK_BYTES;
+                if room {
+                    self.dispatch(d, worker);
+                    stack.push(d);
+                }
+            }
+        }
+    }
+
+    /// The bytes of `task`'s inputs in memory elsewhere that `worker` would fetch.
+    fn transfer_to(&self, worker: WorkerId, task: &Task) -> u64 {
+        task.dependencies
+            .iter()
+            .filter_map(|&d| self.tasks.get(d))
+            .filter(|d| d.state == TaskState::Memory && !d.who_has.contains(&worker))
+            .map(|d| d.nbytes)
+            .sum()
+    }
+
+    /// How many tasks like `task` a worker holds per thread: short function
+    /// calls run further ahead, so a thread finishing one finds the next
+    /// waiting instead of waiting a round trip for it; query stages keep to
+    /// two, not to run ahead of their readers.
+    fn tasks_per_thread(&self, task: &Task) -> usize {
+        if task.kind == TaskKind::Call && self.durations.is_short(&task.key) {
+            SHORT_TASKS_PER_THREAD
+        } else {
+            TASKS_PER_THREAD
+        }
     }
 
     /// Sends queued root tasks to workers with free threads, best first.
@@ -125,15 +207,7 @@ impl Scheduler {
             if task.state != TaskState::Queued || task.priority != priority {
                 continue;
             }
-            // Short function calls may run further ahead: a thread finishing
-            // one finds the next waiting instead of waiting a round trip for
-            // it. Query stages keep to two, not to run ahead of their readers.
-            let is_call = task.kind == TaskKind::Call;
-            let per_thread = if is_call && self.durations.is_short(&task.key) {
-                SHORT_TASKS_PER_THREAD
-            } else {
-                TASKS_PER_THREAD
-            };
+            let per_thread = self.tasks_per_thread(task);
             let free = self
                 .allowed_workers(task)
                 .filter(|(_, w)| !w.is_saturated(per_thread))
