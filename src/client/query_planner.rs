@@ -18,6 +18,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::explain::ExplainExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -70,8 +71,26 @@ impl ClusterQueryPlanner {
                     // The client reads the persisted partitions itself: no task to run.
                     return Ok(plan);
                 }
-                let cluster: Arc<dyn ExecutionPlan> =
-                    Arc::new(ClusterExec::new(graph, tasks, Arc::clone(&self.connection)));
+                let mut cluster = ClusterExec::new(graph, tasks, Arc::clone(&self.connection));
+                // A merge that stops at a row count (`LIMIT`) reads partitions
+                // as they come: computing them a window at a time, it leaves
+                // those it does not need unsubmitted.
+                let stops_early = merge
+                    .as_ref()
+                    .and_then(|m| m.downcast_ref::<CoalescePartitionsExec>())
+                    .is_some_and(|m| m.fetch().is_some());
+                if stops_early {
+                    let threads: usize = self
+                        .connection
+                        .cluster()
+                        .info()
+                        .workers
+                        .iter()
+                        .map(|w| w.nthreads)
+                        .sum();
+                    cluster.submit_in_window(2 * threads.max(1));
+                }
+                let cluster: Arc<dyn ExecutionPlan> = Arc::new(cluster);
                 match merge {
                     Some(merge) => merge.replace_children(
                         vec![cluster],
@@ -231,6 +250,20 @@ fn needs(tasks: &mut [(TaskSpec, Arc<Job>)], graph: &StageGraph, functions: &[Ve
     }
 }
 
+/// A query's tasks, stage by stage, each with its job.
+type Tasks = Vec<(TaskSpec, Arc<Job>)>;
+
+/// Submits the tasks of `tasks` that `key` needs (the scheduler skips those
+/// it knows) and returns the future of `key`.
+fn submit_needed(
+    tasks: &Mutex<Tasks>,
+    connection: &Arc<Connection>,
+    key: Key,
+) -> Option<Future> {
+    let needed = needed_by(&tasks.lock(), &key);
+    connection.submit(needed, vec![key]).pop()
+}
+
 /// The tasks of `tasks` that `key` needs, itself included, in their order.
 fn needed_by(tasks: &[(TaskSpec, Arc<Job>)], key: &Key) -> Vec<(TaskSpec, Arc<Job>)> {
     let index: crate::key::KeyMap<usize> = tasks
@@ -349,7 +382,7 @@ impl ExecutionPlan for ClientExec {
 pub(crate) struct ClusterExec {
     graph: StageGraph,
     /// The tasks, until submitted.
-    tasks: Mutex<Vec<(TaskSpec, Arc<Job>)>>,
+    tasks: Arc<Mutex<Tasks>>,
     connection: Arc<Connection>,
     properties: Arc<PlanProperties>,
     /// The futures of the final tasks once submitted; each partition takes its own.
@@ -357,6 +390,10 @@ pub(crate) struct ClusterExec {
     /// Whether each partition submits only the tasks it needs, when it is
     /// run, rather than the first submitting the whole graph.
     by_partition: std::sync::atomic::AtomicBool,
+    /// If set, a partition submits its tasks once it holds a permit, and
+    /// gives the permit back when its result has arrived: at most this many
+    /// partitions are computed ahead of a reader that may stop early.
+    window: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl ClusterExec {
@@ -368,12 +405,20 @@ impl ClusterExec {
         let properties = Arc::clone(graph.final_stage().plan.properties());
         Self {
             graph,
-            tasks: Mutex::new(tasks),
+            tasks: Arc::new(Mutex::new(tasks)),
             connection,
             properties,
             futures: Mutex::new(None),
             by_partition: std::sync::atomic::AtomicBool::new(false),
+            window: None,
         }
+    }
+
+    /// Runs partitions `width` at a time at most, each submitting the tasks
+    /// it needs once its turn comes (see [`ClusterExec::window`]).
+    fn submit_in_window(&mut self, width: usize) {
+        self.submit_by_partition();
+        self.window = Some(Arc::new(tokio::sync::Semaphore::new(width.max(1))));
     }
 
     /// From now on, running a partition submits only the tasks that partition
@@ -394,8 +439,7 @@ impl ClusterExec {
     /// skipped by the scheduler) and returns its future.
     fn submit_partition(&self, partition: usize) -> Option<Future> {
         let key = self.graph.key(self.graph.stages.len() - 1, partition);
-        let needed = needed_by(&self.tasks.lock(), &key);
-        self.connection.submit(needed, vec![key]).pop()
+        submit_needed(&self.tasks, &self.connection, key)
     }
 
     /// The graph this node runs.
@@ -463,8 +507,29 @@ impl ExecutionPlan for ClusterExec {
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let schema: SchemaRef = self.schema();
-        let future = self.future(partition);
+        let turn = self.window.as_ref().map(|window| {
+            let key = self.graph.key(self.graph.stages.len() - 1, partition);
+            (
+                Arc::clone(window),
+                Arc::clone(&self.tasks),
+                Arc::clone(&self.connection),
+                key,
+            )
+        });
+        let future = match turn {
+            Some(_) => None,
+            None => self.future(partition),
+        };
         let batches = futures::stream::once(async move {
+            let (future, _permit) = match turn {
+                Some((window, tasks, connection, key)) => {
+                    let permit = window.acquire_owned().await.map_err(|e| {
+                        DataFusionError::Internal(format!("the window of partitions closed: {e}"))
+                    })?;
+                    (submit_needed(&tasks, &connection, key), Some(permit))
+                }
+                None => (future, None),
+            };
             let Some(future) = future else {
                 return Err(DataFusionError::Internal(format!(
                     "no final task for partition {partition}"

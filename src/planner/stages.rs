@@ -13,7 +13,11 @@
 //!   [`ReadMode::Whole`] reader whose partition `i` is producer `i`'s output;
 //! - below the build (left) side of joins that collect it (`CollectLeft` hash
 //!   joins, cross joins, nested-loop joins): the build side is computed once, and
-//!   every task of the join reads it. A collecting join that also emits build
+//!   every task of the join reads it. A build side that merges partitions (a
+//!   `CoalescePartitionsExec`, as DataFusion plans them) stays in the join's
+//!   stage over a [`ReadMode::Whole`] reader: each task of the join merges the
+//!   build side's outputs itself, with no one-task stage (and round trip) in
+//!   between. A collecting join that also emits build
 //!   rows once every probe partition is done (left, full, left semi / anti /
 //!   mark joins) counts those partitions in shared state that tasks in other
 //!   processes cannot see, so its probe side is merged first and the join runs
@@ -357,7 +361,7 @@ impl Cutter {
         let mut new_children = Vec::with_capacity(children.len());
         for (i, child) in children.iter().enumerate() {
             let child = self.cut(Arc::clone(child))?;
-            let child = if cut_whole(i) && !child.is::<StageReadExec>() {
+            let child = if cut_whole(i) && !reads_whole_outputs(child.as_ref()) {
                 let properties = Arc::clone(child.properties());
                 let stage = self.push(child, StageOutput::Whole);
                 Arc::new(StageReadExec::new(stage, ReadMode::Whole, properties))
@@ -445,6 +449,20 @@ fn with_one_probe_partition(
         .map_err(|e| Uncuttable {
             operator: format!("{operator} ({e})"),
         })
+}
+
+/// Whether `plan` reads the whole outputs of a stage's tasks: a reader in
+/// [`ReadMode::Whole`], or a merge of one, which a task can run itself.
+fn reads_whole_outputs(plan: &dyn ExecutionPlan) -> bool {
+    let whole_reader = |p: &dyn ExecutionPlan| {
+        p.downcast_ref::<StageReadExec>()
+            .is_some_and(|r| r.mode() == ReadMode::Whole)
+    };
+    if plan.is::<StageReadExec>() {
+        return true;
+    }
+    plan.is::<CoalescePartitionsExec>()
+        && matches!(plan.children().as_slice(), [child] if whole_reader(child.as_ref()))
 }
 
 /// A reader of `stage` standing in for `replaced`.

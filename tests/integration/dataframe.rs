@@ -784,3 +784,37 @@ async fn a_plan_that_runs_in_the_client_says_so() {
     assert_eq!(rows(frame).await, ["15"]);
     assert_eq!(local.tasks_finished(), before, "no task runs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_computes_the_partitions_it_needs_not_all() {
+    // 30 daily partitions of 86,400 rows; 100,000 rows are in the first two.
+    let client = cluster();
+    let local = client.local_cluster().expect("a local cluster");
+    let sql = "SELECT * FROM timeseries() LIMIT 100000";
+    let frame = client.sql(sql).await.unwrap();
+    assert_eq!(frame.structure().await.unwrap().tasks, 30);
+    let before = local.tasks_finished();
+    let rows: usize = frame
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(rows, 100_000);
+    // A window of 2 partitions per thread (4 here) is computed ahead of the
+    // reader; the rest are never submitted.
+    let ran = local.tasks_finished() - before;
+    assert!((2..=10).contains(&ran), "{ran} of 30 tasks ran");
+    let groups = client.progress().await.unwrap();
+    let group = groups
+        .iter()
+        .filter(|g| g.operation == "timeseries")
+        .max_by_key(|g| g.order)
+        .expect("the query's group");
+    assert!(
+        (2..=10).contains(&group.total),
+        "{} of 30 tasks submitted",
+        group.total
+    );
+}
