@@ -23,6 +23,7 @@ mod peers;
 mod postgres;
 #[path = "../../tests/common/processes.rs"]
 mod processes;
+mod queries;
 mod report;
 mod timing;
 mod tpch;
@@ -117,6 +118,21 @@ enum Suite {
         #[arg(long, value_delimiter = ',')]
         queries: Vec<usize>,
     },
+    /// Fifteen small queries over a 10-day Parquet copy of Dask's data, each a
+    /// `rask query --scheduler` process on a scheduler with 2 worker
+    /// processes, next to bare DataFusion in this process; answers checked.
+    Queries {
+        /// Runs per query and side.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Threads in all (split over the 2 worker processes) and
+        /// DataFusion's partitions.
+        #[arg(long, default_value_t = available_cores())]
+        threads: usize,
+        /// Where the Parquet copy is written once and reused.
+        #[arg(long, default_value = "target/bench-data")]
+        data: PathBuf,
+    },
     /// TPC-H's 22 queries in a loop on a scheduler with 2 worker processes,
     /// a random worker killed every --kill-every seconds; every answer checked.
     Chaos {
@@ -201,6 +217,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Suite::Futures { .. } => "futures".to_string(),
         Suite::Postgres { .. } => "postgres".to_string(),
         Suite::Chaos { .. } => "chaos".to_string(),
+        Suite::Queries { .. } => "queries".to_string(),
         Suite::DatafusionSql { sql, threads } => {
             return runtime.block_on(datafusion_sql(sql, *threads));
         }
@@ -250,6 +267,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             },
             report,
         )),
+        Suite::Queries {
+            runs,
+            threads,
+            data,
+        } => runtime.block_on(queries::run(runs, threads, &data, report)),
         Suite::DatafusionSql { .. } => Ok(()),
         Suite::Postgres { runs, threads } => {
             runtime.block_on(postgres::run(postgres::Options { runs, threads }, report))

@@ -91,6 +91,14 @@ fn pause(ms: &u64) -> u64 {
     *ms
 }
 
+/// The length and byte sum of a (scattered) buffer: to check a large value
+/// arrived whole.
+#[allow(clippy::ptr_arg)] // a task function takes the scattered type itself
+fn checksum(bytes: &Vec<u8>) -> (u64, u64) {
+    let sum = bytes.iter().map(|&b| u64::from(b)).sum();
+    (bytes.len() as u64, sum)
+}
+
 /// Ends the worker process at once, as a segfault or the kernel's OOM killer
 /// would: to see the cluster cope (the nanny restarts the worker, the task is
 /// retried elsewhere, and after three deaths it errs with the last log lines).
@@ -109,6 +117,7 @@ pub fn registry() -> Registry {
         .with_try_function("checked_half", checked_half)
         .with_function("crash", crash)
         .with_function("pause", pause)
+        .with_function("checksum", checksum)
         .with_partition(udf::partition("with_z", with_z))
         .with_partition(udf::partition_with("x_above", x_above))
 }

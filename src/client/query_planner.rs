@@ -255,11 +255,7 @@ type Tasks = Vec<(TaskSpec, Arc<Job>)>;
 
 /// Submits the tasks of `tasks` that `key` needs (the scheduler skips those
 /// it knows) and returns the future of `key`.
-fn submit_needed(
-    tasks: &Mutex<Tasks>,
-    connection: &Arc<Connection>,
-    key: Key,
-) -> Option<Future> {
+fn submit_needed(tasks: &Mutex<Tasks>, connection: &Arc<Connection>, key: Key) -> Option<Future> {
     let needed = needed_by(&tasks.lock(), &key);
     connection.submit(needed, vec![key]).pop()
 }

@@ -176,36 +176,70 @@ impl Value {
             .clone()
     }
 
-    /// The value as a one-row batch, to send over Flight.
+    /// The value as a batch to send over Flight: its bytes in rows of
+    /// [`VALUE_CHUNK`] (slices of one buffer, not copies), so a large value
+    /// travels as many messages of a bounded size.
     pub fn to_batch(&self) -> Result<RecordBatch, String> {
         let bytes = self.bytes()?;
         let metadata = HashMap::from([(VALUE_MARK.to_string(), self.0.type_name.clone())]);
         let schema = Schema::new(vec![Field::new("value", DataType::LargeBinary, false)])
             .with_metadata(metadata);
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(vec![0i64, bytes.len() as i64]));
+        let ends = (1..=bytes.len().div_ceil(VALUE_CHUNK).max(1))
+            .map(|row| (row * VALUE_CHUNK).min(bytes.len()) as i64);
+        let offsets = OffsetBuffer::new(ScalarBuffer::from_iter(std::iter::once(0).chain(ends)));
         let column = LargeBinaryArray::try_new(offsets, bytes, None).map_err(|e| e.to_string())?;
         RecordBatch::try_new(Arc::new(schema), vec![Arc::new(column)]).map_err(|e| e.to_string())
     }
 
-    /// The value a fetch of [`to_batch`](Self::to_batch)'s output carries;
-    /// `None` when the batches are a table.
+    /// The value a fetch of [`to_batch`](Self::to_batch)'s output carries
+    /// (its rows in order, in one batch or several); `None` when the batches
+    /// are a table.
     pub fn from_batches(batches: &[RecordBatch]) -> Option<Self> {
-        let [batch] = batches else { return None };
-        let type_name = batch.schema().metadata().get(VALUE_MARK)?.clone();
-        let column = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<LargeBinaryArray>()?;
-        if column.len() != 1 {
-            return None;
+        let type_name = batches
+            .first()?
+            .schema()
+            .metadata()
+            .get(VALUE_MARK)?
+            .clone();
+        let mut columns = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if batch.schema().metadata().get(VALUE_MARK) != Some(&type_name) {
+                return None;
+            }
+            columns.push(
+                batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<LargeBinaryArray>()?,
+            );
         }
-        // The value's bytes where they arrived, not copied.
-        let offsets = column.value_offsets();
-        let (start, end) = (offsets[0] as usize, offsets[1] as usize);
-        let bytes = column.values().slice_with_length(start, end - start);
+        let rows: usize = columns.iter().map(|c| c.len()).sum();
+        let bytes = match columns.as_slice() {
+            // One row: the value's bytes where they arrived, not copied.
+            [column] if column.len() == 1 => {
+                let offsets = column.value_offsets();
+                let (start, end) = (offsets[0] as usize, offsets[1] as usize);
+                column.values().slice_with_length(start, end - start)
+            }
+            _ if rows == 0 => return None,
+            _ => {
+                let length = columns.iter().map(|c| c.values().len()).sum();
+                let mut joined = Vec::with_capacity(length);
+                for column in &columns {
+                    for row in column.iter().flatten() {
+                        joined.extend_from_slice(row);
+                    }
+                }
+                Buffer::from_vec(joined)
+            }
+        };
         Some(Self::encoded(bytes, type_name))
     }
 }
+
+/// The bytes of a value in one row of the batch that carries it: messages
+/// well under the Flight message limit, and small enough to stream.
+pub const VALUE_CHUNK: usize = 1 << 20;
 
 /// A byte buffer as postcard encodes a `Vec<u8>` (its length as a varint,
 /// then the bytes), with one copy instead of a call per byte.

@@ -288,6 +288,39 @@ fn scattered_values_are_read_where_they_live_and_lost_clearly_with_their_worker(
     });
 }
 
+#[test]
+fn a_value_larger_than_one_flight_message_is_scattered_and_read_back_whole() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);
+    runtime().block_on(async {
+        let client = connect(&cluster.address).await;
+        // Past the 64 MiB a Flight message may carry: it travels in rows.
+        let size = rask::internals::comm::MAX_MESSAGE + (3 << 20) + 7;
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let expected = (
+            size as u64,
+            bytes.iter().map(|&b| u64::from(b)).sum::<u64>(),
+        );
+        let scattered = client.scatter(bytes).await.unwrap();
+        let mut graph = TaskGraph::new();
+        let checked = graph
+            .call(
+                client.registry(),
+                "checksum",
+                std::slice::from_ref(scattered.key()),
+            )
+            .unwrap();
+        let futures = client.submit_graph(graph, &[checked]);
+        let values = client.gather(&futures).await.unwrap();
+        assert_eq!(values[0].get::<(u64, u64)>().unwrap(), &expected);
+        // And back to the client from its worker.
+        let back = scattered.data().await.unwrap();
+        let back = back.get::<Vec<u8>>().unwrap();
+        assert_eq!(back.len(), size);
+        assert!(back.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    });
+}
+
 /// What the walkthrough example prints, on whichever cluster it ran.
 fn assert_walkthrough_output(stdout: &str) {
     assert_shows(
