@@ -387,8 +387,8 @@ pub(crate) struct ClusterExec {
     /// run, rather than the first submitting the whole graph.
     by_partition: std::sync::atomic::AtomicBool,
     /// If set, a partition submits its tasks once it holds a permit, and
-    /// gives the permit back when its result has arrived: at most this many
-    /// partitions are computed ahead of a reader that may stop early.
+    /// gives the permit back when its reader has taken its batches: at most
+    /// this many partitions are computed ahead of a reader that may stop early.
     window: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -517,7 +517,7 @@ impl ExecutionPlan for ClusterExec {
             None => self.future(partition),
         };
         let batches = futures::stream::once(async move {
-            let (future, _permit) = match turn {
+            let (future, permit) = match turn {
                 Some((window, tasks, connection, key)) => {
                     let permit = window.acquire_owned().await.map_err(|e| {
                         DataFusionError::Internal(format!("the window of partitions closed: {e}"))
@@ -539,9 +539,15 @@ impl ExecutionPlan for ClusterExec {
             let batches: Vec<_> = data.batches().cloned().collect();
             tracing::debug!(partition, "final partition fetched");
             drop(future);
-            Ok(futures::stream::iter(batches.into_iter().map(Ok)))
+            // A window's permit goes back once the reader has taken every
+            // batch (or dropped the stream): a reader that stops early stops
+            // the partitions behind it.
+            Ok(futures::stream::iter(batches).map(move |batch| {
+                let _turn = &permit;
+                Ok(batch)
+            }))
         });
-        use futures::TryStreamExt;
+        use futures::{StreamExt, TryStreamExt};
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             batches.try_flatten(),

@@ -803,9 +803,10 @@ async fn a_limit_computes_the_partitions_it_needs_not_all() {
         .sum();
     assert_eq!(rows, 100_000);
     // A window of 2 partitions per thread (4 here) is computed ahead of the
-    // reader; the rest are never submitted.
+    // reader (and up to about 3 more wait in the merge's buffer); the rest
+    // are never submitted.
     let ran = local.tasks_finished() - before;
-    assert!((2..=10).contains(&ran), "{ran} of 30 tasks ran");
+    assert!((2..=12).contains(&ran), "{ran} of 30 tasks ran");
     let groups = client.progress().await.unwrap();
     let group = groups
         .iter()
@@ -813,7 +814,7 @@ async fn a_limit_computes_the_partitions_it_needs_not_all() {
         .max_by_key(|g| g.order)
         .expect("the query's group");
     assert!(
-        (2..=10).contains(&group.total),
+        (2..=12).contains(&group.total),
         "{} of 30 tasks submitted",
         group.total
     );
