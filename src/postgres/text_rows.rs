@@ -6,7 +6,9 @@
 //! floats, text, booleans, dates and timestamps asked for as text: for those
 //! this module sets up one writer per column and writes every row of a batch
 //! into one buffer, the bytes the general encoder would write (PostgreSQL's
-//! spellings as pgwire gives them: `t`/`f`, shortest round-tripping floats,
+//! spellings as pgwire gives them: `t`/`f`, shortest round-tripping floats
+//! (what an `extra_float_digits` of 1 or more gives; a lower setting is not
+//! applied, here or by the general encoder),
 //! `2000-01-01 00:00:00.000000`). Anything else goes to the general encoder.
 
 use bytes::{BufMut, BytesMut};
@@ -19,7 +21,6 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::record_batch::RecordBatch;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::messages::data::DataRow;
-use pgwire::types::format::float_digits::ExtraFloatDigits;
 
 /// Writes the text of one non-null value of a column, by row.
 type Writer<'a> = Box<dyn Fn(usize, &mut BytesMut) + 'a>;
@@ -69,7 +70,6 @@ fn writer(column: &ArrayRef) -> Option<Writer<'_>> {
             Box::new(move |row, out: &mut BytesMut| out.put_slice(values.value(row).as_bytes()))
         }};
     }
-    const FLOATS: ExtraFloatDigits = ExtraFloatDigits(1);
     Some(match column.data_type() {
         DataType::Int8 => integers!(Int8Type),
         DataType::Int16 => integers!(Int16Type),
@@ -77,15 +77,11 @@ fn writer(column: &ArrayRef) -> Option<Writer<'_>> {
         DataType::Int64 => integers!(Int64Type),
         DataType::Float32 => {
             let values = column.as_primitive::<Float32Type>();
-            Box::new(move |row, out: &mut BytesMut| {
-                out.put_slice(FLOATS.format_f32(values.value(row)).as_bytes())
-            })
+            Box::new(move |row, out: &mut BytesMut| put_float(out, values.value(row)))
         }
         DataType::Float64 => {
             let values = column.as_primitive::<Float64Type>();
-            Box::new(move |row, out: &mut BytesMut| {
-                out.put_slice(FLOATS.format_f64(values.value(row)).as_bytes())
-            })
+            Box::new(move |row, out: &mut BytesMut| put_float(out, values.value(row)))
         }
         DataType::Boolean => {
             let values = column.as_boolean();
@@ -124,6 +120,26 @@ fn writer(column: &ArrayRef) -> Option<Writer<'_>> {
         }
         _ => return None,
     })
+}
+
+/// Writes a float as pgwire does with `extra_float_digits` 1 (PostgreSQL's
+/// default since 12): `NaN`, `inf`, `-inf`, `0`, else the shortest text that
+/// reads back as the same float (ryu's).
+fn put_float<F: ryu::Float + Into<f64>>(out: &mut BytesMut, value: F) {
+    let wide: f64 = value.into();
+    let special: &[u8] = if wide.is_nan() {
+        b"NaN"
+    } else if wide == f64::INFINITY {
+        b"inf"
+    } else if wide == f64::NEG_INFINITY {
+        b"-inf"
+    } else if wide == 0.0 {
+        b"0"
+    } else {
+        out.put_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+        return;
+    };
+    out.put_slice(special);
 }
 
 /// Writes `days` since 1970-01-01 as `YYYY-MM-DD`.
