@@ -177,7 +177,7 @@ impl Value {
     }
 
     /// The value as a batch to send over Flight: its bytes in rows of
-    /// [`VALUE_CHUNK`] (slices of one buffer, not copies), so a large value
+    /// 1 MiB (slices of one buffer, not copies), so a large value
     /// travels as many messages of a bounded size.
     pub fn to_batch(&self) -> Result<RecordBatch, String> {
         let bytes = self.bytes()?;
