@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::common::display::{PlanType, StringifiedPlan};
 use datafusion::common::{DataFusionError, Result};
@@ -75,11 +76,11 @@ impl ClusterQueryPlanner {
                 // A merge that stops at a row count (`LIMIT`) reads partitions
                 // as they come: computing them a window at a time, it leaves
                 // those it does not need unsubmitted.
-                let stops_early = merge
+                let rows = merge
                     .as_ref()
                     .and_then(|m| m.downcast_ref::<CoalescePartitionsExec>())
-                    .is_some_and(|m| m.fetch().is_some());
-                if stops_early {
+                    .and_then(|m| m.fetch());
+                if let Some(rows) = rows {
                     let threads: usize = self
                         .connection
                         .cluster()
@@ -88,7 +89,7 @@ impl ClusterQueryPlanner {
                         .iter()
                         .map(|w| w.nthreads)
                         .sum();
-                    cluster.submit_in_window(2 * threads.max(1));
+                    cluster.submit_in_window(2 * threads.max(1), rows);
                 }
                 let cluster: Arc<dyn ExecutionPlan> = Arc::new(cluster);
                 match merge {
@@ -250,6 +251,23 @@ fn needs(tasks: &mut [(TaskSpec, Arc<Job>)], graph: &StageGraph, functions: &[Ve
     }
 }
 
+/// The batches of final partition `partition`, once its future has them (the
+/// future is dropped after: the cluster may release the result).
+async fn final_batches(future: Option<Future>, partition: usize) -> Result<Vec<RecordBatch>> {
+    let Some(future) = future else {
+        return Err(DataFusionError::Internal(format!(
+            "no final task for partition {partition}"
+        )));
+    };
+    let data = future
+        .data()
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let batches = data.batches().cloned().collect();
+    tracing::debug!(partition, "final partition fetched");
+    Ok(batches)
+}
+
 /// A query's tasks, stage by stage, each with its job.
 type Tasks = Vec<(TaskSpec, Arc<Job>)>;
 
@@ -386,10 +404,27 @@ pub(crate) struct ClusterExec {
     /// Whether each partition submits only the tasks it needs, when it is
     /// run, rather than the first submitting the whole graph.
     by_partition: std::sync::atomic::AtomicBool,
-    /// If set, a partition submits its tasks once it holds a permit, and
-    /// gives the permit back when its reader has taken its batches: at most
-    /// this many partitions are computed ahead of a reader that may stop early.
-    window: Option<Arc<tokio::sync::Semaphore>>,
+    /// If set, partitions are computed a few at a time, and not at all once
+    /// the reader has the rows it wants.
+    window: Option<Arc<Window>>,
+}
+
+/// How the partitions of a merge that wants `rows` rows (`LIMIT`) run: a
+/// partition submits its tasks once it holds a permit, and gives the permit
+/// back when its reader has taken its batches; once the partitions read hold
+/// `rows` rows, the merge has its answer and the others are not submitted.
+#[derive(Debug)]
+struct Window {
+    permits: Arc<tokio::sync::Semaphore>,
+    rows: usize,
+    read: std::sync::atomic::AtomicUsize,
+}
+
+impl Window {
+    /// Whether the partitions read so far hold the rows wanted.
+    fn is_full(&self) -> bool {
+        self.read.load(std::sync::atomic::Ordering::Relaxed) >= self.rows
+    }
 }
 
 impl ClusterExec {
@@ -411,10 +446,15 @@ impl ClusterExec {
     }
 
     /// Runs partitions `width` at a time at most, each submitting the tasks
-    /// it needs once its turn comes (see [`ClusterExec::window`]).
-    fn submit_in_window(&mut self, width: usize) {
+    /// it needs once its turn comes, until they hold `rows` rows (see
+    /// [`Window`]).
+    fn submit_in_window(&mut self, width: usize, rows: usize) {
         self.submit_by_partition();
-        self.window = Some(Arc::new(tokio::sync::Semaphore::new(width.max(1))));
+        self.window = Some(Arc::new(Window {
+            permits: Arc::new(tokio::sync::Semaphore::new(width.max(1))),
+            rows,
+            read: std::sync::atomic::AtomicUsize::new(0),
+        }));
     }
 
     /// From now on, running a partition submits only the tasks that partition
@@ -517,32 +557,38 @@ impl ExecutionPlan for ClusterExec {
             None => self.future(partition),
         };
         let batches = futures::stream::once(async move {
-            let (future, permit) = match turn {
+            let (batches, permit) = match &turn {
                 Some((window, tasks, connection, key)) => {
-                    let permit = window.acquire_owned().await.map_err(|e| {
-                        DataFusionError::Internal(format!("the window of partitions closed: {e}"))
-                    })?;
-                    (submit_needed(&tasks, &connection, key), Some(permit))
+                    let permit =
+                        Arc::clone(&window.permits)
+                            .acquire_owned()
+                            .await
+                            .map_err(|e| {
+                                DataFusionError::Internal(format!(
+                                    "the window of partitions closed: {e}"
+                                ))
+                            })?;
+                    // Once the merge has its rows, this partition is not needed.
+                    let batches = match window.is_full() {
+                        true => Vec::new(),
+                        false => {
+                            let future = submit_needed(tasks, connection, key.clone());
+                            let batches = final_batches(future, partition).await?;
+                            let rows = batches.iter().map(RecordBatch::num_rows).sum();
+                            window
+                                .read
+                                .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                            batches
+                        }
+                    };
+                    (batches, Some(permit))
                 }
-                None => (future, None),
+                None => (final_batches(future, partition).await?, None),
             };
-            let Some(future) = future else {
-                return Err(DataFusionError::Internal(format!(
-                    "no final task for partition {partition}"
-                )));
-            };
-            let data = future
-                .data()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            // The batches are ours now: the cluster may release the result.
-            let batches: Vec<_> = data.batches().cloned().collect();
-            tracing::debug!(partition, "final partition fetched");
-            drop(future);
             // A window's permit goes back once the reader has taken every
             // batch (or dropped the stream): a reader that stops early stops
             // the partitions behind it.
-            Ok(futures::stream::iter(batches).map(move |batch| {
+            Ok::<_, DataFusionError>(futures::stream::iter(batches).map(move |batch| {
                 let _turn = &permit;
                 Ok(batch)
             }))
