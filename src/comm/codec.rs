@@ -290,8 +290,13 @@ pub fn encode_stage(stage: &StagePlan, query: &str) -> Result<EncodedStage> {
         .options()
         .entries()
         .into_iter()
-        // rask's own settings (`rask.*`) are the client's, not the workers'.
-        .filter(|entry| !entry.key.starts_with("rask."))
+        // DataFusion's: rask's own settings (`rask.max_tasks`, listed
+        // without their prefix) are the client's, not the workers'.
+        .filter(|entry| entry.key.starts_with("datafusion."))
+        .filter(|entry| {
+            MACHINE_DEFAULTS.contains(&entry.key.as_str())
+                || DEFAULTS.get(&entry.key) != Some(&entry.value)
+        })
         .filter_map(|entry| Some((entry.key, entry.value?)))
         .collect();
     Ok(EncodedStage {
@@ -303,6 +308,25 @@ pub fn encode_stage(stage: &StagePlan, query: &str) -> Result<EncodedStage> {
         subqueries: encode_subquery_values(&stage.plan)?,
     })
 }
+
+/// DataFusion's default settings: a stage carries only the settings that
+/// differ (the worker starts from the same defaults), a few hundred bytes
+/// instead of the 7 KB of all of them in every task's message.
+static DEFAULTS: std::sync::LazyLock<HashMap<String, Option<String>>> =
+    std::sync::LazyLock::new(|| {
+        datafusion::config::ConfigOptions::default()
+            .entries()
+            .into_iter()
+            .map(|entry| (entry.key, entry.value))
+            .collect()
+    });
+
+/// Settings that travel even at their default, which depends on the machine
+/// (its cores): a worker's own default would differ from the client's.
+const MACHINE_DEFAULTS: [&str; 2] = [
+    "datafusion.execution.target_partitions",
+    "datafusion.execution.planning_concurrency",
+];
 
 /// The values of the scalar subqueries `plan` reads (computed before the
 /// query was cut: `client::subqueries`), by index.
@@ -597,6 +621,46 @@ mod tests {
         ] {
             let (before, after) = both_ways(&[&write, &table], sql).await;
             assert_eq!(before, after, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stage_carries_only_the_settings_that_differ_from_the_defaults() {
+        let options = crate::exec::SessionOptions {
+            target_partitions: 3,
+            batch_size: Some(1234),
+            ..Default::default()
+        };
+        let ctx = crate::exec::new_context(&options, None).unwrap();
+        crate::datasets::install(&ctx);
+        let plan = ctx
+            .sql("SELECT name, max(x) FROM timeseries() GROUP BY name")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let graph = crate::planner::StageGraph::cut(plan, Arc::new(ctx.copied_config())).unwrap();
+        let encoded = encode_stage(&graph.stages[0], "q").unwrap();
+        let keys: Vec<&str> = encoded.config.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(
+            keys.contains(&"datafusion.execution.batch_size"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"datafusion.execution.target_partitions"),
+            "{keys:?}"
+        );
+        assert!(encoded.config.len() < 20, "{keys:?}");
+        // The worker's session has every setting the client's had.
+        let decoded = decode_stage(&encoded, &ctx.task_ctx()).unwrap();
+        let theirs = decoded.config.options().entries();
+        for ours in graph.stages[0].config.options().entries() {
+            if !ours.key.starts_with("datafusion.") {
+                continue;
+            }
+            let same = theirs.iter().find(|e| e.key == ours.key).map(|e| &e.value);
+            assert_eq!(same, Some(&ours.value), "{}", ours.key);
         }
     }
 
