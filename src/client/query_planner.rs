@@ -409,21 +409,42 @@ pub(crate) struct ClusterExec {
     window: Option<Arc<Window>>,
 }
 
-/// How the partitions of a merge that wants `rows` rows (`LIMIT`) run: a
-/// partition submits its tasks once it holds a permit, and gives the permit
-/// back when its reader has taken its batches; once the partitions read hold
-/// `rows` rows, the merge has its answer and the others are not submitted.
+/// How the partitions of a merge that wants `rows` rows (`LIMIT`) run:
+/// `width` at a time, in partition order (the first partitions first, as
+/// Dask's `head` reads them): partition `p` submits its tasks once fewer than
+/// `p - width + 1` partitions are still to be read before it, that is once
+/// `p < width + done`, and counts itself done when its reader has taken its
+/// batches. Once the partitions read hold `rows` rows, the merge has its
+/// answer and the others are not submitted.
 #[derive(Debug)]
 struct Window {
-    permits: Arc<tokio::sync::Semaphore>,
+    width: usize,
+    done: tokio::sync::watch::Sender<usize>,
     rows: usize,
     read: std::sync::atomic::AtomicUsize,
 }
 
 impl Window {
+    /// Waits for partition `partition`'s turn; it ends when the turn is dropped.
+    async fn turn(self: &Arc<Self>, partition: usize) -> Turn {
+        let mut done = self.done.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = done.wait_for(|done| partition < self.width + done).await;
+        Turn(Arc::clone(self))
+    }
+
     /// Whether the partitions read so far hold the rows wanted.
     fn is_full(&self) -> bool {
         self.read.load(std::sync::atomic::Ordering::Relaxed) >= self.rows
+    }
+}
+
+/// A partition's turn in a [`Window`]; the next partition's comes when it is dropped.
+struct Turn(Arc<Window>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.done.send_modify(|done| *done += 1);
     }
 }
 
@@ -451,7 +472,8 @@ impl ClusterExec {
     fn submit_in_window(&mut self, width: usize, rows: usize) {
         self.submit_by_partition();
         self.window = Some(Arc::new(Window {
-            permits: Arc::new(tokio::sync::Semaphore::new(width.max(1))),
+            width: width.max(1),
+            done: tokio::sync::watch::Sender::new(0),
             rows,
             read: std::sync::atomic::AtomicUsize::new(0),
         }));
@@ -559,15 +581,7 @@ impl ExecutionPlan for ClusterExec {
         let batches = futures::stream::once(async move {
             let (batches, permit) = match &turn {
                 Some((window, tasks, connection, key)) => {
-                    let permit =
-                        Arc::clone(&window.permits)
-                            .acquire_owned()
-                            .await
-                            .map_err(|e| {
-                                DataFusionError::Internal(format!(
-                                    "the window of partitions closed: {e}"
-                                ))
-                            })?;
+                    let permit = window.turn(partition).await;
                     // Once the merge has its rows, this partition is not needed.
                     let batches = match window.is_full() {
                         true => Vec::new(),
@@ -585,9 +599,9 @@ impl ExecutionPlan for ClusterExec {
                 }
                 None => (final_batches(future, partition).await?, None),
             };
-            // A window's permit goes back once the reader has taken every
-            // batch (or dropped the stream): a reader that stops early stops
-            // the partitions behind it.
+            // A window's turn ends once the reader has taken every batch (or
+            // dropped the stream): a reader that stops early stops the
+            // partitions behind it.
             Ok::<_, DataFusionError>(futures::stream::iter(batches).map(move |batch| {
                 let _turn = &permit;
                 Ok(batch)

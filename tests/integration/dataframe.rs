@@ -794,14 +794,22 @@ async fn a_limit_computes_the_partitions_it_needs_not_all() {
     let frame = client.sql(sql).await.unwrap();
     assert_eq!(frame.structure().await.unwrap().tasks, 30);
     let before = local.tasks_finished();
-    let rows: usize = frame
-        .collect()
-        .await
-        .unwrap()
-        .iter()
-        .map(RecordBatch::num_rows)
-        .sum();
+    let batches = frame.collect().await.unwrap();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(rows, 100_000);
+    // The first partitions run first, as Dask's head reads them: the rows
+    // are of the first five days at the latest.
+    use rask::arrow::array::AsArray;
+    use rask::arrow::datatypes::TimestampNanosecondType;
+    let latest = batches
+        .iter()
+        .filter_map(|b| {
+            rask::arrow::compute::max(b.column(0).as_primitive::<TimestampNanosecondType>())
+        })
+        .max()
+        .expect("timestamps");
+    let fifth_day_ends = 946_684_800_000_000_000 + 5 * 86_400 * 1_000_000_000;
+    assert!(latest < fifth_day_ends, "a row of {latest} ns");
     // A window of 2 partitions per thread (4 here) is computed ahead of the
     // reader; once two partitions are read the merge has its rows, and the
     // rest are never submitted (one more may start as the first is read).
