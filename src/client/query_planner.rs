@@ -78,6 +78,7 @@ impl ClusterQueryPlanner {
                 // those it does not need unsubmitted.
                 let rows = merge
                     .as_ref()
+                    .and_then(|m| merge_below_projections(m))
                     .and_then(|m| m.downcast_ref::<CoalescePartitionsExec>())
                     .and_then(|m| m.fetch());
                 if let Some(rows) = rows {
@@ -93,10 +94,7 @@ impl ClusterQueryPlanner {
                 }
                 let cluster: Arc<dyn ExecutionPlan> = Arc::new(cluster);
                 match merge {
-                    Some(merge) => merge.replace_children(
-                        vec![cluster],
-                        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-                    ),
+                    Some(merge) => over_cluster(&merge, cluster),
                     None => Ok(cluster),
                 }
             }
@@ -249,6 +247,34 @@ fn needs(tasks: &mut [(TaskSpec, Arc<Job>)], graph: &StageGraph, functions: &[Ve
             task.functions.clone_from(names);
         }
     }
+}
+
+/// The merge the client runs, below the projections over it (see
+/// [`StageGraph::take_final_merge`]).
+fn merge_below_projections(plan: &Arc<dyn ExecutionPlan>) -> Option<&Arc<dyn ExecutionPlan>> {
+    let mut node = plan;
+    while node.is::<datafusion::physical_plan::projection::ProjectionExec>() {
+        node = node.children().into_iter().next()?;
+    }
+    Some(node)
+}
+
+/// `merge` (and the projections over it) reading `cluster` in place of the
+/// stage it read.
+fn over_cluster(
+    merge: &Arc<dyn ExecutionPlan>,
+    cluster: Arc<dyn ExecutionPlan>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let options = || ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
+    if merge.is::<datafusion::physical_plan::projection::ProjectionExec>() {
+        let child =
+            merge.children().into_iter().next().ok_or_else(|| {
+                DataFusionError::Internal("a projection without its input".into())
+            })?;
+        let child = over_cluster(child, cluster)?;
+        return Arc::clone(merge).replace_children(vec![child], options());
+    }
+    Arc::clone(merge).replace_children(vec![cluster], options())
 }
 
 /// The batches of final partition `partition`, once its future has them (the

@@ -160,12 +160,21 @@ impl StageGraph {
 
     /// Takes off a final stage that only merges the partitions of the stage
     /// below it (a `CoalescePartitionsExec` or `SortPreservingMergeExec` over
-    /// the whole outputs of its tasks), and returns that merge: the client runs
-    /// it over the partitions it fetches, saving a task and a round trip
-    /// through a worker. The stage below becomes the final stage.
+    /// the whole outputs of its tasks, perhaps under projections), and returns
+    /// that plan: the client runs it over the partitions it fetches, saving a
+    /// task and a round trip through a worker. The stage below becomes the
+    /// final stage.
     pub fn take_final_merge(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
         let n = self.stages.len();
-        let plan = &self.stages.last()?.plan;
+        let mut plan = &self.stages.last()?.plan;
+        // Projections over the merge (`SELECT x * x … LIMIT 5`) run in the
+        // client with it: they stream over the rows it yields.
+        while plan.is::<datafusion::physical_plan::projection::ProjectionExec>() {
+            match plan.children().as_slice() {
+                [child] => plan = child,
+                _ => return None,
+            }
+        }
         let merges = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
         let reads_below = match plan.children().as_slice() {
             [child] => child
@@ -176,10 +185,12 @@ impl StageGraph {
         if !merges || !reads_below {
             return None;
         }
-        let merge = Arc::clone(plan);
+        // Named after the merge, not the projections over it.
+        let merging = operation_name(plan.as_ref());
+        let merge = Arc::clone(&self.stages.last()?.plan);
         let stage = self.stages.pop()?;
-        let operation = self.operations.pop()?;
-        self.merge = Some((stage, operation));
+        self.operations.pop()?;
+        self.merge = Some((stage, merging));
         Some(merge)
     }
 
@@ -247,10 +258,11 @@ impl fmt::Display for StageGraph {
             );
         }
         let tasks = self.task_count();
+        let stages = self.stages.len();
         writeln!(
             f,
-            "{} stages, {tasks} task{}",
-            self.stages.len(),
+            "{stages} stage{}, {tasks} task{}",
+            if stages == 1 { "" } else { "s" },
             if tasks == 1 { "" } else { "s" }
         )?;
         for (i, stage) in self.stages.iter().enumerate() {
