@@ -56,10 +56,7 @@ async fn rask_run(
     sql: &str,
     last: &RefCell<Vec<RecordBatch>>,
 ) -> Result<Duration, Box<dyn std::error::Error>> {
-    let started = Instant::now();
-    let batches = client.sql(sql).await?.collect().await?;
-    let took = started.elapsed();
-    *last.borrow_mut() = batches;
+    let took = timed_answer(last, async { Ok(client.sql(sql).await?.collect().await?) }).await?;
     settle(client, SETTLE).await?;
     Ok(took)
 }
@@ -70,8 +67,16 @@ async fn datafusion_run(
     sql: &str,
     last: &RefCell<Vec<RecordBatch>>,
 ) -> Result<Duration, Box<dyn std::error::Error>> {
+    timed_answer(last, async { Ok(ctx.sql(sql).await?.collect().await?) }).await
+}
+
+/// How long `query` took; its answer is kept in `last`.
+async fn timed_answer(
+    last: &RefCell<Vec<RecordBatch>>,
+    query: impl Future<Output = Result<Vec<RecordBatch>, Box<dyn std::error::Error>>>,
+) -> Result<Duration, Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let batches = ctx.sql(sql).await?.collect().await?;
+    let batches = query.await?;
     let took = started.elapsed();
     *last.borrow_mut() = batches;
     Ok(took)

@@ -35,7 +35,7 @@ use super::{Future, functions, subqueries};
 use crate::cluster::WorkerInfo;
 use crate::exec::MapPartitionsPlanner;
 use crate::key::Key;
-use crate::planner::{StageGraph, Uncuttable};
+use crate::planner::{StageGraph, Uncuttable, below_projections};
 use crate::scheduler::TaskSpec;
 use crate::udf::Registry;
 use crate::worker::Job;
@@ -78,8 +78,7 @@ impl ClusterQueryPlanner {
                 // those it does not need unsubmitted.
                 let rows = merge
                     .as_ref()
-                    .and_then(|m| merge_below_projections(m))
-                    .and_then(|m| m.downcast_ref::<CoalescePartitionsExec>())
+                    .and_then(|m| below_projections(m).downcast_ref::<CoalescePartitionsExec>())
                     .and_then(|m| m.fetch());
                 if let Some(rows) = rows {
                     let threads: usize = self
@@ -249,16 +248,6 @@ fn needs(tasks: &mut [(TaskSpec, Arc<Job>)], graph: &StageGraph, functions: &[Ve
     }
 }
 
-/// The merge the client runs, below the projections over it (see
-/// [`StageGraph::take_final_merge`]).
-fn merge_below_projections(plan: &Arc<dyn ExecutionPlan>) -> Option<&Arc<dyn ExecutionPlan>> {
-    let mut node = plan;
-    while node.is::<datafusion::physical_plan::projection::ProjectionExec>() {
-        node = node.children().into_iter().next()?;
-    }
-    Some(node)
-}
-
 /// `merge` (and the projections over it) reading `cluster` in place of the
 /// stage it read.
 fn over_cluster(
@@ -266,15 +255,11 @@ fn over_cluster(
     cluster: Arc<dyn ExecutionPlan>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let options = || ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
-    if merge.is::<datafusion::physical_plan::projection::ProjectionExec>() {
-        let child =
-            merge.children().into_iter().next().ok_or_else(|| {
-                DataFusionError::Internal("a projection without its input".into())
-            })?;
-        let child = over_cluster(child, cluster)?;
-        return Arc::clone(merge).replace_children(vec![child], options());
-    }
-    Arc::clone(merge).replace_children(vec![cluster], options())
+    let child = match merge.children().as_slice() {
+        [child] if !Arc::ptr_eq(merge, below_projections(merge)) => over_cluster(child, cluster)?,
+        _ => cluster,
+    };
+    Arc::clone(merge).replace_children(vec![child], options())
 }
 
 /// The batches of final partition `partition`, once its future has them (the
@@ -437,8 +422,7 @@ pub(crate) struct ClusterExec {
 
 /// How the partitions of a merge that wants `rows` rows (`LIMIT`) run:
 /// `width` at a time, in partition order (the first partitions first, as
-/// Dask's `head` reads them): partition `p` submits its tasks once fewer than
-/// `p - width + 1` partitions are still to be read before it, that is once
+/// Dask's `head` reads them): partition `p` submits its tasks once
 /// `p < width + done`, and counts itself done when its reader has taken its
 /// batches. Once the partitions read hold `rows` rows, the merge has its
 /// answer and the others are not submitted.

@@ -9,6 +9,6 @@ pub mod stages;
 mod visualize;
 
 pub use script::{Statement, split_statements};
-pub use stages::{PERSISTED_STAGES, StageGraph, Uncuttable};
+pub use stages::{PERSISTED_STAGES, StageGraph, Uncuttable, below_projections};
 pub use visualize::MAX_DRAWN_TASKS;
 pub(crate) use visualize::{Layout, Link, Row};

@@ -166,15 +166,9 @@ impl StageGraph {
     /// final stage.
     pub fn take_final_merge(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
         let n = self.stages.len();
-        let mut plan = &self.stages.last()?.plan;
         // Projections over the merge (`SELECT x * x … LIMIT 5`) run in the
         // client with it: they stream over the rows it yields.
-        while plan.is::<datafusion::physical_plan::projection::ProjectionExec>() {
-            match plan.children().as_slice() {
-                [child] => plan = child,
-                _ => return None,
-            }
-        }
+        let plan = below_projections(&self.stages.last()?.plan);
         let merges = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
         let reads_below = match plan.children().as_slice() {
             [child] => child
@@ -461,6 +455,20 @@ fn with_one_probe_partition(
         .map_err(|e| Uncuttable {
             operator: format!("{operator} ({e})"),
         })
+}
+
+/// The first node of `plan` that is not a projection: the merge under the
+/// projections of a final stage the client runs
+/// ([`StageGraph::take_final_merge`]).
+pub fn below_projections(plan: &Arc<dyn ExecutionPlan>) -> &Arc<dyn ExecutionPlan> {
+    let mut node = plan;
+    while node.is::<datafusion::physical_plan::projection::ProjectionExec>() {
+        match node.children().as_slice() {
+            [child] => node = child,
+            _ => break,
+        }
+    }
+    node
 }
 
 /// Whether `plan` reads the whole outputs of a stage's tasks: a reader in

@@ -78,6 +78,20 @@ fn chain_on_two_workers() -> Scheduler {
     s
 }
 
+/// Client 1 submits a-1 → b-1 → c-1 and wants c-1.
+fn submit_chain_of_three(s: &mut Scheduler) -> Vec<Decision> {
+    submit(
+        s,
+        1,
+        vec![
+            spec("a-1", &[]),
+            spec("b-1", &["a-1"]),
+            spec("c-1", &["b-1"]),
+        ],
+        &["c-1"],
+    )
+}
+
 fn finish(s: &mut Scheduler, worker: WorkerId, k: &str) -> Vec<Decision> {
     s.handle(Event::TaskFinished {
         worker,
@@ -289,16 +303,7 @@ fn readers_of_small_inputs_spread_over_workers() {
 #[test]
 fn errors_reach_every_dependent_with_the_original_key() {
     let mut s = with_workers(&[(1, 4)]);
-    submit(
-        &mut s,
-        1,
-        vec![
-            spec("a-1", &[]),
-            spec("b-1", &["a-1"]),
-            spec("c-1", &["b-1"]),
-        ],
-        &["c-1"],
-    );
+    submit_chain_of_three(&mut s);
     let error = TaskError::Failed {
         key: key("a-1"),
         worker: 1,
@@ -506,12 +511,7 @@ fn a_lost_result_is_recomputed_from_its_lineage() {
     // a was released once b was done; losing b's worker recomputes a, then b.
     let d = s.handle(Event::WorkerRemoved { worker: 1 });
     assert_eq!(runs(&d), [(2, "a-1".into()), (2, "b-1".into())]);
-    finish(&mut s, 2, "a-1");
-    let d = finish(&mut s, 2, "b-1");
-    assert!(matches!(
-        first_report(&d, "b-1"),
-        Some(Outcome::Finished { .. })
-    ));
+    finish_a_then_b(&mut s, 2);
 }
 
 #[test]
@@ -748,16 +748,7 @@ fn inputs_of(decisions: &[Decision], k: &str) -> Vec<(String, Vec<WorkerId>)> {
 #[test]
 fn a_chain_runs_ahead_on_the_worker_of_its_input() {
     let mut s = with_workers(&[(1, 1), (2, 1)]);
-    let d = submit(
-        &mut s,
-        1,
-        vec![
-            spec("a-1", &[]),
-            spec("b-1", &["a-1"]),
-            spec("c-1", &["b-1"]),
-        ],
-        &["c-1"],
-    );
+    let d = submit_chain_of_three(&mut s);
     // b-1 goes with a-1, to wait there for it (no holders: computed there
     // first); c-1 waits for room (two tasks a thread).
     let w = runs(&d)[0].0;
@@ -840,12 +831,7 @@ fn tasks_sent_ahead_of_a_failed_input_are_called_back() {
         .unwrap_or_else(|| panic!("b-1 not sent again: {d:?}"));
     assert!(abort < rerun, "{d:?}");
     assert_eq!(runs(&d), [(1, "a-1".into()), (1, "b-1".into())]);
-    finish(&mut s, 1, "a-1");
-    let d = finish(&mut s, 1, "b-1");
-    assert!(matches!(
-        first_report(&d, "b-1"),
-        Some(Outcome::Finished { .. })
-    ));
+    finish_a_then_b(&mut s, 1);
 }
 
 #[test]
@@ -884,6 +870,16 @@ fn fan_outs_are_sent_ahead_only_while_the_worker_has_room() {
     assert!(
         placed.iter().any(|(worker, _)| *worker != w),
         "spread: {placed:?}"
+    );
+}
+
+/// Finishes a-1 then b-1 on `worker`; b-1, wanted, is reported finished.
+fn finish_a_then_b(s: &mut Scheduler, worker: WorkerId) {
+    finish(s, worker, "a-1");
+    let d = finish(s, worker, "b-1");
+    assert!(
+        matches!(first_report(&d, "b-1"), Some(Outcome::Finished { .. })),
+        "{d:?}"
     );
 }
 

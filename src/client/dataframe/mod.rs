@@ -251,15 +251,9 @@ fn column(name: &str) -> datafusion::logical_expr::Expr {
 /// The cluster node of `plan`: its root, or under the merge the client runs.
 fn cluster_exec(plan: &Arc<dyn ExecutionPlan>) -> Option<&ClusterExec> {
     // Below the merge the client runs, and the projections over it.
-    let mut node = plan;
-    for _ in 0..8 {
-        if let Some(exec) = node.downcast_ref::<ClusterExec>() {
-            return Some(exec);
-        }
-        match node.children().as_slice() {
-            [child] => node = child,
-            _ => return None,
-        }
-    }
-    None
+    plan.downcast_ref::<ClusterExec>().or_else(|| {
+        let merge = crate::planner::below_projections(plan);
+        let child = merge.children().into_iter().next()?;
+        child.downcast_ref::<ClusterExec>()
+    })
 }
