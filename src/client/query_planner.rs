@@ -15,12 +15,14 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::common::display::{PlanType, StringifiedPlan};
+use datafusion::common::stats::Precision;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::explain::ExplainExec;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
@@ -425,10 +427,12 @@ pub(crate) struct ClusterExec {
 /// Dask's `head` reads them): partition `p` submits its tasks once
 /// `p < width + done`, and counts itself done when its reader has taken its
 /// batches. Once the partitions read hold `rows` rows, the merge has its
-/// answer and the others are not submitted.
+/// answer and the others are not submitted. Partitions from `needed` on are
+/// never run: those before it hold the rows wanted, by their exact counts.
 #[derive(Debug)]
 struct Window {
     width: usize,
+    needed: usize,
     done: tokio::sync::watch::Sender<usize>,
     rows: usize,
     read: std::sync::atomic::AtomicUsize,
@@ -458,6 +462,26 @@ impl Drop for Turn {
     }
 }
 
+/// How many of `plan`'s first partitions hold `rows` rows, by their exact row
+/// counts; all of them when a count is not known exactly (a filter, a join)
+/// before they do.
+fn partitions_holding(plan: &Arc<dyn ExecutionPlan>, rows: usize) -> usize {
+    let partitions = plan.properties().partitioning.partition_count();
+    let statistics = StatisticsContext::new();
+    let mut held = 0;
+    for partition in 0..partitions {
+        if held >= rows {
+            return partition;
+        }
+        let args = StatisticsArgs::new().with_partition(Some(partition));
+        match statistics.compute(plan.as_ref(), &args).map(|s| s.num_rows) {
+            Ok(Precision::Exact(n)) => held += n,
+            _ => return partitions,
+        }
+    }
+    partitions
+}
+
 impl ClusterExec {
     fn new(
         graph: StageGraph,
@@ -481,8 +505,10 @@ impl ClusterExec {
     /// [`Window`]).
     fn submit_in_window(&mut self, width: usize, rows: usize) {
         self.submit_by_partition();
+        let needed = partitions_holding(&self.graph.final_stage().plan, rows);
         self.window = Some(Arc::new(Window {
             width: width.max(1),
+            needed,
             done: tokio::sync::watch::Sender::new(0),
             rows,
             read: std::sync::atomic::AtomicUsize::new(0),
@@ -590,6 +616,7 @@ impl ExecutionPlan for ClusterExec {
         };
         let batches = futures::stream::once(async move {
             let (batches, permit) = match &turn {
+                Some((window, ..)) if partition >= window.needed => (Vec::new(), None),
                 Some((window, tasks, connection, key)) => {
                     let permit = window.turn(partition).await;
                     // Once the merge has its rows, this partition is not needed.

@@ -23,16 +23,96 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use std::sync::{Arc, OnceLock};
+
+use datafusion::error::DataFusionError;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
+use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+use datafusion_pg_catalog::pg_catalog::{
+    self as pg, PgCatalogSchemaProvider, PgCatalogStaticTables, array_bounds_udf, format_type,
+    has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
+};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::{Error, Result};
 
-/// Adds `pg_catalog` (tables and functions) to `ctx`, under its default catalog.
+/// Adds `pg_catalog` (tables and functions) to `ctx`, under its default
+/// catalog: what the crate's `setup_pg_catalog` does, with the catalog's
+/// static tables (`pg_type`, `pg_proc`, … shipped as compressed Arrow files)
+/// decoded once per process rather than once per connection, which took
+/// most of a connection's start.
 pub fn install(ctx: &SessionContext) -> Result<()> {
-    setup_pg_catalog(ctx, &default_catalog(ctx), EmptyContextProvider)
-        .map_err(|e| Error::DataFusion(*e))
+    let catalog = default_catalog(ctx);
+    let tables = static_tables()?;
+    let schema = PgCatalogSchemaProvider::try_new(
+        ctx.state().catalog_list().clone(),
+        Arc::clone(&tables),
+        EmptyContextProvider,
+    )?;
+    ctx.catalog(&catalog)
+        .ok_or_else(|| {
+            DataFusionError::Configuration(format!("no catalog {catalog} for pg_catalog"))
+        })?
+        .register_schema("pg_catalog", Arc::new(schema))?;
+    for function in [
+        pg::create_current_database_udf(&catalog),
+        pg::create_current_schema_udf(),
+        pg::create_current_schemas_udf(),
+        pg::create_pg_get_userbyid_udf(),
+        has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
+        pg::create_pg_table_is_visible(),
+        format_type::create_format_type_udf(),
+        pg::create_session_user_udf(),
+        pg_get_expr_udf::create_pg_get_expr_udf(),
+        pg::create_pg_get_partkeydef_udf(),
+        pg::create_pg_relation_is_publishable_udf(),
+        pg::create_pg_get_statisticsobjdef_columns_udf(),
+        pg::create_pg_encoding_to_char_udf(),
+        pg::create_pg_backend_pid_udf(),
+        pg::create_pg_relation_size_udf(),
+        pg::create_pg_total_relation_size_udf(),
+        pg::create_pg_stat_get_numscans(),
+        pg::create_pg_get_constraintdef(),
+        pg::create_pg_get_partition_ancestors_udf(),
+        quote_ident_udf::create_quote_ident_udf(),
+        quote_ident_udf::create_parse_ident_udf(),
+        array_bounds_udf::create_array_upper_udf(),
+        array_bounds_udf::create_array_lower_udf(),
+    ] {
+        ctx.register_udf(function);
+    }
+    ctx.register_udtf("pg_get_keywords", tables.pg_get_keywords.clone());
+    // `regclass`, `regproc`, … as types, and int4 bounds for `generate_series`.
+    let state = ctx.state_ref();
+    let current = state.read().clone();
+    *state.write() = SessionStateBuilder::new_from_existing(current)
+        .with_type_planner(Arc::new(PgOidTypePlanner))
+        .build();
+    CoerceIntArgsToBigInt::widen(ctx);
+    Ok(())
+}
+
+/// The catalog's static tables, decoded on first use.
+fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
+    static TABLES: OnceLock<std::result::Result<Arc<PgCatalogStaticTables>, String>> =
+        OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            PgCatalogStaticTables::try_new()
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| {
+            Error::DataFusion(DataFusionError::Internal(format!(
+                "cannot decode pg_catalog's tables: {e}"
+            )))
+        })
 }
 
 /// The name of `ctx`'s default catalog, where `pg_catalog` goes.

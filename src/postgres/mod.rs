@@ -23,6 +23,7 @@ mod scram;
 mod settings;
 mod text_rows;
 mod types;
+mod wire;
 
 use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
@@ -183,10 +184,8 @@ impl Server {
                 let handlers = Handlers(Arc::clone(&session), door, Arc::clone(&cancels));
                 // pgwire's decoder panics on some malformed messages: that
                 // ends this connection, with its log line, and nothing else.
-                let served = std::panic::AssertUnwindSafe(pgwire::tokio::process_socket(
-                    socket, tls, handlers,
-                ))
-                .catch_unwind();
+                let served =
+                    std::panic::AssertUnwindSafe(wire::serve(socket, tls, handlers)).catch_unwind();
                 let result = tokio::select! {
                     result = served => match result {
                         Ok(result) => result.map_err(|e| e.to_string()),
