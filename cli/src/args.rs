@@ -38,6 +38,15 @@ pub enum Command {
     WorkerProcess(WorkerProcessArgs),
     /// Print the workers of the scheduler at HOST:PORT: what each holds and does.
     Status(StatusArgs),
+    /// Print the settings in effect, and where each came from: a flag, the
+    /// environment (RASK_*), the config file, or rask's default.
+    ///
+    /// The config file is --config FILE (or RASK_CONFIG), else
+    /// $XDG_CONFIG_HOME/rask/config.toml (~/.config/rask/config.toml): the
+    /// flags every command takes at its top, each command's own in a table
+    /// named after it ([scheduler], [worker], [serve], ...). A flag wins over
+    /// the environment, the environment over the file.
+    Config,
     /// Retire workers gracefully: what they hold moves to other workers, then
     /// they exit (their nannies do not restart them).
     Retire(RetireArgs),
@@ -79,7 +88,7 @@ pub struct PgUsers {
     /// A PostgreSQL user, NAME:PASSWORD (may be repeated), who logs in by
     /// SCRAM-SHA-256. Without any, the cluster's token is the password (by
     /// SCRAM too); without a token either, connections are trusted.
-    #[arg(long = "pg-user", value_name = "NAME:PASSWORD", value_parser = rask::internals::postgres::parse_user)]
+    #[arg(long = "pg-user", value_name = "NAME:PASSWORD", value_parser = rask::internals::postgres::parse_user, hide_env_values = true)]
     pub users: Vec<(String, String)>,
 
     /// A file of PostgreSQL users, a line each: NAME:SCRAM-SHA-256$… (the
@@ -363,6 +372,11 @@ pub struct RunArgs {
     /// Run on the cluster of the scheduler at HOST:PORT instead of an embedded one.
     #[arg(long, value_name = "HOST:PORT", env = "RASK_SCHEDULER", global = true)]
     pub scheduler: Option<String>,
+
+    /// Read settings from this TOML file [default:
+    /// $XDG_CONFIG_HOME/rask/config.toml, if it exists]; `rask config` shows them.
+    #[arg(long, value_name = "FILE", env = "RASK_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
 
     /// Log more (-v: info, -vv: debug); RUST_LOG sets levels in detail.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

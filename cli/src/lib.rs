@@ -7,7 +7,8 @@
 //! - [`repl`]: `rask` / `rask sql`, interactive or fed through a pipe;
 //! - [`progress`]: the progress bar both draw on a terminal;
 //! - [`status`]: `rask status HOST:8786`, the workers table;
-//! - [`cluster`]: `rask scheduler` and `rask worker`.
+//! - [`cluster`]: `rask scheduler` and `rask worker`;
+//! - [`settings`]: every flag from the environment and a config file too.
 
 pub mod args;
 pub mod cluster;
@@ -16,11 +17,12 @@ pub mod progress;
 pub mod query;
 pub mod repl;
 pub mod runner;
+pub mod settings;
 pub mod status;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use args::{Cli, Command, RunArgs};
 
@@ -63,7 +65,32 @@ fn pg_verifier(name: &str) -> bool {
 }
 
 pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = match settings::config_path(&args).map(|(path, _)| settings::ConfigFile::read(&path))
+    {
+        None => None,
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = match settings::apply(Cli::command(), file.as_ref()) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = command.clone().get_matches_from(&args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Some(Command::Config) = cli.command {
+        print!("{}", show_settings(&command, &matches, file.as_ref()));
+        return ExitCode::SUCCESS;
+    }
     let serving = matches!(
         cli.command,
         Some(
@@ -116,6 +143,48 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         _ => repl::run(&runtime, runner),
     };
     exit(ok)
+}
+
+/// `rask config`: the settings of every command in effect, as a config
+/// file would hold them, each with where it came from.
+fn show_settings(
+    command: &clap::Command,
+    matches: &clap::ArgMatches,
+    file: Option<&settings::ConfigFile>,
+) -> String {
+    let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
+    let given = |id: &str| {
+        let from_flag = sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        from_flag.then(|| {
+            sub.get_raw(id)
+                .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default()
+        })
+    };
+    let place = match file {
+        Some(file) => format!("{}", file.path.display()),
+        None => match settings::default_path() {
+            Some(path) => format!("none ({} does not exist)", path.display()),
+            None => "none".to_string(),
+        },
+    };
+    let mut text = format!(
+        "# rask's settings in effect. A flag wins over the environment (RASK_*),\n\
+         # the environment over the config file, the file over the default.\n\
+         # Config file: {place}\n\n"
+    );
+    text.push_str(&settings::render(
+        None,
+        &settings::effective(command, None, file, &given),
+    ));
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = sub.get_name();
+        let own = settings::effective(sub, Some(name), file, &|_| None);
+        if !own.is_empty() {
+            text.push_str(&settings::render(Some(name), &own));
+        }
+    }
+    text
 }
 
 pub(crate) fn exit(ok: bool) -> ExitCode {

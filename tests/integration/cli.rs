@@ -399,3 +399,119 @@ fn set_substitutes_variables_as_psql_does() {
         out.stderr
     );
 }
+
+/// A setting comes from its flag, else its `RASK_*` variable, else the config
+/// file (`$XDG_CONFIG_HOME/rask/config.toml`, or `--config FILE`), else the
+/// default; `rask config` says which, for every command.
+#[test]
+fn settings_come_from_flag_then_environment_then_file_then_default() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("rask")).unwrap();
+    let file = home.path().join("rask/config.toml");
+    std::fs::write(
+        &file,
+        "format = \"csv\"\nmaxrows = 3\n\n[scheduler]\nport = 9999\n\n[worker]\nnthreads = 3\n",
+    )
+    .unwrap();
+    let sql = "SELECT 1 AS x";
+    let query = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut cmd = rask();
+        cmd.env("XDG_CONFIG_HOME", home.path())
+            .envs(env.iter().copied());
+        run(cmd.args(["query", "-c", sql]).args(flags))
+            .success()
+            .stdout
+    };
+    // The file over the default (a table).
+    assert_eq!(query(&[], &[]), "x\n1\n");
+    // The environment over the file.
+    assert_eq!(query(&[("RASK_FORMAT", "json")], &[]), "[{\"x\":1}]");
+    // The flag over the environment.
+    let table = query(&[("RASK_FORMAT", "json")], &["--format", "table"]);
+    assert!(table.contains("| x |"), "{table}");
+    // --config names another file, over the user's.
+    let other = home.path().join("other.toml");
+    std::fs::write(&other, "format = \"json\"\n").unwrap();
+    assert_eq!(
+        query(&[], &["--config", other.to_str().unwrap()]),
+        "[{\"x\":1}]"
+    );
+    assert_eq!(
+        query(&[("RASK_CONFIG", other.to_str().unwrap())], &[]),
+        "[{\"x\":1}]"
+    );
+
+    let shown = run(rask()
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("RASK_MAXROWS", "7")
+        .env("RASK_WORKER_NTHREADS", "4")
+        .arg("config"))
+    .success()
+    .stdout;
+    let line = |start: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} in:\n{shown}"))
+            .to_string()
+    };
+    let from_file = format!("# file {}", file.display());
+    assert!(line("format = \"csv\"").ends_with(&from_file), "{shown}");
+    assert!(
+        line("maxrows = 7").ends_with("# environment RASK_MAXROWS"),
+        "{shown}"
+    );
+    assert!(line("threads = 2").ends_with("# flag"), "{shown}");
+    assert!(
+        line("memory-limit = \"auto\"").ends_with("# default"),
+        "{shown}"
+    );
+    assert!(line("port = 9999").ends_with(&from_file), "{shown}");
+    assert!(
+        line("nthreads = 4").ends_with("# environment RASK_WORKER_NTHREADS"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\n[scheduler]\n") && shown.contains("\n[worker]\n"),
+        "{shown}"
+    );
+}
+
+/// A config file rask cannot use stops every command, naming the file, the
+/// setting and what is wrong, before anything runs.
+#[test]
+fn a_wrong_config_file_is_an_error_naming_file_and_setting() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("rask.toml");
+    let config = file.to_str().unwrap();
+    for (text, expected) in [
+        (
+            "[worker]\nnthreads = \"many\"\n",
+            "[worker] nthreads: invalid value 'many'",
+        ),
+        ("treads = 2\n", "treads: no such setting (these are: "),
+        (
+            "[wroker]\nnthreads = 2\n",
+            "[wroker]: no command is named wroker",
+        ),
+        ("format = csv\n", "not a TOML file"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = run(rask().args(["--config", config, "query", "-c", "SELECT 1"]));
+        assert_eq!(out.code, Some(2), "{text}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(
+            out.stderr.contains(&format!("{config}: ")) && out.stderr.contains(expected),
+            "{text}: {}",
+            out.stderr
+        );
+    }
+    let missing = home.path().join("missing.toml");
+    let out = run(rask().args(["--config", missing.to_str().unwrap(), "config"]));
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("cannot read the config file"),
+        "{}",
+        out.stderr
+    );
+}

@@ -27,6 +27,12 @@ pub fn shared_data() -> PathBuf {
 pub fn rask() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rask"));
     cmd.current_dir(repository_root()).arg("--threads").arg("2");
+    // The user's own config file does not change what the tests see.
+    cmd.env(
+        "XDG_CONFIG_HOME",
+        repository_root().join("target/no-config"),
+    )
+    .env_remove("RASK_CONFIG");
     cmd
 }
 
