@@ -44,7 +44,7 @@ pub enum Command {
     /// The config file is --config FILE (or RASK_CONFIG), else
     /// $XDG_CONFIG_HOME/rask/config.toml (~/.config/rask/config.toml): the
     /// flags every command takes at its top, each command's own in a table
-    /// named after it ([scheduler], [worker], [serve], ...). A flag wins over
+    /// named after it (`[scheduler]`, `[worker]`, `[serve]`, ...). A flag wins over
     /// the environment, the environment over the file.
     Config,
     /// Retire workers gracefully: what they hold moves to other workers, then
@@ -404,6 +404,12 @@ pub struct QueryArgs {
     /// when it ends in `.dot` (with several queries, the last one's).
     #[arg(long, value_name = "FILE")]
     pub visualize: Option<PathBuf>,
+    /// Also write a report of the run to FILE: one HTML page that opens
+    /// offline, with the task stream, progress and time per stage, transfers
+    /// and spills, memory per worker, and each query with its stages (Dask's
+    /// performance_report).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Write the results to FILE (created, or truncated) instead of standard output
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,

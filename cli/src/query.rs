@@ -43,13 +43,37 @@ pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
         }
     }
     runtime.block_on(async {
+        let report = match &args.report {
+            Some(path) => match runner.client.report(path).await {
+                Ok(report) => Some(report),
+                Err(e) => {
+                    print_error(&format!("cannot start the report {}: {e}", path.display()));
+                    return false;
+                }
+            },
+            None => None,
+        };
+        let mut ok = true;
         for (name, text) in &sources {
             match runner.run_script(name, text, 1).await {
                 Outcome::Done => {}
-                Outcome::OutputClosed => return true,
-                Outcome::Failed => return false,
+                Outcome::OutputClosed => break,
+                Outcome::Failed => {
+                    ok = false;
+                    break;
+                }
             }
         }
-        true
+        // Written whether the job succeeded or not, as Dask's performance_report.
+        if let Some(report) = report {
+            match report.write().await {
+                Ok(path) => eprintln!("report written to {}", path.display()),
+                Err(e) => {
+                    print_error(&format!("cannot write the report: {e}"));
+                    ok = false;
+                }
+            }
+        }
+        ok
     })
 }

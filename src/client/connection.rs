@@ -243,6 +243,23 @@ impl Connection {
         }
     }
 
+    /// The task stream's bars numbered `after` and up (at most `limit`), the
+    /// next bar's number and the stream's clock now.
+    pub async fn stream(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> crate::Result<(Vec<crate::scheduler::Bar>, u64, f64)> {
+        match self
+            .cluster
+            .ask(super::Question::Stream { after, limit })
+            .await?
+        {
+            super::Answer::Stream { bars, next, now } => Ok((bars, next, now)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// What each worker holds and does now.
     pub async fn workers(&self) -> crate::Result<Vec<super::WorkerState>> {
         match self.cluster.ask(super::Question::Workers).await? {

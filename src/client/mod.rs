@@ -15,6 +15,7 @@ mod future;
 mod futures_api;
 mod local_cluster;
 mod query_planner;
+mod report;
 mod scatter;
 mod subqueries;
 mod task_graph;
@@ -30,6 +31,7 @@ pub use delayed::{Argument, CallArgs, Delayed, Function, IntoArg};
 pub use future::{Future, FutureStatus};
 pub use futures_api::{Compute, as_completed, gather, wait};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
+pub use report::Report;
 pub use scatter::Scatter;
 pub use task_graph::TaskGraph;
 
@@ -52,6 +54,8 @@ pub struct Client {
     config: Config,
     connection: Arc<Connection>,
     local: Option<Arc<LocalCluster>>,
+    /// The reports being recorded ([`Client::report`]).
+    journals: report::Journals,
 }
 
 impl std::fmt::Display for Client {
@@ -101,6 +105,7 @@ impl Client {
             config,
             connection,
             local: None,
+            journals: report::Journals::default(),
         })
     }
 
@@ -250,8 +255,9 @@ impl Client {
     /// Errors carry the position in `sql` where DataFusion knows it
     /// ([`Error::location`]).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let frame = crate::error::catch_panics(self.ctx.sql(sql)).await??;
-        Ok(DataFrame::new(frame))
+        let frame = DataFrame::new(crate::error::catch_panics(self.ctx.sql(sql)).await??);
+        self.journals.note(sql, &frame);
+        Ok(frame)
     }
 
     /// The DataFusion session behind this client, for tools built on

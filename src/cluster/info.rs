@@ -56,7 +56,9 @@ pub struct WorkerState {
     pub processing: usize,
     /// Results it holds, as the scheduler counts them.
     pub in_memory: usize,
-    /// Seconds since it was last heard from (`None` in process: always).
+    /// Seconds since its last heartbeat, which brings its metrics and the
+    /// transfers and spills it made since the one before (`None` in process:
+    /// those are known at once).
     pub last_seen: Option<f64>,
     /// `running`; `paused` (its memory is past the pause threshold: it gets
     /// no new tasks); or `retiring` (moving what it holds before it leaves).
@@ -65,7 +67,7 @@ pub struct WorkerState {
 
 impl WorkerState {
     /// A worker's row: `info` as registered, `metrics` as reported, `status`
-    /// as the scheduler counts it, heard from `last_seen` seconds ago.
+    /// as the scheduler counts it, its last heartbeat `last_seen` seconds ago.
     pub fn new(
         info: WorkerInfo,
         metrics: WorkerMetrics,
@@ -102,6 +104,13 @@ pub enum Question {
     Workers,
     /// Retire these workers (addresses, names or ids) gracefully.
     Retire(Vec<String>),
+    /// The task stream's bars numbered `after` and up, at most `limit`.
+    Stream {
+        /// The first bar's number.
+        after: u64,
+        /// How many at most (the latest).
+        limit: usize,
+    },
 }
 
 impl Question {
@@ -115,6 +124,10 @@ impl Question {
             Question::Published(name) => Answer::Published(scheduler.published(&name)),
             Question::Progress => Answer::Progress(scheduler.progress()),
             Question::Workers => Answer::Workers(workers()),
+            Question::Stream { after, limit } => {
+                let (bars, next, now) = scheduler.stream(after, limit);
+                Answer::Stream { bars, next, now }
+            }
             Question::Retire(wanted) => {
                 let known = workers();
                 let mut found = Vec::new();
@@ -152,6 +165,16 @@ pub enum Answer {
     Workers(Vec<WorkerState>),
     /// The workers now retiring.
     Retiring(Vec<WorkerId>),
+    /// Bars of the task stream, the next bar's number and the stream's clock
+    /// now (ms since the scheduler started).
+    Stream {
+        /// The bars asked for.
+        bars: Vec<crate::scheduler::Bar>,
+        /// The number the next bar will have.
+        next: u64,
+        /// The stream's clock now.
+        now: f64,
+    },
     /// The question cannot be answered, for this reason.
     Refused(String),
 }

@@ -18,7 +18,7 @@ use crate::scheduler::{Mark, TaskError, WorkerId};
 use crate::worker::WorkerMetrics;
 
 /// The version of this protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The first message of a control stream: who is connecting.
 #[derive(Debug, Clone, Serialize, Deserialize)]

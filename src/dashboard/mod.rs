@@ -49,10 +49,15 @@ pub trait ClusterView: Send + Sync + 'static {
 }
 
 /// The page (one for all paths: its script draws the one asked for), its
-/// script and its style, embedded.
+/// scripts and its style, embedded.
 const PAGE: &str = include_str!("assets/page.html");
 const SCRIPT: &str = include_str!("assets/dashboard.js");
-const STYLE: &str = include_str!("assets/dashboard.css");
+/// The drawing code the live pages and reports share.
+pub(crate) const DRAW: &str = include_str!("assets/draw.js");
+/// The style of the pages and of reports.
+pub(crate) const STYLE: &str = include_str!("assets/dashboard.css");
+/// What draws a report ([`crate::Report`]) from the data written into it.
+pub(crate) const REPORT: &str = include_str!("assets/report.js");
 
 /// Where `address` (`:8787`, `HOST:PORT`) asks to serve, with `host` for a
 /// missing host.
@@ -183,6 +188,10 @@ fn router(view: Arc<dyn ClusterView>, gate: Option<Gate>) -> Router {
         .route("/info", get(page))
         .route("/info/worker/{id}", get(page))
         .route("/info/task/{key}", get(page))
+        .route(
+            "/assets/draw.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], DRAW) }),
+        )
         .route(
             "/assets/dashboard.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }),

@@ -687,3 +687,151 @@ fn with_tls_the_dashboard_speaks_https() {
         }
     }
 }
+
+/// The walkthrough's groupby: 30 partial aggregates, 2 final ones.
+const WALKTHROUGH_GROUPBY: &str =
+    "SELECT name, max(x) AS x, avg(y) AS y FROM timeseries() GROUP BY name ORDER BY name";
+
+/// `rask query --report FILE` on a cluster of processes writes one page that
+/// Chromium opens from the file, offline: the run's task stream, progress,
+/// time per stage, transfers and spills, memory per worker, and each query
+/// with its stages.
+#[test]
+fn a_report_of_a_run_opens_offline_in_chromium() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("run.html");
+    let head = "SELECT * FROM timeseries() WHERE x > 0.5 LIMIT 3";
+    let out = crate::support::run(crate::support::rask().args([
+        "query",
+        "--scheduler",
+        &cluster.address,
+        "--report",
+        report.to_str().unwrap(),
+        "-c",
+        WALKTHROUGH_GROUPBY,
+        "-c",
+        head,
+    ]))
+    .success();
+    assert!(
+        out.stderr
+            .contains(&format!("report written to {}", report.display())),
+        "{}",
+        out.stderr
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    for outside in ["src=", "href=\"http", "fetch(\"/", "EventSource(\"/"] {
+        assert!(
+            !html.contains(&format!("<script {outside}")) && !html.contains("<link "),
+            "the page loads nothing: {outside}"
+        );
+    }
+
+    let browser = crate::browser::Browser::start();
+    browser.open(&format!("file://{}", report.display()));
+    let tasks = browser.wait_for(
+        "the run's task stream",
+        "return document.querySelectorAll('#stream rect.task').length",
+    );
+    // 30 partial aggregates, 2 final ones; the head's partitions.
+    assert!(tasks.as_u64().unwrap_or(0) >= 32, "{tasks} task bars");
+    let rows = browser.run(
+        "return [...document.querySelectorAll('#stream text')].map(t => t.textContent).join('\\n')",
+    );
+    assert_eq!(
+        rows.as_str().unwrap_or_default().lines().count(),
+        2,
+        "a row per worker thread: {rows}"
+    );
+    let stages = browser.run("return document.querySelector('#stages tbody').innerText");
+    let stages = stages.as_str().unwrap_or_default().to_string();
+    assert!(
+        stages.contains("aggregate") && stages.contains("projection"),
+        "{stages}"
+    );
+    let progress = browser.run("return document.querySelector('#progress tbody').innerText");
+    assert!(
+        progress.as_str().unwrap_or_default().contains("30 / 30"),
+        "{progress}"
+    );
+    assert_eq!(
+        browser.run("return document.querySelector('#memory tbody').rows.length"),
+        2
+    );
+    let moves = browser.run("return document.querySelector('#moves').innerText");
+    assert!(
+        moves.as_str().unwrap_or_default().contains("transfer"),
+        "the shuffle moved data between the workers: {moves}\n{}",
+        browser.run("return JSON.stringify(data.bars.map(b => [b.kind, b.worker, b.key]))")
+    );
+    let queries = browser
+        .run("return [...document.querySelectorAll('#queries pre')].map(p => p.textContent)");
+    let queries: Vec<String> = serde_json::from_value(queries).unwrap();
+    assert_eq!(queries.len(), 4, "{queries:?}");
+    assert_eq!(queries[0], WALKTHROUGH_GROUPBY);
+    assert!(
+        queries[1].starts_with("2 stages, 32 tasks"),
+        "{}",
+        queries[1]
+    );
+    assert_eq!(queries[2], head);
+    let summary = browser.run("return document.getElementById('summary').textContent");
+    assert!(
+        summary
+            .as_str()
+            .unwrap_or_default()
+            .contains(&cluster.address),
+        "{summary}"
+    );
+    // Nothing was fetched: the page holds everything it shows.
+    assert_eq!(
+        browser.run("return performance.getEntriesByType('resource').length"),
+        0
+    );
+    let png = artifact("report.png");
+    std::fs::write(&png, browser.screenshot()).unwrap();
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    eprintln!("screenshot: {}", png.display());
+}
+
+/// `Client::report` around a block of work on the embedded cluster: the
+/// block's queries and tasks, not those before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reports_the_work_of_a_block() {
+    let client = rask::Client::with_config(rask::Config {
+        workers: 1,
+        threads: 2,
+        ..rask::Config::default()
+    })
+    .unwrap();
+    let before = "SELECT count(*) FROM timeseries()";
+    client.sql(before).await.unwrap().collect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = client.report(dir.path().join("block.html")).await.unwrap();
+    client
+        .sql(WALKTHROUGH_GROUPBY)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let path = report.write().await.unwrap();
+    let html = std::fs::read_to_string(&path).unwrap();
+    let start = html.find("id=\"report-data\">").unwrap() + "id=\"report-data\">".len();
+    let end = start + html[start..].find("</script>").unwrap();
+    let data: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+    let queries = data["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 1, "only the block's query: {queries:?}");
+    assert_eq!(queries[0]["sql"], WALKTHROUGH_GROUPBY);
+    let bars = data["bars"].as_array().unwrap();
+    assert_eq!(bars.len(), 32, "the block's 32 tasks");
+    let groups: Vec<&str> = data["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["aggregate", "projection"], "the block's groups");
+}

@@ -70,9 +70,6 @@ impl SchedulerState {
                     break "its connection closed".to_string();
                 };
                 heard = Instant::now();
-                if let Some(last) = state.reported.lock().get_mut(&id) {
-                    last.1 = heard;
-                }
                 for message in batch {
                     tracing::trace!(worker = id, ?message, "from worker");
                     match message {
