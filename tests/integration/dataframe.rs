@@ -828,13 +828,11 @@ async fn a_limit_computes_the_partitions_it_needs_not_all() {
     // partitions read hold the rows (about three days' worth) the rest are
     // never submitted.
     let before = local.tasks_finished();
-    let filtered = client
-        .sql("SELECT * FROM timeseries() WHERE x > 0 LIMIT 100000")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let filtered = crate::support::collect(
+        &client,
+        "SELECT * FROM timeseries() WHERE x > 0 LIMIT 100000",
+    )
+    .await;
     assert_eq!(
         filtered.iter().map(RecordBatch::num_rows).sum::<usize>(),
         100_000
@@ -844,12 +842,7 @@ async fn a_limit_computes_the_partitions_it_needs_not_all() {
     let total = submitted(client.progress().await.unwrap());
     assert!((3..=8).contains(&total), "{total} of 30 tasks submitted");
     // An offset counts among the rows the merge needs.
-    let skipped = client
-        .sql("SELECT * FROM timeseries() LIMIT 7 OFFSET 259195")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let skipped =
+        crate::support::collect(&client, "SELECT * FROM timeseries() LIMIT 7 OFFSET 259195").await;
     assert_eq!(skipped.iter().map(RecordBatch::num_rows).sum::<usize>(), 7);
 }

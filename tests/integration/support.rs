@@ -123,6 +123,21 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The batches `sql` returns on `client`.
+pub async fn collect(
+    client: &rask::Client,
+    sql: &str,
+) -> Vec<rask::arrow::record_batch::RecordBatch> {
+    let frame = client
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    frame
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// The error a query fails with, as text.
 pub async fn sql_error(client: &rask::Client, sql: &str) -> String {
     let planned = client.sql(sql).await;
