@@ -66,17 +66,8 @@ fn pg_verifier(name: &str) -> bool {
 
 pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let file = match settings::config_path(&args).map(|(path, _)| settings::ConfigFile::read(&path))
-    {
-        None => None,
-        Some(Ok(file)) => Some(file),
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let command = match settings::apply(Cli::command(), file.as_ref()) {
-        Ok(command) => command,
+    let (command, file) = match settings::load(Cli::command(), &args) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -88,7 +79,7 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         Err(e) => e.exit(),
     };
     if let Some(Command::Config) = cli.command {
-        print!("{}", show_settings(&command, &matches, file.as_ref()));
+        print!("{}", settings::show(&command, &matches, file.as_ref()));
         return ExitCode::SUCCESS;
     }
     let serving = matches!(
@@ -143,48 +134,6 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         _ => repl::run(&runtime, runner),
     };
     exit(ok)
-}
-
-/// `rask config`: the settings of every command in effect, as a config
-/// file would hold them, each with where it came from.
-fn show_settings(
-    command: &clap::Command,
-    matches: &clap::ArgMatches,
-    file: Option<&settings::ConfigFile>,
-) -> String {
-    let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
-    let given = |id: &str| {
-        let from_flag = sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        from_flag.then(|| {
-            sub.get_raw(id)
-                .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
-                .unwrap_or_default()
-        })
-    };
-    let place = match file {
-        Some(file) => format!("{}", file.path.display()),
-        None => match settings::default_path() {
-            Some(path) => format!("none ({} does not exist)", path.display()),
-            None => "none".to_string(),
-        },
-    };
-    let mut text = format!(
-        "# rask's settings in effect. A flag wins over the environment (RASK_*),\n\
-         # the environment over the config file, the file over the default.\n\
-         # Config file: {place}\n\n"
-    );
-    text.push_str(&settings::render(
-        None,
-        &settings::effective(command, None, file, &given),
-    ));
-    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
-        let name = sub.get_name();
-        let own = settings::effective(sub, Some(name), file, &|_| None);
-        if !own.is_empty() {
-            text.push_str(&settings::render(Some(name), &own));
-        }
-    }
-    text
 }
 
 pub(crate) fn exit(ok: bool) -> ExitCode {

@@ -85,7 +85,7 @@ pub struct ConfigFile {
 /// Where the config file is: `--config FILE` among `args`, else
 /// [`CONFIG_VARIABLE`], else the user's `rask/config.toml` if it exists.
 /// `None` when there is none; a file named by flag or variable must exist.
-pub fn config_path(args: &[OsString]) -> Option<(PathBuf, bool)> {
+pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
     let mut given = None;
     let mut words = args.iter().skip(1);
     while let Some(word) = words.next() {
@@ -99,11 +99,21 @@ pub fn config_path(args: &[OsString]) -> Option<(PathBuf, bool)> {
             given = Some(PathBuf::from(path));
         }
     }
-    let given = given.or_else(|| std::env::var_os(CONFIG_VARIABLE).map(PathBuf::from));
-    match given {
-        Some(path) => Some((path, true)),
-        None => default_path().filter(|p| p.exists()).map(|p| (p, false)),
-    }
+    given
+        .or_else(|| std::env::var_os(CONFIG_VARIABLE).map(PathBuf::from))
+        .or_else(|| default_path().filter(|p| p.exists()))
+}
+
+/// The config file `args` name (see [`config_path`]), read, and `command`
+/// with it and the environment [`apply`]d.
+pub fn load(
+    command: Command,
+    args: &[OsString],
+) -> Result<(Command, Option<ConfigFile>), SettingsError> {
+    let file = config_path(args)
+        .map(|path| ConfigFile::read(&path))
+        .transpose()?;
+    Ok((apply(command, file.as_ref())?, file))
 }
 
 /// `$XDG_CONFIG_HOME/rask/config.toml`, or `~/.config/rask/config.toml`.
@@ -242,10 +252,9 @@ pub fn apply(mut command: Command, file: Option<&ConfigFile>) -> Result<Command,
         .collect();
     for name in &names {
         let table = file.and_then(|f| f.tables.get(name)).unwrap_or(&empty);
-        let sub = command
-            .find_subcommand(name)
-            .cloned()
-            .unwrap_or_else(|| Command::new(name.clone()));
+        let Some(sub) = command.find_subcommand(name).cloned() else {
+            continue;
+        };
         let sub = with_settings(sub, Some(name), table, file)?;
         command = command.mut_subcommand(name, |_| sub);
     }
@@ -279,42 +288,30 @@ fn with_settings(
         .filter(|a| is_setting(a))
         .cloned()
         .collect();
-    for arg in args {
+    for mut arg in args {
         let Some(long) = arg.get_long().map(str::to_string) else {
             continue;
         };
         known.insert(long.clone());
         let id = arg.get_id().to_string();
-        let from_file = settings.get(&long);
-        if let (Some(values), Some(file)) = (from_file, file) {
-            check(&arg, values).map_err(|message| file.error(&place, &long, message))?;
+        let counts = matches!(arg.get_action(), ArgAction::Count);
+        if arg.get_env().is_none() && !counts {
+            arg = arg.env(variable(name, &long));
         }
-        let env = arg
-            .get_env()
-            .is_none()
-            .then(|| variable(name, &long))
-            .filter(|_| !matches!(arg.get_action(), ArgAction::Count));
-        let values = from_file.cloned();
-        let switch = matches!(arg.get_action(), ArgAction::SetTrue);
-        command = command.mut_arg(id, move |mut arg| {
-            if let Some(env) = env {
-                arg = arg.env(env);
-            }
-            if switch {
-                // RASK_TIMING=1, =yes, =on as well as =true.
-                arg = arg.value_parser(BoolishValueParser::new());
-            }
-            match values {
-                Some(values) => arg.default_values(values),
-                None => arg,
-            }
-        });
+        if matches!(arg.get_action(), ArgAction::SetTrue) {
+            // RASK_TIMING=1, =yes, =on as well as =true.
+            arg = arg.value_parser(BoolishValueParser::new());
+        }
+        if let (Some(values), Some(file)) = (settings.get(&long), file) {
+            check(&arg, values).map_err(|message| file.error(&place, &long, message))?;
+            arg = arg.default_values(values.clone());
+        }
+        command = command.mut_arg(id, |_| arg);
     }
     if let Some(file) = file
         && let Some(unknown) = settings.keys().find(|k| !known.contains(*k))
     {
-        let mut names: Vec<_> = known.into_iter().collect();
-        names.sort();
+        let names: Vec<_> = known.into_iter().collect();
         return Err(file.error(
             &place,
             unknown,
@@ -330,23 +327,14 @@ fn check(arg: &Arg, values: &[String]) -> Result<(), String> {
     if values.len() != 1 && !many {
         return Err("takes one value, not a list".into());
     }
-    match arg.get_action() {
-        ArgAction::SetTrue | ArgAction::SetFalse => {
-            let known = ["true", "false", "yes", "no", "on", "off", "1", "0"];
-            return match known.contains(&values[0].to_ascii_lowercase().as_str()) {
-                true => Ok(()),
-                false => Err(format!("{:?} is not true or false", values[0])),
-            };
-        }
-        ArgAction::Count => {
-            return values[0]
-                .parse::<u8>()
-                .map(|_| ())
-                .map_err(|_| format!("{:?} is not a count", values[0]));
-        }
-        _ => {}
+    if matches!(arg.get_action(), ArgAction::Count) {
+        return values[0]
+            .parse::<u8>()
+            .map(|_| ())
+            .map_err(|_| format!("{:?} is not a count", values[0]));
     }
-    // The flag alone, with its parser: what it says of each value.
+    // The flag alone, with its parser (switches: true, yes, on, 1, …): what it
+    // says of each value.
     let long = arg.get_long().unwrap_or("value").to_string();
     let probe = Arg::new("value")
         .long(long.clone())
@@ -401,17 +389,17 @@ pub fn effective(
             continue;
         };
         let secret = arg.is_hide_env_values_set();
-        let env = arg
-            .get_env()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_else(|| variable(name, &flag));
-        let from_env = std::env::var_os(&env)
+        // The variable clap reads for it, if any (see `apply`).
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        let from_env = env
+            .as_ref()
+            .and_then(std::env::var_os)
             .filter(|v| !v.is_empty())
             .map(|v| vec![v.to_string_lossy().into_owned()]);
         let from_file = settings.and_then(|s| s.get(&flag)).cloned();
         let (values, source) = if let Some(values) = given(arg.get_id().as_str()) {
             (values, "flag".to_string())
-        } else if let Some(values) = from_env {
+        } else if let (Some(values), Some(env)) = (from_env, &env) {
             (values, format!("environment {env}"))
         } else if let Some(values) = from_file {
             let path = file
@@ -467,6 +455,41 @@ pub fn render(table: Option<&str>, settings: &[Effective]) -> String {
             false => setting.source.clone(),
         };
         text.push_str(&format!("{line:<40} # {source}\n"));
+    }
+    text
+}
+
+/// `rask config`: the settings of every command in effect, as a config
+/// file would hold them, each with where it came from.
+pub fn show(command: &Command, matches: &clap::ArgMatches, file: Option<&ConfigFile>) -> String {
+    let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
+    let given = |id: &str| {
+        let from_flag = sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        from_flag.then(|| {
+            sub.get_raw(id)
+                .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default()
+        })
+    };
+    let place = match file {
+        Some(file) => format!("{}", file.path.display()),
+        None => match default_path() {
+            Some(path) => format!("none ({} does not exist)", path.display()),
+            None => "none".to_string(),
+        },
+    };
+    let mut text = format!(
+        "# rask's settings in effect. A flag wins over the environment (RASK_*),\n\
+         # the environment over the config file, the file over the default.\n\
+         # Config file: {place}\n\n"
+    );
+    text.push_str(&render(None, &effective(command, None, file, &given)));
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = sub.get_name();
+        let own = effective(sub, Some(name), file, &|_| None);
+        if !own.is_empty() {
+            text.push_str(&render(Some(name), &own));
+        }
     }
     text
 }

@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
+use datafusion::arrow::temporal_conversions::timestamp_s_to_datetime;
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -76,7 +77,7 @@ impl Client {
     /// Queries planned through [`Client::sql`] meanwhile are listed with their
     /// stages.
     pub async fn report(&self, path: impl AsRef<Path>) -> Result<Report> {
-        let (_, next, now) = self.connection.stream(u64::MAX, 0).await?;
+        let (next, now) = stream_position(self).await?;
         let groups_before = self
             .progress()
             .await?
@@ -96,12 +97,17 @@ impl Client {
     }
 }
 
+/// The number the task stream's next bar will have, and its clock now (ms).
+async fn stream_position(client: &Client) -> Result<(u64, f64)> {
+    let (_, next, now) = client.connection.stream(u64::MAX, 0).await?;
+    Ok((next, now))
+}
+
 /// What the page draws, as JSON.
 #[derive(Debug, Serialize)]
 struct Data {
     title: String,
     began: String,
-    seconds: f64,
     cluster: String,
     /// Bars the stream no longer held when the report was written.
     bars_lost: u64,
@@ -127,11 +133,14 @@ impl Report {
 
     /// Writes the report: one HTML file that opens offline. Returns its path.
     pub async fn write(self) -> Result<PathBuf> {
-        let connection = &self.client.connection;
         // The work ends now; its last transfers and spills may come later.
-        let (_, _, now) = connection.stream(u64::MAX, 0).await?;
-        self.hear_every_worker().await?;
-        let (bars, next, _) = connection.stream(self.first_bar, BARS_KEPT).await?;
+        let (_, now) = stream_position(&self.client).await?;
+        let workers = self.hear_every_worker().await?;
+        let (bars, next, _) = self
+            .client
+            .connection
+            .stream(self.first_bar, BARS_KEPT)
+            .await?;
         let held = next.saturating_sub(self.first_bar);
         let progress = self
             .client
@@ -140,7 +149,6 @@ impl Report {
             .into_iter()
             .filter(|g| g.order >= self.groups_before)
             .collect();
-        let workers = self.client.workers().await?;
         let journal = std::mem::take(&mut *self.journal.lock());
         let mut queries = Vec::with_capacity(journal.len());
         for (sql, frame) in journal {
@@ -156,7 +164,6 @@ impl Report {
                     .map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned())
             ),
             began: humane_time(self.wall),
-            seconds: (now - self.began).max(0.0) / 1e3,
             cluster: format!(
                 "scheduler {}, {} workers, {} threads",
                 info.scheduler,
@@ -180,13 +187,11 @@ impl Report {
         })?;
         Ok(self.path)
     }
-}
 
-impl Report {
     /// Waits (at most [`HEARD_WITHIN`]) until every worker of another process
     /// has sent a heartbeat since now: the transfers and spills it made until
-    /// now come with its heartbeats.
-    async fn hear_every_worker(&self) -> Result<()> {
+    /// now come with its heartbeats. The workers as last heard.
+    async fn hear_every_worker(&self) -> Result<Vec<WorkerState>> {
         let ended = std::time::Instant::now();
         loop {
             // A worker heard less than this long before the answer was heard
@@ -197,7 +202,7 @@ impl Report {
                 .iter()
                 .all(|w| w.last_seen.is_none_or(|ago| ago < since));
             if heard || ended.elapsed() >= HEARD_WITHIN {
-                return Ok(());
+                return Ok(workers);
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -235,28 +240,10 @@ fn humane_time(time: std::time::SystemTime) -> String {
     let seconds = time
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The calendar date of a day counted from 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    match timestamp_s_to_datetime(seconds) {
+        Some(when) => format!("{} UTC", when.format("%Y-%m-%d %H:%M:%S")),
+        None => format!("{seconds} s after 1970"),
+    }
 }
 
 #[cfg(test)]
@@ -264,11 +251,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_are_calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(10_957), (2000, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_794), (2026, 12, 7));
+    fn times_are_calendar_dates_in_utc() {
+        let at = |s: u64| humane_time(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(at(10_957 * 86_400), "2000-01-01 00:00:00 UTC");
+        assert_eq!(at(11_016 * 86_400 + 3_723), "2000-02-29 01:02:03 UTC");
+        assert_eq!(at(20_794 * 86_400), "2026-12-07 00:00:00 UTC");
     }
 
     #[test]

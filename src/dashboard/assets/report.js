@@ -5,6 +5,7 @@
 "use strict";
 
 const data = JSON.parse(document.getElementById("report-data").textContent);
+const seconds = (data.now - data.start) / 1000;
 
 function ms(n) {
   return n < 10 ? n.toFixed(2) + " ms" : n < 10000 ? n.toFixed(1) + " ms" : (n / 1000).toFixed(2) + " s";
@@ -78,11 +79,11 @@ state.from = data.start;
 state.links = false;
 
 document.getElementById("summary").textContent =
-  `${data.title} · ${data.began} · ${data.seconds.toFixed(2)} s · ${data.cluster}`;
+  `${data.title} · ${data.began} · ${seconds.toFixed(2)} s · ${data.cluster}`;
 const main = document.getElementById("main");
 drawStatus(main);
 main.prepend(facts([
-  ["began", data.began], ["lasted", `${data.seconds.toFixed(3)} s`], ["cluster", data.cluster],
+  ["began", data.began], ["lasted", `${seconds.toFixed(3)} s`], ["cluster", data.cluster],
   ["bars", data.bars_lost ? `${data.bars.length} (the ${data.bars_lost} first were no longer kept)` : data.bars.length],
 ]));
 drawStages(main);
