@@ -36,6 +36,8 @@ use timing::{Stats, alternate, args, compare, print_pair, run_once, whole_proces
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use rask::datafusion::execution::TaskContext;
+use rask::datafusion::execution::memory_pool::FairSpillPool;
+use rask::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use rask::datafusion::physical_plan::ExecutionPlan;
 use rask::datafusion::prelude::{SessionConfig, SessionContext};
 use rask::datasets::timeseries::{TimeseriesExec, TimeseriesSpec};
@@ -117,6 +119,11 @@ enum Suite {
         /// Only these queries, by number.
         #[arg(long, value_delimiter = ',')]
         queries: Vec<usize>,
+        /// Memory each worker may use (e.g. 2GiB): the workers get it as
+        /// `--memory-limit`, DataFusion a spilling pool of the two workers'
+        /// sum; peak resident memory is reported against it.
+        #[arg(long, value_parser = parse_size)]
+        memory_limit: Option<usize>,
     },
     /// Fifteen small queries over a 10-day Parquet copy of Dask's data, each a
     /// `rask query --scheduler` process on a scheduler with 2 worker
@@ -240,6 +247,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             data,
             peers,
             queries,
+            memory_limit,
         } => runtime.block_on(tpch::run(
             tpch::Options {
                 sf,
@@ -248,6 +256,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 data,
                 peers,
                 only: queries,
+                memory_limit,
             },
             report,
         )),
@@ -328,10 +337,57 @@ fn in_process_sides(threads: usize) -> rask::Result<(rask::Client, SessionContex
 /// A plain DataFusion session with `threads` partitions; `timeseries()` is
 /// registered so the same SQL runs on both sides (no scheduler, no stages).
 fn bare_datafusion(threads: usize) -> SessionContext {
+    with_timeseries(SessionContext::new_with_config(
+        SessionConfig::new().with_target_partitions(threads),
+    ))
+}
+
+/// [`bare_datafusion`], its memory bounded by a spilling pool of `limit`
+/// bytes (DataFusion's `FairSpillPool`, the pool of each rask worker).
+fn bare_datafusion_within(
+    threads: usize,
+    limit: usize,
+) -> Result<SessionContext, rask::datafusion::error::DataFusionError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+        .build_arc()?;
     let config = SessionConfig::new().with_target_partitions(threads);
-    let ctx = SessionContext::new_with_config(config).enable_url_table();
+    Ok(with_timeseries(SessionContext::new_with_config_rt(
+        config, runtime,
+    )))
+}
+
+/// `ctx` reading files by path and with rask's `timeseries()`.
+fn with_timeseries(ctx: SessionContext) -> SessionContext {
+    let ctx = ctx.enable_url_table();
     ctx.register_udtf("timeseries", Arc::new(rask::datasets::TimeseriesFunction));
     ctx
+}
+
+/// A size in bytes: a number with an optional unit (`2GiB`, `512MB`, `1e9`).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (e.g. 2GiB, 512MB)"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (B, kB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    Ok((number * scale) as usize)
 }
 
 /// A binary built next to this one.

@@ -22,6 +22,12 @@ pub mod status;
 
 use std::process::ExitCode;
 
+/// The allocator of the `rask` binary and of every binary built on this
+/// crate (custom workers, `rask-bench`); see the `mimalloc` feature.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, FromArgMatches};
 
 use args::{Cli, Command, RunArgs};

@@ -246,6 +246,23 @@ impl ProcessCluster {
         Self::start_program_with_env(program, dir, nworkers, nthreads, &[])
     }
 
+    /// [`start_program`](Self::start_program), with `worker_extra` for the
+    /// workers only (e.g. `--memory-limit`).
+    pub fn start_program_with(
+        program: &Path,
+        dir: &Path,
+        (nworkers, nthreads): (usize, usize),
+        worker_extra: &[&str],
+    ) -> Self {
+        Self::launch(
+            program,
+            dir,
+            (nworkers, nthreads),
+            [&[], &[], worker_extra],
+            &[],
+        )
+    }
+
     /// [`start_program`](Self::start_program), both processes run with `env`.
     pub fn start_program_with_env(
         program: &Path,

@@ -17,8 +17,12 @@ use std::time::{Duration, Instant};
 use rask::datafusion::prelude::SessionContext;
 
 use crate::report::Report;
+use crate::report::format_memory;
 use crate::timing::alternate;
-use crate::{ProcessCluster, Stats, bare_datafusion, describe_peaks, peak_memory, sibling};
+use crate::{
+    ProcessCluster, Stats, bare_datafusion, bare_datafusion_within, describe_peaks, peak_memory,
+    sibling,
+};
 
 /// How the suite runs.
 pub struct Options {
@@ -34,6 +38,9 @@ pub struct Options {
     pub peers: bool,
     /// Only these queries (1–22); all when empty.
     pub only: Vec<usize>,
+    /// Memory each worker may use, in bytes (DataFusion gets a pool of the
+    /// two workers' sum); unbounded when `None`.
+    pub memory_limit: Option<usize>,
 }
 
 /// One query's figures.
@@ -55,6 +62,7 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
         ref data,
         peers,
         ref only,
+        memory_limit,
     } = options;
     let dir = data.join(format!("tpch-sf{sf}"));
     let started = Instant::now();
@@ -80,33 +88,88 @@ pub async fn run(options: Options, report: &mut Report) -> Result<(), Box<dyn st
 
     let rask_bin = sibling("rask")?;
     let per_worker = (threads / 2).max(1);
-    let cluster =
-        ProcessCluster::start_program(&rask_bin, std::path::Path::new("."), 2, per_worker);
+    let limit = memory_limit.map(|bytes| bytes.to_string());
+    let worker_flags: Vec<&str> = match &limit {
+        Some(bytes) => vec!["--memory-limit", bytes],
+        None => vec![],
+    };
+    let cluster = ProcessCluster::start_program_with(
+        &rask_bin,
+        std::path::Path::new("."),
+        (2, per_worker),
+        &worker_flags,
+    );
     let client = rask::Client::connect(&cluster.address).await?;
     client.wait_for_workers(2, Duration::from_secs(30)).await?;
-    let ctx = bare_datafusion(threads);
+    let ctx = match memory_limit {
+        Some(bytes) => bare_datafusion_within(threads, 2 * bytes)?,
+        None => bare_datafusion(threads),
+    };
     for statement in data::create_tables(&dir) {
         client.sql(&statement).await?.collect().await?;
         ctx.sql(&statement).await?.collect().await?;
     }
+    let bounded = match memory_limit {
+        Some(bytes) => format!(
+            "; memory: {} a worker (`--memory-limit`), DataFusion a FairSpillPool of {}",
+            format_memory(bytes as u64),
+            format_memory(2 * bytes as u64)
+        ),
+        None => String::new(),
+    };
     println!(
-        "rask: scheduler + 2 worker processes × {per_worker} thread(s); DataFusion: one SessionContext, {threads} partitions; {runs} runs each, medians\n"
+        "rask: scheduler + 2 worker processes × {per_worker} thread(s); DataFusion: one SessionContext, {threads} partitions; {runs} runs each, medians{bounded}\n"
     );
     let mut measured = Vec::new();
+    let mut failed = Vec::new();
     for (name, sql) in &queries {
-        let m = measure(name, sql, runs, &client, &ctx, duckdb.as_ref()).await?;
-        print_row(&m);
-        measured.push(m);
+        match measure(name, sql, runs, &client, &ctx, duckdb.as_ref()).await {
+            Ok(m) => {
+                print_row(&m);
+                measured.push(m);
+            }
+            // A query that cannot run (e.g. out of memory on either side)
+            // is reported, and the others still run.
+            Err(e) => {
+                println!("{name}  FAILED: {e}");
+                failed.push(format!("{name}: {e}"));
+            }
+        }
     }
     print_summary(&measured);
     println!("peak memory: {}", describe_peaks(&cluster));
     let peaks = peak_memory(&cluster);
+    if let Some(bytes) = memory_limit {
+        for (role, peak) in peaks.iter().filter(|(role, _)| role.starts_with("worker")) {
+            println!(
+                "{role}: peak resident {} = {:.2} × its limit of {}",
+                format_memory(*peak),
+                *peak as f64 / bytes as f64,
+                format_memory(bytes as u64)
+            );
+        }
+        if let Some(peak) = crate::report::peak_memory(std::process::id()) {
+            println!(
+                "this process (DataFusion, and rask's client): peak resident {}",
+                format_memory(peak)
+            );
+        }
+    }
     record(&measured, runs, peaks, report);
     drop(client);
     drop(cluster);
     let wrong = wrong_answers(&measured);
-    if !wrong.is_empty() {
-        return Err(format!("wrong answers: {}", wrong.join("; ")).into());
+    if !failed.is_empty() || !wrong.is_empty() {
+        return Err(format!(
+            "failed: {}; wrong answers: {}",
+            failed.len(),
+            failed
+                .into_iter()
+                .chain(wrong)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+        .into());
     }
     Ok(())
 }
