@@ -12,6 +12,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 
 use super::wire::{FetchTicket, Holder};
@@ -20,6 +21,11 @@ use crate::key::Key;
 use crate::net::Security;
 use crate::scheduler::WorkerId;
 use crate::worker::Activity;
+
+/// Connections [`FlightFetcher::warm`] opens ahead of the first fetch: enough
+/// for the workers a small query's results come from, few enough for a
+/// cluster of hundreds.
+const WARM_CONNECTIONS: usize = 16;
 
 /// Knows where workers serve their results and keeps one connection to each.
 /// Cheap to clone: clones share the connections.
@@ -34,7 +40,9 @@ struct Inner {
     /// Where connections and fetches run; the caller's runtime when `None`.
     io: Option<tokio::runtime::Handle>,
     addresses: RwLock<HashMap<WorkerId, String>>,
-    clients: Mutex<HashMap<String, FlightServiceClient<Channel>>>,
+    /// One connection per address, made once however many ask for it at
+    /// the same time (a fetch and [`warm`](FlightFetcher::warm) among them).
+    clients: Mutex<HashMap<String, Arc<OnceCell<FlightServiceClient<Channel>>>>>,
     /// Where a worker counts what it fetches; `None` for a client.
     activity: Option<Arc<Activity>>,
 }
@@ -84,6 +92,24 @@ impl FlightFetcher {
                 id
             })
             .collect()
+    }
+
+    /// Connects to the first [`WARM_CONNECTIONS`] of `holders` in the
+    /// background (and learns where they serve), so that the first fetch
+    /// from them does not wait for a connection: a client's first query
+    /// plans meanwhile. A connection that fails is made again when needed.
+    pub fn warm(&self, holders: Vec<Holder>) {
+        for worker in self.learn(holders).into_iter().take(WARM_CONNECTIONS) {
+            let this = self.clone();
+            let connect = async move {
+                // An error here is met again, and reported, by the fetch.
+                let _ = this.with_client(worker, |_| async { Ok(()) }).await;
+            };
+            match &self.inner.io {
+                Some(io) => drop(io.spawn(connect)),
+                None => drop(tokio::spawn(connect)),
+            }
+        }
     }
 
     /// Bucket `bucket` (or all) of each of `keys` from `worker`, in one
@@ -153,19 +179,19 @@ impl FlightFetcher {
         self.inner.clients.lock().clear();
     }
 
-    /// Stores `batch` (a value, as [`Value::to_batch`](crate::exec::Value::to_batch)
+    /// Stores `batches` (a value, as [`Value::to_batches`](crate::exec::Value::to_batches)
     /// makes it) on `worker` under `key`.
     pub async fn put_to(
         &self,
         worker: WorkerId,
         key: Key,
-        batch: RecordBatch,
+        batches: Vec<RecordBatch>,
     ) -> Result<(), String> {
         let this = self.clone();
         self.on_io(async move {
             let security = &this.inner.security;
             this.with_client(worker, |mut client| async move {
-                super::flight::put(&mut client, security, &key, batch).await
+                super::flight::put(&mut client, security, &key, batches).await
             })
             .await
         })
@@ -204,23 +230,26 @@ impl FlightFetcher {
             .get(&worker)
             .cloned()
             .ok_or_else(|| format!("no address known for worker {worker}"))?;
-        let cached = self.inner.clients.lock().get(&address).cloned();
-        let client = match cached {
-            Some(client) => client,
-            None => {
-                let client = super::flight::connect(&address, &self.inner.security)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.inner
-                    .clients
-                    .lock()
-                    .insert(address.clone(), client.clone());
-                client
-            }
-        };
+        let cell = Arc::clone(
+            self.inner
+                .clients
+                .lock()
+                .entry(address.clone())
+                .or_default(),
+        );
+        let security = &self.inner.security;
+        let client = cell
+            .get_or_try_init(|| super::flight::connect(&address, security))
+            .await
+            .map_err(|e| e.to_string())?
+            .clone();
         let result = call(client).await;
         if result.is_err() {
-            self.inner.clients.lock().remove(&address);
+            let mut clients = self.inner.clients.lock();
+            // Only this connection: another may have replaced it meanwhile.
+            if clients.get(&address).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                clients.remove(&address);
+            }
         }
         result
     }

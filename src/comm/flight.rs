@@ -241,14 +241,14 @@ pub(crate) async fn put(
     client: &mut FlightServiceClient<Channel>,
     security: &Security,
     key: &crate::key::Key,
-    batch: datafusion::arrow::record_batch::RecordBatch,
+    batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
 ) -> Result<(), String> {
     let descriptor = FlightDescriptor::new_cmd(wire::encode(key));
     let frames = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::iter([Ok(batch)]))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)))
         .filter_map(|frame| async move {
-            // Encoding one batch we made cannot fail; a frame that did is dropped
+            // Encoding batches we made cannot fail; a frame that did is dropped
             // and the worker refuses the incomplete value.
             frame.ok()
         });
@@ -436,9 +436,9 @@ impl FlightService for FlightNode {
                 .find(key)
                 .ok_or_else(|| Status::not_found(format!("{key} is not held here")))?;
             let sections = match (&*data, ticket.bucket) {
-                (TaskData::Value(value), _) => vec![vec![value.to_batch().map_err(|e| {
+                (TaskData::Value(value), _) => vec![value.to_batches().map_err(|e| {
                     Status::failed_precondition(format!("{key} cannot be sent: {e}"))
-                })?]],
+                })?],
                 (data, Some(bucket)) => vec![
                     data.bucket(bucket as usize)
                         .map(<[_]>::to_vec)

@@ -83,6 +83,17 @@ impl RemoteCluster {
             ..Shared::default()
         });
         let fetcher = FlightFetcher::new(security);
+        // Results come from workers: be connected to them by the time the
+        // first query has been planned.
+        fetcher.warm(
+            shared
+                .info
+                .read()
+                .workers
+                .iter()
+                .map(|w| (w.id, w.address.clone()))
+                .collect(),
+        );
         let reader = (Arc::clone(&shared), fetcher.clone(), address.to_string());
         tokio::spawn(async move {
             let (shared, fetcher, address) = reader;
@@ -354,10 +365,10 @@ impl ClusterLink for RemoteCluster {
         let (key, value) = (key.clone(), value.clone());
         Box::pin(async move {
             let failed = |message: String| Error::Comm(format!("cannot scatter {key}: {message}"));
-            let batch = value.to_batch().map_err(failed)?;
+            let batches = value.to_batches().map_err(failed)?;
             for worker in fetcher.learn(holders) {
                 fetcher
-                    .put_to(worker, key.clone(), batch.clone())
+                    .put_to(worker, key.clone(), batches.clone())
                     .await
                     .map_err(|e| failed(format!("worker {worker}: {e}")))?;
             }

@@ -4,8 +4,11 @@
 //! A value made by a registered function knows how to encode itself, so a worker
 //! can serve it to a peer or a client; what arrives from another process is kept
 //! as bytes and decoded once, into the type the first reader asks for. Across
-//! Arrow Flight a value travels as a one-row batch with one `LargeBinary` column
-//! whose schema is marked as a value, so it rides the same fetch path as tables.
+//! Arrow Flight a value travels as batches with one `LargeBinary` column
+//! whose schema is marked as a value, its bytes in rows of at most
+//! [`VALUE_CHUNK`], so it rides the same fetch path as tables. A large value
+//! is not copied on its way: a `Vec<u8>` is sent from its own memory, and
+//! what arrives in pieces is kept in its pieces until a reader needs it.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -38,8 +41,12 @@ struct Inner {
     live: OnceLock<AnyValue>,
     /// Turns `live` into bytes; `None` for a value that cannot leave its process.
     encoder: Option<Encoder>,
-    /// The bytes: made on first need, or as the value arrived.
+    /// The bytes: made on first need (joined from `pieces` when it arrived
+    /// in pieces), or as the value arrived.
     bytes: OnceLock<Result<Buffer, String>>,
+    /// The bytes in the pieces they arrived in, not joined until someone
+    /// needs them whole; empty for a value made here or that arrived whole.
+    pieces: Vec<Buffer>,
     /// The Rust type's name, for errors.
     type_name: String,
     nbytes: u64,
@@ -92,6 +99,7 @@ impl Value {
             live,
             encoder,
             bytes: OnceLock::new(),
+            pieces: Vec::new(),
             type_name: type_name.to_string(),
             nbytes,
         }))
@@ -106,6 +114,7 @@ impl Value {
             live: OnceLock::new(),
             encoder: None,
             bytes: cell,
+            pieces: Vec::new(),
             type_name,
             nbytes,
         }))
@@ -143,16 +152,20 @@ impl Value {
         if short_type_name(wanted) != short_type_name(&self.0.type_name) {
             return Err(error("it is another type".into()));
         }
-        let bytes = match self.0.bytes.get() {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(e)) => return Err(error(e.clone())),
-            None => return Err(error("it has no bytes".into())),
+        let raw = match std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<u8>>() {
+            // Straight from the pieces it arrived in, if it did: one copy.
+            true => match (self.0.pieces.as_slice(), self.0.bytes.get()) {
+                ([], Some(Ok(whole))) => decode_bytes(std::slice::from_ref(whole)),
+                (pieces, _) => decode_bytes(pieces),
+            },
+            false => None,
         };
-        let decoded: AnyValue = match decode_bytes(bytes) {
-            Some(raw) if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<u8>>() => {
-                Arc::new(raw.to_vec())
+        let decoded: AnyValue = match raw {
+            Some(raw) => Arc::new(raw),
+            None => {
+                let bytes = self.bytes().map_err(error)?;
+                Arc::new(postcard::from_bytes::<T>(&bytes).map_err(|e| error(e.to_string()))?)
             }
-            _ => Arc::new(postcard::from_bytes::<T>(bytes).map_err(|e| error(e.to_string()))?),
         };
         let live = self.0.live.get_or_init(|| decoded);
         live.downcast_ref()
@@ -165,6 +178,9 @@ impl Value {
         self.0
             .bytes
             .get_or_init(|| {
+                if !self.0.pieces.is_empty() {
+                    return Ok(join(&self.0.pieces));
+                }
                 let live = self.0.live.get().ok_or("a value with no content")?;
                 let encoder = self.0.encoder.ok_or_else(|| {
                     "it was made by a closure on the local cluster; register the function \
@@ -180,7 +196,35 @@ impl Value {
     /// 1 MiB (slices of one buffer, not copies), so a large value
     /// travels as many messages of a bounded size.
     pub fn to_batch(&self) -> Result<RecordBatch, String> {
-        let bytes = self.bytes()?;
+        self.batch_of(self.bytes()?)
+    }
+
+    /// [`to_batch`](Self::to_batch) without encoding first where encoding
+    /// is a copy: a live `Vec<u8>` goes as its postcard length prefix in a
+    /// batch of its own, then its bytes as they are in memory (rows sliced
+    /// from the vector itself). What [`from_batches`](Self::from_batches)
+    /// makes of either is the same value.
+    pub fn to_batches(&self) -> Result<Vec<RecordBatch>, String> {
+        let bytes = self
+            .0
+            .live
+            .get()
+            .filter(|_| self.0.bytes.get().is_none() && self.0.encoder.is_some())
+            .and_then(|live| Arc::clone(live).downcast::<Vec<u8>>().ok());
+        let Some(bytes) = bytes else {
+            return Ok(vec![self.to_batch()?]);
+        };
+        let mut length = Vec::new();
+        put_varint(&mut length, bytes.len() as u64);
+        let shared = Buffer::from(bytes::Bytes::from_owner(SharedBytes(bytes)));
+        Ok(vec![
+            self.batch_of(Buffer::from_vec(length))?,
+            self.batch_of(shared)?,
+        ])
+    }
+
+    /// `bytes` as a value's batch, in rows of at most [`VALUE_CHUNK`].
+    fn batch_of(&self, bytes: Buffer) -> Result<RecordBatch, String> {
         let metadata = HashMap::from([(VALUE_MARK.to_string(), self.0.type_name.clone())]);
         let schema = Schema::new(vec![Field::new("value", DataType::LargeBinary, false)])
             .with_metadata(metadata);
@@ -213,27 +257,29 @@ impl Value {
                     .downcast_ref::<LargeBinaryArray>()?,
             );
         }
-        let rows: usize = columns.iter().map(|c| c.len()).sum();
-        let bytes = match columns.as_slice() {
-            // One row: the value's bytes where they arrived, not copied.
-            [column] if column.len() == 1 => {
+        // Each row's bytes where they arrived, not copied.
+        let mut pieces: Vec<Buffer> = columns
+            .iter()
+            .flat_map(|column| {
                 let offsets = column.value_offsets();
-                let (start, end) = (offsets[0] as usize, offsets[1] as usize);
-                column.values().slice_with_length(start, end - start)
-            }
-            _ if rows == 0 => return None,
-            _ => {
-                let length = columns.iter().map(|c| c.values().len()).sum();
-                let mut joined = Vec::with_capacity(length);
-                for column in &columns {
-                    for row in column.iter().flatten() {
-                        joined.extend_from_slice(row);
-                    }
-                }
-                Buffer::from_vec(joined)
-            }
-        };
-        Some(Self::encoded(bytes, type_name))
+                offsets.windows(2).map(|w| {
+                    let (start, end) = (w[0] as usize, w[1] as usize);
+                    column.values().slice_with_length(start, end - start)
+                })
+            })
+            .collect();
+        match pieces.len() {
+            0 => None,
+            1 => pieces.pop().map(|whole| Self::encoded(whole, type_name)),
+            _ => Some(Self(Arc::new(Inner {
+                live: OnceLock::new(),
+                encoder: None,
+                bytes: OnceLock::new(),
+                nbytes: pieces.iter().map(|p| p.len() as u64).sum(),
+                pieces,
+                type_name,
+            }))),
+        }
     }
 }
 
@@ -245,14 +291,36 @@ pub const VALUE_CHUNK: usize = 1 << 20;
 /// then the bytes), with one copy instead of a call per byte.
 fn encode_bytes(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 10);
-    let mut n = bytes.len() as u64;
+    put_varint(&mut out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Appends `n` as postcard's (LEB128) varint.
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
     }
     out.push(n as u8);
-    out.extend_from_slice(bytes);
-    out
+}
+
+/// A shared `Vec<u8>` as the owner of a [`bytes::Bytes`] over its memory.
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+/// `pieces` as one buffer.
+fn join(pieces: &[Buffer]) -> Buffer {
+    let mut joined = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        joined.extend_from_slice(piece.as_slice());
+    }
+    Buffer::from_vec(joined)
 }
 
 /// The bytes `value` takes encoded, which is what a worker counts it as
@@ -268,11 +336,13 @@ fn encoded_size<T: Serialize + 'static>(value: &T) -> u64 {
         .max(std::mem::size_of::<T>() as u64)
 }
 
-/// The bytes of a postcard-encoded `Vec<u8>`, if `encoded` is one.
-fn decode_bytes(encoded: &[u8]) -> Option<&[u8]> {
+/// The `Vec<u8>` whose postcard encoding `pieces` hold, one after the
+/// other, if they hold one: copied once.
+fn decode_bytes(pieces: &[Buffer]) -> Option<Vec<u8>> {
+    let mut encoded = pieces.iter().flat_map(|p| p.as_slice().iter().copied());
     let (mut len, mut shift, mut at) = (0u64, 0u32, 0usize);
     loop {
-        let byte = *encoded.get(at)?;
+        let byte = encoded.next()?;
         len |= u64::from(byte & 0x7f) << shift;
         at += 1;
         if byte & 0x80 == 0 {
@@ -283,8 +353,17 @@ fn decode_bytes(encoded: &[u8]) -> Option<&[u8]> {
             return None;
         }
     }
-    let rest = &encoded[at..];
-    (rest.len() as u64 == len).then_some(rest)
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    if (total - at) as u64 != len {
+        return None;
+    }
+    let mut out = Vec::with_capacity(total - at);
+    for piece in pieces {
+        let skip = at.min(piece.len());
+        out.extend_from_slice(&piece.as_slice()[skip..]);
+        at -= skip;
+    }
+    Some(out)
 }
 
 /// A type's name without module paths (`alloc::vec::Vec<app::Person>` →
@@ -330,7 +409,7 @@ mod tests {
         let floats = Value::new(vec![1.5f64; 1000]);
         assert_eq!(floats.nbytes(), 8000 + 2);
         assert_eq!(
-            decode_bytes(&[3, 1, 2]),
+            decode_bytes(&[Buffer::from_vec(vec![3u8, 1, 2])]),
             None,
             "a length that does not match"
         );
@@ -356,6 +435,40 @@ mod tests {
         assert_eq!(person.name, "Alice");
         // Decoded once: the same value again.
         assert!(std::ptr::eq(person, back.get::<Person>().unwrap()));
+    }
+
+    #[test]
+    fn byte_buffers_travel_from_their_own_memory_and_arrive_in_pieces() {
+        for len in [0usize, 1, 300, VALUE_CHUNK + 5, 3 * VALUE_CHUNK] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let value = Value::new(bytes.clone());
+            let batches = value.to_batches().unwrap();
+            // The length prefix, then the bytes as they are in the vector.
+            assert_eq!(batches.len(), 2, "{len} bytes");
+            let data = batches[1]
+                .column(0)
+                .as_any()
+                .downcast_ref::<LargeBinaryArray>();
+            let live = value.downcast::<Vec<u8>>().unwrap();
+            if len > 0 {
+                let sent = data.unwrap().values().as_ptr();
+                assert_eq!(sent, live.as_ptr(), "not copied");
+            }
+            let arrived = Value::from_batches(&batches).unwrap();
+            assert_eq!(arrived.nbytes(), value.nbytes(), "{len} bytes");
+            assert_eq!(arrived.get::<Vec<u8>>().unwrap(), &bytes);
+            // Joined when wanted whole: postcard's encoding.
+            let pieces = Value::from_batches(&batches).unwrap();
+            assert_eq!(
+                pieces.bytes().unwrap().as_slice(),
+                postcard::to_allocvec(&bytes).unwrap()
+            );
+            // Sent on again from its pieces, it is the same value.
+            let again = Value::from_batches(&pieces.to_batches().unwrap()).unwrap();
+            assert_eq!(again.get::<Vec<u8>>().unwrap(), &bytes);
+        }
+        // Other types go as one batch, as before.
+        assert_eq!(Value::new(vec![1.5f64; 3]).to_batches().unwrap().len(), 1);
     }
 
     #[test]
