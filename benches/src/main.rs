@@ -122,7 +122,7 @@ enum Suite {
         /// Memory each worker may use (e.g. 2GiB): the workers get it as
         /// `--memory-limit`, DataFusion a spilling pool of the two workers'
         /// sum; peak resident memory is reported against it.
-        #[arg(long, value_parser = parse_size)]
+        #[arg(long, value_parser = rask_cli::args::parse_bytes)]
         memory_limit: Option<usize>,
     },
     /// Fifteen small queries over a 10-day Parquet copy of Dask's data, each a
@@ -362,32 +362,6 @@ fn with_timeseries(ctx: SessionContext) -> SessionContext {
     let ctx = ctx.enable_url_table();
     ctx.register_udtf("timeseries", Arc::new(rask::datasets::TimeseriesFunction));
     ctx
-}
-
-/// A size in bytes: a number with an optional unit (`2GiB`, `512MB`, `1e9`).
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let number: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (e.g. 2GiB, 512MB)"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (B, kB, MB, GB, KiB, MiB, GiB)"
-            ));
-        }
-    };
-    Ok((number * scale) as usize)
 }
 
 /// A binary built next to this one.
