@@ -253,36 +253,6 @@ fn short_function_calls_run_further_ahead() {
 }
 
 #[test]
-fn long_tasks_wait_for_a_free_thread_not_behind_another() {
-    let mut s = with_workers(&[(1, 1), (2, 1)]);
-    // Two scans seen taking a second each: scans are long.
-    let first: Vec<TaskSpec> = (0..2).map(|i| spec(&format!("scan-{i}"), &[])).collect();
-    submit(&mut s, 7, first, &["scan-0", "scan-1"]);
-    for (worker, i) in [(1, 0), (2, 1)] {
-        s.handle(Event::TaskFinished {
-            worker,
-            key: key(&format!("scan-{i}")),
-            nbytes: 8,
-            micros: 1_000_000,
-        });
-    }
-    // Worker 1 is busy with something else; two more scans come.
-    let d = submit(&mut s, 7, vec![spec("other-0", &[])], &["other-0"]);
-    assert_eq!(runs(&d), [(1, "other-0".into())]);
-    let d = submit(
-        &mut s,
-        7,
-        vec![spec("scan-2", &[]), spec("scan-3", &[])],
-        &["scan-2", "scan-3"],
-    );
-    // One goes to the free thread; the other is not queued behind a busy
-    // thread (as a short task would be), but waits for the first to free.
-    assert_eq!(runs(&d), [(2, "scan-2".into())]);
-    let d = finish(&mut s, 1, "other-0");
-    assert_eq!(runs(&d), [(1, "scan-3".into())]);
-}
-
-#[test]
 fn dependents_run_where_their_inputs_are() {
     let mut s = with_workers(&[(1, 1), (2, 1)]);
     let d = submit(

@@ -1,6 +1,5 @@
 //! Where tasks run: ready tasks with inputs go to the worker where they would
-//! start soonest; queued root tasks fill free threads, best first. How many
-//! tasks a thread holds depends on how long tasks of their name have run.
+//! start soonest; queued root tasks fill free threads, best first.
 
 use super::*;
 
@@ -14,21 +13,11 @@ const TASKS_PER_THREAD: usize = 2;
 /// trips to the scheduler between them.
 const SHORT_TASKS_PER_THREAD: usize = 16;
 
-/// Tasks a worker holds per thread when tasks like them are long (see
-/// [`Durations::is_long`]): only the one it runs. A long task waiting behind
-/// another on a busy worker would wait there for seconds while a thread
-/// elsewhere is free, and the round trip a waiting task saves is nothing
-/// next to it.
-const LONG_TASKS_PER_THREAD: usize = 1;
-
 /// How many tasks [`Scheduler::run_ahead`] looks at for one task that starts.
 const AHEAD_LOOKS: usize = 64;
 
 /// Tasks of a name that runs this long or less, on average, are short.
 const SHORT_TASK_MICROS: u64 = 500;
-
-/// Tasks of a name that runs this long or more, on average, are long.
-const LONG_TASK_MICROS: u64 = 100_000;
 
 /// How long tasks run, by their key's operation (the function, or the
 /// operation of a stage: `add_two_people`, `read-parquet`).
@@ -56,28 +45,21 @@ impl Durations {
             .get(key.operation())
             .is_some_and(|&(n, total)| n >= 4 && total / n <= SHORT_TASK_MICROS)
     }
-
-    /// Whether tasks named as `key` is have run long, on average, at least
-    /// twice.
-    pub(super) fn is_long(&self, key: &Key) -> bool {
-        self.0
-            .get(key.operation())
-            .is_some_and(|&(n, total)| n >= 2 && total / n >= LONG_TASK_MICROS)
-    }
 }
 
 impl Scheduler {
-    /// The best worker for a task with inputs: one with room for it if any
-    /// ([`tasks_per_thread`](Self::tasks_per_thread)), then the one where it
-    /// would start soonest, counting the input bytes to fetch and the tasks
-    /// already there (each worth [`QUEUED_TASK_BYTES`]).
+    /// The best worker for a task with inputs: one with a free thread if any,
+    /// then the one where it would start soonest, counting the input bytes to
+    /// fetch and the tasks already there (each worth [`QUEUED_TASK_BYTES`]).
     pub(super) fn decide_worker(&self, id: TaskId) -> Option<WorkerId> {
         let task = self.tasks.get(id)?;
-        let per_thread = self.tasks_per_thread(task);
         self.allowed_workers(task)
             .map(|(worker, w)| {
                 let cost = self.transfer_to(worker, task) as f64 + w.load() * QUEUED_TASK_BYTES;
-                ((w.is_saturated(per_thread), OrderedLoad(cost)), worker)
+                (
+                    (w.is_saturated(TASKS_PER_THREAD), OrderedLoad(cost)),
+                    worker,
+                )
             })
             .min_by(|a, b| a.0.cmp(&b.0))
             .map(|(_, worker)| worker)
@@ -197,14 +179,11 @@ impl Scheduler {
 
     /// How many tasks like `task` a worker holds per thread: short function
     /// calls run further ahead, so a thread finishing one finds the next
-    /// waiting instead of waiting a round trip for it; long tasks only one,
-    /// so none waits on a busy worker while another is free; the rest two,
-    /// not to run ahead of their readers.
+    /// waiting instead of waiting a round trip for it; query stages keep to
+    /// two, not to run ahead of their readers.
     fn tasks_per_thread(&self, task: &Task) -> usize {
         if task.kind == TaskKind::Call && self.durations.is_short(&task.key) {
             SHORT_TASKS_PER_THREAD
-        } else if self.durations.is_long(&task.key) {
-            LONG_TASKS_PER_THREAD
         } else {
             TASKS_PER_THREAD
         }
