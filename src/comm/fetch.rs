@@ -12,6 +12,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
+use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 
@@ -38,7 +39,7 @@ pub(crate) struct FlightFetcher {
 struct Inner {
     security: Security,
     /// Where connections and fetches run; the caller's runtime when `None`.
-    io: Option<tokio::runtime::Handle>,
+    io: Option<Handle>,
     addresses: RwLock<HashMap<WorkerId, String>>,
     /// One connection per address, made once however many ask for it at
     /// the same time (a fetch and [`warm`](FlightFetcher::warm) among them).
@@ -64,7 +65,7 @@ impl FlightFetcher {
         Self {
             inner: Arc::new(Inner {
                 security,
-                io: tokio::runtime::Handle::try_current().ok(),
+                io: Handle::try_current().ok(),
                 ..Inner::default()
             }),
         }
@@ -75,7 +76,7 @@ impl FlightFetcher {
         Self {
             inner: Arc::new(Inner {
                 security,
-                io: tokio::runtime::Handle::try_current().ok(),
+                io: Handle::try_current().ok(),
                 activity: Some(activity),
                 ..Inner::default()
             }),
@@ -99,16 +100,15 @@ impl FlightFetcher {
     /// from them does not wait for a connection: a client's first query
     /// plans meanwhile. A connection that fails is made again when needed.
     pub fn warm(&self, holders: Vec<Holder>) {
-        for worker in self.learn(holders).into_iter().take(WARM_CONNECTIONS) {
+        let workers = self.learn(holders);
+        let io = self.inner.io.clone().or_else(|| Handle::try_current().ok());
+        let Some(io) = io else {
+            return;
+        };
+        for worker in workers.into_iter().take(WARM_CONNECTIONS) {
             let this = self.clone();
-            let connect = async move {
-                // An error here is met again, and reported, by the fetch.
-                let _ = this.with_client(worker, |_| async { Ok(()) }).await;
-            };
-            match &self.inner.io {
-                Some(io) => drop(io.spawn(connect)),
-                None => drop(tokio::spawn(connect)),
-            }
+            // An error here is met again, and reported, by the fetch.
+            io.spawn(async move { this.with_client(worker, |_| async { Ok(()) }).await });
         }
     }
 

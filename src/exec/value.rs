@@ -41,11 +41,11 @@ struct Inner {
     live: OnceLock<AnyValue>,
     /// Turns `live` into bytes; `None` for a value that cannot leave its process.
     encoder: Option<Encoder>,
-    /// The bytes: made on first need (joined from `pieces` when it arrived
-    /// in pieces), or as the value arrived.
+    /// The bytes, made on first need: encoded from `live`, or joined from
+    /// `pieces`.
     bytes: OnceLock<Result<Buffer, String>>,
-    /// The bytes in the pieces they arrived in, not joined until someone
-    /// needs them whole; empty for a value made here or that arrived whole.
+    /// The bytes in the pieces they arrived in (one, when they came whole),
+    /// not joined until someone needs them whole; empty for a value made here.
     pieces: Vec<Buffer>,
     /// The Rust type's name, for errors.
     type_name: String,
@@ -107,16 +107,18 @@ impl Value {
 
     /// A value as it arrived from another process: `bytes` of type `type_name`.
     pub fn encoded(bytes: Buffer, type_name: String) -> Self {
-        let nbytes = bytes.len() as u64;
-        let cell = OnceLock::new();
-        let _ = cell.set(Ok(bytes));
+        Self::arrived(vec![bytes], type_name)
+    }
+
+    /// A value that arrived as `pieces` of its bytes, one after the other.
+    fn arrived(pieces: Vec<Buffer>, type_name: String) -> Self {
         Self(Arc::new(Inner {
             live: OnceLock::new(),
             encoder: None,
-            bytes: cell,
-            pieces: Vec::new(),
+            bytes: OnceLock::new(),
+            nbytes: pieces.iter().map(|p| p.len() as u64).sum(),
+            pieces,
             type_name,
-            nbytes,
         }))
     }
 
@@ -152,14 +154,10 @@ impl Value {
         if short_type_name(wanted) != short_type_name(&self.0.type_name) {
             return Err(error("it is another type".into()));
         }
-        let raw = match std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<u8>>() {
-            // Straight from the pieces it arrived in, if it did: one copy.
-            true => match (self.0.pieces.as_slice(), self.0.bytes.get()) {
-                ([], Some(Ok(whole))) => decode_bytes(std::slice::from_ref(whole)),
-                (pieces, _) => decode_bytes(pieces),
-            },
-            false => None,
-        };
+        // A `Vec<u8>` straight from the pieces it arrived in: one copy.
+        let raw = (std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<u8>>())
+            .then(|| decode_bytes(&self.0.pieces))
+            .flatten();
         let decoded: AnyValue = match raw {
             Some(raw) => Arc::new(raw),
             None => {
@@ -258,7 +256,7 @@ impl Value {
             );
         }
         // Each row's bytes where they arrived, not copied.
-        let mut pieces: Vec<Buffer> = columns
+        let pieces: Vec<Buffer> = columns
             .iter()
             .flat_map(|column| {
                 let offsets = column.value_offsets();
@@ -268,18 +266,7 @@ impl Value {
                 })
             })
             .collect();
-        match pieces.len() {
-            0 => None,
-            1 => pieces.pop().map(|whole| Self::encoded(whole, type_name)),
-            _ => Some(Self(Arc::new(Inner {
-                live: OnceLock::new(),
-                encoder: None,
-                bytes: OnceLock::new(),
-                nbytes: pieces.iter().map(|p| p.len() as u64).sum(),
-                pieces,
-                type_name,
-            }))),
-        }
+        (!pieces.is_empty()).then(|| Self::arrived(pieces, type_name))
     }
 }
 
@@ -314,8 +301,11 @@ impl AsRef<[u8]> for SharedBytes {
     }
 }
 
-/// `pieces` as one buffer.
+/// `pieces` as one buffer (the piece itself when there is one).
 fn join(pieces: &[Buffer]) -> Buffer {
+    if let [whole] = pieces {
+        return whole.clone();
+    }
     let mut joined = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
     for piece in pieces {
         joined.extend_from_slice(piece.as_slice());
