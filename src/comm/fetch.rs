@@ -141,11 +141,7 @@ impl FlightFetcher {
             })
             .await?;
         if let Some(transfer) = transfer {
-            let nbytes = fetched
-                .iter()
-                .flatten()
-                .map(|b| b.get_array_memory_size() as u64)
-                .sum();
+            let nbytes = crate::exec::held_bytes(fetched.iter().flatten());
             transfer.done(format!("{what} from worker {worker}"), nbytes);
         }
         Ok(fetched)
@@ -284,7 +280,7 @@ impl RemoteSource for FlightFetcher {
                         let mut nbytes = 0;
                         while let Some(batch) = batches.next().await {
                             let batch = batch?;
-                            nbytes += batch.get_array_memory_size() as u64;
+                            nbytes += crate::exec::held_bytes([&batch]);
                             if tx.send(Ok(batch)).await.is_err() {
                                 break;
                             }

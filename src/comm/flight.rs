@@ -408,7 +408,7 @@ impl FlightService for FlightNode {
                 let batches = batches.map(move |batch| {
                     let batch = batch.map_err(FlightError::ProtocolError)?;
                     if let Some(activity) = &served {
-                        activity.served(batch.get_array_memory_size() as u64);
+                        activity.served(crate::exec::sliced_bytes(&batch));
                     }
                     Ok(batch)
                 });

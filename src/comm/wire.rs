@@ -18,7 +18,7 @@ use crate::scheduler::{Mark, TaskError, WorkerId};
 use crate::worker::WorkerMetrics;
 
 /// The version of this protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The first message of a control stream: who is connecting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +91,12 @@ pub enum ToWorker {
         /// Their keys.
         keys: Vec<Key>,
     },
+    /// Give task `key` back if it has not started (work stealing); answered
+    /// with [`FromWorker::Stolen`] if it had not, with nothing if it had.
+    Steal {
+        /// The task.
+        key: Key,
+    },
     /// Registration refused, or the scheduler is closing: exit.
     Close {
         /// Why.
@@ -127,6 +133,11 @@ pub enum FromWorker {
     /// The worker wants to leave (it got SIGTERM): move what it holds, then
     /// close it.
     Retire,
+    /// Task `key`, asked for with [`ToWorker::Steal`], left the queue unstarted.
+    Stolen {
+        /// The task.
+        key: Key,
+    },
     /// Alive, with what it holds and does, and what it moved since the last one.
     Heartbeat {
         /// Its state now.

@@ -417,6 +417,7 @@ impl Shared<'_> {
                     }
                     ToWorker::Release { key } => drop(worker.release(&key)),
                     ToWorker::Abort { keys } => aborts.extend(keys),
+                    ToWorker::Steal { key } => worker.steal(key),
                     ToWorker::Replicate { key, from } => {
                         let from = self.fetcher.learn(from);
                         tokio::spawn(copy(
@@ -553,6 +554,7 @@ fn report(event: Event) -> Option<FromWorker> {
             micros,
         }),
         Event::TaskErred { key, error, .. } => Some(FromWorker::Erred { key, error }),
+        Event::TaskStolen { key, .. } => Some(FromWorker::Stolen { key }),
         _ => None,
     }
 }

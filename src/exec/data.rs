@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -24,15 +25,63 @@ pub enum TaskData {
     Value(Value),
 }
 
+/// The memory `batches` hold: each buffer counted once, with all it
+/// allocated, however many arrays share it.
+///
+/// Arrow's `get_array_memory_size` counts a whole buffer for every array that
+/// slices it: the buckets of a hash repartition (one `take` of the batch,
+/// then a slice per bucket) or the columns of a batch decoded from one IPC
+/// message would count the same memory once per bucket or column.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rask::internals::exec::held_bytes;
+/// use rask::arrow::array::{ArrayRef, Int64Array};
+/// use rask::arrow::record_batch::RecordBatch;
+///
+/// let column: ArrayRef = Arc::new(Int64Array::from_iter_values(0..1024));
+/// let batch = RecordBatch::try_from_iter([("n", column)]).unwrap();
+/// let (left, right) = (batch.slice(0, 512), batch.slice(512, 512));
+/// assert_eq!(held_bytes([&left, &right]), held_bytes([&batch]));
+/// assert!(held_bytes([&batch]) >= 1024 * 8);
+/// ```
+pub fn held_bytes<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut count = |buffer: &Buffer| {
+        if seen.insert(buffer.data_ptr()) {
+            total += buffer.capacity() as u64;
+        }
+    };
+    let mut stack = Vec::new();
+    for batch in batches {
+        stack.extend(batch.columns().iter().map(|c| c.to_data()));
+        while let Some(data) = stack.pop() {
+            data.buffers().iter().for_each(&mut count);
+            if let Some(nulls) = data.nulls() {
+                count(nulls.buffer());
+            }
+            stack.extend(data.child_data().iter().cloned());
+        }
+    }
+    total
+}
+
+/// The bytes of `batch`'s rows alone: what it takes to send it, not the
+/// buffers its arrays may slice.
+pub fn sliced_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
+}
+
 impl TaskData {
-    /// Bytes held in memory.
+    /// Bytes held in memory (see [`held_bytes`]).
     pub fn nbytes(&self) -> u64 {
         match self {
-            TaskData::Batches(buckets) => buckets
-                .iter()
-                .flatten()
-                .map(|b| b.get_array_memory_size() as u64)
-                .sum(),
+            TaskData::Batches(buckets) => held_bytes(buckets.iter().flatten()),
             TaskData::Value(value) => value.nbytes(),
         }
     }

@@ -22,7 +22,7 @@ mod value;
 pub use compact::compact;
 pub use data::{
     FetchError, RemoteInput, RemoteSource, StageInput, StoredBatches, StoredInput, StoredResult,
-    TaskData, TaskInputs,
+    TaskData, TaskInputs, held_bytes, sliced_bytes,
 };
 pub(crate) use leaf::{leaf_node_methods, plain_node_methods, single_input_methods};
 pub use map_partitions::{

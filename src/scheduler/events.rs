@@ -258,6 +258,14 @@ pub enum Event {
         /// The key.
         key: Key,
     },
+    /// `worker` gave task `key` back without running it, as asked by
+    /// [`Decision::Steal`]: the task had not started there.
+    TaskStolen {
+        /// The worker that held it.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+    },
     /// A worker left or died, with everything it held.
     WorkerRemoved {
         /// The worker.
@@ -354,6 +362,16 @@ pub enum Decision {
         /// The task.
         key: Key,
     },
+    /// Ask `worker` to give task `key` back if it has not started it (work
+    /// stealing: another worker has a thread with nothing to run). A worker
+    /// that gives it back reports [`Event::TaskStolen`]; one that has started
+    /// it runs it as usual.
+    Steal {
+        /// The worker holding it.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+    },
     /// Copy `key` to `worker` from one of `from` (a retiring worker's results).
     Replicate {
         /// The worker to copy to.
@@ -391,6 +409,7 @@ impl fmt::Display for Decision {
             Decision::Run { worker, key, .. } => write!(f, "run {key} on {worker}"),
             Decision::Release { worker, key } => write!(f, "release {key} on {worker}"),
             Decision::Abort { worker, key } => write!(f, "abort {key} on {worker}"),
+            Decision::Steal { worker, key } => write!(f, "steal {key} from {worker}"),
             Decision::Forget { key } => write!(f, "forget {key}"),
             Decision::Replicate { worker, key, .. } => write!(f, "copy {key} to {worker}"),
             Decision::Retire { worker } => write!(f, "retire {worker}"),

@@ -48,6 +48,10 @@ pub trait WorkerEndpoint<J>: Send + Sync {
     fn release(&self, key: &Key) -> Option<Released>;
     /// Stops the tasks of `keys`.
     fn abort(&self, keys: &KeySet);
+    /// Gives task `key` back if it has not started: it leaves the worker's
+    /// queue and the worker reports [`Event::TaskStolen`]. A task that has
+    /// started runs on.
+    fn steal(&self, key: Key);
     /// Copies `key` from one of the workers `from` into this worker's store,
     /// then reports [`Event::DataReplicated`] (or [`Event::ReplicateFailed`]).
     fn replicate(&self, key: Key, from: Vec<WorkerId>);
@@ -413,6 +417,11 @@ impl<J: Send + Sync + 'static> LoopState<J> {
                 }
                 Decision::Abort { worker, key } => {
                     aborts.entry(worker).or_default().insert(key);
+                }
+                Decision::Steal { worker, key } => {
+                    if let Some(w) = self.workers.get(&worker) {
+                        w.steal(key);
+                    }
                 }
                 Decision::Forget { key } => {
                     if let Some(job) = self.jobs.remove(&key) {

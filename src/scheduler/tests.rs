@@ -300,6 +300,123 @@ fn readers_of_small_inputs_spread_over_workers() {
     assert_eq!(readers, [1, 2]);
 }
 
+/// The tasks `decisions` ask back, with the worker asked.
+fn steals(decisions: &[Decision]) -> Vec<(WorkerId, String)> {
+    decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Steal { worker, key } => Some((*worker, key.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_idle_worker_takes_a_task_queued_behind_a_long_one() {
+    // Two one-thread workers, three root tasks: the first and third go to
+    // worker 1 (one running, one waiting), the second to worker 2.
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let tasks = vec![spec("a-0", &[]), spec("a-1", &[]), spec("a-2", &[])];
+    let placed = runs(&submit(&mut s, 1, tasks, &["a-0", "a-1", "a-2"]));
+    assert_eq!(placed.len(), 3, "{placed:?}");
+    let first = placed[0].0;
+    let other = if first == 1 { 2 } else { 1 };
+    assert_eq!(
+        placed.iter().filter(|(w, _)| *w == first).count(),
+        2,
+        "{placed:?}"
+    );
+    let queued = placed
+        .iter()
+        .rev()
+        .find(|(w, _)| *w == first)
+        .map(|(_, k)| k.clone())
+        .unwrap();
+    let short = placed.iter().find(|(w, _)| *w == other).unwrap().1.clone();
+
+    // The other worker's task ends while the first still runs its first:
+    // the queued one is asked back, once however many events come.
+    let d = finish(&mut s, other, &short);
+    assert_eq!(steals(&d), [(first, queued.clone())], "{d:?}");
+    assert!(runs(&d).is_empty(), "{d:?}");
+    let d = s.handle(Event::FutureReleased {
+        client: 1,
+        key: key(&short),
+    });
+    assert!(steals(&d).is_empty(), "asked twice: {d:?}");
+
+    // Given back unstarted, it runs on the idle worker.
+    let d = s.handle(Event::TaskStolen {
+        worker: first,
+        key: key(&queued),
+    });
+    assert_eq!(runs(&d), [(other, queued.clone())], "{d:?}");
+    assert_eq!(
+        s.task(&key(&queued)).unwrap().state,
+        TaskState::Processing(other)
+    );
+
+    // A late answer from a worker that no longer holds it changes nothing.
+    let d = s.handle(Event::TaskStolen {
+        worker: first,
+        key: key(&queued),
+    });
+    assert!(d.is_empty(), "{d:?}");
+    let d = finish(&mut s, other, &queued);
+    assert!(steals(&d).is_empty() && runs(&d).is_empty(), "{d:?}");
+}
+
+#[test]
+fn short_tasks_and_tasks_far_from_their_inputs_stay_where_they_are() {
+    // Short calls: a steal costs as much as the task.
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let warm: Vec<TaskSpec> = (0..4).map(|i| spec(&format!("f-{i}"), &[])).collect();
+    let quick = |s: &mut Scheduler, worker, k: &str| {
+        s.handle(Event::TaskFinished {
+            worker,
+            key: key(k),
+            nbytes: 8,
+            micros: 50,
+        })
+    };
+    let mut pending = runs(&submit(&mut s, 1, warm, &["f-0", "f-1", "f-2", "f-3"]));
+    assert_eq!(pending.len(), 4);
+    while let Some((worker, k)) = pending.pop() {
+        pending.extend(runs(&quick(&mut s, worker, &k)));
+    }
+    let tasks = vec![spec("f-4", &[]), spec("f-5", &[]), spec("f-6", &[])];
+    let placed = runs(&submit(&mut s, 1, tasks, &["f-4", "f-5", "f-6"]));
+    let (worker, k) = placed
+        .iter()
+        .find(|(w, _)| placed.iter().filter(|(o, _)| o == w).count() == 1)
+        .unwrap_or_else(|| panic!("one worker has one task: {placed:?}"));
+    let d = quick(&mut s, *worker, k);
+    assert!(steals(&d).is_empty(), "{d:?}");
+
+    // A reader of 64 MiB held where it queues is not moved for a thread.
+    let on = |k: &str, deps: &[&str], worker: WorkerId| TaskSpec {
+        workers: Some(vec![worker]),
+        ..spec(k, deps)
+    };
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    submit(&mut s, 1, vec![on("big-0", &[], 1)], &["big-0"]);
+    s.handle(Event::TaskFinished {
+        worker: 1,
+        key: key("big-0"),
+        nbytes: 64 << 20,
+        micros: 50_000,
+    });
+    let tasks = vec![
+        on("long-0", &[], 1),
+        spec("read-0", &["big-0"]),
+        on("other-0", &[], 2),
+    ];
+    let placed = runs(&submit(&mut s, 1, tasks, &["long-0", "read-0", "other-0"]));
+    assert!(placed.contains(&(1, "read-0".to_string())), "{placed:?}");
+    let d = finish(&mut s, 2, "other-0");
+    assert!(steals(&d).is_empty(), "{d:?}");
+}
+
 #[test]
 fn errors_reach_every_dependent_with_the_original_key() {
     let mut s = with_workers(&[(1, 4)]);
@@ -1031,6 +1148,22 @@ impl Cluster {
                 Decision::Abort { worker, key } => self
                     .running
                     .retain(|(w, k, _)| !(*w == worker && *k == key)),
+                // Half the asks find the task still queued (the other half,
+                // started: it runs on), by the length of the log so far.
+                Decision::Steal { worker, key } => {
+                    let queued = self
+                        .running
+                        .iter()
+                        .position(|(w, k, _)| *w == worker && *k == key);
+                    if let Some(i) = queued.filter(|_| self.log.len() % 2 == 0) {
+                        self.running.remove(i);
+                        // It never ran there.
+                        if let Some(runs) = self.runs.get_mut(&key) {
+                            *runs -= 1;
+                        }
+                        self.event(Event::TaskStolen { worker, key });
+                    }
+                }
                 Decision::Report { key, outcome, .. } => {
                     self.reports.insert(key, outcome);
                 }

@@ -152,6 +152,26 @@ impl Worker {
         });
     }
 
+    /// Gives task `key` back to the scheduler if it has not started here: it
+    /// leaves the queue and the worker reports [`Event::TaskStolen`]. A task
+    /// running, done or waiting for an input computed here stays.
+    pub fn steal(&self, key: Key) {
+        let keys: KeySet = std::iter::once(key).collect();
+        let taken = self.slots.queue.remove(&keys);
+        {
+            let mut running = self.slots.running.lock();
+            for key in &taken {
+                running.remove(key);
+            }
+        }
+        for key in taken {
+            (self.slots.events)(Event::TaskStolen {
+                worker: self.slots.id,
+                key,
+            });
+        }
+    }
+
     /// Takes this worker's copy of `key` out of its store.
     pub fn release(&self, key: &Key) -> Option<Arc<TaskData>> {
         self.slots.store.remove(key)
@@ -193,6 +213,10 @@ impl crate::scheduler::WorkerEndpoint<Job> for Worker {
 
     fn abort(&self, keys: &KeySet) {
         Worker::abort(self, keys);
+    }
+
+    fn steal(&self, key: Key) {
+        Worker::steal(self, key);
     }
 
     /// In process, a copy is the same `Arc` in this worker's store.
@@ -499,5 +523,48 @@ mod tests {
         let c = worker.store().get(&Key::new("c-1")).expect("c stored");
         assert_eq!(c.value::<u64>(), Some(&420));
         assert!(worker.slots.parked.lock().is_empty(), "d was dropped");
+    }
+
+    #[test]
+    fn a_queued_task_is_given_back_and_a_running_one_runs_on() {
+        let (sender, events) = mpsc::channel();
+        let sink: EventSink = Arc::new(move |event| {
+            let _ = sender.send(event);
+        });
+        let session = SessionContext::new();
+        let worker = Worker::start(1, 1, &session, Arc::new(Peers::default()), sink)
+            .expect("worker threads");
+        // The one thread runs a task that holds it until told to go on.
+        let (started, has_started) = mpsc::channel();
+        let (go_on, gone_on) = mpsc::channel::<()>();
+        let gone_on = Mutex::new(gone_on);
+        let code: crate::udf::TaskFn = Arc::new(move |_: &[Arc<TaskData>]| {
+            let _ = started.send(());
+            let _ = gone_on.lock().recv_timeout(Duration::from_secs(10));
+            Ok(TaskData::local_value(1u64, 8))
+        });
+        let holds = Arc::new(Job::Function(FunctionJob::new("holds", code, false)));
+        worker.run(Key::new("holds-1"), holds, Vec::new());
+        has_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first task starts");
+        worker.run(Key::new("next-1"), job(|_| 2), Vec::new());
+
+        worker.steal(Key::new("holds-1"));
+        worker.steal(Key::new("next-1"));
+        match events.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::TaskStolen { worker: 1, key }) => assert_eq!(key.as_str(), "next-1"),
+            other => panic!("expected next-1 given back, got {other:?}"),
+        }
+        go_on.send(()).expect("the task waits");
+        match events.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::TaskFinished { key, .. }) => assert_eq!(key.as_str(), "holds-1"),
+            other => panic!("expected holds-1 to finish, got {other:?}"),
+        }
+        assert!(
+            events.recv_timeout(Duration::from_millis(200)).is_err(),
+            "the task given back ran"
+        );
+        assert!(worker.store().get(&Key::new("next-1")).is_none());
     }
 }

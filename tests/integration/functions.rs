@@ -434,6 +434,34 @@ fn the_people_example_runs_on_the_local_cluster_and_on_workers_of_other_processe
 }
 
 #[test]
+fn a_worker_with_nothing_to_run_takes_a_task_queued_on_a_busy_one() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);
+    runtime().block_on(async {
+        let client = connect(&cluster.address).await;
+        let pause = client
+            .register("pause", |ms: &u64| *ms)
+            .expect("the workers carry pause");
+        // Two one-thread workers, three calls placed at once: the first and
+        // the third go to one worker (one running, one queued), the short
+        // second to the other, which then has nothing to run.
+        let futures = pause.map([(1_500u64,), (30,), (1_500,)]);
+        let values: Vec<u64> = rask::gather(&futures).await.expect("all finish");
+        assert_eq!(values, [1_500, 30, 1_500]);
+        let (first, short, third) = (
+            futures[0].workers(),
+            futures[1].workers(),
+            futures[2].workers(),
+        );
+        assert_ne!(first, short, "the first two calls ran side by side");
+        assert_eq!(
+            third, short,
+            "the queued call was taken by the idle worker (the first ran on {first:?})"
+        );
+    });
+}
+
+#[test]
 fn a_map_survives_the_loss_of_a_worker_and_published_futures_cross_clients() {
     let root = repository_root();
     let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);

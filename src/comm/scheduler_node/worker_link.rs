@@ -128,6 +128,7 @@ pub(super) fn worker_event(worker: WorkerId, message: FromWorker) -> Option<Even
             micros,
         }),
         FromWorker::Erred { key, error } => Some(Event::TaskErred { worker, key, error }),
+        FromWorker::Stolen { key } => Some(Event::TaskStolen { worker, key }),
         FromWorker::Replicated { key, error: None } => Some(Event::DataReplicated { worker, key }),
         FromWorker::Replicated {
             key,
@@ -185,6 +186,10 @@ impl WorkerEndpoint<EncodedJob> for RemoteWorker {
     fn abort(&self, keys: &KeySet) {
         let keys = keys.iter().cloned().collect();
         let _ = self.outbox.send(ToWorker::Abort { keys });
+    }
+
+    fn steal(&self, key: Key) {
+        let _ = self.outbox.send(ToWorker::Steal { key });
     }
 
     fn replicate(&self, key: Key, from: Vec<WorkerId>) {

@@ -2,7 +2,8 @@
 //! this file holds the events and the task transitions they lead to;
 //! [`clients`] what clients hold, release, forget and publish;
 //! [`workers`] the workers' comings, goings, pauses and retirements;
-//! [`placement`] where ready tasks run; [`inspect`] what displays read.
+//! [`placement`] where ready tasks run; [`stealing`] how an idle worker takes
+//! a task queued on a busy one; [`inspect`] what displays read.
 //!
 //! Tasks are referred to by [`TaskId`] inside: an event's key is looked up once,
 //! and the transitions it leads to follow ids, with no hashing of keys.
@@ -10,9 +11,10 @@
 mod clients;
 mod inspect;
 mod placement;
+mod stealing;
 mod workers;
 
-use placement::Durations;
+use placement::{Durations, QUEUED_TASK_BYTES};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -54,6 +56,9 @@ pub struct Scheduler {
     published: BTreeMap<String, Key>,
     /// How long tasks run, by function or operation.
     durations: Durations,
+    /// Tasks asked back from the workers holding them (see
+    /// [`Decision::Steal`]), until they come back or run there.
+    stealing: Vec<(TaskId, WorkerId)>,
     /// How far each group of tasks has come.
     progress: Progress,
     out: Vec<Decision>,
@@ -93,6 +98,7 @@ impl Scheduler {
             self.advance_retiring();
         }
         self.fill_slots();
+        self.steal_for_idle();
         if out.is_empty() {
             std::mem::swap(&mut self.out, out);
         } else {
@@ -137,6 +143,11 @@ impl Scheduler {
                 nthreads,
                 functions,
             } => self.add_worker(worker, nthreads, functions),
+            Event::TaskStolen { worker, key } => {
+                if let Some(id) = self.tasks.id(&key) {
+                    self.stolen(worker, id);
+                }
+            }
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
             Event::WorkerPaused { worker, paused } => self.pause(worker, paused),
             Event::RetireWorker { worker } => self.retire(worker),

@@ -168,7 +168,7 @@ impl Scheduler {
     }
 
     /// The bytes of `task`'s inputs in memory elsewhere that `worker` would fetch.
-    fn transfer_to(&self, worker: WorkerId, task: &Task) -> u64 {
+    pub(super) fn transfer_to(&self, worker: WorkerId, task: &Task) -> u64 {
         task.dependencies
             .iter()
             .filter_map(|&d| self.tasks.get(d))
@@ -246,7 +246,7 @@ struct OrderedLoad(f64);
 /// placing a task: about what a link moves in the time of a short task (a
 /// millisecond at 1 GB/s). Small inputs then do not pile every reader onto the
 /// worker holding a few more of them; large ones still draw tasks to their data.
-const QUEUED_TASK_BYTES: f64 = 1024.0 * 1024.0;
+pub(super) const QUEUED_TASK_BYTES: f64 = 1024.0 * 1024.0;
 
 impl PartialOrd for OrderedLoad {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
