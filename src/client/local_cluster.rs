@@ -105,11 +105,7 @@ impl LocalCluster {
             let session = exec::new_context(&config.session_options(), None)?;
             config.registry.install(&session);
             let directory = space.path().to_path_buf();
-            let store = Arc::new(DataStore::for_session(
-                config.worker_memory_limit(),
-                &directory,
-                &session,
-            ));
+            let store = DataStore::for_session(config.worker_memory_limit(), &directory, &session);
             let peers = Arc::clone(&peers);
             let worker =
                 Worker::start_with_store(id, config.threads, &session, peers, events, store)

@@ -107,11 +107,7 @@ pub async fn run_worker(
     };
     let session = exec::new_context(&settings, None)?;
     options.registry.install(&session);
-    let store = Arc::new(DataStore::for_session(
-        options.memory_limit,
-        &options.local_directory,
-        &session,
-    ));
+    let store = DataStore::for_session(options.memory_limit, &options.local_directory, &session);
     let fetcher = FlightFetcher::for_worker(options.security.clone(), Arc::clone(store.activity()));
     let peers = Arc::new(Peers::with_remote(Arc::new(fetcher.clone())));
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -11,6 +11,7 @@ mod compact;
 mod data;
 mod leaf;
 mod map_partitions;
+mod memory_pool;
 pub mod object_stores;
 mod partition_fn;
 mod persisted;
@@ -28,10 +29,11 @@ pub(crate) use leaf::{leaf_node_methods, plain_node_methods, single_input_method
 pub use map_partitions::{
     MapArgument, MapPartitionsExec, MapPartitionsNode, MapPartitionsPlanner, MapUnit,
 };
+pub use memory_pool::{Reclaim, ReclaimingPool};
 pub use object_stores::ObjectStores;
 pub use partition_fn::{PartitionFn, partition, partition_with};
 pub use persisted::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};
-pub use session::{MAX_TASKS, RaskOptions, SessionOptions, new_context};
+pub use session::{MAX_TASKS, RaskOptions, SCAN_BYTES_PER_TASK, SessionOptions, new_context};
 pub use stage_read::{ReadMode, StageReadExec};
 pub use stage_task::{StageOutput, StagePlan};
 pub use value::{AnyValue, Value, ValueError};

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use datafusion::error::Result;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use super::ObjectStores;
+use super::{ObjectStores, ReclaimingPool};
 
 /// What a session is set up with. The functions and tables of a session are
 /// its caller's to register (`Registry::install`, `datasets::install`).
@@ -22,11 +21,15 @@ pub struct SessionOptions {
     /// Rows per record batch; `None` for DataFusion's default (8192).
     pub batch_size: Option<usize>,
     /// Bytes the session's sorts, joins and aggregations may hold before
-    /// spilling; `None` for no bound.
+    /// spilling (a [`ReclaimingPool`]); `None` for no bound.
     pub memory_limit: Option<usize>,
     /// Where queries spill; `None` for the system's temporary directory.
     pub local_directory: Option<std::path::PathBuf>,
 }
+
+/// Bytes of files one scan task reads at most, unless its session says
+/// otherwise (`rask.scan_bytes_per_task`).
+pub const SCAN_BYTES_PER_TASK: u64 = 256 << 20;
 
 /// The most tasks one query may run unless its session says otherwise.
 pub const MAX_TASKS: usize = 100_000;
@@ -38,6 +41,10 @@ datafusion::common::extensions_options! {
         /// The most tasks one query may run; a query that would run more is
         /// refused while it is planned, before any task starts.
         pub max_tasks: usize, default = MAX_TASKS
+        /// Bytes of files (as stored) one task of a scan reads at most
+        /// where the scan's output goes to an exchange: a larger scan is
+        /// split into more tasks than the cluster has threads.
+        pub scan_bytes_per_task: u64, default = SCAN_BYTES_PER_TASK
     }
 }
 
@@ -74,7 +81,7 @@ pub fn new_context(
     let mut runtime =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
     if let Some(limit) = options.memory_limit {
-        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        runtime = runtime.with_memory_pool(Arc::new(ReclaimingPool::new(limit)));
     }
     if let Some(directory) = &options.local_directory {
         let mode = DiskManagerMode::Directories(vec![directory.clone()]);

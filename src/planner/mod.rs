@@ -5,6 +5,7 @@
 //! `job.sql:3:17` (see [`Location`](crate::error::Location)).
 
 pub mod script;
+mod split;
 pub mod stages;
 mod visualize;
 

@@ -5,7 +5,8 @@
 //! and cuts it
 //!
 //! - at hash and round-robin `RepartitionExec`s: the subtree below becomes a
-//!   stage whose tasks split their output into the exchange's partitions; a
+//!   stage whose tasks split their output into the exchange's partitions (a
+//!   large file scan in it split into more tasks, see [`super::split`]); a
 //!   [`StageReadExec`] in [`ReadMode::Bucket`] replaces the exchange, so reader
 //!   partition `i` is bucket `i` of every producer;
 //! - below `CoalescePartitionsExec` and `SortPreservingMergeExec`: the subtree
@@ -325,6 +326,8 @@ impl Cutter {
             )
         {
             let input = self.cut(Arc::clone(repartition.input()))?;
+            let input =
+                super::split::split_large_scan(&input, self.config.options()).unwrap_or(input);
             let stage = self.push(
                 input,
                 StageOutput::Partitioned(repartition.partitioning().clone()),

@@ -187,4 +187,37 @@ mod tests {
         assert_eq!(store.nbytes(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn an_operator_short_of_memory_makes_results_go_to_disk() {
+        use datafusion::execution::memory_pool::MemoryConsumer;
+
+        let dir = std::env::temp_dir().join(format!("rask-reclaim-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = TaskData::Batches(vec![vec![batch(10_000)]]);
+        let size = one.nbytes() as usize;
+        let options = crate::exec::SessionOptions {
+            target_partitions: 1,
+            memory_limit: Some(size * 4),
+            ..Default::default()
+        };
+        let session = crate::exec::new_context(&options, None).unwrap();
+        let store = DataStore::for_session(Some(size * 4), &dir, &session);
+        // Two results: half the limit, under the spill fraction.
+        store.insert(Key::new("a"), Arc::new(one.clone()));
+        store.insert(Key::new("b"), Arc::new(one));
+        assert_eq!(store.spilled(), 0);
+        // A join wanting three quarters of the limit gets it: the least
+        // recently used result goes to disk for it.
+        let pool = &session.runtime_env().memory_pool;
+        let join = MemoryConsumer::new("join").register(pool);
+        join.try_grow(size * 3).expect("the results make room");
+        assert_eq!(store.memory() as usize, size);
+        assert_eq!(store.spilled() as usize, size);
+        assert!(store.get(&Key::new("a")).is_some(), "read back from disk");
+        // Past what spilling can free: refused.
+        assert!(join.try_grow(size * 2).is_err());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

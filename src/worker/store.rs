@@ -94,20 +94,25 @@ impl DataStore {
     }
 
     /// The store of a worker running queries in `session`: with a `limit`,
-    /// spilling to `directory` and sharing the session's memory pool;
-    /// unbounded without.
+    /// spilling to `directory` and sharing the session's memory pool, which
+    /// has it spill results when an operator needs their memory (see
+    /// [`ReclaimingPool`](crate::exec::ReclaimingPool)); unbounded without.
     pub fn for_session(
         limit: Option<usize>,
         directory: &std::path::Path,
         session: &datafusion::prelude::SessionContext,
-    ) -> Self {
-        match limit {
-            Some(limit) => {
-                let budget = super::memory::budget(limit as u64, directory);
-                Self::sharing(budget, &session.runtime_env().memory_pool)
-            }
-            None => Self::default(),
+    ) -> Arc<Self> {
+        let Some(limit) = limit else {
+            return Arc::new(Self::default());
+        };
+        let budget = super::memory::budget(limit as u64, directory);
+        let pool = &session.runtime_env().memory_pool;
+        let store = Arc::new(Self::sharing(budget, pool));
+        if let Some(pool) = pool.downcast_ref::<crate::exec::ReclaimingPool>() {
+            let reclaim: Arc<dyn crate::exec::Reclaim> = Arc::clone(&store) as _;
+            pool.reclaim_from(Arc::downgrade(&reclaim));
         }
+        store
     }
 
     /// Counts `nbytes` more (or fewer) of results in memory.
@@ -294,10 +299,17 @@ impl DataStore {
 
     /// Spills the least recently used results until those in memory fit.
     fn spill_if_needed(&self, map: &mut KeyMap<Entry>) {
+        if let Some(budget) = &self.budget {
+            self.spill_down_to(map, (budget.spill * budget.limit as f64) as u64);
+        }
+    }
+
+    /// Spills the least recently used results until those in memory take
+    /// `target` bytes or less, or none is left to spill.
+    fn spill_down_to(&self, map: &mut KeyMap<Entry>, target: u64) {
         let Some(budget) = &self.budget else {
             return;
         };
-        let target = (budget.spill * budget.limit as f64) as u64;
         while self.memory() > target {
             let victim = map
                 .iter()
@@ -337,6 +349,18 @@ impl DataStore {
                 }
             }
         }
+    }
+}
+
+/// When an operator of a task needs memory the pool does not have, results
+/// in memory go to disk, least recently used first, until what it lacks is
+/// free (or nothing is left to spill).
+impl crate::exec::Reclaim for DataStore {
+    fn reclaim(&self, bytes: usize) -> usize {
+        let before = self.memory();
+        let target = before.saturating_sub(bytes as u64);
+        self.spill_down_to(&mut self.data.write(), target);
+        before.saturating_sub(self.memory()) as usize
     }
 }
 

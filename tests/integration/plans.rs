@@ -36,3 +36,58 @@ async fn the_walkthrough_queries_run_as_these_stages() {
 pub(crate) fn pinned(graph: &StageGraph) -> String {
     graph.to_string().replace(&graph.token, "<token>")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_of_more_bytes_than_a_task_reads_is_split_into_more_tasks() {
+    let client = LocalCluster::builder()
+        .n_workers(2)
+        .threads_per_worker(1)
+        .build()
+        .unwrap()
+        .client()
+        .unwrap();
+    let data = repository_root().join("tests/data/timeseries-2days");
+    let sql = format!(
+        "SELECT name, count(*) AS n, sum(id) AS s FROM '{}/' GROUP BY name ORDER BY name",
+        data.display()
+    );
+    let scan_tasks = |graph: &StageGraph| graph.keys(0).len();
+    let whole = client.sql(&sql).await.unwrap();
+    let default = rask::internals::stages(&whole).await.unwrap();
+    // Two files of 2.5 MB: one task a thread, as DataFusion plans them.
+    assert_eq!(scan_tasks(&default), 2, "{}", pinned(&default));
+    let expected = whole.collect().await.unwrap();
+
+    // At most 1 MB a task (and files split from 1 byte up): six tasks.
+    for set in [
+        "SET rask.scan_bytes_per_task = 1000000",
+        "SET datafusion.optimizer.repartition_file_min_size = 1",
+    ] {
+        client.sql(set).await.unwrap().collect().await.unwrap();
+    }
+    let split = client.sql(&sql).await.unwrap();
+    let graph = rask::internals::stages(&split).await.unwrap();
+    assert_eq!(scan_tasks(&graph), 6, "{}", pinned(&graph));
+    let answer = split.collect().await.unwrap();
+    assert_eq!(
+        rask::arrow::util::pretty::pretty_format_batches(&answer)
+            .unwrap()
+            .to_string(),
+        rask::arrow::util::pretty::pretty_format_batches(&expected)
+            .unwrap()
+            .to_string()
+    );
+    let total: i64 = answer
+        .iter()
+        .map(|b| {
+            rask::arrow::compute::sum(
+                b.column(1)
+                    .as_any()
+                    .downcast_ref::<rask::arrow::array::Int64Array>()
+                    .unwrap(),
+            )
+            .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(total, 2 * 86_400, "every row counted once");
+}
