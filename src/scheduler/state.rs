@@ -81,6 +81,9 @@ pub(super) struct Task {
     pub kind: super::TaskKind,
     /// Its group, for progress.
     pub group: super::progress::GroupId,
+    /// How long it was expected to run when it was last sent to a worker, in
+    /// microseconds.
+    pub expected: u64,
     /// What progress has counted of it.
     pub counted: u8,
 }
@@ -276,6 +279,9 @@ pub(super) struct Worker {
     /// The registered functions it carries; `None` for all.
     pub functions: Option<Arc<BTreeSet<String>>>,
     pub processing: HashSet<TaskId, foldhash::fast::RandomState>,
+    /// How long its processing tasks are expected to run in all, in
+    /// microseconds (each as [`Task::expected`]).
+    pub occupancy: u64,
     /// Results held (the tasks know where their results are: `Task::who_has`).
     pub in_memory: usize,
     pub nbytes: u64,
@@ -325,6 +331,20 @@ impl Worker {
     pub fn drop_held(&mut self, nbytes: u64) {
         self.in_memory = self.in_memory.saturating_sub(1);
         self.nbytes = self.nbytes.saturating_sub(nbytes);
+    }
+
+    /// Counts `id`, expected to run `micros`, among the tasks it processes.
+    pub fn start(&mut self, id: TaskId, micros: u64) {
+        if self.processing.insert(id) {
+            self.occupancy += micros;
+        }
+    }
+
+    /// No longer counts `id`, expected to run `micros`, among them.
+    pub fn stop(&mut self, id: TaskId, micros: u64) {
+        if self.processing.remove(&id) {
+            self.occupancy = self.occupancy.saturating_sub(micros);
+        }
     }
 
     /// Whether the worker holds `per_thread` tasks for each of its threads.

@@ -418,6 +418,42 @@ fn short_tasks_and_tasks_far_from_their_inputs_stay_where_they_are() {
 }
 
 #[test]
+fn readers_of_large_inputs_spread_when_waiting_costs_more_than_fetching() {
+    // Fifteen 300 MB outputs, eight on worker 1 and seven on worker 2; two
+    // readers of all of them (a shuffle's two partitions). The first goes
+    // to worker 1, which holds more; the second would fetch 300 MB more on
+    // worker 2 (0.3 s at 1 GB/s) but wait there for no task: it goes there.
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let inputs: Vec<String> = (0..15).map(|i| format!("scan-{i}")).collect();
+    let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let tasks: Vec<TaskSpec> = names
+        .iter()
+        .enumerate()
+        .map(|(i, k)| TaskSpec {
+            workers: Some(vec![if i < 8 { 1 } else { 2 }]),
+            ..spec(k, &[])
+        })
+        .chain([spec("join-0", &names), spec("join-1", &names)])
+        .collect();
+    let mut pending = runs(&submit(&mut s, 1, tasks, &["join-0", "join-1"]));
+    let mut joins = Vec::new();
+    while let Some((worker, k)) = pending.pop() {
+        if k.starts_with("join-") {
+            joins.push(worker);
+            continue;
+        }
+        pending.extend(runs(&s.handle(Event::TaskFinished {
+            worker,
+            key: key(&k),
+            nbytes: 300 << 20,
+            micros: 2_000_000,
+        })));
+    }
+    joins.sort_unstable();
+    assert_eq!(joins, [1, 2]);
+}
+
+#[test]
 fn errors_reach_every_dependent_with_the_original_key() {
     let mut s = with_workers(&[(1, 4)]);
     submit_chain_of_three(&mut s);

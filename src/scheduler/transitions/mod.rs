@@ -58,7 +58,7 @@ pub struct Scheduler {
     durations: Durations,
     /// Tasks asked back from the workers holding them (see
     /// [`Decision::Steal`]), until they come back or run there.
-    stealing: Vec<(TaskId, WorkerId)>,
+    stealing: Vec<stealing::Asked>,
     /// How far each group of tasks has come.
     progress: Progress,
     out: Vec<Decision>,
@@ -215,6 +215,7 @@ impl Scheduler {
                 kind: spec.kind,
                 group,
                 counted: 0,
+                expected: 0,
             });
             debug_assert_eq!(id, inserted);
             match missing {
@@ -307,6 +308,7 @@ impl Scheduler {
                 kind: TaskKind::Stage,
                 group: NO_GROUP,
                 counted: 0,
+                expected: 0,
             }),
         };
         let Some(task) = self.tasks.get_mut(id) else {
@@ -386,7 +388,7 @@ impl Scheduler {
         // Taken out while the dependents are looked at, which never reads them.
         let dependents = std::mem::take(&mut task.dependents);
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(&id);
+            w.stop(id, task.expected);
             w.hold(nbytes);
         }
         let mut ready = std::mem::take(&mut self.scratch.ready);
@@ -441,7 +443,7 @@ impl Scheduler {
         }
         task.state = TaskState::Released;
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(&id);
+            w.stop(id, task.expected);
         }
         self.call_back_ahead(id);
         let Some(task) = self.tasks.get_mut(id) else {
@@ -794,8 +796,9 @@ impl Scheduler {
 
     fn abort_on_key(&mut self, worker: WorkerId, id: TaskId, key: Key) {
         self.out.push(Decision::Abort { worker, key });
+        let expected = self.tasks.get(id).map_or(0, |t| t.expected);
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(&id);
+            w.stop(id, expected);
         }
     }
 

@@ -19,6 +19,14 @@ const AHEAD_LOOKS: usize = 64;
 /// Tasks of a name that runs this long or less, on average, are short.
 const SHORT_TASK_MICROS: u64 = 500;
 
+/// What placement expects a task to run for before any task of its
+/// operation has finished (Dask's `unknown-task-duration`).
+const UNKNOWN_TASK_MICROS: u64 = 500_000;
+
+/// What a link between workers moves in a microsecond (1 GB/s): placement
+/// weighs fetching inputs against waiting for a busy worker at this rate.
+const BYTES_PER_MICRO: f64 = 1000.0;
+
 /// How long tasks run, by their key's operation (the function, or the
 /// operation of a stage: `add_two_people`, `read-parquet`).
 #[derive(Debug, Default)]
@@ -38,6 +46,15 @@ impl Durations {
         }
     }
 
+    /// How long a task named as `key` is can be expected to run, in
+    /// microseconds: the average of its operation so far, or
+    /// [`UNKNOWN_TASK_MICROS`] before one has finished.
+    pub(super) fn expected(&self, key: &Key) -> u64 {
+        self.0
+            .get(key.operation())
+            .map_or(UNKNOWN_TASK_MICROS, |&(n, total)| total / n.max(1))
+    }
+
     /// Whether tasks named as `key` is have run short, on average, at least
     /// four times.
     pub(super) fn is_short(&self, key: &Key) -> bool {
@@ -48,14 +65,17 @@ impl Durations {
 }
 
 impl Scheduler {
-    /// The best worker for a task with inputs: one with a free thread if any,
-    /// then the one where it would start soonest, counting the input bytes to
-    /// fetch and the tasks already there (each worth [`QUEUED_TASK_BYTES`]).
+    /// The best worker for a task with inputs: one with room for it if any,
+    /// then the one where it would start soonest: the time to fetch its
+    /// inputs from other workers (at [`BYTES_PER_MICRO`]) plus the time its
+    /// threads are expected to be busy with the tasks already there (their
+    /// [`Worker::occupancy`] over its threads), as Dask estimates it.
     pub(super) fn decide_worker(&self, id: TaskId) -> Option<WorkerId> {
         let task = self.tasks.get(id)?;
         self.allowed_workers(task)
             .map(|(worker, w)| {
-                let cost = self.transfer_to(worker, task) as f64 + w.load() * QUEUED_TASK_BYTES;
+                let fetch = self.transfer_to(worker, task) as f64 / BYTES_PER_MICRO;
+                let cost = fetch + w.occupancy as f64 / w.nthreads.max(1) as f64;
                 (
                     (w.is_saturated(TASKS_PER_THREAD), OrderedLoad(cost)),
                     worker,
@@ -90,9 +110,10 @@ impl Scheduler {
             return;
         };
         task.state = TaskState::Processing(worker);
+        task.expected = self.durations.expected(&task.key);
         let key = task.key.clone();
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.insert(id);
+            w.start(id, task.expected);
         }
         let Some(task) = self.tasks.get(id) else {
             return;

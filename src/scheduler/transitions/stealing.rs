@@ -12,6 +12,16 @@
 
 use super::*;
 
+/// A task asked back ([`Decision::Steal`]), until it comes back or runs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Asked {
+    task: TaskId,
+    /// The worker asked.
+    from: WorkerId,
+    /// The worker it was asked for.
+    thief: WorkerId,
+}
+
 impl Scheduler {
     /// While an open worker has a thread with nothing to run and no queued
     /// task fits it, asks for a task back from a worker that holds more tasks
@@ -27,10 +37,10 @@ impl Scheduler {
             return;
         }
         let tasks = &self.tasks;
-        self.stealing.retain(|&(id, worker)| {
+        self.stealing.retain(|asked| {
             tasks
-                .get(id)
-                .is_some_and(|t| t.state == TaskState::Processing(worker))
+                .get(asked.task)
+                .is_some_and(|t| t.state == TaskState::Processing(asked.from))
         });
         let thieves: SmallVec<[WorkerId; 4]> = self
             .workers
@@ -48,7 +58,11 @@ impl Scheduler {
             let Some(task) = self.tasks.get(id) else {
                 continue;
             };
-            self.stealing.push((id, victim));
+            self.stealing.push(Asked {
+                task: id,
+                from: victim,
+                thief,
+            });
             self.out.push(Decision::Steal {
                 worker: victim,
                 key: task.key.clone(),
@@ -67,7 +81,7 @@ impl Scheduler {
             if victim == thief || v.processing.len() <= v.nthreads {
                 continue;
             }
-            let asked = self.stealing.iter().filter(|(_, w)| *w == victim).count();
+            let asked = self.stealing.iter().filter(|a| a.from == victim).count();
             let startable = v
                 .processing
                 .iter()
@@ -83,7 +97,7 @@ impl Scheduler {
                 let later = best.is_none_or(|(p, ..)| task.priority > p);
                 if later
                     && task.waiting_on == 0
-                    && !self.stealing.iter().any(|&(s, _)| s == id)
+                    && !self.stealing.iter().any(|a| a.task == id)
                     && t.can_run(thief, task)
                     && !self.durations.is_short(&task.key)
                     && self.transfer_to(thief, task) as f64 <= QUEUED_TASK_BYTES
@@ -95,19 +109,40 @@ impl Scheduler {
         best.map(|(_, victim, id)| (victim, id))
     }
 
-    /// `worker` gave `id` back unstarted: it is placed again, and the tasks
-    /// sent ahead to wait for it there wait again.
+    /// `worker` gave `id` back unstarted: it goes to the worker it was asked
+    /// for if that one still has room for it (placed anew otherwise, never
+    /// straight back), and the tasks sent ahead to wait for it there wait
+    /// again.
     pub(super) fn stolen(&mut self, worker: WorkerId, id: TaskId) {
-        self.stealing.retain(|&(s, _)| s != id);
-        if self.tasks.get(id).map(|t| &t.state) != Some(&TaskState::Processing(worker)) {
+        let thief = self
+            .stealing
+            .iter()
+            .find(|a| a.task == id && a.from == worker)
+            .map(|a| a.thief);
+        self.stealing.retain(|a| a.task != id);
+        let Some(task) = self.tasks.get(id) else {
+            return;
+        };
+        if task.state != TaskState::Processing(worker) {
             return;
         }
+        let expected = task.expected;
         if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(&id);
+            w.stop(id, expected);
         }
         self.call_back_ahead(id);
         let waiting_on = self.pending_inputs(id);
-        if waiting_on == 0 {
+        let room = |s: &Self, thief: WorkerId| {
+            let (Some(task), Some(t)) = (s.tasks.get(id), s.workers.get(&thief)) else {
+                return false;
+            };
+            t.can_run(thief, task) && t.processing.len() < t.nthreads
+        };
+        if waiting_on == 0
+            && let Some(thief) = thief.filter(|&thief| room(self, thief))
+        {
+            self.assign(id, thief);
+        } else if waiting_on == 0 {
             self.ready(id);
         } else if let Some(task) = self.tasks.get_mut(id) {
             task.state = TaskState::Waiting;
