@@ -24,8 +24,8 @@ pub trait Reclaim: Send + Sync {
 }
 
 /// A [`FairSpillPool`] of `limit` bytes that, before refusing a reservation,
-/// has its [`Reclaim`] free what the reservation lacks. See the
-/// [module docs](self).
+/// has its [`Reclaim`] free what the reservation lacks: results held in
+/// memory give way to the operators of the tasks running.
 #[derive(Debug)]
 pub struct ReclaimingPool {
     inner: FairSpillPool,

@@ -6,7 +6,8 @@
 //!
 //! - at hash and round-robin `RepartitionExec`s: the subtree below becomes a
 //!   stage whose tasks split their output into the exchange's partitions (a
-//!   large file scan in it split into more tasks, see [`super::split`]); a
+//!   large file scan in it split into more tasks, as `rask.scan_bytes_per_task`
+//!   says); a
 //!   [`StageReadExec`] in [`ReadMode::Bucket`] replaces the exchange, so reader
 //!   partition `i` is bucket `i` of every producer;
 //! - below `CoalescePartitionsExec` and `SortPreservingMergeExec`: the subtree

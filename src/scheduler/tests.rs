@@ -1191,7 +1191,7 @@ impl Cluster {
                         .running
                         .iter()
                         .position(|(w, k, _)| *w == worker && *k == key);
-                    if let Some(i) = queued.filter(|_| self.log.len() % 2 == 0) {
+                    if let Some(i) = queued.filter(|_| self.log.len().is_multiple_of(2)) {
                         self.running.remove(i);
                         // It never ran there.
                         if let Some(runs) = self.runs.get_mut(&key) {

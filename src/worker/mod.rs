@@ -479,6 +479,18 @@ mod tests {
         Arc::new(Job::Function(FunctionJob::new("f", code, false)))
     }
 
+    /// Worker 1 with one thread, and what it reports.
+    fn one_thread_worker() -> (Worker, mpsc::Receiver<Event>) {
+        let (sender, events) = mpsc::channel();
+        let sink: EventSink = Arc::new(move |event| {
+            let _ = sender.send(event);
+        });
+        let session = SessionContext::new();
+        let worker = Worker::start(1, 1, &session, Arc::new(Peers::default()), sink)
+            .expect("worker threads");
+        (worker, events)
+    }
+
     /// An input computed on this worker first (sent with no holders).
     fn computed_here(k: &str) -> Input {
         Input {
@@ -489,13 +501,7 @@ mod tests {
 
     #[test]
     fn a_task_sent_ahead_starts_once_its_input_is_stored_here() {
-        let (sender, events) = mpsc::channel();
-        let sink: EventSink = Arc::new(move |event| {
-            let _ = sender.send(event);
-        });
-        let session = SessionContext::new();
-        let worker = Worker::start(1, 1, &session, Arc::new(Peers::default()), sink)
-            .expect("worker threads");
+        let (worker, events) = one_thread_worker();
         // b reads a, c reads b, and both arrive before a; d waits on an input
         // that never comes and is aborted.
         worker.run(
@@ -527,13 +533,7 @@ mod tests {
 
     #[test]
     fn a_queued_task_is_given_back_and_a_running_one_runs_on() {
-        let (sender, events) = mpsc::channel();
-        let sink: EventSink = Arc::new(move |event| {
-            let _ = sender.send(event);
-        });
-        let session = SessionContext::new();
-        let worker = Worker::start(1, 1, &session, Arc::new(Peers::default()), sink)
-            .expect("worker threads");
+        let (worker, events) = one_thread_worker();
         // The one thread runs a task that holds it until told to go on.
         let (started, has_started) = mpsc::channel();
         let (go_on, gone_on) = mpsc::channel::<()>();

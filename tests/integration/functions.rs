@@ -35,6 +35,15 @@ async fn connect(address: &str) -> Client {
     client
 }
 
+/// A client of `cluster` (custom workers), with its handle of their `pause`.
+async fn pausing(cluster: &ProcessCluster) -> (Client, rask::Function<(u64,), u64>) {
+    let client = connect(&cluster.address).await;
+    let pause = client
+        .register("pause", |ms: &u64| *ms)
+        .expect("the workers carry pause");
+    (client, pause)
+}
+
 /// The error a future ended with.
 fn task_error(error: Error) -> Arc<TaskError> {
     match error {
@@ -435,13 +444,9 @@ fn the_people_example_runs_on_the_local_cluster_and_on_workers_of_other_processe
 
 #[test]
 fn a_worker_with_nothing_to_run_takes_a_task_queued_on_a_busy_one() {
-    let root = repository_root();
-    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);
+    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &repository_root(), 2, 1);
     runtime().block_on(async {
-        let client = connect(&cluster.address).await;
-        let pause = client
-            .register("pause", |ms: &u64| *ms)
-            .expect("the workers carry pause");
+        let (_client, pause) = pausing(&cluster).await;
         // Two one-thread workers, three calls placed at once: the first and
         // the third go to one worker (one running, one queued), the short
         // second to the other, which then has nothing to run.
@@ -463,13 +468,9 @@ fn a_worker_with_nothing_to_run_takes_a_task_queued_on_a_busy_one() {
 
 #[test]
 fn a_map_survives_the_loss_of_a_worker_and_published_futures_cross_clients() {
-    let root = repository_root();
-    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &root, 2, 1);
+    let cluster = ProcessCluster::start_program(&custom_worker_binary(), &repository_root(), 2, 1);
     runtime().block_on(async {
-        let client = connect(&cluster.address).await;
-        let pause = client
-            .register("pause", |ms: &u64| *ms)
-            .expect("the workers carry pause");
+        let (client, pause) = pausing(&cluster).await;
         // 40 calls of 50 ms over 2 workers: one dies a quarter of the way in.
         let futures = pause.map((0..40u64).map(|i| (50 + i,)));
         futures[5].wait().await;
