@@ -21,6 +21,37 @@ const INPUTS_PER_WINDOW: usize = 16;
 /// Windows of inputs in flight at the same time.
 const CONCURRENT_WINDOWS: usize = 2;
 
+/// A part of a reader's inputs, read as one.
+enum Segment {
+    /// Up to [`INPUTS_PER_WINDOW`] inputs in memory or in other processes.
+    Window(Vec<StageInput>),
+    /// An input this process spilled to disk, streamed from its file.
+    Spilled(StageInput),
+}
+
+/// `inputs` in order, spilled ones apart, the others in windows.
+fn segments(inputs: Vec<StageInput>) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    let mut window = Vec::new();
+    for input in inputs {
+        if matches!(input, StageInput::Stored(_)) {
+            if !window.is_empty() {
+                segments.push(Segment::Window(std::mem::take(&mut window)));
+            }
+            segments.push(Segment::Spilled(input));
+            continue;
+        }
+        window.push(input);
+        if window.len() == INPUTS_PER_WINDOW {
+            segments.push(Segment::Window(std::mem::take(&mut window)));
+        }
+    }
+    if !window.is_empty() {
+        segments.push(Segment::Window(window));
+    }
+    segments
+}
+
 /// How a reader's partitions map onto the producers' outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
@@ -136,22 +167,80 @@ impl ExecutionPlan for StageReadExec {
                 batches,
             )));
         }
-        // Inputs are yielded in producer order, a window at a time: in this
-        // process read in place, others fetched as the stream is polled, those
-        // of one worker in a window in one request.
-        let windows: Vec<Vec<StageInput>> = inputs
-            .chunks(INPUTS_PER_WINDOW)
-            .map(<[_]>::to_vec)
-            .collect();
-        let batches = futures::stream::iter(windows)
-            .map(move |window| async move { StageInput::read_each(&window, bucket).await })
+        // Inputs are yielded in producer order. Those in this process's
+        // memory are read in place, and others fetched a window at a time
+        // as the stream is polled (those of one worker in a window in one
+        // request); those this process spilled stream from their files
+        // batch by batch, so a reader of many holds a batch of each at a
+        // time, not each whole.
+        let batches = futures::stream::iter(segments(inputs))
+            .map(move |segment| async move {
+                match segment {
+                    Segment::Window(window) => {
+                        let batches = StageInput::read_each(&window, bucket).await?;
+                        Ok(futures::stream::iter(batches.into_iter().map(Ok)).boxed())
+                    }
+                    Segment::Spilled(input) => Ok(input.stream(bucket)),
+                }
+            })
             .buffered(CONCURRENT_WINDOWS)
-            .map_err(|e| DataFusionError::External(Box::new(e)))
-            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
-            .try_flatten();
+            .try_flatten()
+            .map_err(|e| DataFusionError::External(Box::new(e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),
             batches,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{StoredBatches, StoredInput, StoredResult, TaskData};
+    use crate::key::Key;
+
+    /// A spilled result that is never read.
+    #[derive(Debug)]
+    struct OnDisk;
+
+    impl StoredResult for OnDisk {
+        fn data(&self) -> std::result::Result<TaskData, String> {
+            Err("not read in this test".into())
+        }
+        fn batches(&self, _: Option<usize>) -> std::result::Result<StoredBatches, String> {
+            Err("not read in this test".into())
+        }
+    }
+
+    #[test]
+    fn spilled_inputs_stream_apart_and_the_others_go_in_windows() {
+        let held = || StageInput::Held(Arc::new(TaskData::Batches(Vec::new())));
+        let spilled = || {
+            StageInput::Stored(StoredInput {
+                key: Key::new("s-1"),
+                worker: 0,
+                result: Arc::new(OnDisk),
+            })
+        };
+        let mut inputs: Vec<StageInput> = (0..20).map(|_| held()).collect();
+        inputs.insert(3, spilled());
+        inputs.push(spilled());
+        let shape: Vec<String> = segments(inputs)
+            .iter()
+            .map(|s| match s {
+                Segment::Window(w) => format!("window of {}", w.len()),
+                Segment::Spilled(_) => "spilled".into(),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "window of 3",
+                "spilled",
+                "window of 16",
+                "window of 1",
+                "spilled"
+            ]
+        );
     }
 }
