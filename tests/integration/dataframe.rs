@@ -12,7 +12,8 @@ use crate::functions::custom_worker::with_z;
 use crate::shared_data::{assert_matches_duckdb, assert_same_rows};
 use crate::support::{repository_root, shared_data};
 
-fn cluster() -> Client {
+/// A client of an embedded cluster of two one-thread workers.
+pub(crate) fn cluster() -> Client {
     LocalCluster::builder()
         .n_workers(2)
         .threads_per_worker(1)

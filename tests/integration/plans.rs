@@ -2,14 +2,13 @@
 //! (`snapshots/`), so a planner change shows as a diff. The TPC-H queries'
 //! listings are pinned in `tpch`.
 
-use rask::LocalCluster;
 use rask::internals::planner::{StageGraph, split_statements};
 
 use crate::support::repository_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_walkthrough_queries_run_as_these_stages() {
-    let client = two_workers();
+    let client = crate::dataframe::cluster();
     let path = repository_root().join("sample_data/walkthrough.sql");
     let script = std::fs::read_to_string(&path).unwrap();
     let statements = split_statements(&script).unwrap();
@@ -26,17 +25,6 @@ async fn the_walkthrough_queries_run_as_these_stages() {
     insta::assert_snapshot!("walkthrough", listing);
 }
 
-/// A client of an embedded cluster of two one-thread workers.
-fn two_workers() -> rask::Client {
-    LocalCluster::builder()
-        .n_workers(2)
-        .threads_per_worker(1)
-        .build()
-        .unwrap()
-        .client()
-        .unwrap()
-}
-
 /// `graph`'s listing without its query's token, which differs run to run.
 pub(crate) fn pinned(graph: &StageGraph) -> String {
     graph.to_string().replace(&graph.token, "<token>")
@@ -44,7 +32,7 @@ pub(crate) fn pinned(graph: &StageGraph) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_of_more_bytes_than_a_task_reads_is_split_into_more_tasks() {
-    let client = two_workers();
+    let client = crate::dataframe::cluster();
     let data = repository_root().join("tests/data/timeseries-2days");
     let sql = format!(
         "SELECT name, count(*) AS n, sum(id) AS s FROM '{}/' GROUP BY name ORDER BY name",

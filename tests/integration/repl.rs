@@ -321,18 +321,21 @@ fn a_running_query_shows_progress_and_ctrl_c_cancels_it_keeping_the_session() {
 
     // Leaving keeps the lines typed in ~/.rask_history, for the next session.
     tmux(&["send-keys", "-t", "shell", "\\q", "Enter"]);
+    // Polled until written: the file exists a moment before its lines do.
     let history = home.path().join(".rask_history");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !history.exists() {
+    let saved = loop {
+        let saved = std::fs::read_to_string(&history).unwrap_or_default();
+        if saved.contains("SELECT 40 + 2 AS answer;") {
+            break saved;
+        }
         assert!(
             Instant::now() < deadline,
-            "no {} after \\q",
+            "no history with the first query in {} after \\q: {saved:?}",
             history.display()
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-    let saved = std::fs::read_to_string(&history).unwrap();
-    assert!(saved.contains("SELECT 40 + 2 AS answer;"), "{saved}");
+    };
     assert!(
         saved.contains("timeseries('2000-01-01', '2010-01-01')"),
         "{saved}"
