@@ -347,6 +347,11 @@ impl Worker {
         }
     }
 
+    /// Threads with no task sent to them.
+    pub fn free_threads(&self) -> usize {
+        self.nthreads.saturating_sub(self.processing.len())
+    }
+
     /// Whether the worker holds `per_thread` tasks for each of its threads.
     pub fn is_saturated(&self, per_thread: usize) -> bool {
         self.processing.len() >= per_thread * self.nthreads

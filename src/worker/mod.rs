@@ -342,7 +342,8 @@ impl Slots {
         let id = self.id;
         Some(match result {
             Ok(data) => {
-                let nbytes = data.nbytes();
+                let data = Arc::new(data);
+                let nbytes = self.store.insert(key.clone(), Arc::clone(&data));
                 tracing::debug!(
                     %key,
                     rows = data.batches().map(|b| b.num_rows()).sum::<usize>(),
@@ -350,7 +351,7 @@ impl Slots {
                     micros = started.elapsed().as_micros() as u64,
                     "task finished"
                 );
-                self.store.insert(key.clone(), Arc::new(data));
+                drop(data);
                 self.unpark(&key);
                 Event::TaskFinished {
                     worker: id,

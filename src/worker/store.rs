@@ -149,8 +149,8 @@ impl DataStore {
         }
     }
 
-    /// Stores the result of `key`.
-    pub fn insert(&self, key: Key, data: Arc<TaskData>) {
+    /// Stores the result of `key`; returns its size, as counted.
+    pub fn insert(&self, key: Key, data: Arc<TaskData>) -> u64 {
         let nbytes = data.nbytes();
         let entry = Entry {
             data: Held::Memory(data),
@@ -163,6 +163,7 @@ impl DataStore {
             self.forget(old);
         }
         self.spill_if_needed(&mut map);
+        nbytes
     }
 
     /// The result of `key`, if held (read back from disk if spilled).

@@ -14,7 +14,7 @@ mod placement;
 mod stealing;
 mod workers;
 
-use placement::{Durations, QUEUED_TASK_BYTES};
+use placement::{CHEAP_FETCH_BYTES, Durations};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

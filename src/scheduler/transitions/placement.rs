@@ -142,7 +142,7 @@ impl Scheduler {
     /// while it has room for them. A chain of tasks then runs on one worker
     /// with no round trip to the scheduler between its links; each still
     /// reports when it ends. Tasks that would read more than
-    /// [`QUEUED_TASK_BYTES`] from other workers are left for
+    /// [`CHEAP_FETCH_BYTES`] from other workers are left for
     /// [`decide_worker`](Self::decide_worker) once their input is in memory.
     pub(super) fn run_ahead(&mut self, id: TaskId, worker: WorkerId) {
         let mut stack = vec![id];
@@ -179,7 +179,7 @@ impl Scheduler {
                 };
                 let room = w.can_run(worker, dependent)
                     && !w.is_saturated(self.tasks_per_thread(dependent))
-                    && self.transfer_to(worker, dependent) as f64 <= QUEUED_TASK_BYTES;
+                    && self.transfer_to(worker, dependent) as f64 <= CHEAP_FETCH_BYTES;
                 if room {
                     self.dispatch(d, worker);
                     stack.push(d);
@@ -263,11 +263,11 @@ impl Scheduler {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedLoad(f64);
 
-/// What a task queued ahead on a thread weighs against moving input bytes when
-/// placing a task: about what a link moves in the time of a short task (a
-/// millisecond at 1 GB/s). Small inputs then do not pile every reader onto the
-/// worker holding a few more of them; large ones still draw tasks to their data.
-pub(super) const QUEUED_TASK_BYTES: f64 = 1024.0 * 1024.0;
+/// Input bytes a task may fetch from other workers and still be sent ahead
+/// to a worker ([`Scheduler::run_ahead`]) or taken by an idle one (work
+/// stealing): about what a link moves in the time of a short task (a
+/// millisecond at 1 GB/s).
+pub(super) const CHEAP_FETCH_BYTES: f64 = 1024.0 * 1024.0;
 
 impl PartialOrd for OrderedLoad {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {

@@ -31,7 +31,7 @@ impl Scheduler {
             .workers
             .values()
             .filter(|w| w.is_open())
-            .map(|w| w.nthreads.saturating_sub(w.processing.len()))
+            .map(Worker::free_threads)
             .sum();
         if idle == 0 {
             return;
@@ -45,7 +45,7 @@ impl Scheduler {
         let thieves: SmallVec<[WorkerId; 4]> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.is_open() && w.processing.len() < w.nthreads)
+            .filter(|(_, w)| w.is_open() && w.free_threads() > 0)
             .map(|(id, _)| *id)
             .collect();
         for thief in thieves {
@@ -100,7 +100,7 @@ impl Scheduler {
                     && !self.stealing.iter().any(|a| a.task == id)
                     && t.can_run(thief, task)
                     && !self.durations.is_short(&task.key)
-                    && self.transfer_to(thief, task) as f64 <= QUEUED_TASK_BYTES
+                    && self.transfer_to(thief, task) as f64 <= CHEAP_FETCH_BYTES
                 {
                     best = Some((task.priority, victim, id));
                 }
@@ -131,22 +131,20 @@ impl Scheduler {
             w.stop(id, expected);
         }
         self.call_back_ahead(id);
-        let waiting_on = self.pending_inputs(id);
-        let room = |s: &Self, thief: WorkerId| {
-            let (Some(task), Some(t)) = (s.tasks.get(id), s.workers.get(&thief)) else {
+        let to_thief = thief.filter(|&thief| {
+            let (Some(task), Some(t)) = (self.tasks.get(id), self.workers.get(&thief)) else {
                 return false;
             };
-            t.can_run(thief, task) && t.processing.len() < t.nthreads
-        };
-        if waiting_on == 0
-            && let Some(thief) = thief.filter(|&thief| room(self, thief))
-        {
-            self.assign(id, thief);
-        } else if waiting_on == 0 {
-            self.ready(id);
-        } else if let Some(task) = self.tasks.get_mut(id) {
-            task.state = TaskState::Waiting;
-            task.waiting_on = waiting_on;
+            t.can_run(thief, task) && t.free_threads() > 0 && self.pending_inputs(id) == 0
+        });
+        match to_thief {
+            Some(thief) => self.assign(id, thief),
+            None => {
+                if let Some(task) = self.tasks.get_mut(id) {
+                    task.state = TaskState::Released;
+                }
+                self.compute_released(id);
+            }
         }
     }
 }
