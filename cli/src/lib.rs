@@ -124,7 +124,19 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         Some(Command::PgVerifier(args)) => return exit(pg_verifier(&args.name)),
         _ => {}
     }
+    let connecting = std::time::Instant::now();
     let client = match runtime.block_on(client_for(&cli.run, registry)) {
+        Ok(client) if cli.run.timing => {
+            let cluster = match &cli.run.scheduler {
+                Some(address) => format!("connected to {address}"),
+                None => "started the embedded cluster".to_string(),
+            };
+            eprintln!(
+                "{cluster} in {:.1} ms",
+                runner::millis(connecting.elapsed())
+            );
+            client
+        }
         Ok(client) => client,
         Err(e) => {
             eprintln!("error: {e}");

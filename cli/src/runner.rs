@@ -143,11 +143,14 @@ impl Runner {
             frame.visualize(path).await?;
         }
         let mut stream = frame.stream().await?;
+        let planned = started.elapsed();
+        let mut first_rows = None;
         let destination = self.destination();
         let closed = destination.closed.clone();
         let mut sink = output::sink(self.format, stream.schema(), self.maxrows, destination);
         let written = async {
             while let Some(batch) = stream.next().await {
+                first_rows.get_or_insert_with(|| started.elapsed());
                 sink.write_batch(&batch?)?;
             }
             sink.finish()
@@ -158,8 +161,12 @@ impl Runner {
         }
         let rows = written?;
         if self.timing {
+            let steps = StatementSteps {
+                planned,
+                first_rows,
+            };
             eprintln!(
-                "{} in {:.3} s",
+                "{} in {:.3} s ({steps})",
                 plural(rows, "row"),
                 started.elapsed().as_secs_f64()
             );
@@ -180,6 +187,28 @@ impl Runner {
         print_error(&format!("{place}: {}", error.error));
         Outcome::Failed
     }
+}
+
+/// Where a statement's time went, for `--timing`: planning it into tasks
+/// and submitting them, then waiting for its first rows.
+struct StatementSteps {
+    planned: std::time::Duration,
+    first_rows: Option<std::time::Duration>,
+}
+
+impl std::fmt::Display for StatementSteps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "planned and submitted in {:.1} ms", millis(self.planned))?;
+        match self.first_rows {
+            Some(first) => write!(f, ", first rows at {:.1} ms", millis(first)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A duration in milliseconds, as `--timing` prints them.
+pub fn millis(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
 
 /// Prints `error: <message>` to standard error, in red on a terminal.

@@ -39,14 +39,13 @@ pub(crate) fn udfs_in(plan: &Arc<dyn ExecutionPlan>, registry: &Registry) -> BTr
     found
 }
 
-/// The scalar functions every worker's session has: DataFusion's own.
+/// The scalar functions every worker's session has: DataFusion's own, by
+/// name and alias (as a session registers them, without building one).
 static BUILT_IN: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    datafusion::execution::session_state::SessionStateBuilder::new()
-        .with_default_features()
-        .build()
-        .scalar_functions()
-        .keys()
-        .cloned()
+    datafusion::execution::SessionStateDefaults::default_scalar_functions()
+        .iter()
+        .flat_map(|f| std::iter::once(f.name()).chain(f.aliases().iter().map(String::as_str)))
+        .map(str::to_string)
         .collect()
 });
 
@@ -86,4 +85,18 @@ pub(crate) fn session_only(
         })
     });
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_functions_are_those_of_a_default_session() {
+        let session = datafusion::execution::session_state::SessionStateBuilder::new()
+            .with_default_features()
+            .build();
+        let registered: HashSet<String> = session.scalar_functions().keys().cloned().collect();
+        assert_eq!(*BUILT_IN, registered);
+    }
 }

@@ -128,9 +128,14 @@ fn timing_goes_to_stderr() {
     let timings: Vec<&str> = out
         .stderr
         .lines()
-        .filter(|l| l.starts_with("1 row in ") && l.ends_with(" s"))
+        .filter(|l| l.starts_with("1 row in ") && l.contains(" s (planned and submitted in "))
         .collect();
     assert_eq!(timings.len(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("started the embedded cluster in "),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
