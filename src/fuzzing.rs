@@ -204,7 +204,11 @@ impl Control {
             frame(wire::frame(&[ToWorker::Run {
                 key: task.key,
                 job: Arc::new(job),
-                inputs: vec![(key("scan-00aa-0"), vec![(0, "127.0.0.1:4000".into())])],
+                inputs: vec![wire::RunInput {
+                    key: key("scan-00aa-0"),
+                    nbytes: 4096,
+                    holders: vec![(0, "127.0.0.1:4000".into())],
+                }],
             }]));
         }
         frame(wire::frame(&[

@@ -321,6 +321,7 @@ impl ClusterLink for RemoteCluster {
         let input = StageInput::Remote(RemoteInput {
             key: key.clone(),
             holders: workers.to_vec(),
+            nbytes: 0,
             source: Arc::new(self.fetcher.clone()),
         });
         Box::pin(async move { input.data().await.map_err(|e| Error::Comm(e.to_string())) })
@@ -336,6 +337,7 @@ impl ClusterLink for RemoteCluster {
                 StageInput::Remote(RemoteInput {
                     key: key.clone(),
                     holders: workers.clone(),
+                    nbytes: 0,
                     source: Arc::new(self.fetcher.clone()),
                 })
             })

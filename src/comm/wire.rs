@@ -18,7 +18,7 @@ use crate::scheduler::{Mark, TaskError, WorkerId};
 use crate::worker::WorkerMetrics;
 
 /// The version of this protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The first message of a control stream: who is connecting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +50,18 @@ pub const CLIENT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 /// A worker's address, as inputs and reports carry it.
 pub type Holder = (WorkerId, String);
 
+/// An input of a task sent to a worker: its key, its size as reported by
+/// the worker that made it (0 while it is computed), and where it is held.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInput {
+    /// The input's key.
+    pub key: Key,
+    /// Its size in bytes, whole.
+    pub nbytes: u64,
+    /// The workers holding it; none when the worker computes it first.
+    pub holders: Vec<Holder>,
+}
+
 /// Scheduler → worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToWorker {
@@ -79,7 +91,7 @@ pub enum ToWorker {
         /// task (it travels as the job itself).
         job: Arc<EncodedJob>,
         /// Its inputs, each with the workers holding it.
-        inputs: Vec<(Key, Vec<Holder>)>,
+        inputs: Vec<RunInput>,
     },
     /// Drop the result of `key`.
     Release {
@@ -385,13 +397,18 @@ mod tests {
         let run = ToWorker::Run {
             key: Key::new("aggregate-3f9c-1"),
             job: Arc::new(EncodedJob::Concat),
-            inputs: vec![(Key::new("scan-3f9c-0"), vec![(2, "127.0.0.1:4000".into())])],
+            inputs: vec![RunInput {
+                key: Key::new("scan-3f9c-0"),
+                nbytes: 1 << 20,
+                holders: vec![(2, "127.0.0.1:4000".into())],
+            }],
         };
         let back: Vec<ToWorker> = unframe(&frame(&[run]), "worker message").unwrap();
         match &back[..] {
             [ToWorker::Run { key, inputs, .. }] => {
                 assert_eq!(key.as_str(), "aggregate-3f9c-1");
-                assert_eq!(inputs[0].1[0].1, "127.0.0.1:4000");
+                assert_eq!(inputs[0].holders[0].1, "127.0.0.1:4000");
+                assert_eq!(inputs[0].nbytes, 1 << 20);
             }
             other => panic!("{other:?}"),
         }

@@ -394,9 +394,10 @@ impl Shared<'_> {
                             Ok(job) => {
                                 let inputs = inputs
                                     .into_iter()
-                                    .map(|(key, holders)| Input {
-                                        key,
-                                        holders: tasks.fetcher.learn(holders),
+                                    .map(|input| Input {
+                                        key: input.key,
+                                        nbytes: input.nbytes,
+                                        holders: tasks.fetcher.learn(input.holders),
                                     })
                                     .collect();
                                 worker.run(key, Arc::new(job), inputs);

@@ -192,6 +192,8 @@ pub struct RemoteInput {
     pub key: Key,
     /// Workers holding it, tried in order.
     pub holders: Vec<u64>,
+    /// Its size in bytes, whole, as its maker reported it; 0 if unknown.
+    pub nbytes: u64,
     /// Fetches from them.
     pub source: Arc<dyn RemoteSource>,
 }

@@ -18,32 +18,46 @@ use super::{StageInput, TaskInputs};
 /// that a reader of a large shuffle still streams.
 const INPUTS_PER_WINDOW: usize = 16;
 
+/// Bytes a window fetches from other processes, at most (by the sizes their
+/// makers reported), unless one input alone is larger: a reader of a large
+/// shuffle holds a few fetched inputs at a time, not sixteen.
+const WINDOW_BYTES: u64 = 64 << 20;
+
 /// Windows of inputs in flight at the same time.
 const CONCURRENT_WINDOWS: usize = 2;
 
 /// A part of a reader's inputs, read as one.
 enum Segment {
-    /// Up to [`INPUTS_PER_WINDOW`] inputs in memory or in other processes.
+    /// Up to [`INPUTS_PER_WINDOW`] inputs in memory or in other processes,
+    /// fetching up to about [`WINDOW_BYTES`].
     Window(Vec<StageInput>),
     /// An input this process spilled to disk, streamed from its file.
     Spilled(StageInput),
 }
 
-/// `inputs` in order, spilled ones apart, the others in windows.
-fn segments(inputs: Vec<StageInput>) -> Vec<Segment> {
+/// `inputs` in order, spilled ones apart, the others in windows. A reader
+/// reads one part in `parts` of each input (one bucket of every producer's
+/// output, or 1 for whole outputs): what a remote input's window costs.
+fn segments(inputs: Vec<StageInput>, parts: u64) -> Vec<Segment> {
     let mut segments = Vec::new();
     let mut window = Vec::new();
+    let mut fetched = 0;
     for input in inputs {
         if matches!(input, StageInput::Stored(_)) {
             if !window.is_empty() {
                 segments.push(Segment::Window(std::mem::take(&mut window)));
+                fetched = 0;
             }
             segments.push(Segment::Spilled(input));
             continue;
         }
+        if let StageInput::Remote(remote) = &input {
+            fetched += remote.nbytes / parts.max(1);
+        }
         window.push(input);
-        if window.len() == INPUTS_PER_WINDOW {
+        if window.len() == INPUTS_PER_WINDOW || fetched >= WINDOW_BYTES {
             segments.push(Segment::Window(std::mem::take(&mut window)));
+            fetched = 0;
         }
     }
     if !window.is_empty() {
@@ -170,10 +184,14 @@ impl ExecutionPlan for StageReadExec {
         // Inputs are yielded in producer order. Those in this process's
         // memory are read in place, and others fetched a window at a time
         // as the stream is polled (those of one worker in a window in one
-        // request); those this process spilled stream from their files
-        // batch by batch, so a reader of many holds a batch of each at a
-        // time, not each whole.
-        let batches = futures::stream::iter(segments(inputs))
+        // request), a window bounded by count and by bytes fetched; those
+        // this process spilled stream from their files batch by batch, so a
+        // reader of many holds a batch of each at a time, not each whole.
+        let parts = match bucket {
+            Some(_) => self.properties.partitioning.partition_count() as u64,
+            None => 1,
+        };
+        let batches = futures::stream::iter(segments(inputs, parts))
             .map(move |segment| async move {
                 match segment {
                     Segment::Window(window) => {
@@ -212,9 +230,50 @@ mod tests {
         }
     }
 
+    /// Workers that are never asked.
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl crate::exec::RemoteSource for Nowhere {
+        fn fetch(
+            &self,
+            _: u64,
+            _: &[Key],
+            _: Option<usize>,
+        ) -> futures::future::BoxFuture<
+            'static,
+            std::result::Result<Vec<Vec<datafusion::arrow::record_batch::RecordBatch>>, String>,
+        > {
+            Box::pin(async { Err("not fetched in this test".to_string()) })
+        }
+    }
+
+    fn held() -> StageInput {
+        StageInput::Held(Arc::new(TaskData::Batches(Vec::new())))
+    }
+
+    fn remote(nbytes: u64) -> StageInput {
+        StageInput::Remote(crate::exec::RemoteInput {
+            key: Key::new("r-1"),
+            holders: vec![1],
+            nbytes,
+            source: Arc::new(Nowhere),
+        })
+    }
+
+    /// What [`segments`] makes of `inputs`, in words.
+    fn shape(inputs: Vec<StageInput>, parts: u64) -> Vec<String> {
+        segments(inputs, parts)
+            .iter()
+            .map(|s| match s {
+                Segment::Window(w) => format!("window of {}", w.len()),
+                Segment::Spilled(_) => "spilled".into(),
+            })
+            .collect()
+    }
+
     #[test]
     fn spilled_inputs_stream_apart_and_the_others_go_in_windows() {
-        let held = || StageInput::Held(Arc::new(TaskData::Batches(Vec::new())));
         let spilled = || {
             StageInput::Stored(StoredInput {
                 key: Key::new("s-1"),
@@ -225,15 +284,8 @@ mod tests {
         let mut inputs: Vec<StageInput> = (0..20).map(|_| held()).collect();
         inputs.insert(3, spilled());
         inputs.push(spilled());
-        let shape: Vec<String> = segments(inputs)
-            .iter()
-            .map(|s| match s {
-                Segment::Window(w) => format!("window of {}", w.len()),
-                Segment::Spilled(_) => "spilled".into(),
-            })
-            .collect();
         assert_eq!(
-            shape,
+            shape(inputs, 1),
             [
                 "window of 3",
                 "spilled",
@@ -241,6 +293,25 @@ mod tests {
                 "window of 1",
                 "spilled"
             ]
+        );
+    }
+
+    #[test]
+    fn a_window_fetches_about_its_bytes_of_the_part_read() {
+        const MB: u64 = 1 << 20;
+        // Buckets of a quarter of 100 MB: a window ends at 64 MB fetched.
+        let inputs: Vec<StageInput> = (0..7).map(|_| remote(100 * MB)).collect();
+        assert_eq!(
+            shape(inputs, 4),
+            ["window of 3", "window of 3", "window of 1"]
+        );
+        // Whole outputs larger than a window go one by one; inputs held
+        // here cost nothing to read, and small ones share a window.
+        let mut inputs = vec![remote(200 * MB), held(), remote(MB), remote(200 * MB)];
+        inputs.extend((0..20).map(|_| remote(MB)));
+        assert_eq!(
+            shape(inputs, 1),
+            ["window of 1", "window of 3", "window of 16", "window of 4"]
         );
     }
 }

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Result;
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_plan::metrics;
 use datafusion::physical_plan::repartition::BatchPartitioner;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
@@ -86,11 +88,23 @@ impl StagePlan {
             base.runtime_env(),
         ));
         let mut stream = self.plan.execute(partition, context)?;
+        // The output counts in the worker's budget as it grows, so that the
+        // operators running beside it, and the results held, make room for
+        // it (the pool has stored results spilled first). Past what can be
+        // freed it is not counted, and the task goes on: its output goes to
+        // the store, which spills what does not fit, when the task ends.
+        let reservation = MemoryConsumer::new(format!("stage {} output", self.id))
+            .register(&base.runtime_env().memory_pool);
+        let keep = |batch: RecordBatch| -> Result<RecordBatch> {
+            let batch = compact(batch)?;
+            let _ = reservation.try_grow(super::sliced_bytes(&batch) as usize);
+            Ok(batch)
+        };
         match &self.output {
             StageOutput::Whole => {
                 let mut batches = Vec::new();
                 while let Some(batch) = stream.next().await {
-                    batches.push(compact(batch?)?);
+                    batches.push(keep(batch?)?);
                 }
                 Ok(TaskData::Batches(vec![batches]))
             }
@@ -105,7 +119,7 @@ impl StagePlan {
                 while let Some(batch) = stream.next().await {
                     partitioner.partition(batch?, |bucket, part| {
                         if part.num_rows() > 0 {
-                            buckets[bucket].push(compact(part)?);
+                            buckets[bucket].push(keep(part)?);
                         }
                         Ok(())
                     })?;
@@ -132,5 +146,78 @@ fn collect_inputs(plan: &dyn ExecutionPlan, inputs: &mut Vec<usize>) {
     }
     for child in plan.children() {
         collect_inputs(child.as_ref(), inputs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::execution::memory_pool::{MemoryPool, MemoryReservation};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+    use super::*;
+    use crate::exec::{Reclaim, ReclaimingPool};
+
+    /// Results holding most of the pool, all given back when asked.
+    struct Results {
+        reservation: parking_lot::Mutex<MemoryReservation>,
+        asked: AtomicUsize,
+    }
+
+    impl Reclaim for Results {
+        fn reclaim(&self, _bytes: usize) -> usize {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let reservation = self.reservation.lock();
+            let freed = reservation.size();
+            reservation.free();
+            freed
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_output_growing_makes_held_results_give_way() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batches: Vec<RecordBatch> = (0..8)
+            .map(|i| {
+                let column = Int64Array::from_iter_values(i * 10_000..(i + 1) * 10_000);
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(column)])
+            })
+            .collect::<Result<_, _>>()
+            .expect("batches");
+        // 8 batches of 80 kB out, a pool of 1 MB that results fill 90 % of.
+        let pool: Arc<dyn MemoryPool> = Arc::new(ReclaimingPool::new(1 << 20));
+        let results = Arc::new(Results {
+            reservation: parking_lot::Mutex::new(MemoryConsumer::new("results").register(&pool)),
+            asked: AtomicUsize::new(0),
+        });
+        results.reservation.lock().grow(900 << 10);
+        let reclaim: Arc<dyn Reclaim> = Arc::clone(&results) as _;
+        pool.downcast_ref::<ReclaimingPool>()
+            .expect("a reclaiming pool")
+            .reclaim_from(Arc::downgrade(&reclaim));
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::clone(&pool))
+            .build_arc()
+            .expect("runtime");
+        let base = TaskContext::default().with_runtime(runtime);
+
+        let plan = MemorySourceConfig::try_new_exec(&[batches], schema, None).expect("plan");
+        let stage = StagePlan::new(0, plan, StageOutput::Whole, Arc::default());
+        let output = stage
+            .run(0, TaskInputs::default(), &base)
+            .await
+            .expect("the task runs");
+
+        assert_eq!(
+            output.batches().map(RecordBatch::num_rows).sum::<usize>(),
+            80_000
+        );
+        assert_eq!(results.asked.load(Ordering::SeqCst), 1);
+        // The output's reservation ends with the task: the store counts it.
+        assert_eq!(pool.reserved(), 0);
     }
 }

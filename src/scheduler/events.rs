@@ -320,6 +320,9 @@ pub struct Input {
     /// on the worker this task is sent to: the task was sent ahead (see the
     /// scheduler's placement) and starts once that result is stored there.
     pub holders: Vec<WorkerId>,
+    /// The size of the whole result as its holder reported it (0 while it
+    /// is still being computed): what reading it may cost a reader.
+    pub nbytes: u64,
 }
 
 /// How a wanted key ended, as reported to the client wanting it.

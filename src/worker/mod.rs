@@ -427,10 +427,12 @@ impl Slots {
             [] => &here[..],
             holders => holders,
         };
-        self.peers.input(&input.key, holders).ok_or_else(|| {
-            let worker = holders.first().copied().unwrap_or(WorkerId::MAX);
-            Failure::fetch(input.key.clone(), worker)
-        })
+        self.peers
+            .input(&input.key, input.nbytes, holders)
+            .ok_or_else(|| {
+                let worker = holders.first().copied().unwrap_or(WorkerId::MAX);
+                Failure::fetch(input.key.clone(), worker)
+            })
     }
 }
 
@@ -497,6 +499,7 @@ mod tests {
         Input {
             key: Key::new(k),
             holders: Vec::new(),
+            nbytes: 0,
         }
     }
 

@@ -384,8 +384,8 @@ impl Peers {
 
     /// `key` as a task reads it: in place from a store of this process (read
     /// back from disk as it is read, if spilled), else to be fetched from the
-    /// remote `holders`; `None` if neither can be.
-    pub fn input(&self, key: &Key, holders: &[WorkerId]) -> Option<StageInput> {
+    /// remote `holders`, `nbytes` in all; `None` if neither can be.
+    pub fn input(&self, key: &Key, nbytes: u64, holders: &[WorkerId]) -> Option<StageInput> {
         let local = {
             let stores = self.stores.read();
             holders
@@ -408,6 +408,7 @@ impl Peers {
             StageInput::Remote(RemoteInput {
                 key: key.clone(),
                 holders: holders.to_vec(),
+                nbytes,
                 source: Arc::clone(source),
             })
         })

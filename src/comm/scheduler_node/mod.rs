@@ -32,8 +32,8 @@ use tonic::{Status, Streaming};
 
 use super::flight::{self, ControlPlane, FlightNode, Frames};
 use super::wire::{
-    EncodedJob, EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, ToClient,
-    ToWorker, WireOutcome, WorkerDeath,
+    EncodedJob, EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, RunInput,
+    ToClient, ToWorker, WireOutcome, WorkerDeath,
 };
 use crate::cluster::{ClusterInfo, WorkerInfo, WorkerState};
 use crate::key::{Key, KeySet};

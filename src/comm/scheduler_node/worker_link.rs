@@ -170,9 +170,10 @@ impl WorkerEndpoint<EncodedJob> for RemoteWorker {
         };
         let inputs = inputs
             .into_iter()
-            .map(|input| {
-                let holders = state.holders(&input.holders);
-                (input.key, holders)
+            .map(|input| RunInput {
+                holders: state.holders(&input.holders),
+                key: input.key,
+                nbytes: input.nbytes,
             })
             .collect();
         let _ = self.outbox.send(ToWorker::Run { key, job, inputs });

@@ -128,6 +128,7 @@ impl Scheduler {
                     TaskState::Memory => d.who_has.to_vec(),
                     _ => Vec::new(),
                 },
+                nbytes: d.nbytes,
             })
             .collect();
         self.out.push(Decision::Run {
