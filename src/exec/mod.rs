@@ -33,7 +33,10 @@ pub use memory_pool::{Reclaim, ReclaimingPool};
 pub use object_stores::ObjectStores;
 pub use partition_fn::{PartitionFn, partition, partition_with};
 pub use persisted::{PartitionState, PersistedExec, PersistedPartitions, PersistedTable};
-pub use session::{MAX_TASKS, RaskOptions, SCAN_BYTES_PER_TASK, SessionOptions, new_context};
+pub use session::{
+    BROADCAST_JOIN_BYTES, BROADCAST_JOIN_ROWS, MAX_TASKS, RaskOptions, SCAN_BYTES_PER_TASK,
+    SessionOptions, new_context,
+};
 pub use stage_read::{ReadMode, StageReadExec};
 pub use stage_task::{StageOutput, StagePlan};
 pub use value::{AnyValue, Value, ValueError};

@@ -31,6 +31,16 @@ pub struct SessionOptions {
 /// otherwise (`rask.scan_bytes_per_task`).
 pub const SCAN_BYTES_PER_TASK: u64 = 256 << 20;
 
+/// Bytes of a join's build side, by its statistics, up to which it is
+/// broadcast (`datafusion.optimizer.hash_join_single_partition_threshold`;
+/// DataFusion's own default is 1 MiB, for one process).
+pub const BROADCAST_JOIN_BYTES: usize = 4 << 20;
+
+/// Rows of a join's build side up to which it is broadcast
+/// (`datafusion.optimizer.hash_join_single_partition_threshold_rows`;
+/// DataFusion's own default is 131,072).
+pub const BROADCAST_JOIN_ROWS: usize = 256 << 10;
+
 /// The most tasks one query may run unless its session says otherwise.
 pub const MAX_TASKS: usize = 100_000;
 
@@ -77,6 +87,12 @@ pub fn new_context(
     // partition also reads files of siblings it finds unclaimed, which in a
     // task of its own (another process, or a rerun) means read twice or never.
     settings.execution.enable_file_stream_work_stealing = false;
+    // A join's build side is collected whole by every task of its probe side
+    // (a broadcast) up to these sizes, rather than both sides hash-shuffled:
+    // between processes a shuffle moves the larger probe side across the
+    // network, which costs more than sending a small build side to each task.
+    settings.optimizer.hash_join_single_partition_threshold = BROADCAST_JOIN_BYTES;
+    settings.optimizer.hash_join_single_partition_threshold_rows = BROADCAST_JOIN_ROWS;
 
     let mut runtime =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));

@@ -78,3 +78,45 @@ async fn a_scan_of_more_bytes_than_a_task_reads_is_split_into_more_tasks() {
         .sum();
     assert_eq!(total, 2 * 86_400, "every row counted once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_with_a_small_build_side_sends_it_whole_instead_of_shuffling_both() {
+    let client = crate::dataframe::cluster();
+    let data = repository_root().join("tests/data/timeseries-2days");
+    // 172,800 rows of two numbers on the build side: above DataFusion's
+    // thresholds for collecting it (128 Ki rows), within rask's.
+    let sql = format!(
+        "SELECT count(*) AS n FROM '{0}/' a JOIN (SELECT id, x FROM '{0}/') b \
+         ON a.id = b.id AND a.x = b.x",
+        data.display()
+    );
+    let count = |batches: &[rask::arrow::record_batch::RecordBatch]| {
+        batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<rask::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    let broadcast = client.sql(&sql).await.unwrap();
+    let graph = rask::internals::stages(&broadcast).await.unwrap();
+    assert!(!pinned(&graph).contains("hash("), "{}", pinned(&graph));
+    assert_eq!(count(&broadcast.collect().await.unwrap()), 2 * 86_400);
+
+    // DataFusion's thresholds: both sides hash-partitioned, the same answer.
+    for set in [
+        "SET datafusion.optimizer.hash_join_single_partition_threshold = 1048576",
+        "SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 131072",
+    ] {
+        client.sql(set).await.unwrap().collect().await.unwrap();
+    }
+    let shuffled = client.sql(&sql).await.unwrap();
+    let graph = rask::internals::stages(&shuffled).await.unwrap();
+    assert_eq!(
+        pinned(&graph).matches("hash(").count(),
+        2,
+        "{}",
+        pinned(&graph)
+    );
+    assert_eq!(count(&shuffled.collect().await.unwrap()), 2 * 86_400);
+}
