@@ -64,6 +64,14 @@ impl ClusterQueryPlanner {
         plan: Arc<dyn ExecutionPlan>,
         config: &Arc<SessionConfig>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // A statement that reads nothing (DDL done while it was planned, a
+        // filter that is always false): no task to send, no round trip.
+        if plan
+            .downcast_ref::<datafusion::physical_plan::empty::EmptyExec>()
+            .is_some()
+        {
+            return Ok(Arc::new(ClientExec::new(plan, "it reads no data".into())));
+        }
         match self.place(Arc::clone(&plan), config)? {
             Placement::Tasks {
                 graph,

@@ -786,6 +786,37 @@ async fn a_plan_that_runs_in_the_client_says_so() {
     assert_eq!(local.tasks_finished(), before, "no task runs");
 }
 
+/// DDL (done as it is planned) and a query that reads nothing send no task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_reads_nothing_runs_no_task() {
+    let client = cluster();
+    let local = client.local_cluster().expect("a local cluster");
+    let before = local.tasks_finished();
+    let created = client
+        .sql("CREATE VIEW v AS SELECT 1 AS one")
+        .await
+        .unwrap();
+    assert!(created.collect().await.unwrap().is_empty());
+    let nothing = "SELECT one FROM v WHERE false";
+    assert_eq!(
+        client.explain(nothing).await.unwrap(),
+        "no tasks: runs in the client, as it reads no data\n"
+    );
+    let rows = client.sql(nothing).await.unwrap().collect().await.unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    assert_eq!(local.tasks_finished(), before, "no task runs");
+    assert_eq!(
+        csv(&client
+            .sql("SELECT one FROM v")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()),
+        ["1"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_computes_the_partitions_it_needs_not_all() {
     // 30 daily partitions of 86,400 rows; 100,000 rows are in the first two.
