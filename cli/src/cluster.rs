@@ -21,6 +21,15 @@ use crate::args::{RunArgs, SchedulerArgs, WorkerArgs, WorkerProcessArgs, WorkerS
 /// The environment variable that tells a worker process its nanny's pid.
 const NANNY_VARIABLE: &str = "RASK_NANNY_PID";
 
+/// How a worker process's allocator (mimalloc) runs, unless the environment
+/// says otherwise: memory freed goes back to the system at once, in small
+/// pages, so that the worker's resident memory follows what it holds, which
+/// is what `--memory-limit` bounds. By default mimalloc keeps freed memory a
+/// while, in 2 MiB transparent huge pages (SF10 q18 under 2 GiB: peaks of
+/// 2.5 GiB with the defaults, 2.2 without).
+const WORKER_ALLOCATOR: [(&str, &str); 2] =
+    [("MIMALLOC_PURGE_DELAY", "0"), ("MIMALLOC_ALLOW_THP", "0")];
+
 /// Runs a scheduler until Ctrl-C or SIGTERM.
 pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool {
     let options = SchedulerOptions {
@@ -282,6 +291,11 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<Option<Stop>>)
             child.env(TOKEN_VARIABLE, token);
         }
         child.env(NANNY_VARIABLE, std::process::id().to_string());
+        for (variable, value) in WORKER_ALLOCATOR {
+            if std::env::var_os(variable).is_none() {
+                child.env(variable, value);
+            }
+        }
         let mut child = match child.spawn() {
             Ok(child) => child,
             Err(e) => {
