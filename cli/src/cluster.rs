@@ -22,13 +22,13 @@ use crate::args::{RunArgs, SchedulerArgs, WorkerArgs, WorkerProcessArgs, WorkerS
 const NANNY_VARIABLE: &str = "RASK_NANNY_PID";
 
 /// How a worker process's allocator (mimalloc) runs, unless the environment
-/// says otherwise: memory freed goes back to the system at once, in small
-/// pages, so that the worker's resident memory follows what it holds, which
-/// is what `--memory-limit` bounds. By default mimalloc keeps freed memory a
-/// while, in 2 MiB transparent huge pages (SF10 q18 under 2 GiB: peaks of
-/// 2.5 GiB with the defaults, 2.2 without).
-const WORKER_ALLOCATOR: [(&str, &str); 2] =
-    [("MIMALLOC_PURGE_DELAY", "0"), ("MIMALLOC_ALLOW_THP", "0")];
+/// says otherwise: in small pages, not 2 MiB transparent huge pages, so that
+/// the worker's resident memory follows what it holds, which is what
+/// `--memory-limit` bounds (SF10 q21 under 2 GiB: peaks of 2.1 GiB with huge
+/// pages, 1.9 without). Giving freed memory back at once as well
+/// (`MIMALLOC_PURGE_DELAY=0`) lowered peaks further but made TPC-H a fifth
+/// slower.
+const WORKER_ALLOCATOR: [(&str, &str); 1] = [("MIMALLOC_ALLOW_THP", "0")];
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
 pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool {

@@ -395,12 +395,12 @@ fn a_query_over_more_data_than_the_workers_memory_finishes() {
     // process itself (about 40 MiB) and what the budget does not count, the
     // batches in flight and a merge's batch of each input. (Before inputs
     // streamed, the merging worker peaked at 5× the limit.) Its allocator
-    // gives freed memory back at once, in small pages, unless told otherwise.
+    // uses small pages, unless told otherwise.
     const LIMIT: u64 = 64_000_000;
     const ALLOWANCE: u64 = 160 << 20;
     for pid in cluster.worker_pids() {
         let environment = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-        for setting in ["MIMALLOC_PURGE_DELAY=0", "MIMALLOC_ALLOW_THP=0"] {
+        for setting in ["MIMALLOC_ALLOW_THP=0"] {
             assert!(
                 environment
                     .split(|&b| b == 0)
