@@ -113,37 +113,49 @@ impl MemoryPool for ReclaimingPool {
     }
 }
 
+/// Results for tests: memory held in a pool, all given back when asked.
+#[cfg(test)]
+pub(crate) struct HeldResults {
+    reservation: parking_lot::Mutex<MemoryReservation>,
+    /// How often it was asked to give memory back.
+    pub asked: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl HeldResults {
+    /// `bytes` held in `pool`.
+    pub fn holding(pool: &std::sync::Arc<dyn MemoryPool>, bytes: usize) -> std::sync::Arc<Self> {
+        let reservation = MemoryConsumer::new("results").register(pool);
+        reservation.grow(bytes);
+        std::sync::Arc::new(Self {
+            reservation: parking_lot::Mutex::new(reservation),
+            asked: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+}
+
+#[cfg(test)]
+impl Reclaim for HeldResults {
+    fn reclaim(&self, _bytes: usize) -> usize {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let reservation = self.reservation.lock();
+        let freed = reservation.size();
+        reservation.free();
+        freed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::*;
-
-    /// Holds `held` bytes in the pool and gives them all back when asked.
-    struct Results {
-        reservation: parking_lot::Mutex<MemoryReservation>,
-        asked: AtomicUsize,
-    }
-
-    impl Reclaim for Results {
-        fn reclaim(&self, _bytes: usize) -> usize {
-            self.asked.fetch_add(1, Ordering::SeqCst);
-            let reservation = self.reservation.lock();
-            let freed = reservation.size();
-            reservation.free();
-            freed
-        }
-    }
 
     #[test]
     fn a_reservation_that_does_not_fit_makes_results_give_memory_back() {
         let pool: Arc<dyn MemoryPool> = Arc::new(ReclaimingPool::new(1000));
-        let results = Arc::new(Results {
-            reservation: parking_lot::Mutex::new(MemoryConsumer::new("results").register(&pool)),
-            asked: AtomicUsize::new(0),
-        });
-        results.reservation.lock().grow(800);
+        let results = HeldResults::holding(&pool, 800);
         let join = MemoryConsumer::new("join").register(&pool);
 
         // Nothing to reclaim from yet: refused.

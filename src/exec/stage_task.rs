@@ -151,32 +151,17 @@ fn collect_inputs(plan: &dyn ExecutionPlan, inputs: &mut Vec<usize>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::memory::MemorySourceConfig;
-    use datafusion::execution::memory_pool::{MemoryPool, MemoryReservation};
+    use datafusion::execution::memory_pool::MemoryPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
     use super::*;
+    use crate::exec::memory_pool::HeldResults;
     use crate::exec::{Reclaim, ReclaimingPool};
-
-    /// Results holding most of the pool, all given back when asked.
-    struct Results {
-        reservation: parking_lot::Mutex<MemoryReservation>,
-        asked: AtomicUsize,
-    }
-
-    impl Reclaim for Results {
-        fn reclaim(&self, _bytes: usize) -> usize {
-            self.asked.fetch_add(1, Ordering::SeqCst);
-            let reservation = self.reservation.lock();
-            let freed = reservation.size();
-            reservation.free();
-            freed
-        }
-    }
 
     #[tokio::test]
     async fn a_task_output_growing_makes_held_results_give_way() {
@@ -190,11 +175,7 @@ mod tests {
             .expect("batches");
         // 8 batches of 80 kB out, a pool of 1 MB that results fill 90 % of.
         let pool: Arc<dyn MemoryPool> = Arc::new(ReclaimingPool::new(1 << 20));
-        let results = Arc::new(Results {
-            reservation: parking_lot::Mutex::new(MemoryConsumer::new("results").register(&pool)),
-            asked: AtomicUsize::new(0),
-        });
-        results.reservation.lock().grow(900 << 10);
+        let results = HeldResults::holding(&pool, 900 << 10);
         let reclaim: Arc<dyn Reclaim> = Arc::clone(&results) as _;
         pool.downcast_ref::<ReclaimingPool>()
             .expect("a reclaiming pool")

@@ -1142,6 +1142,23 @@ impl Cluster {
         c
     }
 
+    /// Takes `key` off `worker` before it ran (a task here runs only when
+    /// it completes): it no longer counts as a run. Whether it was there.
+    fn take_back(&mut self, worker: WorkerId, key: &Key) -> bool {
+        let Some(i) = self
+            .running
+            .iter()
+            .position(|(w, k, _)| *w == worker && k == key)
+        else {
+            return false;
+        };
+        self.running.remove(i);
+        if let Some(runs) = self.runs.get_mut(key) {
+            *runs -= 1;
+        }
+        true
+    }
+
     fn add_worker(&mut self, nthreads: usize) {
         let id = self.next_worker;
         self.next_worker += 1;
@@ -1181,22 +1198,13 @@ impl Cluster {
                         "{key} released on {worker}, which does not hold it"
                     );
                 }
-                Decision::Abort { worker, key } => self
-                    .running
-                    .retain(|(w, k, _)| !(*w == worker && *k == key)),
+                Decision::Abort { worker, key } => {
+                    self.take_back(worker, &key);
+                }
                 // Half the asks find the task still queued (the other half,
                 // started: it runs on), by the length of the log so far.
                 Decision::Steal { worker, key } => {
-                    let queued = self
-                        .running
-                        .iter()
-                        .position(|(w, k, _)| *w == worker && *k == key);
-                    if let Some(i) = queued.filter(|_| self.log.len().is_multiple_of(2)) {
-                        self.running.remove(i);
-                        // It never ran there.
-                        if let Some(runs) = self.runs.get_mut(&key) {
-                            *runs -= 1;
-                        }
+                    if self.log.len().is_multiple_of(2) && self.take_back(worker, &key) {
                         self.event(Event::TaskStolen { worker, key });
                     }
                 }

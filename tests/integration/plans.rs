@@ -25,6 +25,13 @@ async fn the_walkthrough_queries_run_as_these_stages() {
     insta::assert_snapshot!("walkthrough", listing);
 }
 
+/// Runs each of `settings` (`SET …`) in `client`'s session.
+async fn set(client: &rask::Client, settings: &[&str]) {
+    for setting in settings {
+        client.sql(setting).await.unwrap().collect().await.unwrap();
+    }
+}
+
 /// `graph`'s listing without its query's token, which differs run to run.
 pub(crate) fn pinned(graph: &StageGraph) -> String {
     graph.to_string().replace(&graph.token, "<token>")
@@ -46,12 +53,14 @@ async fn a_scan_of_more_bytes_than_a_task_reads_is_split_into_more_tasks() {
     let expected = whole.collect().await.unwrap();
 
     // At most 1 MB a task (and files split from 1 byte up): six tasks.
-    for set in [
-        "SET rask.scan_bytes_per_task = 1000000",
-        "SET datafusion.optimizer.repartition_file_min_size = 1",
-    ] {
-        client.sql(set).await.unwrap().collect().await.unwrap();
-    }
+    set(
+        &client,
+        &[
+            "SET rask.scan_bytes_per_task = 1000000",
+            "SET datafusion.optimizer.repartition_file_min_size = 1",
+        ],
+    )
+    .await;
     let split = client.sql(&sql).await.unwrap();
     let graph = rask::internals::stages(&split).await.unwrap();
     assert_eq!(scan_tasks(&graph), 6, "{}", pinned(&graph));
@@ -104,12 +113,14 @@ async fn a_join_with_a_small_build_side_sends_it_whole_instead_of_shuffling_both
     assert_eq!(count(&broadcast.collect().await.unwrap()), 2 * 86_400);
 
     // DataFusion's thresholds: both sides hash-partitioned, the same answer.
-    for set in [
-        "SET datafusion.optimizer.hash_join_single_partition_threshold = 1048576",
-        "SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 131072",
-    ] {
-        client.sql(set).await.unwrap().collect().await.unwrap();
-    }
+    set(
+        &client,
+        &[
+            "SET datafusion.optimizer.hash_join_single_partition_threshold = 1048576",
+            "SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 131072",
+        ],
+    )
+    .await;
     let shuffled = client.sql(&sql).await.unwrap();
     let graph = rask::internals::stages(&shuffled).await.unwrap();
     assert_eq!(
