@@ -39,25 +39,29 @@ enum Segment {
 /// reads one part in `parts` of each input (one bucket of every producer's
 /// output, or 1 for whole outputs): what a remote input's window costs.
 fn segments(inputs: Vec<StageInput>, parts: u64) -> Vec<Segment> {
+    // What reading `window` fetches from other processes.
+    let fetched = |window: &[StageInput]| -> u64 {
+        window
+            .iter()
+            .map(|input| match input {
+                StageInput::Remote(remote) => remote.nbytes / parts.max(1),
+                _ => 0,
+            })
+            .sum()
+    };
     let mut segments = Vec::new();
     let mut window = Vec::new();
-    let mut fetched = 0;
     for input in inputs {
         if matches!(input, StageInput::Stored(_)) {
             if !window.is_empty() {
                 segments.push(Segment::Window(std::mem::take(&mut window)));
-                fetched = 0;
             }
             segments.push(Segment::Spilled(input));
             continue;
         }
-        if let StageInput::Remote(remote) = &input {
-            fetched += remote.nbytes / parts.max(1);
-        }
         window.push(input);
-        if window.len() == INPUTS_PER_WINDOW || fetched >= WINDOW_BYTES {
+        if window.len() == INPUTS_PER_WINDOW || fetched(&window) >= WINDOW_BYTES {
             segments.push(Segment::Window(std::mem::take(&mut window)));
-            fetched = 0;
         }
     }
     if !window.is_empty() {

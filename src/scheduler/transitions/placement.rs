@@ -46,7 +46,7 @@ impl Durations {
         }
     }
 
-    /// How long a task named as `key` is can be expected to run, in
+    /// How long a task named as `key` is expected to run, in
     /// microseconds: the average of its operation so far, or
     /// [`UNKNOWN_TASK_MICROS`] before one has finished.
     pub(super) fn expected(&self, key: &Key) -> u64 {
