@@ -195,6 +195,7 @@ impl Control {
                 retries: 0,
                 workers: None,
                 functions: Vec::new(),
+                parts: vec![2],
                 job: job.clone(),
             };
             frame(wire::frame(&[FromClient::Submit {

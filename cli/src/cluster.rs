@@ -21,15 +21,6 @@ use crate::args::{RunArgs, SchedulerArgs, WorkerArgs, WorkerProcessArgs, WorkerS
 /// The environment variable that tells a worker process its nanny's pid.
 const NANNY_VARIABLE: &str = "RASK_NANNY_PID";
 
-/// How a worker process's allocator (mimalloc) runs, unless the environment
-/// says otherwise: in small pages, not 2 MiB transparent huge pages, so that
-/// the worker's resident memory follows what it holds, which is what
-/// `--memory-limit` bounds (SF10 q21 under 2 GiB: peaks of 2.1 GiB with huge
-/// pages, 1.9 without). Giving freed memory back at once as well
-/// (`MIMALLOC_PURGE_DELAY=0`) lowered peaks further but made TPC-H a fifth
-/// slower.
-const WORKER_ALLOCATOR: [(&str, &str); 1] = [("MIMALLOC_ALLOW_THP", "0")];
-
 /// Runs a scheduler until Ctrl-C or SIGTERM.
 pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool {
     let options = SchedulerOptions {
@@ -291,11 +282,7 @@ async fn watch_worker(watched: Watched, mut stop: watch::Receiver<Option<Stop>>)
             child.env(TOKEN_VARIABLE, token);
         }
         child.env(NANNY_VARIABLE, std::process::id().to_string());
-        for (variable, value) in WORKER_ALLOCATOR {
-            if std::env::var_os(variable).is_none() {
-                child.env(variable, value);
-            }
-        }
+        child.envs(crate::allocator::worker_environment());
         let mut child = match child.spawn() {
             Ok(child) => child,
             Err(e) => {

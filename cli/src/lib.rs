@@ -2,6 +2,7 @@
 //! embedded local cluster.
 //!
 //! - [`args`]: the flags;
+//! - [`allocator`]: which processes give up huge pages;
 //! - [`runner`]: runs statements and prints their results (shared by both modes);
 //! - [`query`]: `rask query -f job.sql` / `-c "SQL"`;
 //! - [`repl`]: `rask` / `rask sql`, interactive or fed through a pipe;
@@ -10,6 +11,7 @@
 //! - [`cluster`]: `rask scheduler` and `rask worker`;
 //! - [`settings`]: every flag from the environment and a config file too.
 
+pub mod allocator;
 pub mod args;
 pub mod cluster;
 pub mod completion;
@@ -98,6 +100,11 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
                 | Command::Retire(_)
         )
     );
+    let remote_client = matches!(cli.command, Some(Command::Status(_)))
+        || (cli.run.scheduler.is_some() && !serving);
+    if remote_client {
+        allocator::small_pages_for_a_client();
+    }
     // Cluster processes tell what they do, as Dask's do; SQL commands stay quiet.
     init_logging(cli.run.verbose + if serving { 1 } else { 0 });
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::{Answer, ClusterInfo, Question};
+use crate::exec::StageOutput;
 use crate::exec::{TaskData, Value};
 use crate::key::Key;
 use crate::planner::StageGraph;
@@ -85,6 +86,17 @@ pub fn stage_tasks(
             .iter()
             .flat_map(|(_, keys)| keys.iter().cloned())
             .collect();
+        // A reader of a hashed output reads one bucket of each producer's.
+        let parts: Vec<u32> = inputs
+            .iter()
+            .flat_map(|(u, keys)| {
+                let parts = match graph.stages.get(*u).map(|s| &s.output) {
+                    Some(StageOutput::Partitioned(p)) => p.partition_count() as u32,
+                    _ => 1,
+                };
+                std::iter::repeat_n(parts, keys.len())
+            })
+            .collect();
         for partition in 0..stage.partitions() {
             let job = match encoded.and_then(|e| e.get(s)) {
                 Some(encoded) => Job::Encoded(EncodedJob::Stage {
@@ -101,7 +113,10 @@ pub fn stage_tasks(
                     inputs: inputs.clone(),
                 }),
             };
-            let spec = TaskSpec::new(graph.key(s, partition), dependencies.clone());
+            let spec = TaskSpec {
+                parts: parts.clone(),
+                ..TaskSpec::new(graph.key(s, partition), dependencies.clone())
+            };
             tasks.push((spec, Arc::new(job)));
         }
     }

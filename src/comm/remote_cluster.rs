@@ -173,6 +173,7 @@ impl RemoteCluster {
                     retries: task.retries,
                     workers: task.workers,
                     functions,
+                    parts: task.parts,
                     job,
                 })
             })

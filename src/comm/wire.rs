@@ -18,7 +18,7 @@ use crate::scheduler::{Mark, TaskError, WorkerId};
 use crate::worker::WorkerMetrics;
 
 /// The version of this protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The first message of a control stream: who is connecting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,6 +229,9 @@ pub struct EncodedTask {
     pub workers: Option<Vec<WorkerId>>,
     /// The registered functions it calls: it runs on workers carrying them.
     pub functions: Vec<String>,
+    /// Into how many parts its read of each dependency divides it (see
+    /// [`TaskSpec::parts`](crate::scheduler::TaskSpec)).
+    pub parts: Vec<u32>,
     /// What it does.
     pub job: EncodedJob,
 }

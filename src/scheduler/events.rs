@@ -27,6 +27,11 @@ pub struct TaskSpec {
     pub functions: Vec<String>,
     /// Whether it runs part of a query or calls a function.
     pub kind: TaskKind,
+    /// For each of `dependencies`, into how many parts the task's read
+    /// divides it: `n` when it reads one bucket of an output hashed into
+    /// `n`, 1 (or nothing given) when it reads it whole. Placement weighs
+    /// what a task would fetch from other workers by it.
+    pub parts: Vec<u32>,
 }
 
 /// What sort of work a task is, as far as placing it goes.
@@ -51,6 +56,7 @@ impl TaskSpec {
             workers: None,
             functions: Vec::new(),
             kind: TaskKind::Stage,
+            parts: Vec::new(),
         }
     }
 

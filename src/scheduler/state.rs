@@ -79,6 +79,10 @@ pub(super) struct Task {
     pub fetch_failures: u8,
     /// Whether it runs part of a query or calls a function.
     pub kind: super::TaskKind,
+    /// Into how many parts its read of each dependency divides it, in the
+    /// order of `dependencies`; empty when it reads them all whole (see
+    /// [`TaskSpec::parts`](super::TaskSpec)).
+    pub parts: Box<[u32]>,
     /// Its group, for progress.
     pub group: super::progress::GroupId,
     /// How long it was expected to run when it was last sent to a worker, in

@@ -454,6 +454,46 @@ fn readers_of_large_inputs_spread_when_waiting_costs_more_than_fetching() {
 }
 
 #[test]
+fn a_reader_of_one_bucket_weighs_fetching_that_bucket_only() {
+    // Four 200 MB outputs on worker 1, hashed into two buckets; two readers
+    // of one bucket each (a shuffle's two partitions). The first goes to
+    // worker 1, which holds them all. The second would wait there behind
+    // it (0.5 s, a task of unknown length) or fetch its buckets to idle
+    // worker 2: 400 MB, 0.4 s at 1 GB/s, so it goes there. Counted whole,
+    // 800 MB would have kept it on worker 1 while worker 2 idled.
+    let mut s = with_workers(&[(1, 1), (2, 1)]);
+    let names = ["scan-0", "scan-1", "scan-2", "scan-3"];
+    let reader = |k: &str| TaskSpec {
+        parts: vec![2; names.len()],
+        ..spec(k, &names)
+    };
+    let tasks: Vec<TaskSpec> = names
+        .iter()
+        .map(|k| TaskSpec {
+            workers: Some(vec![1]),
+            ..spec(k, &[])
+        })
+        .chain([reader("join-0"), reader("join-1")])
+        .collect();
+    let mut pending = runs(&submit(&mut s, 1, tasks, &["join-0", "join-1"]));
+    let mut joins = Vec::new();
+    while let Some((worker, k)) = pending.pop() {
+        if k.starts_with("join-") {
+            joins.push(worker);
+            continue;
+        }
+        pending.extend(runs(&s.handle(Event::TaskFinished {
+            worker,
+            key: key(&k),
+            nbytes: 200 << 20,
+            micros: 100_000,
+        })));
+    }
+    joins.sort_unstable();
+    assert_eq!(joins, [1, 2]);
+}
+
+#[test]
 fn errors_reach_every_dependent_with_the_original_key() {
     let mut s = with_workers(&[(1, 4)]);
     submit_chain_of_three(&mut s);

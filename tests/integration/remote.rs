@@ -762,6 +762,7 @@ fn a_plan_that_would_crash_a_worker_fails_its_task_and_the_worker_lives() {
             retries: 0,
             workers: None,
             functions: Vec::new(),
+            parts: Vec::new(),
             job: EncodedJob::Stage {
                 stage: std::sync::Arc::new(stage),
                 partition: 0,

@@ -114,6 +114,7 @@ pub(super) fn task_spec(task: EncodedTask) -> (TaskSpec, Arc<EncodedJob>) {
     spec.retries = task.retries;
     spec.workers = task.workers;
     spec.functions = task.functions;
+    spec.parts = task.parts;
     (spec, Arc::new(task.job))
 }
 

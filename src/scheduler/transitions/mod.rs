@@ -176,14 +176,21 @@ impl Scheduler {
             }
             // Each input once, in the order given; a wide fan-in dedups by hashing.
             let mut dependencies = SmallVec::<[TaskId; 4]>::new();
+            let mut parts = Vec::new();
             let mut seen = IdSet::default();
             let mut missing = None;
-            for dep in &spec.dependencies {
+            for (i, dep) in spec.dependencies.iter().enumerate() {
                 match self.tasks.id(dep) {
-                    Some(d) if seen.insert(d) => dependencies.push(d),
+                    Some(d) if seen.insert(d) => {
+                        dependencies.push(d);
+                        parts.push(spec.parts.get(i).copied().unwrap_or(1).max(1));
+                    }
                     Some(_) => {}
                     None => missing = missing.or_else(|| Some(dep.clone())),
                 }
+            }
+            if parts.iter().all(|&p| p == 1) {
+                parts.clear();
             }
             let id = self.tasks.next_id();
             let input_groups = dependencies
@@ -213,6 +220,7 @@ impl Scheduler {
                 died_on: Vec::new(),
                 fetch_failures: 0,
                 kind: spec.kind,
+                parts: parts.into(),
                 group,
                 counted: 0,
                 expected: 0,
@@ -306,6 +314,7 @@ impl Scheduler {
                 died_on: Vec::new(),
                 fetch_failures: 0,
                 kind: TaskKind::Stage,
+                parts: Box::default(),
                 group: NO_GROUP,
                 counted: 0,
                 expected: 0,

@@ -189,13 +189,15 @@ impl Scheduler {
         }
     }
 
-    /// The bytes of `task`'s inputs in memory elsewhere that `worker` would fetch.
+    /// The bytes of `task`'s inputs in memory elsewhere that `worker` would
+    /// fetch: of an input it reads one bucket of, that bucket's share.
     pub(super) fn transfer_to(&self, worker: WorkerId, task: &Task) -> u64 {
         task.dependencies
             .iter()
-            .filter_map(|&d| self.tasks.get(d))
-            .filter(|d| d.state == TaskState::Memory && !d.who_has.contains(&worker))
-            .map(|d| d.nbytes)
+            .enumerate()
+            .filter_map(|(i, &d)| Some((self.tasks.get(d)?, task.parts.get(i).copied())))
+            .filter(|(d, _)| d.state == TaskState::Memory && !d.who_has.contains(&worker))
+            .map(|(d, parts)| d.nbytes / u64::from(parts.unwrap_or(1).max(1)))
             .sum()
     }
 
