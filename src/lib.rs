@@ -44,7 +44,7 @@ pub use client::delayed;
 pub use client::{
     Agg, Argument, CallArgs, Client, Compute, Config, DataFrame, Delayed, Function, Future,
     FutureStatus, GroupBy, How, IntoArg, LocalCluster, LocalClusterBuilder, Report, Scatter,
-    Structure, TaskGraph, TimeseriesBuilder, as_completed, gather, wait,
+    SchedulerSql, Structure, TaskGraph, TimeseriesBuilder, as_completed, gather, wait,
 };
 pub use cluster::{ClusterInfo, WorkerInfo, WorkerState};
 pub use error::{Error, Location, Result};

@@ -417,6 +417,10 @@ pub struct QueryArgs {
     /// `:'NAME'` by it as a string, `:"NAME"` as an identifier (repeatable)
     #[arg(long = "set", alias = "variable", value_name = "NAME=VALUE", value_parser = parse_variable)]
     pub variables: Vec<(String, String)>,
+    /// With --scheduler: plan each statement in this process, not on the
+    /// scheduler (which plans them when nothing needs them here)
+    #[arg(long)]
+    pub plan_here: bool,
 }
 
 /// How many rows the table view shows.

@@ -36,21 +36,32 @@ pub fn scheduler(runtime: &Runtime, args: &SchedulerArgs, run: &RunArgs) -> bool
     let security = run.security.security();
     let result = runtime.block_on(async move {
         let node = SchedulerNode::start(options).await?;
+        // SQL sessions, for thin clients and PostgreSQL's, are clients of
+        // this scheduler in its own process.
+        let address = node.address().to_string();
+        let session_security = security.clone();
+        let client = move || {
+            let (address, security) = (address.clone(), session_security.clone());
+            async move {
+                rask::Client::connect_with_registry(
+                    &address,
+                    security,
+                    rask::udf::Registry::default(),
+                )
+                .await
+            }
+        };
+        let sessions = client.clone();
+        node.serve_sql(std::sync::Arc::new(move || {
+            let session = sessions();
+            Box::pin(async move {
+                Ok(Box::new(session.await?) as Box<dyn rask::internals::comm::SqlSession>)
+            })
+        }));
         let _postgres = match pg_port {
             Some(port) => {
-                let address = node.address().to_string();
-                let session_security = security.clone();
-                let open: rask::internals::postgres::OpenSession = std::sync::Arc::new(move || {
-                    let (address, security) = (address.clone(), session_security.clone());
-                    Box::pin(async move {
-                        rask::Client::connect_with_registry(
-                            &address,
-                            security,
-                            rask::udf::Registry::default(),
-                        )
-                        .await
-                    })
-                });
+                let open: rask::internals::postgres::OpenSession =
+                    std::sync::Arc::new(move || Box::pin(client()));
                 Some(serve_postgres(&host, port, &args.pg, &security, open).await?)
             }
             None => None,

@@ -5,6 +5,7 @@
 //! - [`allocator`]: which processes give up huge pages;
 //! - [`runner`]: runs statements and prints their results (shared by both modes);
 //! - [`query`]: `rask query -f job.sql` / `-c "SQL"`;
+//! - [`scheduler_sql`]: when `rask query --scheduler` lets the scheduler plan;
 //! - [`repl`]: `rask` / `rask sql`, interactive or fed through a pipe;
 //! - [`progress`]: the progress bar both draw on a terminal;
 //! - [`status`]: `rask status HOST:8786`, the workers table;
@@ -19,6 +20,7 @@ pub mod progress;
 pub mod query;
 pub mod repl;
 pub mod runner;
+pub mod scheduler_sql;
 pub mod settings;
 pub mod status;
 
@@ -131,34 +133,71 @@ pub fn main_with(registry: rask::udf::Registry) -> ExitCode {
         Some(Command::PgVerifier(args)) => return exit(pg_verifier(&args.name)),
         _ => {}
     }
-    let connecting = std::time::Instant::now();
-    let client = match runtime.block_on(client_for(&cli.run, registry)) {
-        Ok(client) if cli.run.timing => {
-            let cluster = match &cli.run.scheduler {
-                Some(address) => format!("connected to {address}"),
-                None => "started the embedded cluster".to_string(),
-            };
-            eprintln!(
-                "{cluster} in {:.1} ms",
-                runner::millis(connecting.elapsed())
-            );
-            client
-        }
-        Ok(client) => client,
-        Err(e) => {
-            eprintln!("error: {e}");
+    if let Some(Command::Query(q)) = &cli.command {
+        let Some(sources) = query::sources(q) else {
+            return ExitCode::FAILURE;
+        };
+        let plans = scheduler_sql::plans_each_statement(&cli.run, q, &registry, &sources);
+        let connecting = std::time::Instant::now();
+        let session = match plans {
+            Some(address) => {
+                tracing::info!("the scheduler at {address} plans each statement");
+                runtime
+                    .block_on(rask::SchedulerSql::connect(
+                        address,
+                        cli.run.security.security(),
+                    ))
+                    .map(runner::Session::Scheduler)
+            }
+            None => runtime
+                .block_on(client_for(&cli.run, registry))
+                .map(runner::Session::Client),
+        };
+        let Some(session) = started(session, &cli.run, connecting) else {
             return ExitCode::from(2);
-        }
+        };
+        let runner = runner::Runner::new(session, &cli.run);
+        return exit(query::run(&runtime, runner, q, sources));
+    }
+    let connecting = std::time::Instant::now();
+    let client = runtime.block_on(client_for(&cli.run, registry));
+    let Some(client) = started(client, &cli.run, connecting) else {
+        return ExitCode::from(2);
     };
     if let Some(Command::Serve(args)) = &cli.command {
         return exit(cluster::serve(&runtime, args, &cli.run, client));
     }
-    let runner = runner::Runner::new(client, &cli.run);
-    let ok = match cli.command {
-        Some(Command::Query(q)) => query::run(&runtime, runner, &q),
-        _ => repl::run(&runtime, runner),
-    };
+    let runner = runner::Runner::new(runner::Session::Client(client.clone()), &cli.run);
+    let ok = repl::run(&runtime, client, runner);
     exit(ok)
+}
+
+/// `session`, once connected (or started) at `connecting`, saying so with
+/// `--timing`; `None` after printing why it could not be.
+fn started<T>(
+    session: rask::Result<T>,
+    run: &RunArgs,
+    connecting: std::time::Instant,
+) -> Option<T> {
+    match session {
+        Ok(session) => {
+            if run.timing {
+                let cluster = match &run.scheduler {
+                    Some(address) => format!("connected to {address}"),
+                    None => "started the embedded cluster".to_string(),
+                };
+                eprintln!(
+                    "{cluster} in {:.1} ms",
+                    runner::millis(connecting.elapsed())
+                );
+            }
+            Some(session)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
 }
 
 pub(crate) fn exit(ok: bool) -> ExitCode {

@@ -7,19 +7,13 @@ use tokio::runtime::Runtime;
 use crate::args::QueryArgs;
 use crate::runner::{Outcome, Runner, print_error};
 
-/// Runs every `-c` command, then every `-f` file, stopping at the first failure.
-/// Returns whether everything succeeded.
-pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
-    runner.explain = args.explain;
-    runner.visualize = args.visualize.clone();
-    runner.variables = args.variables.iter().cloned().collect();
-    if let Err(e) = runner.output_to(args.output.as_deref()) {
-        print_error(&e);
-        return false;
-    }
+/// The SQL of every `-c` command, then of every `-f` file, each with the
+/// name its errors give; `None`, said on standard error, when there is none
+/// or a file cannot be read.
+pub fn sources(args: &QueryArgs) -> Option<Vec<(String, String)>> {
     if args.commands.is_empty() && args.files.is_empty() {
         print_error("nothing to run: give SQL with -c \"SQL\" or a file with -f FILE");
-        return false;
+        return None;
     }
     let mut sources: Vec<(String, String)> = args
         .commands
@@ -38,20 +32,39 @@ pub fn run(runtime: &Runtime, mut runner: Runner, args: &QueryArgs) -> bool {
             Ok(text) => sources.push((name, text)),
             Err(e) => {
                 print_error(&format!("cannot read {name}: {e}"));
-                return false;
+                return None;
             }
         }
     }
+    Some(sources)
+}
+
+/// Runs `sources` (from [`sources`]) in order, stopping at the first failure.
+/// Returns whether everything succeeded.
+pub fn run(
+    runtime: &Runtime,
+    mut runner: Runner,
+    args: &QueryArgs,
+    sources: Vec<(String, String)>,
+) -> bool {
+    runner.explain = args.explain;
+    runner.visualize = args.visualize.clone();
+    runner.variables = args.variables.iter().cloned().collect();
+    if let Err(e) = runner.output_to(args.output.as_deref()) {
+        print_error(&e);
+        return false;
+    }
     runtime.block_on(async {
-        let report = match &args.report {
-            Some(path) => match runner.client.report(path).await {
+        let report = match (&args.report, runner.client()) {
+            (Some(path), Some(client)) => match client.report(path).await {
                 Ok(report) => Some(report),
                 Err(e) => {
                     print_error(&format!("cannot start the report {}: {e}", path.display()));
                     return false;
                 }
             },
-            None => None,
+            // The scheduler plans only when no report is asked for.
+            (Some(_), None) | (None, _) => None,
         };
         let mut ok = true;
         for (name, text) in &sources {

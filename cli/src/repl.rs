@@ -38,8 +38,9 @@ SQL statements end with ';' and may span lines. Commands:
 Ctrl-C cancels a running query; Ctrl-D quits.";
 
 /// Runs the shell until `\q` or end of input; returns whether every statement succeeded.
-pub fn run(runtime: &Runtime, runner: Runner) -> bool {
+pub fn run(runtime: &Runtime, client: rask::Client, runner: Runner) -> bool {
     let mut shell = Shell {
+        client,
         runner,
         failed: false,
         source: "<stdin>".into(),
@@ -54,6 +55,8 @@ pub fn run(runtime: &Runtime, runner: Runner) -> bool {
 }
 
 struct Shell {
+    /// The client the runner's statements run on.
+    client: rask::Client,
     runner: Runner,
     failed: bool,
     /// Names the input in error messages; empty when interactive.
@@ -138,7 +141,7 @@ impl Shell {
                     if self.runner.timing { "on" } else { "off" }
                 );
             }
-            ("\\status", _) => println!("{}", self.runner.client.info()),
+            ("\\status", _) => println!("{}", self.client.info()),
             ("\\df", _) => self.functions(),
             ("\\set", "") => {
                 for (name, value) in &self.runner.variables {
@@ -194,8 +197,8 @@ impl Shell {
 
     /// `\df`: the client's user functions, each with the workers carrying it.
     fn functions(&self) {
-        let info = self.runner.client.info();
-        let names = self.runner.client.registry().names();
+        let info = self.client.info();
+        let names = self.client.registry().names();
         if names.is_empty() {
             println!("no user functions (a registry adds them: rask_cli::main_with)");
             return;
@@ -227,7 +230,7 @@ impl Shell {
         let exists = runtime.block_on(async {
             let probe =
                 format!("SELECT 1 FROM information_schema.tables WHERE table_name = '{name}'");
-            match self.runner.client.sql(&probe).await {
+            match self.client.sql(&probe).await {
                 Ok(df) => df
                     .collect()
                     .await
@@ -270,12 +273,12 @@ fn interactive(runtime: &Runtime, shell: &mut Shell) {
         }
     };
     // Tab completes keywords, tables, columns, functions and commands.
-    editor.set_helper(Some(SqlCompleter::new(shell.runner.client.clone())));
+    editor.set_helper(Some(SqlCompleter::new(shell.client.clone())));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    let info = shell.runner.client.info();
+    let info = shell.client.info();
     let on = if info.is_local() {
         "an embedded local cluster".to_string()
     } else {

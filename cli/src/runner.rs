@@ -7,19 +7,29 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use rask::Location;
+use rask::datafusion;
 use rask::internals::client::ScriptError;
 use rask::internals::planner::script::substitute;
 use rask::internals::planner::split_statements;
 use rask::output::{self, Format};
-use rask::{Client, Error};
+use rask::{Client, Error, SchedulerSql};
 
 use crate::args::RunArgs;
 use crate::progress::ProgressBar;
 
+/// Where statements are planned and run.
+pub enum Session {
+    /// In this process, on a client of the cluster (embedded or remote).
+    Client(Client),
+    /// On the scheduler, which plans and runs each statement and sends its
+    /// rows back (`rask query --scheduler`, see [`crate::scheduler_sql`]).
+    Scheduler(SchedulerSql),
+}
+
 /// Runs SQL on a client and prints results to standard output, errors and
 /// timings to standard error.
 pub struct Runner {
-    pub client: Client,
+    pub session: Session,
     pub format: Format,
     pub maxrows: Option<usize>,
     pub timing: bool,
@@ -56,9 +66,9 @@ pub enum Outcome {
 }
 
 impl Runner {
-    pub fn new(client: Client, args: &RunArgs) -> Self {
+    pub fn new(session: Session, args: &RunArgs) -> Self {
         Self {
-            client,
+            session,
             format: args.format,
             maxrows: args.maxrows.0,
             timing: args.timing,
@@ -118,31 +128,56 @@ impl Runner {
         Outcome::Done
     }
 
+    /// The client statements run on in this process, unless the scheduler
+    /// runs them.
+    pub fn client(&self) -> Option<&Client> {
+        match &self.session {
+            Session::Client(client) => Some(client),
+            Session::Scheduler(_) => None,
+        }
+    }
+
     /// Plans and runs one statement, streaming its result to standard output.
     pub async fn run_statement(&self, sql: &str) -> rask::Result<()> {
+        let started = Instant::now();
+        let client = match &self.session {
+            Session::Client(client) => client,
+            Session::Scheduler(scheduler) => {
+                let stream = scheduler.sql(sql).await?;
+                return self.write_rows(stream, started).await;
+            }
+        };
         if self.explain {
-            let stages = self.client.explain(sql).await?;
+            let stages = client.explain(sql).await?;
             let mut out = self.destination();
             return out
                 .write_all(stages.as_bytes())
                 .map_err(|source| self.output_error(source));
         }
-        let started = Instant::now();
         // Dropped (wiping its line) when the statement ends, however it ends.
         let _bar = match self.progress {
             true => Some(ProgressBar::start(
-                self.client.clone(),
-                self.client.progress().await.unwrap_or_default(),
+                client.clone(),
+                client.progress().await.unwrap_or_default(),
             )),
             false => None,
         };
-        let frame = self.client.sql(sql).await?;
+        let frame = client.sql(sql).await?;
         if let Some(path) = &self.visualize
             && !frame.logical_plan().schema().fields().is_empty()
         {
             frame.visualize(path).await?;
         }
-        let mut stream = frame.stream().await?;
+        let stream = frame.stream().await?;
+        self.write_rows(stream, started).await
+    }
+
+    /// Writes the rows of a statement started at `started` as they come.
+    async fn write_rows(
+        &self,
+        mut stream: datafusion::execution::SendableRecordBatchStream,
+        started: Instant,
+    ) -> rask::Result<()> {
         let planned = started.elapsed();
         let mut first_rows = None;
         let destination = self.destination();

@@ -17,6 +17,7 @@ mod local_cluster;
 mod query_planner;
 mod report;
 mod scatter;
+mod scheduler_sql;
 mod subqueries;
 mod task_graph;
 
@@ -33,6 +34,7 @@ pub use futures_api::{Compute, as_completed, gather, wait};
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 pub use report::Report;
 pub use scatter::Scatter;
+pub use scheduler_sql::SchedulerSql;
 pub use task_graph::TaskGraph;
 
 use crate::cluster::ClusterLink;
@@ -146,9 +148,10 @@ impl Client {
         if info.workers.is_empty() {
             tracing::warn!("no workers are registered with {address} yet: queries wait for them");
         }
+        let (workers, threads) = info.shape();
         let config = Config {
-            workers: info.workers.len().max(1),
-            threads: (info.total_threads() / info.workers.len().max(1)).max(1),
+            workers,
+            threads,
             registry,
             ..Config::default()
         };

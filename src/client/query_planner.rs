@@ -65,12 +65,11 @@ impl ClusterQueryPlanner {
         config: &Arc<SessionConfig>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // A statement that reads nothing (DDL done while it was planned, a
-        // filter that is always false): no task to send, no round trip.
-        if plan
-            .downcast_ref::<datafusion::physical_plan::empty::EmptyExec>()
-            .is_some()
-        {
-            return Ok(Arc::new(ClientExec::new(plan, "it reads no data".into())));
+        // filter that is always false, `SELECT 1`, a count answered from the
+        // files' statistics): no task to send, no round trip. Registered
+        // functions still run on the workers that carry them.
+        if reads_nothing(&plan) && functions::udfs_in(&plan, &self.registry).is_empty() {
+            return Ok(Arc::new(ClientExec::new(plan, READS_NOTHING.into())));
         }
         match self.place(Arc::clone(&plan), config)? {
             Placement::Tasks {
@@ -193,6 +192,20 @@ impl ClusterQueryPlanner {
                 Ok(names.into_iter().collect())
             })
             .collect()
+    }
+}
+
+/// Whether `plan` reads no data: every leaf is an empty relation or the
+/// one row of a `SELECT` without `FROM` (or of values known at planning).
+fn reads_nothing(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
+    match plan.children().as_slice() {
+        [] => {
+            plan.downcast_ref::<EmptyExec>().is_some()
+                || plan.downcast_ref::<PlaceholderRowExec>().is_some()
+        }
+        children => children.iter().all(|child| reads_nothing(child)),
     }
 }
 
@@ -364,6 +377,9 @@ pub(crate) struct ClientExec {
     why: String,
 }
 
+/// Why a plan that reads no data runs in the client.
+const READS_NOTHING: &str = "it reads no data";
+
 impl ClientExec {
     fn new(input: Arc<dyn ExecutionPlan>, why: String) -> Self {
         Self { input, why }
@@ -372,6 +388,12 @@ impl ClientExec {
     /// Why the plan runs in the client.
     pub fn why(&self) -> &str {
         &self.why
+    }
+
+    /// The plan, when it runs here only because it reads no data: it could
+    /// run as tasks (to gather its result on the cluster).
+    pub fn reading_nothing(&self) -> Option<&Arc<dyn ExecutionPlan>> {
+        (self.why == READS_NOTHING).then_some(&self.input)
     }
 }
 

@@ -193,6 +193,13 @@ impl ClusterInfo {
         self.workers.iter().map(|w| w.nthreads).sum()
     }
 
+    /// The workers and threads per worker queries are planned for (at least
+    /// one of each).
+    pub fn shape(&self) -> (usize, usize) {
+        let workers = self.workers.len().max(1);
+        (workers, (self.total_threads() / workers).max(1))
+    }
+
     /// Memory of all workers with a limit.
     pub fn total_memory(&self) -> u64 {
         self.workers.iter().filter_map(|w| w.memory_limit).sum()

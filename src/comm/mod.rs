@@ -10,7 +10,8 @@
 //! - [`flight`]: the Arrow Flight service of every process (results by
 //!   `do_get`, control streams by `do_exchange`), token and TLS checked;
 //! - [`SchedulerNode`], [`run_worker`] and [`RemoteCluster`]: the scheduler's,
-//!   a worker's and a client's side.
+//!   a worker's and a client's side;
+//! - [`SqlSession`]: SQL the scheduler plans and runs for thin clients.
 
 pub mod codec;
 mod fetch;
@@ -18,11 +19,13 @@ pub(crate) mod flight;
 pub mod plan_nodes;
 mod remote_cluster;
 mod scheduler_node;
+mod sql_session;
 pub mod wire;
 mod worker_node;
 
 pub use flight::{MAX_ARGUMENT, MAX_MESSAGE, MAX_TICKET, report_death};
-pub use remote_cluster::RemoteCluster;
+pub use remote_cluster::{RemoteCluster, SqlAnswer};
 pub use scheduler_node::{SchedulerNode, SchedulerOptions};
+pub use sql_session::{OpenSqlSession, SqlSession};
 pub use wire::{EncodedJob, EncodedStage, WorkerDeath};
 pub use worker_node::{WorkerOptions, run_worker};

@@ -16,8 +16,8 @@ use super::codec::{encode_job, encode_stage};
 use super::fetch::FlightFetcher;
 use super::flight::{self, open_control};
 use super::wire::{
-    CLIENT_PATIENCE, EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, ToClient,
-    WireOutcome,
+    CLIENT_PATIENCE, EncodedJob, EncodedTask, FromClient, Hello, PROTOCOL_VERSION, SqlFailure,
+    ToClient, WireOutcome,
 };
 use crate::cluster::{Answer, ClusterInfo, ClusterLink, Question, check_carried, stage_tasks};
 use crate::exec::{RemoteInput, StageInput, TaskData, Value};
@@ -49,13 +49,37 @@ struct Shared {
     gone: Mutex<Option<String>>,
     /// Questions awaiting their answer, by number.
     questions: Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Answer>>>,
-    /// The number of the next question.
+    /// The number of the next question (or SQL statement).
     next_question: std::sync::atomic::AtomicU64,
+    /// SQL statements the scheduler runs for this client, by number: where
+    /// their answers go.
+    statements: Mutex<std::collections::HashMap<u64, mpsc::UnboundedSender<SqlAnswer>>>,
+}
+
+/// What the scheduler answers, piece by piece, of a statement it plans and
+/// runs for this client ([`RemoteCluster::sql`]).
+#[derive(Debug)]
+pub enum SqlAnswer {
+    /// An Arrow IPC stream: the schema, then batches of rows.
+    Rows(Vec<u8>),
+    /// The statement ended: every row was sent, or it failed.
+    Done(Option<SqlFailure>),
 }
 
 impl RemoteCluster {
     /// Connects to the scheduler at `address`.
     pub async fn connect(address: &str, security: Security) -> Result<Arc<Self>> {
+        Self::open(address, security, true).await
+    }
+
+    /// Connects to the scheduler at `address` to send it SQL
+    /// ([`sql`](Self::sql)), fetching nothing from workers itself: no
+    /// connection to them is made ahead.
+    pub async fn connect_for_sql(address: &str, security: Security) -> Result<Arc<Self>> {
+        Self::open(address, security, false).await
+    }
+
+    async fn open(address: &str, security: Security, warm: bool) -> Result<Arc<Self>> {
         let address = &crate::net::address::normalize(address)?;
         let mut client = flight::connect(address, &security).await?;
         let hello = Hello::Client {
@@ -85,15 +109,17 @@ impl RemoteCluster {
         let fetcher = FlightFetcher::new(security);
         // Results come from workers: be connected to them by the time the
         // first query has been planned.
-        fetcher.warm(
-            shared
-                .info
-                .read()
-                .workers
-                .iter()
-                .map(|w| (w.id, w.address.clone()))
-                .collect(),
-        );
+        let holders = shared
+            .info
+            .read()
+            .workers
+            .iter()
+            .map(|w| (w.id, w.address.clone()))
+            .collect();
+        match warm {
+            true => fetcher.warm(holders),
+            false => drop(fetcher.learn(holders)),
+        }
         let reader = (Arc::clone(&shared), fetcher.clone(), address.to_string());
         tokio::spawn(async move {
             let (shared, fetcher, address) = reader;
@@ -209,6 +235,16 @@ impl Shared {
                     let _ = waiting.send(answer);
                 }
             }
+            ToClient::SqlRows { id, ipc } => {
+                if let Some(statement) = self.statements.lock().get(&id) {
+                    let _ = statement.send(SqlAnswer::Rows(ipc));
+                }
+            }
+            ToClient::SqlDone { id, error } => {
+                if let Some(statement) = self.statements.lock().remove(&id) {
+                    let _ = statement.send(SqlAnswer::Done(error));
+                }
+            }
             ToClient::Alive => {}
             ToClient::Close { reason } => tracing::warn!("the scheduler closes: {reason}"),
         }
@@ -226,9 +262,11 @@ impl Shared {
         let pending: Vec<Key> = {
             let mut pending = self.pending.lock();
             let mut questions = self.questions.lock();
+            let mut statements = self.statements.lock();
             *self.gone.lock() = Some(why.clone());
-            // Questions not answered now never will be.
+            // Questions not answered now never will be, nor statements ended.
             questions.clear();
+            statements.clear();
             pending.drain().collect()
         };
         for key in pending {
@@ -401,12 +439,8 @@ impl ClusterLink for RemoteCluster {
         {
             let mut questions = self.shared.questions.lock();
             if let Some(why) = self.shared.gone.lock().clone() {
-                let address = self.address.clone();
-                return Box::pin(async move {
-                    Err(Error::Comm(format!(
-                        "the scheduler at {address} is gone ({why})"
-                    )))
-                });
+                let gone = self.gone(&why);
+                return Box::pin(async move { Err(gone) });
             }
             questions.insert(id, answer);
         }
@@ -419,6 +453,44 @@ impl ClusterLink for RemoteCluster {
                 ))
             })
         })
+    }
+}
+
+impl RemoteCluster {
+    /// Sends statement `sql` for the scheduler to plan and run in the session
+    /// it keeps for this connection: its answers, in order. The stream ends
+    /// without [`SqlAnswer::Done`] if the scheduler goes away.
+    pub fn sql(&self, sql: String) -> Result<mpsc::UnboundedReceiver<SqlAnswer>> {
+        let (answers, answered) = mpsc::unbounded_channel();
+        let id = self
+            .shared
+            .next_question
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut statements = self.shared.statements.lock();
+            if let Some(why) = self.shared.gone.lock().clone() {
+                return Err(self.gone(&why));
+            }
+            statements.insert(id, answers);
+        }
+        self.send(FromClient::Sql { id, sql });
+        Ok(answered)
+    }
+
+    /// The error of a statement or call cut short: the scheduler is gone.
+    pub fn went_away(&self) -> Error {
+        let why = self.shared.gone.lock().clone();
+        self.gone(why.as_deref().unwrap_or("the connection closed"))
+    }
+
+    /// The error of a call made once the scheduler is gone, as `why` says.
+    fn gone(&self, why: &str) -> Error {
+        Error::Comm(format!("the scheduler at {} is gone ({why})", self.address))
+    }
+
+    /// Where the scheduler is.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 }
 

@@ -205,6 +205,16 @@ pub enum FromClient {
         /// The name.
         name: String,
     },
+    /// One SQL statement for the scheduler to plan and run in a session it
+    /// keeps for this connection (a thin client, as `rask query --scheduler`
+    /// is): answered with [`ToClient::SqlRows`], then [`ToClient::SqlDone`], of
+    /// the same `id`.
+    Sql {
+        /// Numbers the statement among the client's.
+        id: u64,
+        /// Its text.
+        sql: String,
+    },
     /// A question, answered with [`ToClient::Answer`] of the same `id`.
     Ask {
         /// Numbers the question among the client's.
@@ -257,6 +267,23 @@ pub enum ToClient {
         /// The answer.
         answer: Answer,
     },
+    /// Rows of statement [`FromClient::Sql`] `id`: an Arrow IPC stream, its
+    /// schema and the batches that follow. The first holds the schema alone,
+    /// once the statement is planned and running.
+    SqlRows {
+        /// The statement's number.
+        id: u64,
+        /// The IPC stream's bytes.
+        ipc: Vec<u8>,
+    },
+    /// Statement [`FromClient::Sql`] `id` ended: every row was sent, or it
+    /// failed.
+    SqlDone {
+        /// The statement's number.
+        id: u64,
+        /// Why it failed, if it did.
+        error: Option<SqlFailure>,
+    },
     /// The scheduler lives (sent every [`ALIVE_EVERY`]).
     Alive,
     /// The client is refused or the scheduler closes.
@@ -264,6 +291,16 @@ pub enum ToClient {
         /// Why.
         reason: String,
     },
+}
+
+/// Why a statement the scheduler ran failed: its message, and where in the
+/// statement, when known (line and column, from 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SqlFailure {
+    /// What went wrong.
+    pub message: String,
+    /// Line and column in the statement's text.
+    pub location: Option<(u64, u64)>,
 }
 
 /// How a key ended, with the addresses of the workers holding it.

@@ -118,6 +118,16 @@ pub enum Error {
     #[error("{0}")]
     Comm(String),
 
+    /// A statement the scheduler planned and ran for this client (`rask
+    /// query --scheduler`) failed there.
+    #[error("{message}")]
+    Remote {
+        /// What went wrong, as the scheduler said it.
+        message: String,
+        /// Where in the statement, when known.
+        location: Option<Location>,
+    },
+
     /// A configuration value that makes no sense.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -132,6 +142,7 @@ impl Error {
         match self {
             Error::DataFusion(e) => locate(e),
             Error::Script { location, .. } => Some(*location),
+            Error::Remote { location, .. } => *location,
             _ => None,
         }
     }

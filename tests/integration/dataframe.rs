@@ -815,6 +815,31 @@ async fn a_statement_that_reads_nothing_runs_no_task() {
             .unwrap()),
         ["1"]
     );
+    assert_eq!(
+        local.tasks_finished(),
+        before,
+        "SELECT without FROM runs no task"
+    );
+
+    // A count the files' statistics answer reads no data either.
+    let people = crate::support::repository_root().join("sample_data/people.parquet");
+    let count = format!("SELECT count(*) FROM '{}'", people.display());
+    assert_eq!(
+        client.explain(&count).await.unwrap(),
+        "no tasks: runs in the client, as it reads no data\n"
+    );
+    let counted = csv(&client.sql(&count).await.unwrap().collect().await.unwrap());
+    assert_eq!(local.tasks_finished(), before, "no task runs");
+    let filtered = format!("{count} WHERE name <> ''");
+    let scanned = csv(&client
+        .sql(&filtered)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap());
+    assert!(local.tasks_finished() > before, "a filter reads the rows");
+    assert_eq!(counted, scanned);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

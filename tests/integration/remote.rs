@@ -144,6 +144,67 @@ fn scheduler_and_workers_run_queries_and_say_what_they_do() {
     assert!(text.contains("Workers: 2  Threads: 2"), "{text}");
 }
 
+/// `rask query --scheduler` sends each statement for the scheduler to plan
+/// and run in a session it keeps for the process: a table one statement
+/// makes is there for the next, the rows and errors (placed in the script)
+/// are those of planning in the client (`--plan-here`), and SQL naming a
+/// relative path is planned in the client, in the client's folder.
+#[test]
+fn the_scheduler_plans_the_statements_of_rask_query() {
+    let root = repository_root();
+    let cluster = ProcessCluster::start(&root, 2, 1, &[]);
+    let people = root.join("sample_data/people.parquet");
+    let script = format!(
+        "CREATE EXTERNAL TABLE people STORED AS PARQUET LOCATION '{}';\n\
+         SELECT count(*) AS n FROM people;\n\
+         SELECT name FROM people ORDER BY name LIMIT 3;\n\
+         {JOINED}",
+        people.display()
+    );
+    let thin = remote_query(&cluster.address, &script, &[])
+        .success()
+        .stdout;
+    let planned_here = remote_query(&cluster.address, &script, &["--plan-here"])
+        .success()
+        .stdout;
+    assert_eq!(thin, planned_here);
+    assert!(thin.starts_with("n\n"), "{thin}");
+    assert!(thin.contains(&local_query(JOINED)), "{thin}");
+
+    let failing = "SELECT 1;\nSELECT\n  nosuch FROM (SELECT 1 AS a)";
+    let thin = remote_query(&cluster.address, failing, &[]).failure();
+    let here = remote_query(&cluster.address, failing, &["--plan-here"]).failure();
+    assert_eq!(thin.stdout, here.stdout);
+    assert_eq!(thin.stderr, here.stderr);
+    assert!(thin.stderr.contains("-c:3:3: "), "{}", thin.stderr);
+
+    // A relative path is the client's: its folder, not the scheduler's.
+    let count = "SELECT count(*) AS n FROM 'people.parquet'";
+    let relative = run(rask()
+        .current_dir(root.join("sample_data"))
+        .args([
+            "query",
+            "-v",
+            "--format",
+            "csv",
+            "--scheduler",
+            &cluster.address,
+        ])
+        .args(["-c", count]))
+    .success();
+    let here = run(rask()
+        .current_dir(root.join("sample_data"))
+        .args(["query", "--format", "csv", "-c", count]))
+    .success();
+    assert_eq!(relative.stdout, here.stdout);
+    assert!(!relative.stderr.contains(PLANS), "{}", relative.stderr);
+    let thin = remote_query(&cluster.address, "SELECT 1", &["-v"]).success();
+    assert!(thin.stderr.contains(PLANS), "{}", thin.stderr);
+}
+
+/// What `rask query -v` says when the scheduler plans its statements.
+const PLANS: &str = "plans each statement";
+
 #[test]
 fn killing_a_worker_mid_query_loses_nothing_and_its_nanny_restarts_it() {
     let root = repository_root();

@@ -158,21 +158,26 @@ impl DataFrame {
 
     /// The stages and tasks this query runs as.
     pub(crate) async fn stages(&self) -> Result<StageGraph> {
-        self.placement()
+        self.placement(true)
             .await?
             .map_err(|why| Error::Config(in_client(&why)))
     }
 
     /// The graph of this frame's tasks, or why it runs in the client instead.
-    async fn placement(&self) -> Result<std::result::Result<StageGraph, String>> {
+    /// With `gathered` (its result kept on the cluster), a plan that runs in
+    /// the client only because it reads no data is a graph of tasks too.
+    async fn placement(&self, gathered: bool) -> Result<std::result::Result<StageGraph, String>> {
         let frame = self.inner.clone();
         let config = Arc::new(frame.task_ctx().session_config().clone());
-        let plan = crate::error::catch_panics(frame.create_physical_plan()).await??;
+        let mut plan = crate::error::catch_panics(frame.create_physical_plan()).await??;
         if let Some(exec) = cluster_exec(&plan) {
             return Ok(Ok(exec.graph().clone()));
         }
         if let Some(client) = plan.downcast_ref::<ClientExec>() {
-            return Ok(Err(client.why().to_string()));
+            match client.reading_nothing() {
+                Some(input) if gathered => plan = Arc::clone(input),
+                _ => return Ok(Err(client.why().to_string())),
+            }
         }
         // Nothing to run: the plan reads persisted partitions.
         cut(plan, config)
@@ -183,7 +188,7 @@ impl DataFrame {
     /// The stages and tasks this frame runs as, one line a stage (what
     /// `EXPLAIN` adds after DataFusion's plans), or why it runs in the client.
     pub async fn explain(&self) -> Result<String> {
-        Ok(match self.placement().await? {
+        Ok(match self.placement(false).await? {
             Ok(graph) => graph.to_string(),
             Err(why) => format!("{}\n", in_client(&why)),
         })
@@ -200,7 +205,7 @@ impl DataFrame {
     /// What the result will look like and what computing it takes, as Dask's
     /// `df` display shows: columns and types, partitions, operation and tasks.
     pub async fn structure(&self) -> Result<Structure> {
-        let graph = match self.placement().await? {
+        let graph = match self.placement(false).await? {
             Ok(graph) => graph,
             Err(why) => {
                 return Ok(Structure {

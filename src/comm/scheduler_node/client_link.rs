@@ -49,8 +49,19 @@ impl SchedulerState {
         tokio::spawn(async move {
             let mut messages =
                 flight::messages::<FromClient>(incoming, "client message", peer.clone());
+            let mut sql = SqlStatements::default();
             while let Some(batch) = messages.next().await {
                 for message in batch {
+                    if let FromClient::Sql {
+                        id: statement,
+                        sql: text,
+                    } = message
+                    {
+                        if let Some(outbox) = &answers {
+                            sql.run(&state, id, statement, text, outbox.clone());
+                        }
+                        continue;
+                    }
                     if let FromClient::Ask { id, question } = message {
                         // Behind the messages before it, as they are handled now.
                         state.server.drain();
@@ -66,11 +77,78 @@ impl SchedulerState {
                 }
                 state.server.drain();
             }
+            drop(sql);
             state.clients.lock().remove(&id);
             state.server.send(Message::Disconnect(id));
             tracing::info!(%peer, "client {id} disconnected");
         });
         Ok(frames.map(Ok).boxed())
+    }
+}
+
+/// The SQL statements a thin client's connection runs: its session, opened
+/// at the first, and the statements running, stopped when it goes.
+#[derive(Default)]
+struct SqlStatements {
+    session: Arc<tokio::sync::OnceCell<Box<dyn SqlSession>>>,
+    running: Vec<tokio::task::AbortHandle>,
+}
+
+impl SqlStatements {
+    /// Runs statement `id` in the session of client `client`'s connection,
+    /// answering on `outbox`.
+    fn run(
+        &mut self,
+        state: &Arc<SchedulerState>,
+        client: ClientId,
+        id: u64,
+        sql: String,
+        outbox: mpsc::UnboundedSender<ToClient>,
+    ) {
+        let state = Arc::clone(state);
+        let session = Arc::clone(&self.session);
+        let task = tokio::spawn(async move {
+            let Some(sessions) = state.sql.get() else {
+                let error = SqlFailure {
+                    message: "this scheduler does not run SQL for its clients".into(),
+                    location: None,
+                };
+                let _ = outbox.send(ToClient::SqlDone {
+                    id,
+                    error: Some(error),
+                });
+                return;
+            };
+            let opened = session.get_or_try_init(|| async {
+                let session = sessions.take().await?;
+                tracing::info!("client {client}: a SQL session opened");
+                Ok::<_, crate::Error>(session)
+            });
+            match opened.await {
+                Ok(session) => sql_session::answer(session.as_ref(), id, sql, &outbox).await,
+                Err(e) => {
+                    tracing::error!("cannot open a SQL session: {e}");
+                    let error = SqlFailure {
+                        message: format!("the scheduler cannot open a SQL session: {e}"),
+                        location: None,
+                    };
+                    let _ = outbox.send(ToClient::SqlDone {
+                        id,
+                        error: Some(error),
+                    });
+                }
+            }
+        });
+        self.running.retain(|t| !t.is_finished());
+        self.running.push(task.abort_handle());
+    }
+}
+
+impl Drop for SqlStatements {
+    fn drop(&mut self) {
+        for task in &self.running {
+            task.abort();
+        }
     }
 }
 
@@ -100,7 +178,7 @@ pub(super) fn client_message(client: ClientId, message: FromClient) -> Option<Me
         FromClient::FireAndForget { key } => Event::FireAndForget { key },
         FromClient::Publish { name, key } => Event::Publish { name, key },
         FromClient::Unpublish { name } => Event::Unpublish { name },
-        FromClient::Ask { .. } => return None,
+        FromClient::Ask { .. } | FromClient::Sql { .. } => return None,
     }))
 }
 

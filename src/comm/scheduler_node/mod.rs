@@ -31,9 +31,10 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::flight::{self, ControlPlane, FlightNode, Frames};
+use super::sql_session::{self, OpenSqlSession, SqlSession};
 use super::wire::{
     EncodedJob, EncodedTask, FromClient, FromWorker, Hello, Holder, PROTOCOL_VERSION, RunInput,
-    ToClient, ToWorker, WireOutcome, WorkerDeath,
+    SqlFailure, ToClient, ToWorker, WireOutcome, WorkerDeath,
 };
 use crate::cluster::{ClusterInfo, WorkerInfo, WorkerState};
 use crate::key::{Key, KeySet};
@@ -103,6 +104,8 @@ struct SchedulerState {
     deaths: Mutex<HashMap<u32, WorkerDeath>>,
     next_worker: AtomicU64,
     next_client: AtomicU64,
+    /// How a session for a thin client's SQL opens, once set.
+    sql: std::sync::OnceLock<sql_session::Sessions>,
 }
 
 impl SchedulerNode {
@@ -144,6 +147,7 @@ impl SchedulerNode {
             deaths: Mutex::default(),
             next_worker: AtomicU64::new(0),
             next_client: AtomicU64::new(1),
+            sql: std::sync::OnceLock::new(),
         });
         let node = FlightNode {
             security: options.security.clone(),
@@ -184,6 +188,13 @@ impl SchedulerNode {
             served: Mutex::new(Some(served)),
             dashboard: Mutex::new(dashboard),
         })
+    }
+
+    /// Plans and runs the SQL of thin clients ([`FromClient::Sql`]) from now
+    /// on, each connection in a session `open` makes at its first statement.
+    /// Without it, such a statement fails, saying so.
+    pub fn serve_sql(&self, open: OpenSqlSession) {
+        let _ = self.state.sql.set(sql_session::Sessions::new(open));
     }
 
     /// Its Flight service, to call in this process (the fuzzer does).
