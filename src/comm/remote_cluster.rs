@@ -432,18 +432,10 @@ impl ClusterLink for RemoteCluster {
 
     fn ask(&self, question: Question) -> BoxFuture<'static, Result<Answer>> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let id = self
-            .shared
-            .next_question
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        {
-            let mut questions = self.shared.questions.lock();
-            if let Some(why) = self.shared.gone.lock().clone() {
-                let gone = self.gone(&why);
-                return Box::pin(async move { Err(gone) });
-            }
-            questions.insert(id, answer);
-        }
+        let id = match self.await_answer(&self.shared.questions, answer) {
+            Ok(id) => id,
+            Err(gone) => return Box::pin(async move { Err(gone) }),
+        };
         self.send(FromClient::Ask { id, question });
         let address = self.address.clone();
         Box::pin(async move {
@@ -462,19 +454,29 @@ impl RemoteCluster {
     /// without [`SqlAnswer::Done`] if the scheduler goes away.
     pub fn sql(&self, sql: String) -> Result<mpsc::UnboundedReceiver<SqlAnswer>> {
         let (answers, answered) = mpsc::unbounded_channel();
+        let id = self.await_answer(&self.shared.statements, answers)?;
+        self.send(FromClient::Sql { id, sql });
+        Ok(answered)
+    }
+
+    /// Numbers a question or statement and notes in `waiting` where its
+    /// answer goes; fails if the scheduler is gone (checked under the same
+    /// lock that [`Shared::lost`] empties `waiting` under).
+    fn await_answer<T>(
+        &self,
+        waiting: &Mutex<std::collections::HashMap<u64, T>>,
+        answer: T,
+    ) -> Result<u64> {
         let id = self
             .shared
             .next_question
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        {
-            let mut statements = self.shared.statements.lock();
-            if let Some(why) = self.shared.gone.lock().clone() {
-                return Err(self.gone(&why));
-            }
-            statements.insert(id, answers);
+        let mut waiting = waiting.lock();
+        if let Some(why) = self.shared.gone.lock().clone() {
+            return Err(self.gone(&why));
         }
-        self.send(FromClient::Sql { id, sql });
-        Ok(answered)
+        waiting.insert(id, answer);
+        Ok(id)
     }
 
     /// The error of a statement or call cut short: the scheduler is gone.

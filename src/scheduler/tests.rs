@@ -435,22 +435,7 @@ fn readers_of_large_inputs_spread_when_waiting_costs_more_than_fetching() {
         })
         .chain([spec("join-0", &names), spec("join-1", &names)])
         .collect();
-    let mut pending = runs(&submit(&mut s, 1, tasks, &["join-0", "join-1"]));
-    let mut joins = Vec::new();
-    while let Some((worker, k)) = pending.pop() {
-        if k.starts_with("join-") {
-            joins.push(worker);
-            continue;
-        }
-        pending.extend(runs(&s.handle(Event::TaskFinished {
-            worker,
-            key: key(&k),
-            nbytes: 300 << 20,
-            micros: 2_000_000,
-        })));
-    }
-    joins.sort_unstable();
-    assert_eq!(joins, [1, 2]);
+    assert_eq!(where_joins_run(&mut s, tasks, 300 << 20, 2_000_000), [1, 2]);
 }
 
 #[test]
@@ -475,7 +460,19 @@ fn a_reader_of_one_bucket_weighs_fetching_that_bucket_only() {
         })
         .chain([reader("join-0"), reader("join-1")])
         .collect();
-    let mut pending = runs(&submit(&mut s, 1, tasks, &["join-0", "join-1"]));
+    assert_eq!(where_joins_run(&mut s, tasks, 200 << 20, 100_000), [1, 2]);
+}
+
+/// Submits `tasks`, wanting `join-0` and `join-1`, and finishes every other
+/// task where it runs (each `nbytes` big, `micros` long): the workers the
+/// two joins go to, in order.
+fn where_joins_run(
+    s: &mut Scheduler,
+    tasks: Vec<TaskSpec>,
+    nbytes: u64,
+    micros: u64,
+) -> Vec<WorkerId> {
+    let mut pending = runs(&submit(s, 1, tasks, &["join-0", "join-1"]));
     let mut joins = Vec::new();
     while let Some((worker, k)) = pending.pop() {
         if k.starts_with("join-") {
@@ -485,12 +482,12 @@ fn a_reader_of_one_bucket_weighs_fetching_that_bucket_only() {
         pending.extend(runs(&s.handle(Event::TaskFinished {
             worker,
             key: key(&k),
-            nbytes: 200 << 20,
-            micros: 100_000,
+            nbytes,
+            micros,
         })));
     }
     joins.sort_unstable();
-    assert_eq!(joins, [1, 2]);
+    joins
 }
 
 #[test]
