@@ -206,12 +206,22 @@ impl Connection {
             .send(Message::Event(Event::FireAndForget { key: key.clone() }));
     }
 
-    /// Publishes `key` as `name`.
-    pub fn publish(&self, name: &str, key: &Key) {
+    /// Publishes `key` as `name`; returns once the scheduler has it.
+    pub async fn publish(&self, name: &str, key: &Key) -> crate::Result<()> {
         self.cluster.send(Message::Event(Event::Publish {
             name: name.to_string(),
             key: key.clone(),
         }));
+        // The scheduler answers a question after the messages sent before
+        // it: once answered, any client that asks finds the name.
+        match self
+            .cluster
+            .ask(super::Question::Published(name.to_string()))
+            .await?
+        {
+            super::Answer::Published(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Unpublishes `name`.

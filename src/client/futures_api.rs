@@ -123,9 +123,10 @@ impl Client {
 
     /// Keeps `future`'s key under `name` on the scheduler, for any client to
     /// get ([`get_published`](Self::get_published)), until unpublished: it
-    /// outlives this client (Dask's `publish_dataset`).
-    pub fn publish(&self, name: &str, future: &Future) {
-        self.connection.publish(name, future.key());
+    /// outlives this client (Dask's `publish_dataset`). Returns once the
+    /// scheduler has it: a client that asks next finds it.
+    pub async fn publish(&self, name: &str, future: &Future) -> Result<()> {
+        self.connection.publish(name, future.key()).await
     }
 
     /// Stops publishing `name`; its key goes once no future holds it.

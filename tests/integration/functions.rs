@@ -482,7 +482,7 @@ fn a_map_survives_the_loss_of_a_worker_and_published_futures_cross_clients() {
         // One client publishes, another, connected later, reads it.
         let add = client.register("add", |a: &i64, b: &i64| a + b).unwrap();
         let sum = add.submit((40i64, 2i64));
-        client.publish("answer", &sum);
+        client.publish("answer", &sum).await.expect("published");
         sum.wait().await;
         drop(sum);
         let other = connect(&cluster.address).await;

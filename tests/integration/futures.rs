@@ -291,7 +291,7 @@ async fn fire_and_forget_and_published_futures_outlive_their_holders() {
     let add = client.register("add", add).unwrap();
     let sum = add.submit((20i64, 22i64));
     sum.wait().await;
-    client.publish("answer", &sum);
+    client.publish("answer", &sum).await.unwrap();
     drop(sum);
     drop(add);
     drop(client);
