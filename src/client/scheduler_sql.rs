@@ -54,13 +54,16 @@ impl SchedulerSql {
     /// Runs statement `sql` (one) on the scheduler: its rows, once it is
     /// planned and running. An error says where in `sql` it lies, when known.
     pub async fn sql(&self, sql: &str) -> Result<SendableRecordBatchStream> {
-        let mut answers = self.link.sql(sql.to_string())?;
+        let (id, mut answers) = self.link.sql(sql.to_string())?;
         let first = match answers.recv().await.ok_or_else(|| self.link.went_away())? {
             SqlAnswer::Done(Some(failure)) => return Err(failed(failure)),
             SqlAnswer::Done(None) => {
                 return Err(Error::Comm("the scheduler sent no schema".into()));
             }
-            SqlAnswer::Rows(ipc) => decode(ipc)?,
+            SqlAnswer::Rows(ipc) => {
+                self.link.sql_read(id, ipc.len());
+                decode(ipc)?
+            }
         };
         let (schema, batches) = first;
         let link = Arc::clone(&self.link);
@@ -69,7 +72,10 @@ impl SchedulerSql {
             async move {
                 let mut answers: mpsc::UnboundedReceiver<SqlAnswer> = answers?;
                 let item = match answers.recv().await {
-                    Some(SqlAnswer::Rows(ipc)) => decode(ipc).map(|(_, batches)| batches),
+                    Some(SqlAnswer::Rows(ipc)) => {
+                        link.sql_read(id, ipc.len());
+                        decode(ipc).map(|(_, batches)| batches)
+                    }
                     Some(SqlAnswer::Done(None)) => return None,
                     Some(SqlAnswer::Done(Some(failure))) => Err(failed(failure)),
                     None => Err(link.went_away()),

@@ -450,13 +450,24 @@ impl ClusterLink for RemoteCluster {
 
 impl RemoteCluster {
     /// Sends statement `sql` for the scheduler to plan and run in the session
-    /// it keeps for this connection: its answers, in order. The stream ends
-    /// without [`SqlAnswer::Done`] if the scheduler goes away.
-    pub fn sql(&self, sql: String) -> Result<mpsc::UnboundedReceiver<SqlAnswer>> {
+    /// it keeps for this connection: its number, and its answers in order.
+    /// The stream ends without [`SqlAnswer::Done`] if the scheduler goes
+    /// away. The scheduler sends rows a window ahead of what the client has
+    /// read: tell it of each [`SqlAnswer::Rows`] read with [`sql_read`](Self::sql_read).
+    pub fn sql(&self, sql: String) -> Result<(u64, mpsc::UnboundedReceiver<SqlAnswer>)> {
         let (answers, answered) = mpsc::unbounded_channel();
         let id = self.await_answer(&self.shared.statements, answers)?;
         self.send(FromClient::Sql { id, sql });
-        Ok(answered)
+        Ok((id, answered))
+    }
+
+    /// Tells the scheduler that rows of statement `id`, `len` bytes of IPC,
+    /// were read: it may send as much more.
+    pub fn sql_read(&self, id: u64, len: usize) {
+        self.send(FromClient::SqlRead {
+            id,
+            kib: super::wire::sql_credits(len),
+        });
     }
 
     /// Numbers a question or statement and notes in `waiting` where its

@@ -20,10 +20,10 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use super::wire::{SqlFailure, ToClient};
+use super::wire::{SqlFailure, ToClient, sql_credits};
 use crate::Result;
 
 /// A session SQL statements run in, one after another.
@@ -85,14 +85,16 @@ impl Drop for Sessions {
 }
 
 /// Runs statement `id` (`sql`) in `session` and sends its rows, then its end,
-/// to `outbox`. Stops early if the client is gone.
+/// to `outbox`, each message once `credits` (returned as the client reads)
+/// cover it. Stops early if the client is gone.
 pub(super) async fn answer(
     session: &dyn SqlSession,
     id: u64,
     sql: String,
     outbox: &mpsc::UnboundedSender<ToClient>,
+    credits: &Semaphore,
 ) {
-    let error = match stream_rows(session, id, sql, outbox).await {
+    let error = match stream_rows(session, id, sql, outbox, credits).await {
         Ok(()) => None,
         Err(e) => Some(SqlFailure {
             message: e.to_string(),
@@ -107,20 +109,28 @@ async fn stream_rows(
     id: u64,
     sql: String,
     outbox: &mpsc::UnboundedSender<ToClient>,
+    credits: &Semaphore,
 ) -> Result<()> {
     let mut stream = session.run(sql).await?;
     let schema = stream.schema();
     // The schema first, alone: the client's output starts with it even when
     // no row follows.
-    let send = |batch: Option<&RecordBatch>| -> Result<bool> {
-        let ipc = ipc_stream(&schema, batch).map_err(DataFusionError::from)?;
-        Ok(outbox.send(ToClient::SqlRows { id, ipc }).is_ok())
+    let send = |batch: Option<RecordBatch>| {
+        let ipc = ipc_stream(&schema, batch.as_ref());
+        async move {
+            let ipc = ipc.map_err(DataFusionError::from)?;
+            match credits.acquire_many(sql_credits(ipc.len())).await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Ok(false),
+            }
+            Ok::<_, crate::Error>(outbox.send(ToClient::SqlRows { id, ipc }).is_ok())
+        }
     };
-    if !send(None)? {
+    if !send(None).await? {
         return Ok(());
     }
     while let Some(batch) = stream.next().await {
-        if !send(Some(&batch?))? {
+        if !send(Some(batch?)).await? {
             return Ok(());
         }
     }

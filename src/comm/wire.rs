@@ -40,6 +40,20 @@ pub enum Hello {
 
 pub use crate::worker::{EncodedJob, EncodedStage, WireArg};
 
+/// The rows of a statement the scheduler runs for a thin client that may be
+/// on their way, unread, in KiB: past it the scheduler waits for the client
+/// ([`FromClient::SqlRead`]), so a slow reader of a large result holds the
+/// statement back instead of the scheduler's memory filling with its rows.
+pub const SQL_WINDOW_KIB: u32 = 32 << 10;
+
+/// What an IPC message of `len` bytes of a statement's rows costs of the
+/// window: its size in KiB, rounded up, and all of the window at most.
+pub fn sql_credits(len: usize) -> u32 {
+    u32::try_from(len.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, SQL_WINDOW_KIB)
+}
+
 /// How often the scheduler tells each worker and client that it lives.
 pub const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -214,6 +228,14 @@ pub enum FromClient {
         id: u64,
         /// Its text.
         sql: String,
+    },
+    /// The client has read rows of statement `id` worth `kib` credits (see
+    /// [`sql_credits`]): the scheduler may send that much more.
+    SqlRead {
+        /// The statement's number.
+        id: u64,
+        /// Credits returned.
+        kib: u32,
     },
     /// A question, answered with [`ToClient::Answer`] of the same `id`.
     Ask {
@@ -415,6 +437,14 @@ pub fn unframe<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_costs_its_kib_of_the_window_and_at_most_all_of_it() {
+        assert_eq!(sql_credits(0), 1);
+        assert_eq!(sql_credits(1024), 1);
+        assert_eq!(sql_credits(1025), 2);
+        assert_eq!(sql_credits(usize::MAX), SQL_WINDOW_KIB);
+    }
 
     #[test]
     fn frames_split_by_size_and_keep_the_order() {

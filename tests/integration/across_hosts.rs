@@ -222,9 +222,11 @@ fn a_lost_scheduler_fails_every_call_and_workers_rejoin_its_successor() {
     );
     // Its process (and the namespace's wrapper around it) takes a moment to
     // go; the client may have noticed first.
-    eventually("the killed scheduler exits", Duration::from_secs(10), || {
-        !scheduler.is_running()
-    });
+    eventually(
+        "the killed scheduler exits",
+        Duration::from_secs(10),
+        || !scheduler.is_running(),
+    );
 
     // The scheduler restarted on the same address: the workers still trying
     // rejoin it, and queries run.

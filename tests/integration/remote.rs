@@ -178,6 +178,16 @@ fn the_scheduler_plans_the_statements_of_rask_query() {
     assert_eq!(thin.stderr, here.stderr);
     assert!(thin.stderr.contains("-c:3:3: "), "{}", thin.stderr);
 
+    // More rows than the scheduler sends ahead of what the client has read
+    // (a window of 32 MiB): they all come, as the client reads them.
+    let wide = "SELECT id, name || repeat('-', 500) AS padded \
+                FROM timeseries('2000-01-01', '2000-01-02') ORDER BY timestamp";
+    let thin = remote_query(&cluster.address, wide, &[]).success().stdout;
+    assert!(thin.len() > 40 << 20, "{} bytes", thin.len());
+    assert_eq!(thin.lines().count(), 86_401);
+    let here = remote_query(&cluster.address, wide, &["--plan-here"]).success();
+    assert!(thin == here.stdout, "the rows differ");
+
     // A relative path is the client's: its folder, not the scheduler's.
     let count = "SELECT count(*) AS n FROM 'people.parquet'";
     let relative = run(rask()

@@ -52,6 +52,10 @@ impl SchedulerState {
             let mut sql = SqlStatements::default();
             while let Some(batch) = messages.next().await {
                 for message in batch {
+                    if let FromClient::SqlRead { id: statement, kib } = message {
+                        sql.read(statement, kib);
+                        continue;
+                    }
                     if let FromClient::Sql {
                         id: statement,
                         sql: text,
@@ -91,7 +95,9 @@ impl SchedulerState {
 #[derive(Default)]
 struct SqlStatements {
     session: Arc<tokio::sync::OnceCell<Box<dyn SqlSession>>>,
-    running: Vec<tokio::task::AbortHandle>,
+    /// The statements running, by number: their tasks, and the credits the
+    /// client returns as it reads their rows.
+    running: HashMap<u64, (tokio::task::AbortHandle, Arc<tokio::sync::Semaphore>)>,
 }
 
 impl SqlStatements {
@@ -107,6 +113,10 @@ impl SqlStatements {
     ) {
         let state = Arc::clone(state);
         let session = Arc::clone(&self.session);
+        let credits = Arc::new(tokio::sync::Semaphore::new(
+            crate::comm::wire::SQL_WINDOW_KIB as usize,
+        ));
+        let window = Arc::clone(&credits);
         let task = tokio::spawn(async move {
             let Some(sessions) = state.sql.get() else {
                 let error = SqlFailure {
@@ -125,7 +135,9 @@ impl SqlStatements {
                 Ok::<_, crate::Error>(session)
             });
             match opened.await {
-                Ok(session) => sql_session::answer(session.as_ref(), id, sql, &outbox).await,
+                Ok(session) => {
+                    sql_session::answer(session.as_ref(), id, sql, &outbox, &window).await
+                }
                 Err(e) => {
                     tracing::error!("cannot open a SQL session: {e}");
                     let error = SqlFailure {
@@ -139,14 +151,25 @@ impl SqlStatements {
                 }
             }
         });
-        self.running.retain(|t| !t.is_finished());
-        self.running.push(task.abort_handle());
+        self.running.retain(|_, (task, _)| !task.is_finished());
+        self.running.insert(id, (task.abort_handle(), credits));
+    }
+
+    /// The client read `kib` credits' worth of statement `id`'s rows.
+    fn read(&self, id: u64, kib: u32) {
+        if let Some((_, credits)) = self.running.get(&id) {
+            // Never more than the window: a client cannot make the
+            // scheduler buffer more by returning credits it was not given.
+            let room = (crate::comm::wire::SQL_WINDOW_KIB as usize)
+                .saturating_sub(credits.available_permits());
+            credits.add_permits((kib as usize).min(room));
+        }
     }
 }
 
 impl Drop for SqlStatements {
     fn drop(&mut self) {
-        for task in &self.running {
+        for (task, _) in self.running.values() {
             task.abort();
         }
     }
@@ -178,7 +201,9 @@ pub(super) fn client_message(client: ClientId, message: FromClient) -> Option<Me
         FromClient::FireAndForget { key } => Event::FireAndForget { key },
         FromClient::Publish { name, key } => Event::Publish { name, key },
         FromClient::Unpublish { name } => Event::Unpublish { name },
-        FromClient::Ask { .. } | FromClient::Sql { .. } => return None,
+        FromClient::Ask { .. } | FromClient::Sql { .. } | FromClient::SqlRead { .. } => {
+            return None;
+        }
     }))
 }
 
