@@ -5,12 +5,14 @@
 //! (see [`rask::SchedulerSql`]). So `rask query --scheduler` sends each
 //! statement there and prints the rows that come back, unless something
 //! needs the plan in this process: `--explain`, `--visualize`, `--report`,
-//! a progress bar, functions this binary registers, `--plan-here`, or a
+//! a progress bar, functions this binary registers, `--plan-here`, a
 //! relative path in the SQL (it names a file in this folder, and the
-//! scheduler's folder is another).
+//! scheduler's folder is another), or SQL that writes files (what a client
+//! writes lands on its machine).
 
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::resolve::resolve_table_references;
+use datafusion::sql::sqlparser::ast;
 use rask::datafusion;
 use rask::internals::planner::script::substitute;
 
@@ -38,14 +40,16 @@ pub fn plans_each_statement<'a>(
     let variables = query.variables.iter().cloned().collect();
     let relative = sources.iter().any(|(_, text)| {
         let substituted = substitute(text, &variables);
-        names_a_relative_path(substituted.as_deref().unwrap_or(text))
+        needs_this_process(substituted.as_deref().unwrap_or(text))
     });
     (!relative).then_some(address)
 }
 
-/// Whether `sql` names a file by a relative path (or cannot be parsed, so
-/// that its error is placed by this process, as always).
-fn names_a_relative_path(sql: &str) -> bool {
+/// Whether `sql` is to be planned in this process: it names a file by a
+/// relative path, or writes files (`COPY … TO`, `INSERT`: what a client
+/// writes lands where it runs), or cannot be parsed (its error is then
+/// placed by this process, as always).
+fn needs_this_process(sql: &str) -> bool {
     let Ok(statements) = DFParser::parse_sql(sql) else {
         return true;
     };
@@ -54,7 +58,10 @@ fn names_a_relative_path(sql: &str) -> bool {
             Statement::CreateExternalTable(create) => {
                 create.locations.iter().map(String::as_str).collect()
             }
-            Statement::CopyTo(copy) => vec![copy.target.as_str()],
+            Statement::CopyTo(_) => return true,
+            Statement::Statement(inner) if matches!(**inner, ast::Statement::Insert(_)) => {
+                return true;
+            }
             _ => Vec::new(),
         };
         // A table name that is not a registered table is read as a path
@@ -83,28 +90,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relative_paths_keep_planning_here() {
-        let absolute = [
+    fn relative_paths_and_writes_keep_planning_here() {
+        let scheduler = [
             "SELECT 1",
             "SELECT count(*) FROM t WHERE x > 0.5",
             "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/data/t.parquet'",
             "SELECT * FROM '/data/t.parquet'",
-            "COPY (SELECT 1) TO 's3://bucket/out.parquet'",
+            "SELECT * FROM 's3://bucket/t.parquet'",
             "SELECT * FROM public.t",
+            "CREATE TABLE small AS SELECT 1 AS one",
         ];
-        for sql in absolute {
-            assert!(!names_a_relative_path(sql), "{sql}");
+        for sql in scheduler {
+            assert!(!needs_this_process(sql), "{sql}");
         }
-        let relative = [
+        let here = [
             "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 'data/t.csv'",
             "SELECT * FROM 'data/t.parquet'",
             "SELECT * FROM \"t.parquet\"",
             "COPY (SELECT 1) TO 'out.parquet'",
+            "COPY (SELECT 1) TO '/data/out.parquet'",
+            "INSERT INTO t VALUES (1)",
             "SELECT * FROM (SELECT * FROM 'a/b.csv') JOIN t USING (id)",
             "SELEC 1",
         ];
-        for sql in relative {
-            assert!(names_a_relative_path(sql), "{sql}");
+        for sql in here {
+            assert!(needs_this_process(sql), "{sql}");
         }
     }
 }
