@@ -74,7 +74,7 @@ impl Runner {
             timing: args.timing,
             explain: false,
             visualize: None,
-            progress: std::io::stderr().is_terminal() && !args.no_progress,
+            progress: draws_progress(args),
             output: None,
             variables: Default::default(),
         }
@@ -239,6 +239,12 @@ impl std::fmt::Display for StatementSteps {
             None => Ok(()),
         }
     }
+}
+
+/// Whether a running statement draws a progress bar: on a terminal, unless
+/// `--no-progress`.
+pub fn draws_progress(args: &RunArgs) -> bool {
+    std::io::stderr().is_terminal() && !args.no_progress
 }
 
 /// A duration in milliseconds, as `--timing` prints them.

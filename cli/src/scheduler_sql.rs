@@ -27,12 +27,11 @@ pub fn plans_each_statement<'a>(
     sources: &[(String, String)],
 ) -> Option<&'a str> {
     let address = run.scheduler.as_deref()?;
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !run.no_progress;
     let here = query.plan_here
         || query.explain
         || query.visualize.is_some()
         || query.report.is_some()
-        || progress
+        || crate::runner::draws_progress(run)
         || !registry.names().is_empty();
     if here {
         return None;

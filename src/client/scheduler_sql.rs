@@ -55,31 +55,14 @@ impl SchedulerSql {
     /// planned and running. An error says where in `sql` it lies, when known.
     pub async fn sql(&self, sql: &str) -> Result<SendableRecordBatchStream> {
         let (id, mut answers) = self.link.sql(sql.to_string())?;
-        let first = match answers.recv().await.ok_or_else(|| self.link.went_away())? {
-            SqlAnswer::Done(Some(failure)) => return Err(failed(failure)),
-            SqlAnswer::Done(None) => {
-                return Err(Error::Comm("the scheduler sent no schema".into()));
-            }
-            SqlAnswer::Rows(ipc) => {
-                self.link.sql_read(id, ipc.len());
-                decode(ipc)?
-            }
-        };
-        let (schema, batches) = first;
+        let (schema, batches) = read(&self.link, id, answers.recv().await)
+            .ok_or_else(|| Error::Comm("the scheduler sent no schema".into()))??;
         let link = Arc::clone(&self.link);
         let rest = futures::stream::unfold(Some(answers), move |answers| {
             let link = Arc::clone(&link);
             async move {
                 let mut answers: mpsc::UnboundedReceiver<SqlAnswer> = answers?;
-                let item = match answers.recv().await {
-                    Some(SqlAnswer::Rows(ipc)) => {
-                        link.sql_read(id, ipc.len());
-                        decode(ipc).map(|(_, batches)| batches)
-                    }
-                    Some(SqlAnswer::Done(None)) => return None,
-                    Some(SqlAnswer::Done(Some(failure))) => Err(failed(failure)),
-                    None => Err(link.went_away()),
-                };
+                let item = read(&link, id, answers.recv().await)?.map(|(_, batches)| batches);
                 let next = item.is_ok().then_some(answers);
                 Some((item, next))
             }
@@ -101,6 +84,25 @@ impl Drop for SchedulerSql {
     /// Ends the connection: the scheduler closes its session.
     fn drop(&mut self) {
         self.link.enqueue(Message::Disconnect(0));
+    }
+}
+
+/// What `answer` (the next of statement `id`'s, `None` once the scheduler
+/// went away) holds: rows, read (the scheduler is told, so it sends more),
+/// an error, or `None` at the statement's end.
+fn read(
+    link: &RemoteCluster,
+    id: u64,
+    answer: Option<SqlAnswer>,
+) -> Option<Result<(SchemaRef, Vec<RecordBatch>)>> {
+    match answer {
+        Some(SqlAnswer::Rows(ipc)) => {
+            link.sql_read(id, ipc.len());
+            Some(decode(ipc))
+        }
+        Some(SqlAnswer::Done(None)) => None,
+        Some(SqlAnswer::Done(Some(failure))) => Some(Err(failed(failure))),
+        None => Some(Err(link.went_away())),
     }
 }
 

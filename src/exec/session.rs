@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use datafusion::error::Result;
-use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -18,8 +21,10 @@ use super::{ObjectStores, ReclaimingPool};
 /// read. An entry serves only while its file keeps the size and modification
 /// time it was read with. Listings are not shared: a session sees the files
 /// there are when it first lists a folder.
-static FILE_METADATA: std::sync::LazyLock<Option<Arc<CacheManager>>> =
-    std::sync::LazyLock::new(|| CacheManager::try_new(&CacheManagerConfig::default()).ok());
+static FILE_METADATA: std::sync::LazyLock<Arc<FileMetadataCache>> =
+    std::sync::LazyLock::new(|| {
+        Arc::new(DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("rask's file metadata"))
+    });
 
 /// What a session is set up with. The functions and tables of a session are
 /// its caller's to register (`Registry::install`, `datasets::install`).
@@ -110,12 +115,12 @@ pub fn new_context(
     // weighs as one process's cheap one. TPC-H q18: 6 stages → 5.
     settings.optimizer.subset_repartition_threshold = 1;
 
-    let mut runtime =
-        RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::new(ObjectStores::new()))
-            .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(
-                FILE_METADATA.as_ref().map(|c| c.get_file_metadata_cache()),
-            ));
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(ObjectStores::new()))
+        .with_cache_manager(
+            CacheManagerConfig::default()
+                .with_file_metadata_cache(Some(Arc::clone(&*FILE_METADATA) as _)),
+        );
     if let Some(limit) = options.memory_limit {
         runtime = runtime.with_memory_pool(Arc::new(ReclaimingPool::new(limit)));
     }

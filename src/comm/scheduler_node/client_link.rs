@@ -118,36 +118,30 @@ impl SqlStatements {
         ));
         let window = Arc::clone(&credits);
         let task = tokio::spawn(async move {
-            let Some(sessions) = state.sql.get() else {
-                let error = SqlFailure {
-                    message: "this scheduler does not run SQL for its clients".into(),
-                    location: None,
-                };
-                let _ = outbox.send(ToClient::SqlDone {
-                    id,
-                    error: Some(error),
-                });
-                return;
+            let opened = match state.sql.get() {
+                None => Err("this scheduler does not run SQL for its clients".to_string()),
+                Some(sessions) => session
+                    .get_or_try_init(|| async {
+                        let session = sessions.take().await?;
+                        tracing::info!("client {client}: a SQL session opened");
+                        Ok::<_, crate::Error>(session)
+                    })
+                    .await
+                    .map_err(|e| {
+                        tracing::error!("cannot open a SQL session: {e}");
+                        format!("the scheduler cannot open a SQL session: {e}")
+                    }),
             };
-            let opened = session.get_or_try_init(|| async {
-                let session = sessions.take().await?;
-                tracing::info!("client {client}: a SQL session opened");
-                Ok::<_, crate::Error>(session)
-            });
-            match opened.await {
+            match opened {
                 Ok(session) => {
                     sql_session::answer(session.as_ref(), id, sql, &outbox, &window).await
                 }
-                Err(e) => {
-                    tracing::error!("cannot open a SQL session: {e}");
-                    let error = SqlFailure {
-                        message: format!("the scheduler cannot open a SQL session: {e}"),
+                Err(message) => {
+                    let error = Some(SqlFailure {
+                        message,
                         location: None,
-                    };
-                    let _ = outbox.send(ToClient::SqlDone {
-                        id,
-                        error: Some(error),
                     });
+                    let _ = outbox.send(ToClient::SqlDone { id, error });
                 }
             }
         });
